@@ -1,0 +1,732 @@
+"""The MQTT plugin against a real mosquitto and a real paho subscriber (its hooks called directly)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Broker, Subscriber, find_program, free_port, requires_mosquitto, wait_until
+from vcd_plugins import mqtt as mqtt_plugin
+
+import vcd
+from vcd.config import parse_config
+
+pytestmark = requires_mosquitto
+
+SITE = "kitchen"
+TIMINGS = {"audio_s": 1.62, "decode_ms": 48.5, "speech_end": 1764000000.25, "recognized_at": 1764000000.31}
+
+
+def make_plugin(
+    broker: Broker, site: str = SITE, intents: list[str] | None = None, **table: Any
+) -> mqtt_plugin.MqttPlugin:
+    """A started plugin for ``broker``; fast reconnects unless the test says otherwise."""
+    raw = {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **table}
+    settings = mqtt_plugin.parse_settings(raw, "config.toml", site)
+    plugin = mqtt_plugin.MqttPlugin(settings, intents)
+    plugin.start()
+    return plugin
+
+
+@pytest.fixture
+def plugins() -> Any:
+    """Plugins made by a test are stopped after it."""
+    made: list[mqtt_plugin.MqttPlugin] = []
+
+    def make(broker: Broker, **kwargs: Any) -> mqtt_plugin.MqttPlugin:
+        plugin = make_plugin(broker, **kwargs)
+        made.append(plugin)
+        return plugin
+
+    yield make
+    for plugin in made:
+        plugin.stop()
+
+
+def turn_on_kitchen_light(plugin: mqtt_plugin.MqttPlugin) -> None:
+    plugin.intent(SITE, "HassTurnOn", {"name": "kitchen light"}, "turn on the kitchen light", 0.93, TIMINGS)
+
+
+# --- default JSON events and availability --------------------------------------------------------
+
+
+def test_intent_is_published_as_json_event(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker)
+    online = subscriber.wait_for("vcd/kitchen/status")
+    assert (online.text, online.retain) == ("online", False)  # live message; retained copy for late subscribers
+
+    turn_on_kitchen_light(plugin)
+
+    event = subscriber.wait_for("vcd/kitchen/intent/HassTurnOn")
+    payload = event.json()
+    assert isinstance(payload.pop("id"), str)
+    assert payload == {
+        "intent": "HassTurnOn",
+        "slots": {"name": "kitchen light"},
+        "text": "turn on the kitchen light",
+        "confidence": 0.93,
+        "site": "kitchen",
+        "speech_end": 1764000000.25,
+        "recognized_at": 1764000000.31,
+        "audio_s": 1.62,
+        "decode_ms": 48.5,
+    }
+    assert (event.qos, event.retain) == (1, False)
+
+
+def test_numbers_stay_numbers_and_order_is_kept(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker, qos=0)
+    subscriber.wait_for("vcd/kitchen/status")
+    for degrees in (18, 19, 20, 21.5):
+        plugin.intent(
+            SITE,
+            "HassClimateSetTemperature",
+            {"area": "living room", "temperature": degrees},
+            f"set the living room to {degrees} degrees",
+            0.8,
+            TIMINGS,
+        )
+    got = [subscriber.wait_for("vcd/kitchen/intent/HassClimateSetTemperature").json()["slots"] for _ in range(4)]
+    assert got == [{"area": "living room", "temperature": t} for t in (18, 19, 20, 21.5)]
+
+
+def test_unrecognized_publishes_nothing_by_default(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker)
+    subscriber.wait_for("vcd/kitchen/status")
+    plugin.transcript(SITE, "", 0.1, 1.2)
+    plugin.unrecognized(SITE, "", 0.1, 1.2)
+    assert subscriber.drain(0.7) == []
+
+
+def test_unrecognized_topic_when_enabled(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker, publish_unrecognized=True, publish_intents=False)
+    subscriber.wait_for("vcd/kitchen/status")
+    turn_on_kitchen_light(plugin)  # publish_intents = false: no event
+    plugin.unrecognized(SITE, "turn on the porch light", 0.31, 1.4)
+    message = subscriber.wait_for("vcd/kitchen/unrecognized")
+    assert message.json() == {"text": "turn on the porch light", "confidence": 0.31, "site": "kitchen", "audio_s": 1.4}
+    assert [m.topic for m in subscriber.seen] == ["vcd/kitchen/status", "vcd/kitchen/unrecognized"]
+
+
+def test_shutdown_delivers_offline_retained(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = make_plugin(broker, topic_prefix="house", shutdown_wait_s=1.0)
+    subscriber.wait_for("house/kitchen/status", payload="online")
+    turn_on_kitchen_light(plugin)
+    started = time.monotonic()
+    assert plugin.stop() is True
+    assert time.monotonic() - started < 1.5
+    subscriber.wait_for("house/kitchen/intent/HassTurnOn")  # queued before shutdown: delivered first
+    subscriber.wait_for("house/kitchen/status", payload="offline")
+
+    late = Subscriber(broker, topics=("house/kitchen/status",))
+    try:
+        retained = late.get()
+        assert (retained.text, retained.retain) == ("offline", True)
+    finally:
+        late.close()
+
+
+KILLED_CLIENT = textwrap.dedent(
+    """
+    import sys, time
+    from vcd_plugins import mqtt
+    settings = mqtt.parse_settings({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 5}, "test", "attic")
+    plugin = mqtt.MqttPlugin(settings)
+    plugin.start()
+    while not plugin.publisher.connected:
+        time.sleep(0.01)
+    print("connected", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_last_will_offline_when_the_process_is_killed(broker: Broker, subscriber: Subscriber) -> None:
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(broker.port)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"connected"
+        subscriber.wait_for("vcd/attic/status", payload="online")
+        os.kill(child.pid, signal.SIGKILL)
+        will = subscriber.wait_for("vcd/attic/status", timeout_s=10)
+        assert will.text == "offline"
+    finally:
+        child.kill()
+        child.wait()
+    late = Subscriber(broker, topics=("vcd/attic/status",))
+    try:
+        assert (late.get().text, late.seen[-1].retain) == ("offline", True)
+    finally:
+        late.close()
+
+
+# --- command mapping -----------------------------------------------------------------------------
+
+
+COMMANDS = [
+    {"intent": "HassTurnOn", "slots": {"domain": "light"}, "topic": "home/{area|slug}/lights/set", "payload": "ON"},
+    {"intent": "HassTurnOn", "topic": "home/{name|slug}/set", "payload": "ON"},
+    {"intent": "HassTurnOff", "topic": "home/{name|slug}/set", "payload": "OFF", "qos": 0},
+    {
+        "intent": "HassClimateSetTemperature",
+        "topic": "home/{area|slug}/thermostat/set",
+        "payload": '{{"target": {temperature}, "said": {text|json}}}',
+        "retain": True,
+    },
+]
+
+
+def test_commands_map_intents_to_topics_and_payloads(
+    broker: Broker, subscriber: Subscriber, plugins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = plugins(broker, publish_intents=False, commands=COMMANDS)
+    subscriber.wait_for("vcd/kitchen/status")
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+
+    turn_on_kitchen_light(plugin)
+    plugin.intent(SITE, "HassTurnOff", {"name": "Living Room Lamp"}, "turn off the living room lamp", 0.9, TIMINGS)
+    plugin.intent(
+        SITE, "HassTurnOn", {"area": "living room", "domain": "light"}, "turn on the living room lights", 0.9, TIMINGS
+    )
+    plugin.intent(
+        SITE,
+        "HassClimateSetTemperature",
+        {"area": "bedroom", "temperature": 21},
+        'set the bedroom to "21" degrees',
+        0.9,
+        TIMINGS,
+    )
+
+    got = [(m.topic, m.text, m.qos, m.retain) for m in subscriber.drain(0.7)]
+    assert got == [
+        ("home/kitchen_light/set", "ON", 1, False),
+        ("home/living_room_lamp/set", "OFF", 0, False),
+        ("home/living_room/lights/set", "ON", 1, False),
+        # rule 1 also matches HassTurnOn but names {name}, which this command lacks: skipped and logged
+        ("home/bedroom/thermostat/set", '{"target": 21, "said": "set the bedroom to \\"21\\" degrees"}', 1, False),
+    ]
+    assert json.loads(got[-1][1]) == {"target": 21, "said": 'set the bedroom to "21" degrees'}
+    assert [r.getMessage() for r in caplog.records] == [
+        "mqtt: commands[1] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
+        "which this command lacks (slots: area, domain)"
+    ]
+    late = Subscriber(broker, topics=("home/#",))  # retain = true on the thermostat rule only
+    try:
+        assert [(m.topic, m.retain) for m in late.drain(0.5)] == [("home/bedroom/thermostat/set", True)]
+    finally:
+        late.close()
+
+
+def test_command_topic_made_unsafe_by_a_raw_slot_is_skipped(
+    broker: Broker, subscriber: Subscriber, plugins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = [{"intent": "HassTurnOn", "topic": "home/{name}/set", "payload": "ON"}]
+    plugin = plugins(broker, publish_intents=False, commands=rules)
+    subscriber.wait_for("vcd/kitchen/status")
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    plugin.intent(SITE, "HassTurnOn", {"name": "tv #2"}, "turn on tv number two", 0.9, TIMINGS)
+    turn_on_kitchen_light(plugin)
+    assert [(m.topic, m.text) for m in subscriber.drain(0.7)] == [("home/kitchen light/set", "ON")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "mqtt: commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
+        "(got 'home/tv #2/set') (template 'home/{name}/set')"
+    ]
+
+
+def test_template_syntax() -> None:
+    template = mqtt_plugin.Template.parse("{{literal}} {name} {name|slug} {name|upper} {n|json} {intent|lower}")
+    values = {"name": "Kitchen Light", "n": 2.5, "intent": "HassTurnOn"}
+    assert template.render(values) == "{literal} Kitchen Light kitchen_light KITCHEN LIGHT 2.5 hassturnon"
+    assert mqtt_plugin.slugify("Café  Lights/2") == "cafe_lights_2"
+    with pytest.raises(mqtt_plugin.MissingField):
+        template.render({"name": "x"})
+
+
+# --- Rhasspy Hermes --------------------------------------------------------------------------------
+
+
+def test_hermes_messages(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker, hermes=True, publish_intents=False, site="livingroom")
+    subscriber.wait_for("vcd/livingroom/status")
+    text = "set the living room to twenty one degrees"
+    slots = {"area": "living room", "temperature": 21}
+
+    plugin.transcript("livingroom", text, 0.87, 2.1)
+    plugin.intent("livingroom", "HassClimateSetTemperature", slots, text, 0.87, TIMINGS)
+    plugin.transcript("livingroom", "play some jazz", 0.2, 1.3)
+    plugin.unrecognized("livingroom", "play some jazz", 0.2, 1.3)
+
+    captured = subscriber.wait_for("hermes/asr/textCaptured").json()
+    session = captured.pop("sessionId")
+    assert captured == {
+        "text": text,
+        "likelihood": 0.87,
+        "seconds": 2.1,
+        "siteId": "livingroom",
+        "wakewordId": None,
+        "asrTokens": captured["asrTokens"],
+        "lang": None,
+    }
+    intent = subscriber.wait_for("hermes/intent/HassClimateSetTemperature").json()
+    assert intent["sessionId"] == session
+    words = text.split()
+    assert intent == {
+        "input": text,
+        "intent": {"intentName": "HassClimateSetTemperature", "confidenceScore": 0.87},
+        "slots": [
+            {
+                "entity": "area",
+                "slotName": "area",
+                "rawValue": "living room",
+                "value": {"kind": "Unknown", "value": "living room"},
+                "confidence": 0.87,
+                "range": {"start": 8, "end": 19, "rawStart": 8, "rawEnd": 19},
+            },
+            {
+                "entity": "temperature",
+                "slotName": "temperature",
+                "rawValue": "21",
+                "value": {"kind": "Number", "value": 21},
+                "confidence": 0.87,
+            },
+        ],
+        "siteId": "livingroom",
+        "id": None,
+        "sessionId": session,
+        "customData": None,
+        "asrTokens": [
+            [
+                {
+                    "value": w,
+                    "confidence": 1.0,
+                    "rangeStart": text.index(w),
+                    "rangeEnd": text.index(w) + len(w),
+                    "time": None,
+                }
+                for w in words
+            ]
+        ],
+        "asrConfidence": 0.87,
+        "rawInput": text,
+        "wakewordId": None,
+        "lang": None,
+    }
+    subscriber.wait_for("hermes/asr/textCaptured")
+    not_recognized = subscriber.wait_for("hermes/nlu/intentNotRecognized").json()
+    assert not_recognized.pop("sessionId") != session
+    assert not_recognized == {"input": "play some jazz", "siteId": "livingroom", "id": None, "customData": None}
+
+
+# --- Home Assistant discovery ----------------------------------------------------------------------
+
+
+def test_homeassistant_discovery_and_events(broker: Broker, subscriber: Subscriber, plugins: Any) -> None:
+    plugin = plugins(broker, homeassistant_discovery=True, publish_intents=False, intents=["HassTurnOn", "HassTurnOff"])
+    config = subscriber.wait_for("homeassistant/event/vcd_kitchen/command/config")
+    assert config.retain is False  # live; the broker keeps a retained copy for Home Assistant restarts
+    assert config.json() == {
+        "name": "Voice command",
+        "unique_id": "vcd_kitchen_command",
+        "state_topic": "vcd/kitchen/event",
+        "event_types": ["HassTurnOn", "HassTurnOff", "unrecognized"],
+        "availability_topic": "vcd/kitchen/status",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "qos": 1,
+        "icon": "mdi:microphone-message",
+        "device": {
+            "identifiers": ["vcd_kitchen"],
+            "name": "vcd kitchen",
+            "manufacturer": "vcd",
+            "model": "offline voice-command daemon",
+            "sw_version": vcd.__version__,
+        },
+    }
+    turn_on_kitchen_light(plugin)
+    plugin.unrecognized(SITE, "", 0.05, 0.8)
+    assert subscriber.wait_for("vcd/kitchen/event").json() == {
+        "event_type": "HassTurnOn",
+        "name": "kitchen light",
+        "text": "turn on the kitchen light",
+        "confidence": 0.93,
+    }
+    assert subscriber.wait_for("vcd/kitchen/event").json() == {
+        "event_type": "unrecognized",
+        "text": "",
+        "confidence": 0.05,
+    }
+
+    home_assistant = Subscriber(broker, topics=("homeassistant/#",))  # a restarted Home Assistant
+    try:
+        retained = home_assistant.get()
+        assert retained.retain and retained.json()["unique_id"] == "vcd_kitchen_command"
+    finally:
+        home_assistant.close()
+
+
+def test_event_types_come_from_the_sentence_files(tmp_path: Path) -> None:
+    sentences = tmp_path / "mine.yaml"
+    sentences.write_text("language: en\nintents:\n  OpenGarage:\n    data:\n      - sentences: [open the garage]\n")
+    config = parse_config({"recognizer": {"sentences": str(sentences)}}, tmp_path / "config.toml")
+    assert mqtt_plugin.sentence_intents(config) == ["OpenGarage"]
+    bundled = mqtt_plugin.sentence_intents(parse_config({}))
+    assert {"HassTurnOn", "HassTurnOff", "HassClimateSetTemperature"} <= set(bundled)
+
+
+# --- broker outages --------------------------------------------------------------------------------
+
+
+def test_broker_down_at_start_then_commands_delivered_in_order(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, persistent=True)
+    broker.start()
+    sub = Subscriber(broker, durable=True)  # the broker keeps its session, so it misses nothing while reconnecting
+    sub.close()
+    broker.stop()
+    plugin = make_plugin(broker)
+    try:
+        time.sleep(0.3)
+        assert not plugin.publisher.connected
+        names = ["kitchen light", "tv", "radio", "heater"]
+        for name in names:
+            plugin.intent(SITE, "HassTurnOn", {"name": name}, f"turn on the {name}", 0.9, TIMINGS)
+        assert plugin.publisher.pending() == 4
+        broker.start()
+        sub = Subscriber(broker, durable=True)
+        got = [sub.wait_for("vcd/kitchen/intent/HassTurnOn").json()["slots"]["name"] for _ in names]
+        assert got == names
+        assert wait_until(lambda: plugin.publisher.pending() == 0, 5)
+        sub.close()
+    finally:
+        plugin.stop()
+        broker.stop()
+
+
+def test_broker_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
+    broker = Broker(tmp_path, persistent=True)
+    broker.start()
+    sub = Subscriber(broker, durable=True)
+    plugin = make_plugin(broker, qos=1)
+    try:
+        sub.wait_for("vcd/kitchen/status", payload="online")
+        turn_on_kitchen_light(plugin)
+        assert sub.wait_for("vcd/kitchen/intent/HassTurnOn").json()["text"] == "turn on the kitchen light"
+        broker.stop()
+        assert wait_until(lambda: not plugin.publisher.connected, 5)
+        for n in range(5):
+            plugin.intent(
+                SITE,
+                "HassLightSet",
+                {"name": "office lamp", "brightness": n * 10},
+                f"set the office lamp to {n * 10} percent",
+                0.9,
+                TIMINGS,
+            )
+        broker.start()
+        got = [sub.wait_for("vcd/kitchen/intent/HassLightSet").json()["slots"]["brightness"] for _ in range(5)]
+        assert got == [0, 10, 20, 30, 40]
+        assert plugin.publisher.dropped == 0
+    finally:
+        plugin.stop()
+        sub.close()
+        broker.stop()
+
+
+def test_full_queue_drops_the_oldest_and_logs_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    broker = Broker(tmp_path, persistent=True)
+    broker.start()
+    Subscriber(broker, durable=True).close()
+    broker.stop()
+    plugin = make_plugin(broker, queue_size=2)
+    try:
+        for name in ("tv", "radio", "heater", "coffee maker"):
+            plugin.intent(SITE, "HassTurnOn", {"name": name}, f"turn on the {name}", 0.9, TIMINGS)
+        drops = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+        assert (
+            drops
+            == [
+                "mqtt: queue full (2 messages, broker unreachable); dropped the oldest: intent HassTurnOn on "
+                "vcd/kitchen/intent/HassTurnOn",
+            ]
+            * 2
+        )
+        assert plugin.publisher.dropped == 2
+        broker.start()
+        sub = Subscriber(broker, durable=True)
+        got = [sub.wait_for("vcd/kitchen/intent/HassTurnOn").json()["slots"]["name"] for _ in range(2)]
+        assert got == ["heater", "coffee maker"]
+        assert sub.drain(0.5) == [] or all(m.topic == "vcd/kitchen/status" for m in sub.seen[2:])
+        sub.close()
+    finally:
+        plugin.stop()
+        broker.stop()
+
+
+def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    settings = mqtt_plugin.parse_settings(
+        {"host": "127.0.0.1", "port": free_port(), "reconnect_min_s": 0.05, "reconnect_max_s": 0.1}, "config.toml", SITE
+    )
+    plugin = mqtt_plugin.MqttPlugin(settings)
+    plugin.start()
+    turn_on_kitchen_light(plugin)
+    time.sleep(0.6)  # several failed attempts
+    started = time.monotonic()
+    assert plugin.stop() is False
+    assert time.monotonic() - started < 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot reach broker" in m for m in messages) == 1
+    assert "mqtt: 1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
+
+
+# --- the hooks as the daemon calls them --------------------------------------------------------
+
+
+def test_hooks_through_a_real_config(broker: Broker, subscriber: Subscriber, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = parse_config(
+        {"daemon": {"site": "hall"}, "plugins": {"mqtt": {"host": broker.host, "port": broker.port}}}, path
+    )
+    mqtt_plugin.vcd_startup(config=config, config_path=path)
+    try:
+        subscriber.wait_for("vcd/hall/status", payload="online")
+        mqtt_plugin.vcd_transcript(site="hall", text="turn off the tv", confidence=0.9, audio_s=1.1)
+        mqtt_plugin.vcd_intent(
+            site="hall",
+            intent="HassTurnOff",
+            slots={"name": "tv"},
+            text="turn off the tv",
+            confidence=0.9,
+            timings=TIMINGS,
+        )
+        assert subscriber.wait_for("vcd/hall/intent/HassTurnOff").json()["slots"] == {"name": "tv"}
+    finally:
+        mqtt_plugin.vcd_shutdown(reason="test")
+    subscriber.wait_for("vcd/hall/status", payload="offline")
+
+
+def test_no_table_means_idle(tmp_path: Path) -> None:
+    config = parse_config({}, tmp_path / "config.toml")
+    mqtt_plugin.vcd_startup(config=config, config_path=tmp_path / "config.toml")
+    mqtt_plugin.vcd_intent(site="x", intent="HassTurnOn", slots={}, text="t", confidence=1.0, timings={})
+    mqtt_plugin.vcd_shutdown(reason="test")
+
+
+# --- configuration errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"qos": 3}, "plugins.mqtt.qos: must be 0, 1 or 2 (got 3)"),
+        ({"port": 0}, "plugins.mqtt.port: must be 1..65535 (got 0)"),
+        ({"prot": 1884}, "plugins.mqtt.prot: unknown key (did you mean 'port'?)"),
+        ({"host": ""}, "plugins.mqtt.host: must not be empty"),
+        ({"retain": "yes"}, "plugins.mqtt.retain: must be true or false (got 'yes')"),
+        (
+            {"topic_prefix": "vcd/#"},
+            "plugins.mqtt.topic_prefix: must not contain the wildcards '+' or '#' (got 'vcd/#')",
+        ),
+        (
+            {"availability_topic": "vcd/+/status"},
+            "plugins.mqtt.availability_topic: must not contain the wildcards '+' or '#' (got 'vcd/+/status')",
+        ),
+        (
+            {"reconnect_min_s": 10, "reconnect_max_s": 5},
+            "plugins.mqtt.reconnect_max_s: must be at least reconnect_min_s (5 < 10)",
+        ),
+        ({"queue_size": 0}, "plugins.mqtt.queue_size: must be 1..1000000 (got 0)"),
+        (
+            {"password_env": "VCD_TEST_NO_SUCH_VARIABLE", "username": "u"},
+            "plugins.mqtt.password_env: environment variable VCD_TEST_NO_SUCH_VARIABLE is not set",
+        ),
+        (
+            {"password_file": "missing.txt", "username": "u"},
+            "plugins.mqtt.password_file: {dir}/missing.txt: no such file",
+        ),
+        ({"tls": {"ca_file": "ca.pem"}}, "plugins.mqtt.tls.ca_file: {dir}/ca.pem: no such file"),
+        ({"tls": {"verify": False}}, "plugins.mqtt.tls.verify: unknown key"),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "home/+/set", "payload": "ON"}]},
+            "plugins.mqtt.commands[0].topic: must not contain the wildcards '+' or '#' (got 'home/+/set')",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "home/{name|shout}", "payload": "ON"}]},
+            "plugins.mqtt.commands[0].topic: template 'home/{name|shout}': unknown filter 'shout' "
+            "(known: json, lower, slug, upper)",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "home/{name.attr}", "payload": "ON"}]},
+            "plugins.mqtt.commands[0].topic: template 'home/{name.attr}': {name.attr} must name a slot, "
+            "e.g. {name} or {name|slug}",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "home/x", "payload": "{oops"}]},
+            "plugins.mqtt.commands[0].payload: malformed template '{oops': expected '}' before end of string "
+            "(write '{{' or '}}' for a literal brace)",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "home/x"}]},
+            "plugins.mqtt.commands[0].payload: missing (every command needs intent, topic and payload)",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "t", "payload": "p", "qos": 5}]},
+            "plugins.mqtt.commands[0].qos: must be 0, 1 or 2 (got 5)",
+        ),
+        (
+            {"commands": [{"intent": "HassTurnOn", "topic": "t", "payload": "p", "slot": {}}]},
+            "plugins.mqtt.commands[0].slot: unknown key (did you mean 'slots'?)",
+        ),
+        (
+            {"node_id": "vcd kitchen", "homeassistant_discovery": True},
+            "plugins.mqtt.node_id: must use only letters, digits, '_' and '-' (got 'vcd kitchen')",
+        ),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path: Path, table: dict[str, Any], message: str) -> None:
+    path = tmp_path / "config.toml"
+    config = parse_config({"plugins": {"mqtt": table}}, path)
+    with pytest.raises(vcd.ConfigError) as caught:
+        mqtt_plugin.vcd_startup(config=config, config_path=path)
+    assert str(caught.value) == f"{path}: " + message.replace("{dir}", str(tmp_path))
+
+
+def test_password_from_environment_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VCD_TEST_MQTT_PASSWORD", "s3cret")
+    settings = mqtt_plugin.parse_settings({"username": "hub", "password_env": "VCD_TEST_MQTT_PASSWORD"}, "c", SITE)
+    assert settings.password == "s3cret" and "s3cret" not in repr(settings)
+    (tmp_path / "pw").write_text("from-file\n")
+    settings = mqtt_plugin.parse_settings({"username": "hub", "password_file": "pw"}, "c", SITE, tmp_path)
+    assert settings.password == "from-file"
+
+
+def test_a_literal_password_works_but_is_discouraged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    settings = mqtt_plugin.parse_settings({"username": "hub", "password": "plain"}, "c", SITE)
+    assert settings.password == "plain"
+    assert [r.getMessage() for r in caplog.records] == [
+        "mqtt: plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
+    ]
+    with pytest.raises(vcd.ConfigError, match=r"^c: plugins.mqtt.password_env: give only one of password, "):
+        mqtt_plugin.parse_settings({"username": "hub", "password": "p", "password_env": "X"}, "c", SITE)
+
+
+# --- TLS and passwords against a real broker -------------------------------------------------------
+
+
+def make_certificates(folder: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=vcd test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_connection_with_a_private_ca(tmp_path: Path, plugins: Any) -> None:
+    make_certificates(tmp_path)
+    tls_port = free_port()
+    broker = Broker(
+        tmp_path,
+        head=("per_listener_settings true",),
+        tail=(
+            f"listener {tls_port} 127.0.0.1",
+            "allow_anonymous true",
+            f"cafile {tmp_path}/ca.pem",
+            f"certfile {tmp_path}/server.pem",
+            f"keyfile {tmp_path}/server.key",
+        ),
+    )
+    broker.start()
+    sub = Subscriber(broker)  # on the plain listener
+    try:
+        settings = mqtt_plugin.parse_settings(
+            {"host": "127.0.0.1", "port": tls_port, "tls": {"ca_file": "ca.pem"}}, "config.toml", SITE, tmp_path
+        )
+        plugin = mqtt_plugin.MqttPlugin(settings)
+        plugin.start()
+        try:
+            sub.wait_for("vcd/kitchen/status", payload="online")
+            turn_on_kitchen_light(plugin)
+            assert sub.wait_for("vcd/kitchen/intent/HassTurnOn").json()["slots"] == {"name": "kitchen light"}
+        finally:
+            plugin.stop()
+    finally:
+        sub.close()
+        broker.stop()
+
+
+def test_password_from_a_file_against_a_real_broker(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    mosquitto_passwd = find_program("mosquitto_passwd")
+    if mosquitto_passwd is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    subprocess.run([mosquitto_passwd, "-c", "-b", str(tmp_path / "passwd"), "hub", "s3cret"], check=True)
+    (tmp_path / "passwd").chmod(0o600)
+    (tmp_path / "good").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("guess\n")
+    auth_port = free_port()
+    broker = Broker(
+        tmp_path,
+        head=("per_listener_settings true",),
+        tail=(
+            f"listener {auth_port} 127.0.0.1",
+            "allow_anonymous false",
+            f"password_file {tmp_path}/passwd",
+        ),
+    )
+    broker.start()
+    sub = Subscriber(broker)
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    made = []
+    try:
+        for site, password_file in (("good", "good"), ("bad", "bad")):
+            table = {
+                "host": "127.0.0.1",
+                "port": auth_port,
+                "username": "hub",
+                "password_file": password_file,
+                "reconnect_min_s": 5,
+                "reconnect_max_s": 5,
+            }
+            made.append(mqtt_plugin.MqttPlugin(mqtt_plugin.parse_settings(table, "config.toml", site, tmp_path)))
+            made[-1].start()
+        sub.wait_for("vcd/good/status", payload="online")
+        assert wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records), 5)
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refused[0] == f"mqtt: broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
+        assert not made[1].publisher.connected
+    finally:
+        for plugin in made:
+            plugin.stop()
+        sub.close()
+        broker.stop()

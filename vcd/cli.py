@@ -1,0 +1,137 @@
+"""The ``vcd`` command line: run the daemon, check the configuration, list plugins and devices."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from vcd import __version__
+from vcd.config import load_config, with_overrides
+from vcd.errors import AudioError, ExitCode, VcdError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Log to stderr; under systemd (``$JOURNAL_STREAM``) without our own timestamps."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(fmt))
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config.daemon.log_level)
+    if args.input not in (None, "-") and not os.path.isfile(args.input):
+        raise AudioError(f"{args.input}: no such file")
+    config = with_overrides(config, site=args.site, input_path=args.input, realtime=args.realtime, device=args.device)
+    _LOGGER.info("vcd %s: configuration %s", __version__, config.label)
+    from vcd.daemon import run_daemon
+
+    return run_daemon(config)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from vcd.plugins import load_plugins
+
+    config = load_config(args.config)
+    host = load_plugins(config)
+    plugins = ", ".join(host.names) or "none"
+    print(f"{config.label}: OK (plugins: {plugins})")
+    return ExitCode.OK
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from vcd.plugins import load_plugins
+
+    host = load_plugins(load_config(args.config))
+    if not host.loaded:
+        print("no plugins loaded")
+        return ExitCode.OK
+    width = max(len(p.name) for p in host.loaded)
+    for plugin in host.loaded:
+        print(f"{plugin.name:<{width}}  {plugin.source}")
+        print(f"{'':<{width}}  hooks: {', '.join(plugin.hooks) or 'none'}")
+    return ExitCode.OK
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from vcd.sources import input_devices
+
+    devices = input_devices()
+    if not devices:
+        print("no audio input devices")
+        return ExitCode.OK
+    for dev in devices:
+        mark = "*" if dev["default"] else " "
+        print(f"{mark} {dev['index']:>3}  {dev['name']}  ({dev['channels']} ch, {dev['rate_hz']} Hz)")
+    return ExitCode.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcd", description="Offline voice-command daemon.")
+    parser.add_argument("--version", action="version", version=f"vcd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    config_help = "configuration file (default: $VCD_CONFIG, ./config.toml, /etc/vcd/config.toml, built-in defaults)"
+
+    run = sub.add_parser("run", help="run the daemon: listen, recognise, call the plugins")
+    run.add_argument("--config", metavar="PATH", help=config_help)
+    run.add_argument(
+        "--input",
+        metavar="FILE",
+        help='play an audio file instead of the microphone, or "-" for raw 16-bit PCM on stdin '
+        "(audio.input_rate_hz); the daemon exits at its end",
+    )
+    pace = run.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--realtime", dest="realtime", action="store_true", default=None, help="play --input at real-time speed"
+    )
+    pace.add_argument(
+        "--fast", dest="realtime", action="store_false", help="play --input as fast as possible (default)"
+    )
+    run.add_argument("--device", metavar="NAME|INDEX", help="microphone to use (see `vcd devices`)")
+    run.add_argument("--site", metavar="ID", help="site id of this hub (overrides daemon.site)")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate the configuration and load the plugins")
+    check.add_argument("--config", metavar="PATH", help=config_help)
+    check.set_defaults(func=_cmd_check_config)
+
+    plugins = sub.add_parser("plugins", help="list the plugins that load, where from, and their hooks")
+    plugins.add_argument("--config", metavar="PATH", help=config_help)
+    plugins.set_defaults(func=_cmd_plugins)
+
+    devices = sub.add_parser("devices", help="list the audio input devices")
+    devices.set_defaults(func=_cmd_devices)
+
+    if importlib.util.find_spec("vcd.asr_cli") is not None:
+        from vcd import asr_cli
+
+        asr_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vcd`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    setup_logging("warning")  # `vcd run` switches to daemon.log_level
+    try:
+        return int(args.func(args))
+    except VcdError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return ExitCode.FAILURE

@@ -1,0 +1,383 @@
+"""Configuration: find the TOML file, validate it, and turn it into frozen objects per subsystem."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from vcd.errors import ConfigError
+
+_LOGGER = logging.getLogger(__name__)
+
+ENV_VAR = "VCD_CONFIG"
+SEARCH_PATHS = (Path("config.toml"), Path("/etc/vcd/config.toml"))
+LOG_LEVELS = ("debug", "info", "warning", "error")
+AUDIO_SOURCES = ("mic", "file", "stdin")
+
+
+# --- the objects the rest of vcd reads -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``[daemon]``: identity and logging of the running service."""
+
+    site: str = "default"  # names this hub in hooks and MQTT topics
+    log_level: str = "info"  # debug | info | warning | error
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """``[audio]``: where the audio comes from and how it is buffered."""
+
+    source: str = "mic"  # mic | file | stdin
+    file: Path | None = None  # the file played when source = "file"
+    device: str | int = ""  # microphone: "" = system default, a name (substring) or an index
+    input_rate_hz: int = 16000  # stdin: sample rate of the raw s16le PCM
+    channels: int = 1  # stdin: interleaved channels of the raw PCM
+    block_ms: int = 30  # length of one block read from the source, milliseconds
+    queue_blocks: int = 100  # bounded queue between the source and the VAD, blocks
+    realtime: bool = False  # file/stdin: pace reading at real time instead of as fast as possible
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """``[vad]``: how webrtcvad frames are grouped into speech segments (commands)."""
+
+    aggressiveness: int = 2  # webrtcvad mode, 0 (least) .. 3 (most aggressive filtering of non-speech)
+    frame_ms: int = 30  # webrtcvad frame length: 10, 20 or 30 milliseconds
+    preroll_ms: int = 300  # audio kept from before the trigger, milliseconds
+    min_speech_ms: int = 300  # shorter segments (clicks, coughs) are dropped, milliseconds
+    silence_ms: int = 700  # trailing non-speech that ends a command, milliseconds
+    max_speech_ms: int = 8000  # a segment is cut at this length, milliseconds
+    trigger_window_ms: int = 240  # window the start decision looks at, milliseconds
+    trigger_ratio: float = 0.7  # start when this share of the window is speech (end: this share is not)
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    """``[recognizer]``: model, sentences and acceptance threshold."""
+
+    sentences: Path | None = None  # sentence templates (file or folder); None = bundled
+    model: Path | None = None  # acoustic model file; None = bundled
+    min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
+    threads: int = 1  # torch CPU threads of the recogniser
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
+
+    enabled: tuple[str, ...] = ("console", "mqtt")  # shipped plugins to load
+    disabled: tuple[str, ...] = ()  # names never loaded, whatever their source
+    dirs: tuple[Path, ...] = ()  # folders whose *.py files are loaded as plugins
+    queue_size: int = 64  # events waiting per plugin before new ones are dropped
+    tables: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration; ``path`` is None for built-in defaults."""
+
+    path: Path | None = None
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+
+    @property
+    def label(self) -> str:
+        """The name error messages use for this configuration's file."""
+        return str(self.path) if self.path is not None else "<defaults>"
+
+    def plugin_table(self, name: str) -> dict[str, Any]:
+        """A copy of the raw ``[plugins.NAME]`` table ({} when the file has none).
+
+        Plugins validate it themselves in ``vcd_startup`` and report errors as
+        ``f"{config.label}: plugins.{name}.KEY: …"`` (see :meth:`key_error`).
+        """
+        return dict(self.plugins.tables.get(name, {}))
+
+    def key_error(self, key_path: str, message: str) -> ConfigError:
+        """A :class:`ConfigError` for ``key_path`` in this file.
+
+        ``config.key_error("plugins.mqtt.port", "must be 1..65535 (got 0)")`` reads
+        ``config.toml: plugins.mqtt.port: must be 1..65535 (got 0)``.
+        """
+        return ConfigError(f"{self.label}: {key_path}: {message}")
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value is wrong; the message is the part after ``key:``."""
+
+
+def _int(lo: int | None = None, hi: int | None = None, choices: tuple[int, ...] = ()) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"must be an integer (got {value!r})")
+        if choices and value not in choices:
+            listed = ", ".join(str(c) for c in choices[:-1]) + f" or {choices[-1]}"
+            raise _Invalid(f"must be {listed} (got {value})")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            if hi is None:
+                raise _Invalid(f"must be at least {lo} (got {value})")
+            raise _Invalid(f"must be {lo}..{hi} (got {value})")
+        return value
+
+    return check
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"must be a number (got {value!r})")
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be {lo:g}..{hi:g} (got {value})")
+        return float(value)
+
+    return check
+
+
+def _str(choices: tuple[str, ...] = (), nonempty: bool = False) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid(f"must be a string (got {value!r})")
+        if choices and value not in choices:
+            raise _Invalid(f"must be one of {', '.join(repr(c) for c in choices)} (got {value!r})")
+        if nonempty and not value.strip():
+            raise _Invalid("must not be empty")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false (got {value!r})")
+    return value
+
+
+def _device(value: Any) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Invalid(f"must be a device name or index (got {value!r})")
+    if isinstance(value, int) and value < 0:
+        raise _Invalid(f"must be a device index ≥ 0 (got {value})")
+    return value
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(f"must be a list of plugin names (got {value!r})")
+    return tuple(value)
+
+
+def _site(value: Any) -> str:
+    site = _str(nonempty=True)(value)
+    if any(c in site for c in "/+#") or site != site.strip():
+        raise _Invalid(f"must not contain '/', '+', '#' or surrounding spaces (got {site!r})")
+    return site
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(f"must be a list of folder paths (got {value!r})")
+    return tuple(value)
+
+
+_SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
+    "daemon": (DaemonConfig, {"site": _site, "log_level": _str(LOG_LEVELS)}),
+    "audio": (
+        AudioConfig,
+        {
+            "source": _str(AUDIO_SOURCES),
+            "file": _str(),
+            "device": _device,
+            "input_rate_hz": _int(8000, 192000),
+            "channels": _int(1, 32),
+            "block_ms": _int(10, 500),
+            "queue_blocks": _int(2, 100000),
+            "realtime": _bool,
+        },
+    ),
+    "vad": (
+        VadConfig,
+        {
+            "aggressiveness": _int(0, 3),
+            "frame_ms": _int(choices=(10, 20, 30)),
+            "preroll_ms": _int(0, 5000),
+            "min_speech_ms": _int(0, 60000),
+            "silence_ms": _int(30, 10000),
+            "max_speech_ms": _int(500, 60000),
+            "trigger_window_ms": _int(30, 5000),
+            "trigger_ratio": _float(0.0, 1.0),
+        },
+    ),
+    "recognizer": (
+        RecognizerConfig,
+        {
+            "sentences": _str(),
+            "model": _str(),
+            "min_confidence": _float(0.0, 1.0),
+            "threads": _int(1, 64),
+        },
+    ),
+    "plugins": (
+        PluginsConfig,
+        {"enabled": _names, "disabled": _names, "dirs": _paths, "queue_size": _int(1, 100000)},
+    ),
+}
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate the TOML document ``data`` read from ``path`` into a :class:`Config`.
+
+    Raises :class:`ConfigError` naming the file and key path of the first problem.
+    """
+    label = str(path) if path is not None else "<defaults>"
+    base = path.absolute().parent if path is not None else Path.cwd()
+    sections: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in _SCHEMA:
+            raise ConfigError(f"{label}: {name}: unknown section{_suggest(name, list(_SCHEMA))}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{label}: {name}: must be a table ([{name}])")
+        cls, checks = _SCHEMA[name]
+        values: dict[str, Any] = {}
+        tables: dict[str, Any] = {}
+        for key, value in table.items():
+            if name == "plugins" and isinstance(value, dict):
+                tables[key] = MappingProxyType(dict(value))
+                continue
+            if key not in checks:
+                raise ConfigError(f"{label}: {name}.{key}: unknown key{_suggest(key, list(checks))}")
+            try:
+                values[key] = checks[key](value)
+            except _Invalid as exc:
+                raise ConfigError(f"{label}: {name}.{key}: {exc}") from None
+        if name == "plugins":
+            values["tables"] = MappingProxyType(tables)
+        sections[name] = _finish(name, values, base, label)
+    config = Config(path=path, **{n: s for n, s in sections.items()})
+    _cross_check(config, label)
+    return config
+
+
+def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any:
+    """Turn checked raw values into the section object: resolve paths, check files exist."""
+    if section == "audio" and "file" in values:
+        values["file"] = _resolve(base, values["file"]) if values["file"] else None
+    if section == "recognizer":
+        for key in ("sentences", "model"):
+            if key in values:
+                values[key] = _resolve(base, values[key]) if values[key] else None
+                if values[key] is not None and not values[key].exists():
+                    raise ConfigError(f"{label}: recognizer.{key}: {values[key]}: no such file or folder")
+    if section == "plugins" and "dirs" in values:
+        dirs = tuple(_resolve(base, d) for d in values["dirs"])
+        for d in dirs:
+            if not d.is_dir():
+                raise ConfigError(f"{label}: plugins.dirs: {d}: no such folder")
+        values["dirs"] = dirs
+    cls = _SCHEMA[section][0]
+    return cls(**values)
+
+
+def _cross_check(config: Config, label: str) -> None:
+    vad = config.vad
+    if vad.max_speech_ms <= vad.min_speech_ms:
+        raise ConfigError(
+            f"{label}: vad.max_speech_ms: must be greater than vad.min_speech_ms "
+            f"({vad.max_speech_ms} ≤ {vad.min_speech_ms})"
+        )
+    if config.audio.source == "file" and config.audio.file is None:
+        raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')
+
+
+def find_config_path(explicit: str | Path | None = None) -> Path | None:
+    """The configuration file: ``explicit``, else ``$VCD_CONFIG``, else ./config.toml, else /etc/vcd/config.toml.
+
+    Returns None when none exists (built-in defaults apply).  An explicit or
+    ``$VCD_CONFIG`` path that does not exist is an error, not a fallback.
+    """
+    for given, origin in ((explicit, "--config"), (os.environ.get(ENV_VAR) or None, f"${ENV_VAR}")):
+        if given:
+            path = Path(given)
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such configuration file (from {origin})")
+            return path
+    for path in SEARCH_PATHS:
+        if path.is_file():
+            return path
+    return None
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    """Find (see :func:`find_config_path`), read and validate the configuration."""
+    path = find_config_path(explicit)
+    if path is None:
+        _LOGGER.debug("config: no configuration file found; using built-in defaults")
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_config(data, path)
+
+
+def section_fields(section: str) -> list[str]:
+    """The keys a section accepts (documentation and tests)."""
+    return [f.name for f in fields(_SCHEMA[section][0]) if f.name != "tables"]
+
+
+def with_overrides(
+    config: Config,
+    *,
+    site: str | None = None,
+    input_path: str | None = None,
+    realtime: bool | None = None,
+    device: str | None = None,
+) -> Config:
+    """``config`` with the ``vcd run`` command-line options applied (and validated).
+
+    ``input_path`` is a file (relative to the current folder) or ``"-"`` for
+    stdin; ``device`` selects the microphone (a digit string is an index).
+    """
+    daemon, audio = config.daemon, config.audio
+    try:
+        if site is not None:
+            daemon = replace(daemon, site=_site(site))
+    except _Invalid as exc:
+        raise ConfigError(f"--site: {exc}") from None
+    if input_path == "-":
+        audio = replace(audio, source="stdin")
+    elif input_path is not None:
+        audio = replace(audio, source="file", file=Path(input_path))
+    if device is not None:
+        audio = replace(audio, source="mic", device=int(device) if device.isdigit() else device)
+    if realtime is not None:
+        audio = replace(audio, realtime=realtime)
+    return replace(config, daemon=daemon, audio=audio)

@@ -1,0 +1,55 @@
+"""Errors vcd raises, and the exit codes the command line turns them into."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit status of every ``vcd`` command (documented in the README).
+
+    The values follow ``sysexits.h`` where one fits, so that systemd's
+    ``RestartPreventExitStatus=`` can name the configuration error.
+    """
+
+    OK = 0
+    FAILURE = 1  # a runtime failure (audio device lost, model broken …)
+    USAGE = 2  # bad command line (argparse uses 2 as well)
+    NO_INPUT = 66  # an input file (audio, sentences, data folder) is missing or unreadable
+    CONFIG = 78  # the configuration file is invalid: restarting will not help
+
+
+class VcdError(Exception):
+    """Base of every error vcd reports as one line, ``Error: <message>``."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ConfigError(VcdError):
+    """The configuration is invalid; the message names the file and the key path."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class AudioError(VcdError):
+    """Audio could not be read or decoded; the message names the file or device."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class GrammarError(VcdError):
+    """A sentence template file is invalid; the message names the file (and line where known)."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class ModelError(VcdError):
+    """The acoustic model file is missing or does not load."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class PluginError(VcdError):
+    """A plugin could not be loaded or configured."""
+
+    exit_code = ExitCode.CONFIG

@@ -1,0 +1,75 @@
+"""The acoustic model: a CNN front end and a bidirectional GRU, trained with CTC over CMU phones."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vcd.errors import ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class AcousticModel(nn.Module):
+    """(batch, frames, n_mels) log-mel → (batch, frames // 2, n_labels) CTC log-probabilities.
+
+    Two 3×3 convolutions (the first halves time and frequency, the second
+    halves frequency again) feed a projection and a stack of bidirectional
+    GRUs.  Label 0 is the CTC blank.
+    """
+
+    def __init__(self, n_labels: int, n_mels: int = 64, channels: int = 32, proj: int = 256,
+                 hidden: int = 160, layers: int = 2, dropout: float = 0.15) -> None:
+        super().__init__()
+        self.hparams = dict(n_labels=n_labels, n_mels=n_mels, channels=channels, proj=proj,
+                            hidden=hidden, layers=layers, dropout=dropout)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=(2, 2), padding=1),
+            nn.BatchNorm2d(channels),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=(1, 2), padding=1),
+            nn.BatchNorm2d(channels),
+            nn.GELU(),
+        )
+        freq = (n_mels + 1) // 2
+        freq = (freq + 1) // 2
+        self.proj = nn.Sequential(nn.Linear(channels * freq, proj), nn.GELU(), nn.Dropout(dropout))
+        self.rnn = nn.GRU(proj, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                          dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_labels))
+
+    @staticmethod
+    def output_frames(frames: torch.Tensor) -> torch.Tensor:
+        """Number of output frames for ``frames`` input frames (the time stride is 2)."""
+        return (frames + 1) // 2
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.conv(feats.unsqueeze(1))  # (B, C, T/2, F/4)
+        b, c, t, f = x.shape
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
+        x, _ = self.rnn(x)
+        return self.out(x).log_softmax(dim=-1)
+
+
+def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra: dict[str, Any] | None = None) -> None:
+    """Write weights (float32), hyper-parameters and the label list to ``path``."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"hparams": model.hparams, "labels": labels, "state_dict": state, "extra": extra or {}}, str(path))
+
+
+def load_model(path: str | Path) -> tuple[AcousticModel, list[str], dict[str, Any]]:
+    """Load a model written by :func:`save_model`; raises :class:`ModelError` naming the file."""
+    try:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+        model = AcousticModel(**blob["hparams"])
+        model.load_state_dict(blob["state_dict"])
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise ModelError(f"{path}: not a vcd model ({type(exc).__name__}: {exc})") from None
+    model.eval()
+    return model, list(blob["labels"]), dict(blob.get("extra", {}))

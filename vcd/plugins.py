@@ -1,0 +1,329 @@
+"""Plugin loading (shipped, entry points, plugin folders) and safe per-plugin hook dispatch."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import pkgutil
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from vcd import hookspecs
+from vcd.config import Config
+from vcd.errors import ConfigError, PluginError, VcdError
+
+_LOGGER = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "vcd"
+SHIPPED_PACKAGE = "vcd_plugins"
+STUCK_AFTER_S = 5.0  # a plugin busy this long with one event is reported
+
+
+@dataclass
+class LoadedPlugin:
+    """A registered plugin: its name, where it came from, and the hooks it implements."""
+
+    name: str
+    source: str  # "shipped", "entry point DIST VERSION" or the file path
+    module: Any
+    hooks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    source: str
+    load: Callable[[], Any]
+
+
+def _shipped_candidates() -> dict[str, _Candidate]:
+    try:
+        package = importlib.import_module(SHIPPED_PACKAGE)
+    except ImportError:
+        _LOGGER.warning("plugins: the shipped plugin package %s is not installed", SHIPPED_PACKAGE)
+        return {}
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            module_name = f"{SHIPPED_PACKAGE}.{info.name}"
+            found[info.name] = _Candidate(info.name, "shipped", lambda m=module_name: importlib.import_module(m))
+    return found
+
+
+def _entry_point_candidates() -> list[_Candidate]:
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = f" {ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
+        found.append(_Candidate(ep.name, f"entry point{dist}", ep.load))
+    return found
+
+
+def _load_file(path: Path) -> ModuleType:
+    module_name = f"vcd_plugin_file_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _dir_candidates(dirs: tuple[Path, ...]) -> list[_Candidate]:
+    found = []
+    for folder in dirs:
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                found.append(_Candidate(path.stem, str(path), lambda p=path: _load_file(p)))
+    return found
+
+
+def _describe(hook: str, kwargs: dict[str, Any]) -> str:
+    """What an event is about, for log lines."""
+    if hook == "vcd_intent":
+        return f"intent {kwargs.get('intent')} ({kwargs.get('text')!r})"
+    if hook in ("vcd_transcript", "vcd_unrecognized"):
+        return f"{hook[4:]} {kwargs.get('text')!r}"
+    if hook == "vcd_speech_ended":
+        return f"speech end ({kwargs.get('audio_s', 0):.2f} s)"
+    return hook[4:].replace("_", " ")
+
+
+class _Worker:
+    """One plugin's thread and bounded event queue."""
+
+    def __init__(self, name: str, queue_size: int) -> None:
+        self.name = name
+        self.queue: queue.Queue[tuple[Any, str, dict[str, Any]] | None] = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.busy_since: float | None = None
+        self.busy_with = ""
+        self._warned = False
+        self.thread = threading.Thread(target=self._run, name=f"vcd-plugin-{name}", daemon=True)
+        self.thread.start()
+
+    def offer(self, impl: Any, hook: str, kwargs: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait((impl, hook, kwargs))
+        except queue.Full:
+            self.dropped += 1
+            _LOGGER.warning(
+                'plugin "%s": queue full (still busy with %s); dropped %s (%d dropped so far)',
+                self.name,
+                self.busy_with or "?",
+                _describe(hook, kwargs),
+                self.dropped,
+            )
+
+    def close(self) -> None:
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass  # a stuck plugin: its daemon thread dies with the process
+
+    def check_stuck(self, now: float) -> None:
+        since = self.busy_since
+        if since is not None and now - since > STUCK_AFTER_S and not self._warned:
+            self._warned = True
+            _LOGGER.warning(
+                'plugin "%s": still handling %s after %.0f s; %d events waiting for it',
+                self.name,
+                self.busy_with,
+                now - since,
+                self.queue.qsize(),
+            )
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            impl, hook, kwargs = item
+            self.busy_with = _describe(hook, kwargs)
+            self.busy_since = time.monotonic()
+            self._warned = False
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception:
+                _LOGGER.exception('plugin "%s": %s failed while handling %s', self.name, hook, self.busy_with)
+            finally:
+                self.busy_since = None
+                self.busy_with = ""
+
+
+class PluginHost:
+    """The loaded plugins and their workers; call :meth:`dispatch` from any thread."""
+
+    def __init__(self, pm: pluggy.PluginManager, loaded: list[LoadedPlugin], queue_size: int = 64) -> None:
+        self.pm = pm
+        self.loaded = loaded
+        self.queue_size = queue_size
+        self._workers: dict[str, _Worker] = {}
+        self._started: list[str] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.loaded]
+
+    def _impls(self, hook: str) -> list[Any]:
+        return getattr(self.pm.hook, hook).get_hookimpls()
+
+    def startup(self, config: Config) -> None:
+        """Call ``vcd_startup`` of each plugin on this thread; the first failure aborts start-up.
+
+        Plugins already started are shut down again before the error propagates.
+        """
+        for impl in self._impls("vcd_startup"):  # registration order
+            name = impl.plugin_name
+            kwargs = {"config": config, "config_path": config.path}
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except VcdError:
+                self.shutdown("start-up failed", only=self._started)
+                raise
+            except Exception as exc:
+                _LOGGER.exception('plugin "%s": vcd_startup failed', name)
+                self.shutdown("start-up failed", only=self._started)
+                raise VcdError(f'plugin "{name}": start-up failed: {type(exc).__name__}: {exc}') from exc
+            self._started.append(name)
+        self._started = self.names
+
+    def start_workers(self) -> None:
+        """Start one worker thread per plugin that implements an event hook."""
+        for plugin in self.loaded:
+            if set(plugin.hooks) - {"vcd_startup", "vcd_shutdown"}:
+                self._workers[plugin.name] = _Worker(plugin.name, self.queue_size)
+
+    def dispatch(self, hook: str, **kwargs: Any) -> None:
+        """Queue ``hook(**kwargs)`` for every plugin implementing it; never blocks, never raises."""
+        for impl in self._impls(hook):
+            worker = self._workers.get(impl.plugin_name)
+            if worker is None:
+                _LOGGER.error('plugin "%s": no worker for %s; event ignored', impl.plugin_name, hook)
+                continue
+            worker.offer(impl, hook, copy.deepcopy(kwargs))
+
+    def check_stuck(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers.values():
+            worker.check_stuck(now)
+
+    def workers_alive(self) -> bool:
+        return all(w.thread.is_alive() for w in self._workers.values())
+
+    def drain(self, timeout_s: float) -> bool:
+        """Let every worker finish its queued events; True when all did within ``timeout_s``."""
+        for worker in self._workers.values():
+            worker.close()
+        deadline = time.monotonic() + timeout_s
+        done = True
+        for worker in self._workers.values():
+            worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.thread.is_alive():
+                done = False
+                _LOGGER.warning(
+                    'plugin "%s": still handling %s at shutdown; %d events not delivered',
+                    worker.name,
+                    worker.busy_with or "its queue",
+                    worker.queue.qsize(),
+                )
+        return done
+
+    def shutdown(self, reason: str, timeout_s: float = 1.2, only: list[str] | None = None) -> None:
+        """Call ``vcd_shutdown`` of every started plugin, each on its own thread, all within ``timeout_s``."""
+        started = set(self._started if only is None else only)
+        threads = []
+        for impl in self._impls("vcd_shutdown"):
+            if impl.plugin_name not in started:
+                continue
+
+            def call(impl: Any = impl) -> None:
+                try:
+                    kwargs = {"reason": reason}
+                    impl.function(*[kwargs[a] for a in impl.argnames])
+                except Exception:
+                    _LOGGER.exception('plugin "%s": vcd_shutdown failed (reason: %s)', impl.plugin_name, reason)
+
+            thread = threading.Thread(target=call, name=f"vcd-shutdown-{impl.plugin_name}", daemon=True)
+            thread.start()
+            threads.append((impl.plugin_name, thread))
+        deadline = time.monotonic() + timeout_s
+        for name, thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                _LOGGER.warning('plugin "%s": vcd_shutdown did not return within %.1f s', name, timeout_s)
+        self._started = []
+
+
+def load_plugins(config: Config) -> PluginHost:
+    """Import and register the plugins the configuration asks for; idempotent per call.
+
+    Shipped plugins load when named in ``plugins.enabled``; entry-point and
+    folder plugins load unless named in ``plugins.disabled``.  Raises
+    :class:`PluginError` (exit 78) for a plugin that fails to import or
+    implements an unknown hook, :class:`ConfigError` for an unknown name.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    settings = config.plugins
+    shipped = _shipped_candidates()
+    others = _entry_point_candidates() + _dir_candidates(settings.dirs)
+    other_names = {c.name for c in others}
+    for name in settings.enabled:
+        if name not in shipped and name not in other_names:
+            available = ", ".join(sorted(set(shipped) | other_names)) or "none"
+            raise ConfigError(
+                f'{config.label}: plugins.enabled: no plugin named "{name}" (available: {available})'
+            )
+    wanted = [shipped[n] for n in settings.enabled if n in shipped] + others
+    loaded: list[LoadedPlugin] = []
+    seen: dict[str, str] = {}
+    for cand in wanted:
+        if cand.name in settings.disabled:
+            _LOGGER.debug('plugins: "%s" (%s) is disabled by plugins.disabled', cand.name, cand.source)
+            continue
+        if cand.name in seen:
+            if seen[cand.name] == cand.source:
+                continue
+            raise PluginError(f'plugin "{cand.name}" is found twice: {seen[cand.name]} and {cand.source}')
+        try:
+            module = cand.load()
+        except Exception as exc:
+            raise PluginError(f'plugin "{cand.name}" failed to import: {type(exc).__name__}: {exc}') from exc
+        try:
+            pm.register(module, name=cand.name)
+        except pluggy.PluginValidationError as exc:
+            detail = "; ".join(str(exc).splitlines()[1:]) or str(exc)
+            raise PluginError(f'plugin "{cand.name}" ({cand.source}): {detail}') from exc
+        seen[cand.name] = cand.source
+        callers = pm.get_hookcallers(module) or []
+        for caller in callers:
+            if not caller.has_spec():
+                close = difflib.get_close_matches(caller.name, [n for n in dir(hookspecs) if n.startswith("vcd_")], 1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise PluginError(f'plugin "{cand.name}" ({cand.source}): unknown hook {caller.name}{hint}')
+        hooks = sorted(hc.name for hc in callers)
+        loaded.append(LoadedPlugin(cand.name, cand.source, module, hooks))
+        _LOGGER.debug('plugins: loaded "%s" from %s (hooks: %s)', cand.name, cand.source, ", ".join(hooks) or "none")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f'plugin "{pm.get_name(exc.plugin)}": {exc}') from exc
+    return PluginHost(pm, loaded, settings.queue_size)

@@ -1,0 +1,1 @@
+"""Training pipeline of the shipped acoustic model: corpora, synthesis, augmentation, training."""

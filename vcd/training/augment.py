@@ -1,0 +1,101 @@
+"""Waveform augmentation for training: speed, gain, noise, reverberation, band limiting, clipping."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE_HZ = 16000
+
+
+def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise of ``n`` samples, unit RMS."""
+    white = rng.standard_normal(n).astype(np.float32)
+    kind = rng.integers(3)
+    if kind:
+        spectrum = np.fft.rfft(white)
+        freqs = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
+        spectrum /= freqs ** (0.5 * kind)
+        white = np.fft.irfft(spectrum, n).astype(np.float32)
+    return white / (np.sqrt(np.mean(white**2)) + 1e-9)
+
+
+def synthetic_rir(rng: np.random.Generator) -> np.ndarray:
+    """A room impulse response: direct path plus exponentially decaying noise (RT60 0.15–0.9 s)."""
+    rt60 = rng.uniform(0.15, 0.9)
+    n = int(rt60 * SAMPLE_RATE_HZ)
+    t = np.arange(n) / SAMPLE_RATE_HZ
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.6)
+    tail[: int(0.002 * SAMPLE_RATE_HZ)] = 0.0
+    tail[0] = 1.0
+    return (tail / np.sqrt(np.sum(tail**2))).astype(np.float32)
+
+
+class Augmenter:
+    """Random chain of distortions; ``noises`` are real background recordings to mix in."""
+
+    def __init__(self, noises: list[np.ndarray], seed: int) -> None:
+        self.noises = [n for n in noises if n.size > SAMPLE_RATE_HZ // 4]
+        self.rng = np.random.default_rng(seed)
+        self.pyrng = random.Random(seed)
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        if rng.random() < 0.7:  # speed perturbation (tempo and pitch together, like Kaldi's)
+            factor = rng.uniform(0.88, 1.12)
+            x = AF.resample(x, int(SAMPLE_RATE_HZ * factor), SAMPLE_RATE_HZ)
+        y = x.numpy()
+        if rng.random() < 0.4:
+            y = np.convolve(y, synthetic_rir(rng))[: y.size] if y.size < 40000 else _fft_conv(y, synthetic_rir(rng))
+        if rng.random() < 0.8:
+            y = self._add_noise(y, snr_db=rng.uniform(0.0, 30.0))
+        if rng.random() < 0.4:  # telephone band / cheap microphones
+            low = int(rng.choice([8000, 8000, 11025]))
+            y = AF.resample(AF.resample(torch.from_numpy(y), SAMPLE_RATE_HZ, low), low, SAMPLE_RATE_HZ).numpy()
+        peak = float(np.max(np.abs(y))) + 1e-9
+        gain = 10 ** (rng.uniform(-25, 3) / 20) / peak * 0.5
+        y = y * gain
+        if rng.random() < 0.1:
+            limit = rng.uniform(0.2, 0.5)
+            y = np.clip(y * rng.uniform(1.5, 4.0), -limit, limit)
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+    def _add_noise(self, y: np.ndarray, snr_db: float) -> np.ndarray:
+        rng = self.rng
+        if self.noises and rng.random() < 0.7:
+            src = self.noises[rng.integers(len(self.noises))]
+            reps = int(np.ceil(y.size / src.size)) + 1
+            src = np.tile(src, reps)
+            start = rng.integers(src.size - y.size + 1)
+            noise = src[start : start + y.size]
+            noise = noise / (np.sqrt(np.mean(noise**2)) + 1e-9)
+        else:
+            noise = coloured_noise(y.size, rng)
+        speech_rms = np.sqrt(np.mean(y**2)) + 1e-9
+        return y + noise * speech_rms / (10 ** (snr_db / 20))
+
+
+def _fft_conv(y: np.ndarray, h: np.ndarray) -> np.ndarray:
+    n = y.size + h.size - 1
+    size = 1 << (n - 1).bit_length()
+    return np.fft.irfft(np.fft.rfft(y, size) * np.fft.rfft(h, size), size)[: y.size].astype(np.float32)
+
+
+def spec_augment(feats: torch.Tensor, rng: random.Random, freq_masks: int = 2, max_freq: int = 10,
+                 time_masks: int = 2, max_time_frac: float = 0.08) -> torch.Tensor:
+    """SpecAugment on one (frames, mels) tensor: masks are filled with zero (the utterance mean)."""
+    feats = feats.clone()
+    frames, mels = feats.shape
+    for _ in range(freq_masks):
+        w = rng.randint(0, max_freq)
+        f0 = rng.randint(0, mels - w)
+        feats[:, f0 : f0 + w] = 0.0
+    for _ in range(time_masks):
+        w = rng.randint(0, max(1, int(frames * max_time_frac)))
+        t0 = rng.randint(0, max(0, frames - w))
+        feats[t0 : t0 + w, :] = 0.0
+    return feats

@@ -1,0 +1,78 @@
+"""Readers for the real-speech folders (``transcripts.jsonl`` + audio) used for training and evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from vcd.phonetics import Lexicon, normalize_word
+
+_LOGGER = logging.getLogger(__name__)
+
+# Corpora that may be used to train; FSDD and the wake words are kept for evaluation only.
+TRAIN_CORPORA = ("speechocean762", "commonvoice", "an4-train", "speechcommands-v2")
+VALIDATION_FRACTION = 0.08
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One clip: audio file, transcript, speaker and corpus; ``text`` "" means no speech."""
+
+    path: Path
+    text: str
+    speaker: str
+    corpus: str
+
+
+def read_transcripts(folder: str | Path) -> list[Utterance]:
+    """Read ``folder/transcripts.jsonl`` (fields ``file``, ``text``, optional ``speaker``)."""
+    folder = Path(folder)
+    index = folder / "transcripts.jsonl"
+    utterances = []
+    with open(index, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            speaker = str(row.get("speaker") or Path(row["file"]).parent.name or f"clip{n}")
+            utterances.append(Utterance(folder / row["file"], str(row.get("text", "")), speaker, folder.name))
+    return utterances
+
+
+def is_validation_speaker(corpus: str, speaker: str) -> bool:
+    """Whole speakers are held out for validation, chosen by a stable hash."""
+    return zlib.crc32(f"{corpus}/{speaker}".encode()) % 1000 < VALIDATION_FRACTION * 1000
+
+
+def words_of(text: str) -> list[str]:
+    """Split a transcript into lower-case words, dropping punctuation."""
+    text = text.replace("’", "'")
+    return [w for w in (normalize_word(t) for t in re.split(r"[\s,;:!?\"“”‘()]+|(?<!\w)-|-(?!\w)", text)) if w]
+
+
+def corpus_lexicon(data_dir: str | Path) -> Lexicon:
+    """A lexicon with the corpora's own phone dictionaries (AN4, speechocean762) ahead of cmudict."""
+    lexicon = Lexicon()
+    data_dir = Path(data_dir)
+    for dic in (data_dir / "an4-train" / "an4.dic", data_dir / "speechocean762" / "lexicon.txt"):
+        if dic.exists():
+            for line in dic.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    lexicon.add(re.sub(r"\(\d+\)$", "", parts[0]), parts[1:])
+    return lexicon
+
+
+def phones_of(text: str, lexicon: Lexicon) -> list[str] | None:
+    """First pronunciation of every word, concatenated; None if a word has none."""
+    phones: list[str] = []
+    for word in words_of(text):
+        prons = lexicon(word)
+        if not prons:
+            return None
+        phones.extend(prons[0])
+    return phones

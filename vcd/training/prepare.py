@@ -1,0 +1,180 @@
+"""Training data preparation: synthesise speech, augment every clip and cache its features and labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import random
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from tqdm import tqdm
+
+from vcd.audio import read_audio
+from vcd.features import log_mel
+from vcd.grammar import load_intents, number_words, sample_sentence
+from vcd.phonetics import LABELS
+from vcd.training.augment import Augmenter
+from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
+                                  read_transcripts, words_of)
+from vcd.training.synth import Voice, available_voices, speak
+
+_LOGGER = logging.getLogger(__name__)
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MAX_SECONDS = 9.0
+_LABEL_ID = {p: i for i, p in enumerate(LABELS)}
+
+
+def synth_texts(n: int, vocabulary: list[str], rng: random.Random) -> list[str]:
+    """Phonetically varied sentences: commands, digit strings, numbers, random words."""
+    intents = load_intents()
+    texts = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.35:
+            texts.append(sample_sentence(intents, rng)[1])
+        elif r < 0.50:
+            texts.append(" ".join(rng.choice(DIGITS) for _ in range(rng.randint(2, 6))))
+        elif r < 0.62:
+            texts.append(rng.choice(DIGITS))
+        elif r < 0.72:
+            texts.append(number_words(rng.choice([rng.randint(0, 100), rng.randint(100, 999)])))
+        else:
+            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 6))))
+    return texts
+
+
+def _synth_one(job: tuple[int, Voice, str, str]) -> tuple[int, str, str, str] | None:
+    index, voice, text, out_dir = job
+    audio = speak(voice, text)
+    if audio is None:
+        return None
+    name = f"{index:06d}.flac"
+    soundfile.write(str(Path(out_dir) / name), audio, 16000)
+    return index, name, text, voice.label
+
+
+def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], seed: int, workers: int) -> None:
+    """Write ``n`` synthetic clips and their ``transcripts.jsonl`` to ``out_dir`` (skipped if present)."""
+    index_file = out_dir / "transcripts.jsonl"
+    if index_file.exists():
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    voices = available_voices(held_out, rng)
+    if not voices:
+        _LOGGER.warning("no TTS engine installed: no synthetic speech")
+    texts = (sample_sentence(load_intents(), rng)[1] for _ in range(n)) if held_out else iter(synth_texts(n, vocabulary, rng))
+    jobs = [(i, voices[i % len(voices)], text, str(out_dir)) for i, text in enumerate(texts)] if voices else []
+    rows = []
+    with mp.Pool(workers) as pool:
+        for result in tqdm(pool.imap_unordered(_synth_one, jobs, chunksize=8), total=len(jobs),
+                           desc=f"synthesising {out_dir.name}"):
+            if result:
+                rows.append(result)
+    rows.sort()
+    with open(index_file.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+        for _, name, text, voice in rows:
+            f.write(json.dumps({"file": name, "text": text, "speaker": voice}) + "\n")
+    index_file.with_suffix(".tmp").rename(index_file)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(noise_files: list[str], seed: int) -> None:
+    torch.set_num_threads(1)
+    noises = []
+    for path in noise_files:
+        try:
+            noises.append(read_audio(path))
+        except Exception:  # a broken noise clip just is not used
+            pass
+    _WORKER["augment"] = Augmenter(noises, seed + mp.current_process()._identity[0])
+    _WORKER["rng"] = np.random.default_rng(seed + 7 * mp.current_process()._identity[0])
+
+
+def _features_one(job: tuple[str, list[int], int, bool]) -> list[tuple[np.ndarray, np.ndarray]]:
+    path, labels, copies, clean = job
+    try:
+        audio = read_audio(path)
+    except Exception as exc:
+        _LOGGER.warning("skipping %s: %s", path, exc)
+        return []
+    if audio.size > MAX_SECONDS * 16000:
+        return []
+    rng = _WORKER["rng"]
+    out = []
+    label_arr = np.asarray(labels, dtype=np.int16)
+    for copy in range(copies):
+        pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * 16000), np.float32)  # noqa: E731
+        x = np.concatenate([pad(), audio, pad()])
+        if not (clean and copy == 0):
+            x = _WORKER["augment"](x)
+        else:
+            x = x + rng.standard_normal(x.size).astype(np.float32) * 1e-4
+        out.append((log_mel(x).astype(np.float16), label_arr))
+    return out
+
+
+def build_features(name: str, utterances: list[tuple[str, list[int]]], copies: int, clean: bool,
+                   noise_files: list[str], out_file: Path, seed: int, workers: int) -> None:
+    """Features of ``copies`` versions (first clean when ``clean``) of every clip → ``out_file``."""
+    if out_file.exists() or not utterances:
+        return
+    jobs = [(path, labels, copies, clean) for path, labels in utterances]
+    feats, labels = [], []
+    with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed)) as pool:
+        for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
+            for f, l in items:
+                feats.append(torch.from_numpy(f))
+                labels.append(torch.from_numpy(l.astype(np.int64)))
+    tmp = out_file.with_suffix(".tmp")
+    torch.save({"feats": feats, "labels": labels}, str(tmp))
+    tmp.rename(out_file)
+
+
+def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int) -> list[Path]:
+    """Run every preparation stage that has not finished yet; return the training shard files."""
+    work.mkdir(parents=True, exist_ok=True)
+    feats_dir = work / "features"
+    feats_dir.mkdir(exist_ok=True)
+    lexicon = corpus_lexicon(data_dir) if data_dir else corpus_lexicon(work)
+    corpora: dict[str, list[Utterance]] = {}
+    if data_dir:
+        for name in TRAIN_CORPORA:
+            if (data_dir / name / "transcripts.jsonl").exists():
+                corpora[name] = read_transcripts(data_dir / name)
+    lexicon.prefetch([w for utts in corpora.values() for u in utts for w in words_of(u.text)])
+    vocabulary = sorted({w for utts in corpora.values() for u in utts for w in words_of(u.text)
+                         if lexicon(w) and w.isalpha()})
+    vocabulary = vocabulary or list(DIGITS)
+    synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers)
+    synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers)
+    corpora["synth"] = read_transcripts(work / "synth-train")
+
+    noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
+    shards = []
+    valid: list[tuple[str, list[int]]] = []
+    for name, utts in corpora.items():
+        train: list[tuple[str, list[int]]] = []
+        for u in utts:
+            phones = phones_of(u.text, lexicon) if u.text else []
+            if phones is None or (not phones and name != "speechcommands-v2"):
+                continue
+            item = (str(u.path), [_LABEL_ID[p] for p in phones])
+            if name != "synth" and is_validation_speaker(name, u.speaker):
+                valid.append(item)
+            else:
+                train.append(item)
+        copies = 2 if name == "synth" else 3
+        out = feats_dir / f"{name}.pt"
+        build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers)
+        shards.append(out)
+    build_features("valid", valid, 1, clean=True, noise_files=noise_files, out_file=feats_dir / "valid.pt", seed=seed,
+                   workers=workers)
+    return shards

@@ -1,0 +1,162 @@
+"""The training loop: CTC over CMU phones, checkpointed and resumable, with speaker-held-out validation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vcd.model import AcousticModel, save_model
+from vcd.phonetics import LABELS
+from vcd.training.augment import spec_augment
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def load_shards(files: list[Path]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    feats, labels = [], []
+    for file in files:
+        blob = torch.load(str(file), weights_only=True)
+        feats += blob["feats"]
+        labels += blob["labels"]
+    return feats, labels
+
+
+def make_batches(lengths: list[int], max_frames: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches of at most ``max_frames`` padded frames, in random order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.random() * 30)
+    batches, batch, longest = [], [], 0
+    for i in order:
+        longest_if = max(longest, lengths[i])
+        if batch and longest_if * (len(batch) + 1) > max_frames:
+            batches.append(batch)
+            batch, longest_if = [], lengths[i]
+        batch.append(i)
+        longest = longest_if
+    if batch:
+        batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random | None):
+    xs = [feats[i].float() for i in idx]
+    if rng is not None:
+        xs = [spec_augment(x, rng) for x in xs]
+    lengths = torch.tensor([x.shape[0] for x in xs])
+    x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
+    ys = [labels[i] for i in idx]
+    y_len = torch.tensor([y.numel() for y in ys])
+    y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
+    return x, lengths, y, y_len
+
+
+def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int = 12000) -> float:
+    """Phone error rate of greedy CTC decoding on held-out speakers (edit distance / reference length)."""
+    model.eval()
+    errors = total = 0
+    rng = random.Random(0)
+    with torch.inference_mode():
+        for idx in make_batches([f.shape[0] for f in feats], max_frames, rng):
+            x, lengths, _, _ = collate(feats, labels, idx, None)
+            out = model(x).argmax(-1)
+            out_len = AcousticModel.output_frames(lengths)
+            for row, n, i in zip(out, out_len, idx):
+                seq = row[:n].tolist()
+                hyp = [p for j, p in enumerate(seq) if p != 0 and (j == 0 or seq[j - 1] != p)]
+                ref = labels[i].tolist()
+                errors += _edit_distance(ref, hyp)
+                total += max(1, len(ref))
+    model.train()
+    return errors / max(1, total)
+
+
+def _edit_distance(a: list, b: list) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
+          max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0) -> Path:
+    """Train (or resume) until ``steps``; returns the path of the best checkpoint by validation PER."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    feats, labels = load_shards(shards)
+    v_feats, v_labels = load_shards([valid_file]) if valid_file.exists() else ([], [])
+    _LOGGER.info("training on %d clips (%.1f h of features), validating on %d held-out-speaker clips",
+                 len(feats), sum(f.shape[0] for f in feats) / 360000, len(v_feats))
+    model = AcousticModel(n_labels=len(LABELS))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    warmup = min(500, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    ckpt_file, best_file = work / "checkpoint.pt", work / "best.pt"
+    step, epoch, best_per = 0, 0, float("inf")
+    rng = random.Random(seed)
+    if ckpt_file.exists():
+        blob = torch.load(str(ckpt_file), weights_only=False)
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["opt"])
+        sched.load_state_dict(blob["sched"])
+        step, epoch, best_per = blob["step"], blob["epoch"], blob["best_per"]
+        rng.setstate(blob["rng"])
+        torch.set_rng_state(blob["torch_rng"])
+        _LOGGER.info("resumed from %s at step %d (best validation PER %.3f)", ckpt_file, step, best_per)
+
+    def checkpoint() -> None:
+        nonlocal best_per
+        per = greedy_phone_error_rate(model, v_feats, v_labels) if v_feats else float("nan")
+        if not v_feats or per < best_per:
+            best_per = per if v_feats else best_per
+            save_model(model, best_file, list(LABELS), {"step": step, "valid_per": per, "seed": seed})
+        tmp = ckpt_file.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                    "epoch": epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                   str(tmp))
+        tmp.rename(ckpt_file)
+        with open(work / "train-log.tsv", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')}\t{step}\t{epoch}\t{per:.4f}\t{opt.param_groups[0]['lr']:.2e}\n")
+        tqdm.write(f"step {step}: validation phone error rate {per:.3f} (best {best_per:.3f})")
+
+    model.train()
+    bar = tqdm(total=steps, initial=step, desc="training", unit="step", smoothing=0.05)
+    last_ckpt = time.monotonic()
+    running = None
+    while step < steps:
+        epoch_rng = random.Random(seed * 1000 + epoch)
+        batches = make_batches([f.shape[0] for f in feats], max_frames, epoch_rng)
+        for idx in batches:
+            if step >= steps:
+                break
+            x, lengths, y, y_len = collate(feats, labels, idx, rng)
+            log_probs = model(x)
+            loss = ctc(log_probs.transpose(0, 1), y, AcousticModel.output_frames(lengths), y_len)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}", epoch=epoch)
+            if time.monotonic() - last_ckpt > checkpoint_every_s:
+                checkpoint()
+                last_ckpt = time.monotonic()
+        else:
+            epoch += 1
+    checkpoint()
+    bar.close()
+    return best_file

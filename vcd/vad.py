@@ -1,0 +1,150 @@
+"""VAD segmentation: webrtcvad frames grouped into speech segments, one per spoken command."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from vcd.audio import SAMPLE_RATE_HZ
+from vcd.config import VadConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """The segmenter heard speech begin."""
+
+    timestamp: float  # time.time() when the start was detected, seconds
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    """The segmenter closed a segment; ``kept`` is False when it was too short to be a command."""
+
+    timestamp: float  # time.time() when the segment closed, seconds
+    samples: np.ndarray  # float32 mono 16 kHz, including pre-roll
+    kept: bool
+    cut: bool = False  # closed by vad.max_speech_ms rather than by silence
+
+    @property
+    def audio_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE_HZ
+
+
+Event = SpeechStart | SpeechEnd
+
+
+def float_to_pcm16(samples: np.ndarray) -> bytes:
+    """float32 in [-1, 1] → little-endian 16-bit PCM bytes, as webrtcvad wants."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class Segmenter:
+    """Turns a stream of 16 kHz mono blocks (any length) into start/end events.
+
+    Speech starts when at least ``trigger_ratio`` of the last
+    ``trigger_window_ms`` of frames are voiced; it ends when at least that
+    share of the last ``silence_ms`` is unvoiced, or at ``max_speech_ms``.
+    The segment keeps ``preroll_ms`` before the trigger window and at most
+    ``preroll_ms`` of the trailing silence.  Not thread-safe: one thread feeds it.
+    """
+
+    def __init__(self, config: VadConfig) -> None:
+        self.config = config
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._frame_len = SAMPLE_RATE_HZ * config.frame_ms // 1000
+        frames = lambda ms: max(1, round(ms / config.frame_ms))  # noqa: E731
+        self._window_frames = frames(config.trigger_window_ms)
+        self._preroll_frames = round(config.preroll_ms / config.frame_ms)
+        self._silence_frames = frames(config.silence_ms)
+        self._max_frames = frames(config.max_speech_ms)
+        self._min_voiced_frames = config.min_speech_ms / config.frame_ms
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._triggered = False
+        self._history: collections.deque[tuple[np.ndarray, bool]] = collections.deque(
+            maxlen=self._window_frames + self._preroll_frames
+        )
+        self._window: collections.deque[bool] = collections.deque(maxlen=self._window_frames)
+        self._tail: collections.deque[bool] = collections.deque(maxlen=self._silence_frames)
+        self._segment: list[tuple[np.ndarray, bool]] = []
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a :class:`SpeechStart` and its :class:`SpeechEnd`."""
+        return self._triggered
+
+    def process(self, samples: np.ndarray) -> list[Event]:
+        """Feed 16 kHz mono float32 samples; return the events they complete, in order."""
+        audio = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        events: list[Event] = []
+        n_frames = len(audio) // self._frame_len
+        for i in range(n_frames):
+            frame = audio[i * self._frame_len : (i + 1) * self._frame_len]
+            events.extend(self._frame(frame, self._vad.is_speech(float_to_pcm16(frame), SAMPLE_RATE_HZ)))
+        self._pending = audio[n_frames * self._frame_len :]
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of the stream: close an open segment (as if silence followed)."""
+        self._pending = np.zeros(0, dtype=np.float32)
+        if not self._triggered:
+            self._reset()
+            return []
+        return [self._close(cut=False)]
+
+    def reset(self) -> None:
+        """Forget any open segment without reporting it (used when stopping on a signal)."""
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._reset()
+
+    def _frame(self, frame: np.ndarray, voiced: bool) -> list[Event]:
+        if not self._triggered:
+            self._history.append((frame, voiced))
+            self._window.append(voiced)
+            if len(self._window) == self._window.maxlen and sum(self._window) >= self.config.trigger_ratio * len(
+                self._window
+            ):
+                self._triggered = True
+                self._segment = list(self._history)
+                self._tail.clear()
+                return [SpeechStart(timestamp=time.time())]
+            return []
+        self._segment.append((frame, voiced))
+        self._tail.append(voiced)
+        silent = len(self._tail) - sum(self._tail)
+        if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
+            return [self._close(cut=False)]
+        if len(self._segment) >= self._max_frames:
+            _LOGGER.info("vad: speech longer than %d ms; cutting the segment", self.config.max_speech_ms)
+            return [self._close(cut=True)]
+        return []
+
+    def _close(self, cut: bool) -> SpeechEnd:
+        segment = self._segment
+        trailing = 0
+        for _, voiced in reversed(segment):
+            if voiced:
+                break
+            trailing += 1
+        if trailing > self._preroll_frames:
+            segment = segment[: len(segment) - (trailing - self._preroll_frames)]
+        voiced_frames = sum(v for _, v in segment)
+        samples = np.concatenate([f for f, _ in segment]) if segment else np.zeros(0, dtype=np.float32)
+        kept = voiced_frames >= self._min_voiced_frames
+        if not kept:
+            _LOGGER.debug(
+                "vad: dropped a %.2f s segment with %d ms of speech (< vad.min_speech_ms)",
+                len(samples) / SAMPLE_RATE_HZ,
+                voiced_frames * self.config.frame_ms,
+            )
+        self._reset()
+        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut)
