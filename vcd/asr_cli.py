@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -17,6 +18,19 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``transcribe``, ``eval`` and ``train`` to the ``vcd`` command line."""
+    p = subparsers.add_parser("transcribe", help="recognise audio files against the sentences; one JSON line each")
+    _recognizer_arguments(p)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="WAV/FLAC/OGG files, any rate, mono or stereo")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = subparsers.add_parser("eval", help="accuracy, WER and false accepts on a folder with transcripts.jsonl")
+    _recognizer_arguments(p)
+    p.add_argument("data", type=Path, metavar="DATA_DIR", help="folder with transcripts.jsonl and its audio")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most this many clips (0: all)")
+    p.add_argument("--plot", type=Path, help="write a PNG (confusions and confidences) here")
+    p.add_argument("--json", type=Path, help="write the full report as JSON here")
+    p.set_defaults(func=cmd_eval)
+
     p = subparsers.add_parser("train", help="train the acoustic model from scratch (resumable)")
     p.add_argument("--data", type=Path, help="folder of real speech corpora (like ../shared/data); optional")
     p.add_argument("--work", type=Path, default=Path("work/train"), help="working folder: caches and checkpoints")
@@ -27,6 +41,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for synthesis and features (default 2)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.set_defaults(func=cmd_train)
+
+
+def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sentences", type=Path, help="hassil sentence YAML file or folder (default: bundled)")
+    p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
+    p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def _load_recognizer(args: argparse.Namespace):
+    from vcd.recognizer import Recognizer
+
+    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Print one JSON line per file; unreadable files get a one-line error and the batch goes on."""
+    from vcd.audio import read_audio
+
+    recognizer = _load_recognizer(args)
+    status = ExitCode.OK
+    for file in args.files:
+        try:
+            audio = read_audio(file)
+        except VcdError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            status = exc.exit_code
+            continue
+        r = recognizer.recognize(audio)
+        print(json.dumps({"file": str(file), "text": r.text, "intent": r.intent, "slots": r.slots,
+                          "confidence": round(r.confidence, 4), "audio_s": round(r.audio_s, 3),
+                          "decode_ms": round(r.decode_ms, 1)}), flush=True)
+    return status
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vcd.evaluate import evaluate, print_report, write_plot
+
+    recognizer = _load_recognizer(args)
+    report = evaluate(recognizer, args.data, limit=args.limit)
+    print_report(report)
+    if args.plot:
+        write_plot(report, args.plot)
+        print(f"plot written to {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return ExitCode.OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ STOP_JOIN_S = 0.5  # how long a stop (signal) waits for the pipeline threads
 END_JOIN_S = 120.0  # how long end of input waits for queued segments to be decoded
 DRAIN_STOP_S = 0.3  # plugins: time to deliver queued events after a signal
 DRAIN_END_S = 10.0  # plugins: time to deliver queued events at end of input
+MAX_ASR_FAILURES = 3  # recogniser failures in a row that stop the daemon
 
 
 class _Notifier:
@@ -132,24 +133,22 @@ class Daemon:
                     return
 
     def _asr_loop(self) -> None:
-        try:
-            self._asr_setup()
-            while True:
-                segment = self._segments.get()
-                if segment is None or self.stop.is_set():
-                    return
+        failures = 0  # in a row: one odd segment is skipped, a broken recogniser stops the daemon
+        while True:
+            segment = self._segments.get()
+            if segment is None or self.stop.is_set():
+                return
+            try:
                 self._recognize(segment)
-        except Exception as exc:
-            _LOGGER.exception("asr: recogniser failed")
-            self._fail(exc)
-
-    def _asr_setup(self) -> None:
-        try:
-            import torch
-
-            torch.set_num_threads(self.config.recognizer.threads)
-        except ImportError:
-            pass
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                _LOGGER.exception(
+                    "asr: recogniser failed on a %.2f s segment (%d in a row)", len(segment.samples) / 16000, failures
+                )
+                if failures >= MAX_ASR_FAILURES:
+                    self._fail(exc)
+                    return
 
     def _recognize(self, segment: _Segment) -> None:
         result = self.recognizer.recognize(segment.samples)

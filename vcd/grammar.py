@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hassil import Intents
@@ -168,3 +170,159 @@ def _sample(expr: Expression, data: IntentData, intents: Intents, rng: random.Ra
             _sample(value.text_in, data, intents, rng, out)
     elif isinstance(expr, RuleReference):
         _sample(rule_of(expr, data, intents).expression, data, intents, rng, out)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """What a spoken word means: its intent, the fixed slots of its sentence block, the lists it is in."""
+
+    intent: str
+    fixed_slots: tuple[tuple[str, Any], ...]
+    captures: tuple[tuple[str, Any, int], ...]  # (slot name, out value, list-use instance)
+
+
+@dataclass
+class WordGraph:
+    """Word-level automaton: ``arcs[node]`` = list of (next node, word or None for epsilon, tag index)."""
+
+    arcs: list[list[tuple[int, str | None, int]]] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    start: int = 0
+    final: int = 1
+    _instances: int = 0
+
+    def node(self) -> int:
+        self.arcs.append([])
+        return len(self.arcs) - 1
+
+    def arc(self, src: int, dst: int, word: str | None = None, tag: int = -1) -> None:
+        self.arcs[src].append((dst, word, tag))
+
+    @property
+    def word_count(self) -> int:
+        return sum(1 for arcs in self.arcs for _, w, _ in arcs if w)
+
+    def closure(self, nodes: dict[int, tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+        """Epsilon closure of ``nodes`` (node → tags of the first path that reached it)."""
+        out = dict(nodes)
+        stack = list(nodes)
+        while stack:
+            u = stack.pop()
+            for v, w, _ in self.arcs[u]:
+                if w is None and v not in out:
+                    out[v] = out[u]
+                    stack.append(v)
+        return out
+
+    def parse(self, words: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """Intent and slots of a word sequence the grammar accepts, else None."""
+        active = self.closure({self.start: ()})
+        for word in words:
+            step: dict[int, tuple[int, ...]] = {}
+            for u, tags in active.items():
+                for v, w, tag in self.arcs[u]:
+                    if w == word and v not in step:
+                        step[v] = tags + (tag,)
+            if not step:
+                return None
+            active = self.closure(step)
+        if self.final not in active:
+            return None
+        return meaning([self.tags[t] for t in active[self.final]])
+
+
+def meaning(tags: list[Tag]) -> tuple[str, dict[str, Any]] | None:
+    """Intent and slots from the tags of a sentence's words (list out-values; numbers as numbers)."""
+    if not tags:
+        return None
+    slots: dict[str, Any] = dict(tags[0].fixed_slots)
+    for tag in tags:
+        for name, value, _instance in tag.captures:
+            slots[name] = value
+    return tags[0].intent, slots
+
+
+@dataclass
+class _Context:
+    intent: str
+    fixed_slots: tuple[tuple[str, Any], ...]
+    captures: tuple[tuple[str, Any, int], ...] = ()
+
+
+def compile_word_graph(intents: Intents) -> WordGraph:
+    """Every sentence of every intent as one word graph (lists and rules inlined where used).
+
+    Alternatives and optionals become branches, not copies of the whole
+    sentence, so the graph grows with the sum of list sizes, not their product.
+    """
+    graph = WordGraph()
+    graph.node()
+    graph.node()
+    tag_index: dict[Tag, int] = {}
+    for name, intent in sorted(intents.intents.items()):
+        for data in intent.data:
+            fixed = tuple(sorted((k, _plain(v)) for k, v in (data.slots or {}).items()))
+            for sentence in data.sentences:
+                begin = graph.node()
+                graph.arc(graph.start, begin)
+                end = _compile(sentence.expression, begin, graph, data, intents, _Context(name, fixed), tag_index, 0)
+                graph.arc(end, graph.final)
+    return graph
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _compile(expr: Expression, state: int, graph: WordGraph, data: IntentData, intents: Intents, ctx: _Context,
+             tag_index: dict[Tag, int], depth: int) -> int:
+    if depth > 60:
+        raise GrammarError("sentences: expansion rules refer to each other in a cycle")
+    if isinstance(expr, TextChunk):
+        words = words_of_chunk(expr.text)
+        if words:
+            tag = Tag(ctx.intent, ctx.fixed_slots, ctx.captures)
+            tag_id = tag_index.setdefault(tag, len(graph.tags))
+            if tag_id == len(graph.tags):
+                graph.tags.append(tag)
+            for word in words:
+                nxt = graph.node()
+                graph.arc(state, nxt, word, tag_id)
+                state = nxt
+        return state
+    if isinstance(expr, (Alternative, Permutation)):
+        if isinstance(expr, Alternative):
+            items = expr.items
+        else:
+            items = [Sequence(items=list(p)) for p in itertools.permutations(expr.items)]
+        end = graph.node()
+        for item in items:
+            graph.arc(_compile(item, state, graph, data, intents, ctx, tag_index, depth + 1), end)
+        if getattr(expr, "is_optional", False):
+            graph.arc(state, end)
+        return end
+    if isinstance(expr, Group):
+        for item in expr.items:
+            state = _compile(item, state, graph, data, intents, ctx, tag_index, depth + 1)
+        return state
+    if isinstance(expr, ListReference):
+        slot_list = slot_list_of(expr, data, intents)
+        end = graph.node()
+        if isinstance(slot_list, RangeSlotList):
+            values = [(TextChunk(number_words(v)), _plain(v)) for v in range_values(slot_list)]
+        elif isinstance(slot_list, TextSlotList):
+            if not slot_list.values:
+                raise GrammarError(f"sentences: list {{{expr.list_name}}} is empty")
+            values = [(v.text_in, _plain(v.value_out)) for v in slot_list.values]
+        else:
+            raise GrammarError(f"sentences: wildcard list {{{expr.list_name}}} cannot be spoken to a closed grammar")
+        for text_in, value_out in values:
+            graph._instances += 1
+            inner = _Context(ctx.intent, ctx.fixed_slots, ctx.captures + ((expr.slot_name, value_out, graph._instances),))
+            graph.arc(_compile(text_in, state, graph, data, intents, inner, tag_index, depth + 1), end)
+        return end
+    if isinstance(expr, RuleReference):
+        return _compile(rule_of(expr, data, intents).expression, state, graph, data, intents, ctx, tag_index, depth + 1)
+    return state

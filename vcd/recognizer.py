@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 _LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
+# Converts the per-speech-frame log-probability gap to the free phone loop into 0..1.
+CONFIDENCE_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -32,3 +40,77 @@ class Recognition:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+class Recognizer:
+    """Acoustic model + compiled grammar.  Not thread-safe: one thread owns it.
+
+    ``confidence`` is ``exp(-scale · d)`` where ``d`` is how much worse per
+    speech frame (in log-probability) the best grammar sentence is than
+    the best free phone sequence; a sentence whose confidence is below
+    ``min_confidence`` is rejected as out of grammar.
+    """
+
+    def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
+                 confidence_scale: float) -> None:
+        self.model = model
+        self.intents = intents
+        self.word_graph = word_graph
+        self.graph = phone_graph
+        self.min_confidence = min_confidence
+        self.confidence_scale = confidence_scale
+
+    @classmethod
+    def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
+             lexicon=None) -> "Recognizer":
+        """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones)."""
+        import torch
+
+        from vcd.decoder import build_phone_graph
+        from vcd.grammar import compile_word_graph, load_intents
+        from vcd.model import load_model
+        from vcd.phonetics import Lexicon
+
+        torch.set_num_threads(max(1, int(threads)))
+        net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        intents = load_intents(sentences)
+        word_graph = compile_word_graph(intents)
+        graph = build_phone_graph(word_graph, lexicon or Lexicon())
+        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
+                     graph.src.size)
+        return cls(net, intents, word_graph, graph,
+                   DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)))
+
+    def posteriors(self, samples: np.ndarray) -> np.ndarray:
+        """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio."""
+        import torch
+
+        from vcd.features import log_mel
+
+        feats = torch.from_numpy(log_mel(samples)).unsqueeze(0)
+        with torch.inference_mode():
+            return self.model(feats)[0].numpy()
+
+    def recognize(self, samples: np.ndarray) -> Recognition:
+        """Decode one speech segment (16 kHz mono float32) against the grammar."""
+        from vcd.decoder import viterbi
+        from vcd.grammar import meaning
+
+        started = time.perf_counter()
+        samples = np.asarray(samples, dtype=np.float32)
+        audio_s = samples.size / 16000.0
+        if samples.size < 1600:  # under 0.1 s: nothing to decode
+            return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0)
+        hyp = viterbi(self.graph, self.posteriors(samples))
+        per_frame = (hyp.free_score - hyp.score) / max(hyp.speech_frames, 1)
+        confidence = float(np.exp(-self.confidence_scale * max(per_frame, 0.0))) if hyp.words else 0.0
+        text = " ".join(hyp.words)
+        intent, slots = meaning(hyp.tags) or (None, {})
+        decode_ms = (time.perf_counter() - started) * 1000.0
+        if confidence < self.min_confidence or intent is None:
+            return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text)
+        return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text)

@@ -46,11 +46,12 @@ class Augmenter:
         rng = self.rng
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
         if rng.random() < 0.7:  # speed perturbation (tempo and pitch together, like Kaldi's)
-            factor = rng.uniform(0.88, 1.12)
-            x = AF.resample(x, int(SAMPLE_RATE_HZ * factor), SAMPLE_RATE_HZ)
+            # rates on a 200 Hz grid keep the resampler's polyphase filter small
+            rate = int(round(SAMPLE_RATE_HZ * rng.uniform(0.88, 1.12) / 200.0)) * 200
+            x = AF.resample(x, rate, SAMPLE_RATE_HZ)
         y = x.numpy()
         if rng.random() < 0.4:
-            y = np.convolve(y, synthetic_rir(rng))[: y.size] if y.size < 40000 else _fft_conv(y, synthetic_rir(rng))
+            y = _fft_conv(y, synthetic_rir(rng))
         if rng.random() < 0.8:
             y = self._add_noise(y, snr_db=rng.uniform(0.0, 30.0))
         if rng.random() < 0.4:  # telephone band / cheap microphones
