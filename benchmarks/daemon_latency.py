@@ -219,6 +219,12 @@ def main() -> int:
         "--silence-s", type=float, default=60.0, help="seconds of silence for the CPU figure (default 60)"
     )
     parser.add_argument("--gap-s", type=float, default=2.5, help="silence after each command, seconds (default 2.5)")
+    parser.add_argument("--model", help="acoustic model file (default: the bundled one)")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        help="override recognizer.min_confidence (e.g. 0 to time an undertrained model that rejects)",
+    )
     parser.add_argument("--vcd", default=str(Path(sys.executable).parent / "vcd"), help="the vcd command")
     args = parser.parse_args()
 
@@ -232,6 +238,9 @@ def main() -> int:
     config.write_text(
         f'[daemon]\nsite = "{SITE}"\nlog_level = "warning"\n\n[plugins]\nenabled = ["mqtt"]\n\n'
         f'[plugins.mqtt]\nhost = "127.0.0.1"\nport = {port}\nqos = 1\n'
+        + "\n[recognizer]\n"
+        + (f"model = {json.dumps(str(Path(args.model).resolve()))}\n" if args.model else "")
+        + (f"min_confidence = {args.min_confidence}\n" if args.min_confidence is not None else "")
     )
     print(f"daemon_latency: synthesising {len(PHRASES)} phrases …", file=sys.stderr)
     voices = {text: speak(text) for text in PHRASES}

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _recognizer_arguments(p)
     p.add_argument("data", type=Path, metavar="DATA_DIR", help="folder with transcripts.jsonl and its audio")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many clips (0: all)")
+    p.add_argument("--pad-s", type=float, default=0.0, help="silence added before and after each clip, seconds")
     p.add_argument("--plot", type=Path, help="write a PNG (confusions and confidences) here")
     p.add_argument("--json", type=Path, help="write the full report as JSON here")
     p.set_defaults(func=cmd_eval)
@@ -80,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vcd.evaluate import evaluate, print_report, write_plot
 
     recognizer = _load_recognizer(args)
-    report = evaluate(recognizer, args.data, limit=args.limit)
+    report = evaluate(recognizer, args.data, limit=args.limit, pad_s=args.pad_s)
     print_report(report)
     if args.plot:
         write_plot(report, args.plot)
@@ -91,6 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vcd.training.calibrate import calibrate
     from vcd.training.prepare import prepare
     from vcd.training.train import train
 
@@ -100,7 +102,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
+    calibrate(args.output, args.data, args.work / "synth-heldout")
     print(f"model written to {args.output}")
+    if args.data is not None and (args.data / "fsdd-dev").is_dir():
+        from vcd.evaluate import evaluate, print_report
+        from vcd.recognizer import Recognizer
+
+        print("\nevaluation: FSDD dev speakers, digits grammar")
+        grammar = Path(__file__).resolve().parent.parent / "benchmarks" / "grammars" / "digits.yaml"
+        sentences = grammar if grammar.exists() else None
+        if sentences is not None:
+            print_report(evaluate(Recognizer.load(sentences, args.output), args.data / "fsdd-dev", pad_s=0.3))
     return ExitCode.OK
 
 

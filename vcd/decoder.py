@@ -156,17 +156,22 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray) -> Hypothesis:
     b0 = np.float32(0.0)
     b0_hist = np.empty(frames, dtype=np.float32)
     same, src, seg_start, seg_state, entry = graph.same, graph.src, graph.seg_start, graph.seg_state, graph.entry
+    entry_idx = np.flatnonzero(entry)
+    emit = lp[:, graph.phone]  # (frames, S) emission scores, gathered once
+    blank = lp[:, 0]
+    incoming = np.empty(n, dtype=np.float32)
     for t in range(frames):
-        row = lp[t]
-        incoming = np.full(n, _NEG, dtype=np.float32)
+        incoming.fill(_NEG)
         if src.size:
             cand = np.maximum(B[src], np.where(same, _NEG, P[src]))
             incoming[seg_state] = np.maximum.reduceat(cand, seg_start)
-        incoming[entry] = np.maximum(incoming[entry], b0)
-        newP = np.maximum(P, incoming) + row[graph.phone]
-        B = np.maximum(P, B) + row[0]
+        incoming[entry_idx] = np.maximum(incoming[entry_idx], b0)
+        newP = np.maximum(P, incoming)
+        newP += emit[t]
+        B = np.maximum(P, B)
+        B += blank[t]
         P = newP
-        b0 = b0 + row[0]
+        b0 = b0 + blank[t]
         P_hist[t], B_hist[t], b0_hist[t] = P, B, b0
     end_scores = np.where(graph.final, np.maximum(P, B), _NEG)
     best = int(end_scores.argmax())

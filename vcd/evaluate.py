@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from vcd.audio import read_audio
@@ -17,8 +18,8 @@ from vcd.training.corpora import read_transcripts, words_of
 _LOGGER = logging.getLogger(__name__)
 
 
-def word_errors(ref: list[str], hyp: list[str]) -> int:
-    """Levenshtein distance between two word lists."""
+def word_errors(ref: list, hyp: list) -> int:
+    """Levenshtein distance between two sequences (words, or phones in training)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i]
@@ -28,24 +29,27 @@ def word_errors(ref: list[str], hyp: list[str]) -> int:
     return prev[-1]
 
 
-def evaluate(recognizer, data_dir: Path, limit: int = 0) -> dict[str, Any]:
+def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, clips=None,
+             progress: bool = True) -> dict[str, Any]:
     """Run the recogniser over every clip of ``data_dir/transcripts.jsonl``.
 
     A clip is *in grammar* when the sentences can say its transcript
     (the word graph accepts it); the others (and clips with empty text) count as
     out of grammar, where any recognised intent is a false accept.
     """
-    if not (Path(data_dir) / "transcripts.jsonl").exists():
-        raise VcdError(f"{data_dir}: no transcripts.jsonl in this folder")
-    clips = read_transcripts(data_dir)
+    if clips is None:
+        if not (Path(data_dir) / "transcripts.jsonl").exists():
+            raise VcdError(f"{data_dir}: no transcripts.jsonl in this folder")
+        clips = read_transcripts(data_dir)
     if limit:
         clips = clips[:limit]
     rows = []
     started = time.perf_counter()
     audio_total = decode_total = 0.0
-    for clip in tqdm(clips, desc="evaluating", unit="clip"):
+    pad = np.zeros(int(pad_s * 16000), dtype=np.float32)
+    for clip in tqdm(clips, desc="evaluating", unit="clip", disable=not progress):
         try:
-            audio = read_audio(clip.path)
+            audio = np.concatenate([pad, read_audio(clip.path), pad])
         except AudioError as exc:
             _LOGGER.warning("%s", exc)
             continue

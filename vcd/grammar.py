@@ -318,10 +318,22 @@ def _compile(expr: Expression, state: int, graph: WordGraph, data: IntentData, i
             values = [(v.text_in, _plain(v.value_out)) for v in slot_list.values]
         else:
             raise GrammarError(f"sentences: wildcard list {{{expr.list_name}}} cannot be spoken to a closed grammar")
+        prefixes: dict[tuple[str, ...], int] = {(): state}  # values that start alike share their first words
         for text_in, value_out in values:
             graph._instances += 1
             inner = _Context(ctx.intent, ctx.fixed_slots, ctx.captures + ((expr.slot_name, value_out, graph._instances),))
-            graph.arc(_compile(text_in, state, graph, data, intents, inner, tag_index, depth + 1), end)
+            words = words_of_chunk(text_in.text) if isinstance(text_in, TextChunk) else None
+            if not words:
+                graph.arc(_compile(text_in, state, graph, data, intents, inner, tag_index, depth + 1), end)
+                continue
+            node = state
+            for k in range(len(words) - 1):  # shared prefix words carry no capture of their own
+                key = tuple(words[: k + 1])
+                if key not in prefixes:
+                    prefixes[key] = _compile(TextChunk(words[k]), node, graph, data, intents, ctx, tag_index, depth + 1)
+                node = prefixes[key]
+            last = _compile(TextChunk(words[-1]), node, graph, data, intents, inner, tag_index, depth + 1)
+            graph.arc(last, end)
         return end
     if isinstance(expr, RuleReference):
         return _compile(rule_of(expr, data, intents).expression, state, graph, data, intents, ctx, tag_index, depth + 1)

@@ -75,8 +75,9 @@ class Recognizer:
         from vcd.phonetics import Lexicon
 
         torch.set_num_threads(max(1, int(threads)))
-        net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        torch.set_flush_denormal(True)
         intents = load_intents(sentences)
+        net, _labels, extra = load_model(model or DEFAULT_MODEL)
         word_graph = compile_word_graph(intents)
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,

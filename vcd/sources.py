@@ -26,7 +26,7 @@ END = None  # put on the block queue after the last block of a finite source
 
 
 class BlockQueue:
-    """Bounded queue of ``(frames[, channels]) float32`` blocks at the source's rate.
+    """Bounded queue of ``(frames[, channels])`` blocks (float32, or int16 from a microphone) at the source's rate.
 
     Live sources use :meth:`offer` (never blocks; overruns are counted and
     logged); finite sources use :meth:`put` (waits, so no audio is lost).
@@ -100,7 +100,11 @@ class StreamResampler:
         self._pending = np.zeros(0, dtype=np.float32)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        mono = np.asarray(block, dtype=np.float32)
+        """Convert the next block (float32 in [-1, 1], or int16 PCM); returns the 16 kHz samples ready so far."""
+        if block.dtype == np.int16:
+            mono = block.astype(np.float32) / 32768.0
+        else:
+            mono = np.asarray(block, dtype=np.float32)
         if mono.ndim == 2:
             mono = mono.mean(axis=1)
         if self.rate_hz == SAMPLE_RATE_HZ:
@@ -342,7 +346,7 @@ class MicSource(Source):
                     device=self.device["index"],
                     samplerate=self.rate_hz,
                     channels=channels,
-                    dtype="float32",
+                    dtype="int16",  # what microphones deliver; converted on the VAD thread
                     blocksize=self.rate_hz * self.config.block_ms // 1000,
                     callback=callback,
                     finished_callback=finished,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vcd.evaluate import word_errors
 from vcd.model import AcousticModel, save_model
 from vcd.phonetics import LABELS
 from vcd.training.augment import spec_augment
@@ -71,26 +72,17 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
                 seq = row[:n].tolist()
                 hyp = [p for j, p in enumerate(seq) if p != 0 and (j == 0 or seq[j - 1] != p)]
                 ref = labels[i].tolist()
-                errors += _edit_distance(ref, hyp)
+                errors += word_errors(ref, hyp)
                 total += max(1, len(ref))
     model.train()
     return errors / max(1, total)
-
-
-def _edit_distance(a: list, b: list) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0) -> Path:
     """Train (or resume) until ``steps``; returns the path of the best checkpoint by validation PER."""
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
     torch.manual_seed(seed)
     feats, labels = load_shards(shards)
     v_feats, v_labels = load_shards([valid_file]) if valid_file.exists() else ([], [])

@@ -1,0 +1,136 @@
+"""Recogniser benchmark: prints the figures the README quotes (one torch thread).
+
+    .venv/bin/python benchmarks/recognizer.py --data ../shared/data [--heldout runs/train/synth-heldout]
+
+FSDD digits per speaker, AN4 held-out-speaker WER, out-of-grammar rejection
+of the wake-word clips against the smart-home grammar, rejection of
+in-grammar sentences by held-out synthetic voices, real-time factor,
+decode time after the end of a 3 s command, peak RSS of ``vcd transcribe``,
+model size and load time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vcd.evaluate import evaluate  # noqa: E402
+from vcd.recognizer import DEFAULT_MODEL, Recognizer  # noqa: E402
+from vcd.training.corpora import Utterance, is_validation_speaker, read_transcripts  # noqa: E402
+
+GRAMMARS = REPO / "benchmarks" / "grammars"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="the shared speech data folder")
+    ap.add_argument("--heldout", type=Path, default=REPO / "runs" / "train" / "synth-heldout",
+                    help="synthetic clips by voices never trained on (made by `vcd train`)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--min-confidence", type=float, default=None)
+    ap.add_argument("--limit", type=int, default=0, help="clips per set (0: all)")
+    ap.add_argument("--only", default="", help="comma list of: fsdd,an4,oog,latency")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    only = set(filter(None, args.only.split(",")))
+    rows: list[tuple[str, str, str]] = []
+
+    def want(name: str) -> bool:
+        return not only or name in only
+
+    if want("fsdd"):
+        rec = Recognizer.load(GRAMMARS / "digits.yaml", args.model, args.min_confidence)
+        clips = read_transcripts(args.data / "fsdd-dev")
+        for speaker in ("george", "jackson", "lucas"):
+            subset = [c for c in clips if c.speaker == speaker][: args.limit or None]
+            r = evaluate(rec, args.data / "fsdd-dev", clips=subset, pad_s=0.3, progress=False)
+            rows.append((f"FSDD {speaker}: digit accuracy ({r['clips']} clips)", pct(r["sentence_accuracy"]), ">= 98 %"))
+            print(rows[-1], flush=True)
+    if want("an4"):
+        rec = Recognizer.load(GRAMMARS / "an4.yaml", args.model, args.min_confidence)
+        clips = [c for c in read_transcripts(args.data / "an4-train") if is_validation_speaker("an4-train", c.speaker)]
+        r = evaluate(rec, args.data / "an4-train", clips=clips[: args.limit or None], progress=False)
+        speakers = len({c.speaker for c in clips})
+        rows.append((f"AN4 held-out speakers ({speakers} spk, {r['clips']} clips): WER", pct(r["wer"]), "<= 10 %"))
+        rows.append(("AN4 held-out: sentence accuracy", pct(r["sentence_accuracy"]), ""))
+        rows.append(("AN4 held-out: real-time factor", f"{r['real_time_factor']:.3f}", ""))
+        print(rows[-3:], flush=True)
+    if want("oog"):
+        rec = Recognizer.load(None, args.model, args.min_confidence)
+        wake = read_transcripts(args.data / "wakewords")[: args.limit or None]
+        r = evaluate(rec, args.data / "wakewords", clips=wake, progress=False)
+        rows.append((f"wake words vs smart-home grammar ({r['clips']} clips): rejected",
+                     pct(1 - r["false_accepts"]) if r["false_accepts"] is not None else "-", ">= 95 %"))
+        if (args.heldout / "transcripts.jsonl").exists():
+            held = read_transcripts(args.heldout)[1::2][: args.limit or None]  # even lines calibrate
+            r = evaluate(rec, args.heldout, clips=held, progress=False)
+            rows.append((f"held-out synthetic voices, in grammar ({r['clips']} clips): rejected",
+                         pct(r["rejected_in_grammar"]), "<= 2 %"))
+            rows.append(("held-out synthetic voices: sentence accuracy", pct(r["sentence_accuracy"]), ""))
+            rows.append(("held-out synthetic voices: intent + slots accuracy", pct(r["slot_accuracy"]), ""))
+        print(rows[-4:], flush=True)
+    if want("latency"):
+        rows += latency_rows(args.model)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'result':>10}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>10}  {target}")
+    return 0
+
+
+def latency_rows(model: Path) -> list[tuple[str, str, str]]:
+    rows = []
+    t = time.perf_counter()
+    Recognizer.load(None, model)
+    rows.append(("load model + compile bundled grammar", f"{1000 * (time.perf_counter() - t):.0f} ms", ""))
+    t = time.perf_counter()
+    from vcd.model import load_model
+
+    net, _, _ = load_model(model)
+    rows.append(("load model alone", f"{1000 * (time.perf_counter() - t):.0f} ms", "< 1 s"))
+    params = sum(p.numel() for p in net.parameters())
+    rows.append(("model size", f"{model.stat().st_size / 1e6:.2f} MB", "<= 10 MB"))
+    rows.append(("model parameters", f"{params / 1e6:.2f} M", ""))
+    rec = Recognizer.load(None, model)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "cmd.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "120", "-w", str(wav),
+                        "set the temperature in the living room to twenty one degrees"], check=True)
+        from vcd.audio import read_audio
+
+        speech = read_audio(wav)
+        audio = np.concatenate([np.zeros(8000, np.float32), speech])
+        audio = np.concatenate([audio, np.zeros(max(0, 48000 - audio.size), np.float32)])[:48000]
+        times = []
+        for _ in range(20):
+            r = rec.recognize(audio)
+            times.append(r.decode_ms)
+        rows.append(("decode of a 3 s command after its end (median of 20)", f"{np.median(times):.1f} ms", "<= 50 ms"))
+        rows.append(("real-time factor, 3 s command", f"{np.median(times) / 3000:.4f}", "<= 0.05"))
+        exe = REPO / ".venv" / "bin" / "vcd"
+        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "vcd"]), "transcribe",
+               "--model", str(model), str(wav)]
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        rss_kb = int(proc.stderr.strip().splitlines()[-1]) if proc.returncode == 0 else 0
+        rows.append(("peak RSS of `vcd transcribe` on one file", f"{rss_kb / 1024:.0f} MiB", ""))
+    return rows
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The recogniser: sentence files, grammar graph, CTC search, the shipped model on real audio, and its commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import noise, silence, speak, utterances, vcd_command, write_wav
+from vcd.audio import read_audio
+from vcd.decoder import build_phone_graph, viterbi
+from vcd.errors import AudioError, ExitCode, GrammarError, ModelError
+from vcd.grammar import compile_word_graph, load_intents
+from vcd.model import load_model
+from vcd.phonetics import LABELS, Lexicon
+from vcd.recognizer import Recognizer
+
+HOME = """
+language: en
+intents:
+  HassTurnOn:
+    data:
+      - sentences:
+          - "(turn | switch) on [the] {name}"
+  HassClimateSetTemperature:
+    data:
+      - sentences:
+          - "set [the] {area} to {temperature} degrees"
+lists:
+  name:
+    values:
+      - in: kitchen light
+        out: light.kitchen
+      - tv
+  area:
+    values: [kitchen, bedroom]
+  temperature:
+    range: {from: 10, to: 30}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sentences.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- sentence files ----------------------------------------------------------------------------------
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, HOME.replace('"(turn | switch) on [the] {name}"', '"(turn | switch on [the] {name}"'))
+    with pytest.raises(GrammarError) as err:
+        load_intents(path)
+    assert str(err.value).startswith(f"{path}:7: intent HassTurnOn: bad template")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "language: en\nintents:\n  A: [\n")
+    with pytest.raises(GrammarError, match=rf"^{path}:\d+: invalid YAML"):
+        load_intents(path)
+
+
+def test_empty_list_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, HOME.replace("values: [kitchen, bedroom]", "values: []"))
+    with pytest.raises(GrammarError, match=r"list 'area' is empty"):
+        load_intents(path)
+
+
+def test_undefined_list_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, HOME.replace("{area} to", "{room} to"))
+    with pytest.raises(GrammarError, match=r"list \{room\} is used but not defined"):
+        compile_word_graph(load_intents(path))
+
+
+def test_folder_of_files_is_merged(tmp_path: Path) -> None:
+    write(tmp_path, HOME, "a.yaml")
+    write(tmp_path, "language: en\nintents:\n  HassNevermind:\n    data:\n      - sentences: [never mind]\n", "b.yaml")
+    intents = load_intents(tmp_path)
+    assert set(intents.intents) == {"HassTurnOn", "HassClimateSetTemperature", "HassNevermind"}
+
+
+def test_graph_gives_intent_slot_out_values_and_numbers(tmp_path: Path) -> None:
+    graph = compile_word_graph(load_intents(write(tmp_path, HOME)))
+    assert graph.parse("turn on the kitchen light".split()) == ("HassTurnOn", {"name": "light.kitchen"})
+    assert graph.parse("switch on tv".split()) == ("HassTurnOn", {"name": "tv"})
+    assert graph.parse("set the bedroom to twenty one degrees".split()) == (
+        "HassClimateSetTemperature", {"area": "bedroom", "temperature": 21})
+    assert graph.parse("set the bedroom to forty degrees".split()) is None  # out of range
+    assert graph.parse("turn on the".split()) is None
+
+
+def test_big_home_compiles_to_a_graph_not_a_sentence_list() -> None:
+    """50 devices × 30 actions × 100 values: the graph grows with the sum of the lists, not their product."""
+    devices = [f"device number {n}" for n in range(50)]
+    data = {
+        "language": "en",
+        "intents": {f"Action{a}": {"data": [{"sentences": [f"action {a} [the] {{device}} [to {{value}}]"]}]}
+                    for a in range(30)},
+        "lists": {"device": {"values": devices}, "value": {"range": {"from": 1, "to": 100}}},
+    }
+    from hassil import Intents
+
+    graph = compile_word_graph(Intents.from_dict(data))
+    phones = build_phone_graph(graph, Lexicon())
+    sentences = 30 * 50 * 101
+    assert phones.size < sentences  # far fewer phone states than there are sentences
+    assert graph.parse("action 7 the device number 42 to fifty five".split()) == (
+        "Action7", {"device": "device number 42", "value": 55})
+
+
+def test_unknown_word_falls_back_to_espeak_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    lexicon = Lexicon()
+    with caplog.at_level(logging.INFO, logger="vcd.phonetics"):
+        first = lexicon("zwibbelfrop")
+        second = lexicon("zwibbelfrop")
+    assert first == second and first and all(p in LABELS for p in first[0])
+    assert sum("zwibbelfrop" in r.getMessage() for r in caplog.records) == 1
+
+
+# --- the search ---------------------------------------------------------------------------------------
+
+
+def peaky_posteriors(phones: list[str], frames_per_phone: int = 4, blanks: int = 2) -> np.ndarray:
+    """Log-posteriors a perfect CTC model would give for ``phones`` (blank between and around them)."""
+    ids = {p: i for i, p in enumerate(LABELS)}
+    seq = [0] * 6
+    for p in phones:
+        seq += [ids[p]] * frames_per_phone + [0] * blanks
+    seq += [0] * 6
+    lp = np.full((len(seq), len(LABELS)), np.log(0.002 / (len(LABELS) - 1)), dtype=np.float32)
+    lp[np.arange(len(seq)), seq] = np.log(0.998)
+    return lp
+
+
+def test_viterbi_finds_the_sentence_in_ideal_posteriors(tmp_path: Path) -> None:
+    graph = compile_word_graph(load_intents(write(tmp_path, HOME)))
+    phones = build_phone_graph(graph, Lexicon())
+    lexicon = Lexicon()
+    words = "set the kitchen to twenty two degrees".split()
+    hyp = viterbi(phones, peaky_posteriors([p for w in words for p in lexicon(w)[0]]))
+    assert hyp.words == words
+    assert hyp.tags[0].intent == "HassClimateSetTemperature"
+    assert hyp.free_score - hyp.score < 1e-3  # the grammar path is the best path of all
+
+
+def test_viterbi_repeated_phone_needs_a_blank(tmp_path: Path) -> None:
+    """'t t' only decodes as two letters when the model put a blank between them (CTC rule)."""
+    letters = write(tmp_path, "language: en\nintents:\n  L:\n    data:\n      - sentences: ['{l} [{l}]']\n"
+                              "lists:\n  l:\n    values: [t, e]\n")
+    phones = build_phone_graph(compile_word_graph(load_intents(letters)), Lexicon())
+    assert viterbi(phones, peaky_posteriors(["T", "IY", "T", "IY"])).words == ["t", "t"]
+    assert viterbi(phones, peaky_posteriors(["T", "IY"])).words == ["t"]
+
+
+# --- the shipped model --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load()
+
+
+def test_model_is_small_and_loads() -> None:
+    from vcd.recognizer import DEFAULT_MODEL
+
+    model, labels, _ = load_model(DEFAULT_MODEL)
+    assert DEFAULT_MODEL.stat().st_size <= 10_000_000
+    assert labels == list(LABELS)
+    assert sum(p.numel() for p in model.parameters()) < 2_500_000
+
+
+def test_broken_model_file_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=rf"^{bad}: not a vcd model"):
+        load_model(bad)
+
+
+@pytest.mark.parametrize(("text", "intent", "slots"), [
+    ("turn on the kitchen light", "HassTurnOn", {"name": "kitchen light"}),
+    ("turn off the tv", "HassTurnOff", {"name": "tv"}),
+    ("set the bedroom to twenty one degrees", "HassClimateSetTemperature", {"area": "bedroom", "temperature": 21}),
+    ("open the garage door", "HassTurnOn", {"cover": "garage door", "domain": "cover"}),
+])
+def test_spoken_commands_are_understood(recognizer: Recognizer, text: str, intent: str, slots: dict) -> None:
+    r = recognizer.recognize(utterances(text, lead_s=0.3, tail_s=0.5))
+    assert (r.text, r.intent, r.slots) == (text, intent, slots)
+    assert 0.5 <= r.confidence <= 1.0
+
+
+@pytest.mark.parametrize("audio", [
+    pytest.param(lambda: silence(2.0), id="silence"),
+    pytest.param(lambda: noise(2.0, level=0.05), id="noise"),
+    pytest.param(lambda: utterances("the quick brown fox jumps over the lazy dog"), id="out-of-grammar"),
+    pytest.param(lambda: utterances("what a wonderful morning for a walk by the river"), id="out-of-grammar-2"),
+])
+def test_non_commands_are_rejected(recognizer: Recognizer, audio) -> None:
+    r = recognizer.recognize(audio())
+    assert r.intent is None and r.text == "" and r.slots == {}
+
+
+# --- audio files --------------------------------------------------------------------------------------
+
+
+def test_any_rate_and_stereo_become_16k_mono(tmp_path: Path) -> None:
+    t = np.arange(44100) / 44100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], axis=1) * 0.5
+    soundfile.write(str(tmp_path / "a.flac"), stereo, 44100)
+    audio = read_audio(tmp_path / "a.flac")
+    assert audio.dtype == np.float32 and audio.ndim == 1 and abs(audio.size - 16000) <= 1
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"RIFF\x00\x00junk", "not a readable audio file"), (b"", "not a readable audio file")])
+def test_corrupt_audio_names_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    with pytest.raises(AudioError, match=rf"^{bad}: {message}"):
+        read_audio(bad)
+
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+def test_transcribe_prints_one_json_line_per_file_and_survives_bad_files(tmp_path: Path) -> None:
+    good = write_wav(tmp_path / "good.wav", utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.5))
+    other = write_wav(tmp_path / "other.wav", utterances("the quick brown fox jumps over the lazy dog"))
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....WAVEjunk")
+    missing = tmp_path / "missing.flac"
+    proc = subprocess.run([*vcd_command(), "transcribe", str(corrupt), str(good), str(missing), str(other)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == ExitCode.NO_INPUT
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(good), str(other)]
+    assert set(lines[0]) == {"file", "text", "intent", "slots", "confidence", "audio_s", "decode_ms"}
+    assert (lines[0]["text"], lines[0]["intent"], lines[0]["slots"]) == (
+        "turn on the kitchen light", "HassTurnOn", {"name": "kitchen light"})
+    assert (lines[1]["text"], lines[1]["intent"]) == ("", None)
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"Error: {corrupt}: not a readable audio file")
+    assert errors[1] == f"Error: {missing}: no such file"
+    assert "Traceback" not in proc.stderr
+
+
+def test_transcribe_bad_sentences_is_one_line(tmp_path: Path) -> None:
+    text = HOME.replace("values: [kitchen, bedroom]", "values: []")
+    path = write(tmp_path, text)
+    line = text[: text.index("  area:")].count("\n") + 1
+    wav = write_wav(tmp_path / "a.wav", silence(1.0))
+    proc = subprocess.run([*vcd_command(), "transcribe", "--sentences", str(path), str(wav)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.NO_INPUT
+    assert proc.stderr.strip().splitlines() == [f"Error: {path}:{line}: list 'area' is empty"]
+
+
+def test_eval_reports_accuracy_false_accepts_and_plot(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [("turn on the tv", "a.wav"), ("turn off the kitchen light", "b.wav"), ("the quick brown fox", "c.wav")]
+    for text, name in rows:
+        write_wav(data / name, utterances(text, lead_s=0.3, tail_s=0.5))
+    (data / "transcripts.jsonl").write_text("".join(json.dumps({"file": n, "text": t, "speaker": "espeak"}) + "\n"
+                                                    for t, n in rows))
+    plot = tmp_path / "eval.png"
+    proc = subprocess.run([*vcd_command(), "eval", str(data), "--plot", str(plot), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["in_grammar"], report["out_of_grammar"]) == (2, 1)
+    assert report["sentence_accuracy"] == 1.0 and report["false_accepts"] == 0.0
+    assert "sentence accuracy" in proc.stdout and "false accepts" in proc.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
