@@ -359,7 +359,7 @@ def test_a_signal_stops_the_daemon_cleanly(tmp_path: Path, signum: signal.Signal
     write_wav(tmp_path / "long.wav", silence(60))
     process = start(tmp_path, "--input", "long.wav", "--realtime")
     try:
-        wait_for(lambda: listening(tmp_path), 120, "the daemon to start listening")
+        wait_for(lambda: listening(tmp_path), 240, "the daemon to start listening")
         sent = time.monotonic()
         process.send_signal(signum)
         assert process.wait(timeout=15) == 0
@@ -446,13 +446,13 @@ def test_a_microphone_through_alsa(tmp_path: Path, voices: dict[str, np.ndarray]
     setup(tmp_path, "[audio]\nqueue_blocks = 1000\n")
     env = environ(ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{alsa_conf}")
     devices = subprocess.run(
-        [sys.executable, "-m", "vcd", "devices"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "vcd", "devices"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
     )
     assert devices.returncode == 0, devices.stderr
     assert "vcdtest " in devices.stdout
     process = start(tmp_path, "--device", "vcdtest", env=env)
     try:
-        wait_for(lambda: any(c["hook"] == "vcd_intent" for c in hooks(tmp_path)), 120, "an intent")
+        wait_for(lambda: any(c["hook"] == "vcd_intent" for c in hooks(tmp_path)), 240, "an intent")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

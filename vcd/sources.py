@@ -15,12 +15,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from vcd.audio import SAMPLE_RATE_HZ, read_audio, to_mono_16k
 from vcd.config import AudioConfig
 from vcd.errors import AudioError, VcdError
 
 _LOGGER = logging.getLogger(__name__)
 
+SAMPLE_RATE_HZ = 16000  # vcd.audio.SAMPLE_RATE_HZ; vcd.audio (torch) is imported only when converting
 LOG_EVERY_S = 10.0  # overrun warnings: at most one per this many seconds
 END = None  # put on the block queue after the last block of a finite source
 
@@ -127,6 +127,8 @@ class StreamResampler:
 
     def _convert(self, n: int, chunk: np.ndarray) -> np.ndarray:
         window = np.concatenate([self._left, chunk])
+        from vcd.audio import to_mono_16k
+
         converted = to_mono_16k(window, self.rate_hz)
         start = len(self._left) // self._unit_in * self._unit_out
         out = converted[start : start + n // self._unit_in * self._unit_out]
@@ -204,6 +206,8 @@ class FileSource(_ThreadSource):
         super().__init__(config)
         self.path = path
         self.description = f"file {path}"
+        from vcd.audio import read_audio
+
         self._samples = read_audio(path)  # raises AudioError naming the file, before READY
 
     def _run(self, blocks: BlockQueue) -> None:

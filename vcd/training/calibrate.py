@@ -45,7 +45,7 @@ def calibration_sets(data_dir: Path | None, heldout_dir: Path, intents_graph) ->
                 negatives += [u for u in read_transcripts(data_dir / corpus)
                               if is_validation_speaker(corpus, u.speaker)
                               and intents_graph.parse(words_of(u.text)) is None]
-    return positives, negatives[:400]
+    return positives, negatives[:200]
 
 
 def choose_threshold(pos: np.ndarray, neg: np.ndarray) -> float:

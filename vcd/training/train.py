@@ -95,7 +95,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     ckpt_file, best_file = work / "checkpoint.pt", work / "best.pt"
-    step, epoch, best_per = 0, 0, float("inf")
+    step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
     rng = random.Random(seed)
     if ckpt_file.exists():
         blob = torch.load(str(ckpt_file), weights_only=False)
@@ -103,6 +103,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         opt.load_state_dict(blob["opt"])
         sched.load_state_dict(blob["sched"])
         step, epoch, best_per = blob["step"], blob["epoch"], blob["best_per"]
+        done_in_epoch = blob.get("done_in_epoch", 0)
         rng.setstate(blob["rng"])
         torch.set_rng_state(blob["torch_rng"])
         _LOGGER.info("resumed from %s at step %d (best validation PER %.3f)", ckpt_file, step, best_per)
@@ -115,7 +116,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             save_model(model, best_file, list(LABELS), {"step": step, "valid_per": per, "seed": seed})
         tmp = ckpt_file.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                    "epoch": epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
+                    "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
                    str(tmp))
         tmp.rename(ckpt_file)
         with open(work / "train-log.tsv", "a", encoding="utf-8") as f:
@@ -129,7 +130,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     while step < steps:
         epoch_rng = random.Random(seed * 1000 + epoch)
         batches = make_batches([f.shape[0] for f in feats], max_frames, epoch_rng)
-        for idx in batches:
+        for idx in batches[done_in_epoch:]:  # a resumed epoch goes on where it stopped
             if step >= steps:
                 break
             x, lengths, y, y_len = collate(feats, labels, idx, rng)
@@ -141,6 +142,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             opt.step()
             sched.step()
             step += 1
+            done_in_epoch += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", epoch=epoch)
@@ -149,6 +151,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
                 last_ckpt = time.monotonic()
         else:
             epoch += 1
+            done_in_epoch = 0
     checkpoint()
     bar.close()
     return best_file
