@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.evaluate import evaluate  # noqa: E402
-from vcd.recognizer import DEFAULT_MODEL, Recognizer  # noqa: E402
+from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.corpora import Utterance, is_validation_speaker, read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
@@ -54,13 +54,18 @@ def main() -> int:
         return not only or name in only
 
     if want("fsdd"):
-        rec = Recognizer.load(GRAMMARS / "digits.yaml", args.model, args.min_confidence)
+        # decode with no rejection, then count both ways: pocketsphinx's JSGF set-up never rejects
+        rec = Recognizer.load(GRAMMARS / "digits.yaml", args.model, 0.0)
+        threshold = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
         clips = read_transcripts(args.data / "fsdd-dev")
         for speaker in ("george", "jackson", "lucas"):
             subset = [c for c in clips if c.speaker == speaker][: args.limit or None]
             r = evaluate(rec, args.data / "fsdd-dev", clips=subset, pad_s=0.3, progress=False)
-            rows.append((f"FSDD {speaker}: digit accuracy ({r['clips']} clips)", pct(r["sentence_accuracy"]), ">= 98 %"))
-            print(rows[-1], flush=True)
+            kept = sum(row["hyp"] == row["ref"] and row["confidence"] >= threshold for row in r["rows"])
+            rows.append((f"FSDD {speaker}: digit accuracy, best sentence ({r['clips']} clips)",
+                         pct(r["sentence_accuracy"]), ">= 98 %"))
+            rows.append((f"FSDD {speaker}: correct and above min_confidence {threshold}", pct(kept / r["clips"]), ""))
+            print(rows[-2:], flush=True)
     if want("an4"):
         rec = Recognizer.load(GRAMMARS / "an4.yaml", args.model, args.min_confidence)
         clips = [c for c in read_transcripts(args.data / "an4-train") if is_validation_speaker("an4-train", c.speaker)]

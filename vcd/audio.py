@@ -38,6 +38,8 @@ def read_audio(path: str | Path) -> np.ndarray:
     or holds no samples.
     """
     path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except FileNotFoundError:
