@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from vcd.evaluate import evaluate  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
-from vcd.training.corpora import Utterance, is_validation_speaker, read_transcripts  # noqa: E402
+from vcd.training.corpora import is_validation_speaker, read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import noise, silence, speak, utterances, vcd_command, write_wav
+from conftest import noise, silence, utterances, vcd_command, write_wav
 from vcd.audio import read_audio
 from vcd.decoder import build_phone_graph, viterbi
 from vcd.errors import AudioError, ExitCode, GrammarError, ModelError
