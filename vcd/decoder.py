@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,20 +47,11 @@ def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
     """Expand each word arc into phone chains (one per pronunciation) and remove epsilons."""
     lexicon.prefetch([w for arcs in graph.arcs for _, w, _ in arcs if w])
     n_nodes = len(graph.arcs)
-    # epsilon closure of every node, computed lazily
     closure_cache: dict[int, list[int]] = {}
 
     def closure(node: int) -> list[int]:
         if node not in closure_cache:
-            seen = {node}
-            queue = deque([node])
-            while queue:
-                u = queue.popleft()
-                for v, w, _ in graph.arcs[u]:
-                    if w is None and v not in seen:
-                        seen.add(v)
-                        queue.append(v)
-            closure_cache[node] = sorted(seen)
+            closure_cache[node] = sorted(graph.closure({node: ()}))
         return closure_cache[node]
 
     phone, word_of, tag_of = [], [], []
@@ -140,6 +130,11 @@ class Hypothesis:
     score: float  # log-probability of the best grammar path
     free_score: float  # log-probability of the best unconstrained phone path
     speech_frames: int  # frames where the model's best label is not blank
+
+    @property
+    def gap_per_frame(self) -> float:
+        """How much worse the grammar path scores than the free phone loop, per speech frame."""
+        return (self.free_score - self.score) / max(self.speech_frames, 1)
 
 
 def viterbi(graph: PhoneGraph, log_probs: np.ndarray) -> Hypothesis:

@@ -107,8 +107,7 @@ class Recognizer:
         if samples.size < 1600:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0)
         hyp = viterbi(self.graph, self.posteriors(samples))
-        per_frame = (hyp.free_score - hyp.score) / max(hyp.speech_frames, 1)
-        confidence = float(np.exp(-self.confidence_scale * max(per_frame, 0.0))) if hyp.words else 0.0
+        confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
         intent, slots = meaning(hyp.tags) or (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0

@@ -27,7 +27,7 @@ def gaps(recognizer, clips: list[Utterance]) -> np.ndarray:
         except Exception:  # noqa: BLE001 - an unreadable clip is just left out
             continue
         hyp = viterbi(recognizer.graph, recognizer.posteriors(audio))
-        out.append((hyp.free_score - hyp.score) / max(hyp.speech_frames, 1) if hyp.words else math.inf)
+        out.append(hyp.gap_per_frame if hyp.words else math.inf)
     return np.asarray(out, dtype=np.float64)
 
 
