@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--workers", type=int, default=2, help="processes for synthesis and features (default 2)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--init", type=Path, metavar="MODEL",
+                   help="start from this model's weights instead of random ones (fine-tune / warm restart)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.set_defaults(func=cmd_train)
 
@@ -99,7 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")
     shards = prepare(args.data, args.work, args.synth, args.seed, args.workers)
-    best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads)
+    best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
+                 lr=args.lr, init=args.init)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     calibrate(args.output, args.data, args.work / "synth-heldout")

@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from vcd.evaluate import word_errors
-from vcd.model import AcousticModel, save_model
+from vcd.errors import ModelError
+from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.training.augment import spec_augment
 
@@ -78,8 +79,13 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
 
 
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
-          max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0) -> Path:
-    """Train (or resume) until ``steps``; returns the path of the best checkpoint by validation PER."""
+          max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
+          init: Path | None = None) -> Path:
+    """Train (or resume) until ``steps``; returns the path of the best checkpoint by validation PER.
+
+    ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
+    schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
+    """
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
     torch.manual_seed(seed)
@@ -88,8 +94,14 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     _LOGGER.info("training on %d clips (%.1f h of features), validating on %d held-out-speaker clips",
                  len(feats), sum(f.shape[0] for f in feats) / 360000, len(v_feats))
     model = AcousticModel(n_labels=len(LABELS))
+    if init is not None:
+        start, start_labels, start_extra = load_model(init)
+        if start_labels != list(LABELS) or start.hparams != model.hparams:
+            raise ModelError(f"{init}: its labels or shape differ from the model being trained")
+        model.load_state_dict(start.state_dict())
+        _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    warmup = min(500, steps // 10)
+    warmup = min(200 if init is not None else 500, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
@@ -112,7 +124,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         per = greedy_phone_error_rate(model, v_feats, v_labels) if v_feats else float("nan")
         if not v_feats or per < best_per:
             best_per = per if v_feats else best_per
-            save_model(model, best_file, list(LABELS), {"step": step, "valid_per": per, "seed": seed})
+            save_model(model, best_file, list(LABELS), {"step": step, "valid_per": per, "seed": seed,
+                                                        "init": str(init) if init else None})
         tmp = ckpt_file.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                     "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
