@@ -158,6 +158,9 @@ class Subscriber:
     broker: Broker
     topics: tuple[str, ...] = ("#",)
     durable: bool = False  # a persistent session (clean_session false): the broker queues QoS ≥ 1 while it is away
+    # A durable session is found again by its client id, so every durable subscriber of one broker shares
+    # one fixed id; other subscribers get a unique one.
+    client_id: str = ""
     messages: queue.Queue[Received] = field(default_factory=queue.Queue)
     seen: list[Received] = field(default_factory=list)
 
@@ -165,9 +168,11 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self._subscribed = False
+        if not self.client_id:
+            self.client_id = f"test-durable-{self.broker.port}" if self.durable else f"test-sub-{os.getpid()}-{id(self)}"
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"test-sub-{os.getpid()}-{id(self)}",
+            client_id=self.client_id,
             clean_session=not self.durable,
         )
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
