@@ -13,7 +13,7 @@ import soundfile
 
 from conftest import noise, silence, utterances, vcd_command, write_wav
 from vcd.audio import read_audio
-from vcd.decoder import build_phone_graph, viterbi
+from vcd.decoder import build_phone_graph, collapse_blank_runs, viterbi
 from vcd.errors import AudioError, ExitCode, GrammarError, ModelError
 from vcd.grammar import compile_word_graph, load_intents
 from vcd.model import load_model
@@ -147,6 +147,22 @@ def test_viterbi_finds_the_sentence_in_ideal_posteriors(tmp_path: Path) -> None:
     assert hyp.words == words
     assert hyp.tags[0].intent == "HassClimateSetTemperature"
     assert hyp.free_score - hyp.score < 1e-3  # the grammar path is the best path of all
+
+
+def test_blank_runs_are_searched_as_one_frame_with_the_same_result(tmp_path: Path) -> None:
+    graph = compile_word_graph(load_intents(write(tmp_path, HOME)))
+    phones = build_phone_graph(graph, Lexicon())
+    lexicon = Lexicon()
+    words = "set the kitchen to twenty two degrees".split()
+    lp = peaky_posteriors([p for w in words for p in lexicon(w)[0]], blanks=5)
+    collapsed = collapse_blank_runs(lp)
+    n = sum(len(lexicon(w)[0]) for w in words)
+    # blank runs: 6 frames before the first phone, 5 after each but the last, 5 + 6 after it; each becomes 1
+    assert collapsed.shape == (lp.shape[0] - (5 + 4 * (n - 1) + 10), lp.shape[1])
+    assert np.allclose(collapsed.sum(axis=0), lp.sum(axis=0), atol=1e-3)  # every frame's score is kept in a sum
+    full, fast = viterbi(phones, lp, collapse=False), viterbi(phones, lp)
+    assert fast.words == full.words == words
+    assert abs(fast.score - full.score) < 1e-3 and fast.free_score == full.free_score
 
 
 def test_viterbi_repeated_phone_needs_a_blank(tmp_path: Path) -> None:

@@ -137,13 +137,36 @@ class Hypothesis:
         return (self.free_score - self.score) / max(self.speech_frames, 1)
 
 
-def viterbi(graph: PhoneGraph, log_probs: np.ndarray) -> Hypothesis:
-    """Best path of ``graph`` through CTC ``log_probs`` (frames, labels) and the free-loop score."""
+# Runs of frames where the blank is at least this likely are searched as one frame (see collapse_blank_runs).
+BLANK_RUN_LOG_PROB = float(np.log(0.99))
+
+
+def collapse_blank_runs(log_probs: np.ndarray, threshold: float = BLANK_RUN_LOG_PROB) -> np.ndarray:
+    """Merge every run of blank-dominated frames into one frame whose scores are the run's sums.
+
+    A path that holds one label through the run (blank, or a phone being held) scores exactly as
+    before; only paths that change label inside a near-certain blank run are lost.  About half the
+    frames of a command are such runs (silence, gaps between words), so the search does half the work.
+    """
+    blankish = log_probs[:, 0] >= threshold
+    starts = np.ones(len(log_probs), dtype=bool)
+    starts[1:] = ~(blankish[1:] & blankish[:-1])
+    return np.add.reduceat(log_probs, np.flatnonzero(starts), axis=0) if len(log_probs) else log_probs
+
+
+def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True) -> Hypothesis:
+    """Best path of ``graph`` through CTC ``log_probs`` (frames, labels) and the free-loop score.
+
+    The free-loop score and the speech-frame count come from every frame; the grammar search runs on
+    :func:`collapse_blank_runs` of them unless ``collapse`` is false.
+    """
     lp = np.ascontiguousarray(log_probs, dtype=np.float32)
-    frames = lp.shape[0]
-    n = graph.size
     free = float(lp.max(axis=1).sum())
     speech = int((lp.argmax(axis=1) != 0).sum())
+    if collapse:
+        lp = collapse_blank_runs(lp)
+    frames = lp.shape[0]
+    n = graph.size
     P_hist = np.empty((frames, n), dtype=np.float32)
     B_hist = np.empty((frames, n), dtype=np.float32)
     P = np.full(n, _NEG, dtype=np.float32)
