@@ -34,7 +34,17 @@ def _emit(event: str, line: str, **fields: Any) -> None:
 
 
 @vcd.hookimpl
+def vcd_check_config(config: vcd.Config) -> None:
+    _parse(config)
+
+
+@vcd.hookimpl
 def vcd_startup(config: vcd.Config, config_path: Path | None) -> None:
+    _settings.update(_parse(config))
+
+
+def _parse(config: vcd.Config) -> dict[str, Any]:
+    """The validated ``[plugins.console]`` table; ConfigError naming the file and key otherwise."""
     table = config.plugin_table(NAME)
     unknown = sorted(set(table) - {"format", "events"})
     if unknown:
@@ -45,7 +55,7 @@ def vcd_startup(config: vcd.Config, config_path: Path | None) -> None:
     events = table.get("events", ["speech", "intent", "unrecognized"])
     if not isinstance(events, list) or not all(e in EVENTS for e in events):
         raise config.key_error(f"plugins.{NAME}.events", f"must be a list of {', '.join(EVENTS)} (got {events!r})")
-    _settings.update(format=fmt, events=set(events))
+    return {"format": fmt, "events": set(events)}
 
 
 @vcd.hookimpl

@@ -33,23 +33,34 @@ _timeout_s = 10.0
 
 
 @vcd.hookimpl
+def vcd_check_config(config: vcd.Config) -> None:
+    """``vcd check-config``: only validate the table."""
+    _parse(config)
+
+
+@vcd.hookimpl
 def vcd_startup(config: vcd.Config, config_path: Path | None) -> None:
     """Check the ``[plugins.example_command]`` table; raise ConfigError to stop vcd from starting."""
     global _timeout_s
+    _timeout_s, commands = _parse(config)
+    _commands.clear()
+    _commands.update(commands)
+    _LOGGER.info("%s: programs for %s", NAME, ", ".join(_commands) or "no intents")
+
+
+def _parse(config: vcd.Config) -> tuple[float, dict[str, list[str]]]:
+    """(timeout_s, intent → argv) from the table; ConfigError naming the file and key otherwise."""
     table = config.plugin_table(NAME)
     timeout = table.pop("timeout_s", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise config.key_error(f"plugins.{NAME}.timeout_s", f"must be a number of seconds > 0 (got {timeout!r})")
-    _timeout_s = float(timeout)
     for intent, argv in table.items():
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
             example = '["notify-send", "hi"]'
             raise config.key_error(
                 f"plugins.{NAME}.{intent}", f"must be a program and its arguments, e.g. {example} (got {argv!r})"
             )
-    _commands.clear()
-    _commands.update(table)
-    _LOGGER.info("%s: programs for %s", NAME, ", ".join(_commands) or "no intents")
+    return float(timeout), table
 
 
 @vcd.hookimpl

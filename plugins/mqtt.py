@@ -958,6 +958,14 @@ _plugin: MqttPlugin | None = None
 
 
 @vcd.hookimpl
+def vcd_check_config(config: Any, config_path: Path | None) -> None:
+    """``vcd check-config``: validate ``[plugins.mqtt]`` (files it names included) without connecting."""
+    table = config.plugin_table(NAME)
+    if table:
+        parse_settings(table, config.label, config.daemon.site, Path(config_path).parent if config_path else Path.cwd())
+
+
+@vcd.hookimpl
 def vcd_startup(config: Any, config_path: Path | None) -> None:
     """Validate ``[plugins.mqtt]`` and connect in the background; no table → the plugin stays idle."""
     global _plugin

@@ -52,6 +52,18 @@ def test_check_config_without_a_file_uses_defaults(tmp_path: Path) -> None:
     assert result.stdout == "<defaults>: OK (plugins: console, mqtt)\n"
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[plugins.mqtt]\nhost = "127.0.0.1"\nqos = 3\n', "plugins.mqtt.qos: must be 0, 1 or 2 (got 3)"),
+        ('[plugins.console]\nformat = "xml"\n', "plugins.console.format: must be 'text' or 'json' (got 'xml')"),
+    ],
+)
+def test_check_config_validates_the_plugin_tables_without_connecting(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / "config.toml").write_text('[plugins]\nenabled = ["console", "mqtt"]\n' + table)
+    assert_one_line_error(vcd("check-config", "--config", "config.toml", cwd=tmp_path), 78, f"config.toml: {message}")
+
+
 @pytest.mark.parametrize("command", ["run", "check-config", "plugins"])
 def test_unknown_key_is_one_line_and_exit_78(tmp_path: Path, command: str) -> None:
     (tmp_path / "config.toml").write_text("[vad]\nfrmae_ms = 20\n")
@@ -126,7 +138,8 @@ def test_plugins_lists_name_source_and_hooks(tmp_path: Path) -> None:
     assert lines[0].split() == ["console", "shipped"]
     assert lines[1].split(None, 1) == [
         "hooks:",
-        "vcd_intent, vcd_shutdown, vcd_speech_ended, vcd_speech_started, vcd_startup, vcd_transcript, vcd_unrecognized",
+        "vcd_check_config, vcd_intent, vcd_shutdown, vcd_speech_ended, vcd_speech_started, vcd_startup, vcd_transcript, "
+        "vcd_unrecognized",
     ]
     assert lines[2].split() == ["hello", str(tmp_path / "mine" / "hello.py")]
     assert lines[3].split() == ["hooks:", "vcd_intent"]

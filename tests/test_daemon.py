@@ -225,6 +225,26 @@ def test_console_plugin_validates_its_table(tmp_path: Path) -> None:
     )
 
 
+CHECKED = """
+import vcd
+
+
+@vcd.hookimpl
+def vcd_check_config(config):
+    if config.plugin_table("checked").get("rooms", 1) < 1:
+        raise config.key_error("plugins.checked.rooms", "must be at least 1")
+"""
+
+
+def test_check_config_runs_vcd_check_config_and_starts_nothing(tmp_path: Path) -> None:
+    setup(tmp_path, "[plugins.checked]\nrooms = 0\n", plugins={"checked": CHECKED})
+    result = subprocess.run([sys.executable, "-m", "vcd", "check-config", "--config", "config.toml"], cwd=tmp_path,
+                            env=environ(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.splitlines()[-1] == "Error: config.toml: plugins.checked.rooms: must be at least 1"
+    assert hooks(tmp_path) == []  # no vcd_startup: checking connects and starts nothing
+
+
 # --- the pipeline ---------------------------------------------------------------------------
 
 

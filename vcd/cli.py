@@ -53,6 +53,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     host = load_plugins(config)
+    host.check_config(config)
     plugins = ", ".join(host.names) or "none"
     print(f"{config.label}: OK (plugins: {plugins})")
     return ExitCode.OK

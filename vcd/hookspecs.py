@@ -38,6 +38,22 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
 
 
 @hookspec
+def vcd_check_config(config: Any, config_path: Path | None) -> None:
+    """Validate your ``[plugins.NAME]`` table without side effects (``vcd check-config``).
+
+    :param config: the validated :class:`vcd.Config` (``config.plugin_table("NAME")``).
+    :param config_path: the configuration file read, or None for built-in defaults.
+
+    Same errors as :func:`vcd_startup`, but do not connect, start
+    threads or keep state: only raise :class:`vcd.ConfigError` naming the file
+    and key.  Optional: a plugin without it is only imported by ``check-config``,
+    and its table is first checked when the daemon starts.
+
+    Called on the main thread of ``vcd check-config``; must not block.
+    """
+
+
+@hookspec
 def vcd_speech_started(site: str, timestamp: float) -> None:
     """The VAD heard the start of speech.
 

@@ -185,6 +185,19 @@ class PluginHost:
     def _impls(self, hook: str) -> list[Any]:
         return getattr(self.pm.hook, hook).get_hookimpls()
 
+    def check_config(self, config: Config) -> None:
+        """Call ``vcd_check_config`` of each plugin; the first failure is raised as a one-line error."""
+        for impl in self._impls("vcd_check_config"):
+            kwargs = {"config": config, "config_path": config.path}
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except VcdError:
+                raise
+            except Exception as exc:
+                _LOGGER.exception('plugin "%s": vcd_check_config failed', impl.plugin_name)
+                raise VcdError(f'plugin "{impl.plugin_name}": configuration check failed: '
+                               f"{type(exc).__name__}: {exc}") from exc
+
     def startup(self, config: Config) -> None:
         """Call ``vcd_startup`` of each plugin on this thread; the first failure aborts start-up.
 
@@ -208,7 +221,7 @@ class PluginHost:
     def start_workers(self) -> None:
         """Start one worker thread per plugin that implements an event hook."""
         for plugin in self.loaded:
-            if set(plugin.hooks) - {"vcd_startup", "vcd_shutdown"}:
+            if set(plugin.hooks) - {"vcd_check_config", "vcd_startup", "vcd_shutdown"}:
                 self._workers[plugin.name] = _Worker(plugin.name, self.queue_size)
 
     def dispatch(self, hook: str, **kwargs: Any) -> None:
