@@ -19,6 +19,7 @@ from vcd.grammar import compile_word_graph, load_intents
 from vcd.model import load_model
 from vcd.phonetics import LABELS, Lexicon
 from vcd.recognizer import Recognizer
+from vcd.training.calibrate import choose_threshold
 
 HOME = """
 language: en
@@ -293,3 +294,15 @@ def test_eval_reports_accuracy_false_accepts_and_plot(tmp_path: Path) -> None:
     assert report["sentence_accuracy"] == 1.0 and report["false_accepts"] == 0.0
     assert "sentence accuracy" in proc.stdout and "false accepts" in proc.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_threshold_lets_through_at_most_one_percent_of_negatives() -> None:
+    rng = np.random.default_rng(0)
+    positives = rng.uniform(0.0, 1.0, 500)  # synthetic voices fit the model well
+    negatives = rng.uniform(2.0, 6.0, 500)  # out-of-grammar speech
+    threshold = choose_threshold(positives, negatives)
+    assert np.mean(negatives <= threshold) <= 0.01 + 1e-9
+    assert 2.0 <= threshold <= 2.1  # as loose as the negatives allow: real voices are rejected less
+    # overlapping sets: never stricter than keeping 98 % of the positives
+    assert choose_threshold(positives, rng.uniform(0.5, 3.0, 500)) == pytest.approx(np.percentile(positives, 98))
+    assert choose_threshold(positives, np.full(10, np.inf)) == pytest.approx(np.percentile(positives, 98))
