@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from vcd.errors import ExitCode, VcdError
+from vcd.errors import ExitCode, UsageError, VcdError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=Path, metavar="MODEL",
                    help="start from this model's weights instead of random ones (fine-tune / warm restart)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
+    p.add_argument("--extra-voices", default="", metavar="SET,...",
+                   help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
+                        "piper (install: scripts/install-training-voices.sh SET...; use a new --work folder)")
     p.set_defaults(func=cmd_train)
 
 
@@ -94,14 +97,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _extra_voice_sets(text: str) -> tuple[str, ...]:
+    """The opt-in voice sets named by ``--extra-voices`` (comma-separated)."""
+    from vcd.training.synth import EXTRA_VOICE_SETS
+
+    sets = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in sets if s not in EXTRA_VOICE_SETS]
+    if unknown:
+        raise UsageError(f"--extra-voices: unknown voice set {', '.join(map(repr, unknown))} "
+                          f"(choose from {', '.join(EXTRA_VOICE_SETS)})")
+    return sets
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.calibrate import calibrate
     from vcd.training.prepare import prepare
+    from vcd.training.synth import EXTRA_VOICE_LICENCES
     from vcd.training.train import train
 
+    extra_voices = _extra_voice_sets(args.extra_voices)
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")
-    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers)
+    for name in extra_voices:
+        print(f"extra voices {name}: {EXTRA_VOICE_LICENCES[name]}", flush=True)
+    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init)
     args.output.parent.mkdir(parents=True, exist_ok=True)

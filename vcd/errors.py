@@ -53,3 +53,9 @@ class PluginError(VcdError):
     """A plugin could not be loaded or configured."""
 
     exit_code = ExitCode.CONFIG
+
+
+class UsageError(VcdError):
+    """A command-line value argparse cannot check itself (e.g. an unknown name in a list)."""
+
+    exit_code = ExitCode.USAGE

@@ -58,14 +58,18 @@ def _synth_one(job: tuple[int, Voice, str, str]) -> tuple[int, str, str, str] | 
     return index, name, text, voice.label
 
 
-def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], seed: int, workers: int) -> None:
-    """Write ``n`` synthetic clips and their ``transcripts.jsonl`` to ``out_dir`` (skipped if present)."""
+def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], seed: int, workers: int,
+               extra_voices: tuple[str, ...] = ()) -> None:
+    """Write ``n`` synthetic clips and their ``transcripts.jsonl`` to ``out_dir`` (skipped if present).
+
+    ``extra_voices`` names opt-in voice sets (see :data:`vcd.training.synth.EXTRA_VOICE_SETS`).
+    """
     index_file = out_dir / "transcripts.jsonl"
     if index_file.exists():
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    voices = available_voices(held_out, rng)
+    voices = available_voices(held_out, rng, extra_voices)
     if not voices:
         _LOGGER.warning("no TTS engine installed: no synthetic speech")
     texts = (sample_sentence(load_intents(), rng)[1] for _ in range(n)) if held_out else iter(synth_texts(n, vocabulary, rng))
@@ -138,8 +142,12 @@ def build_features(name: str, utterances: list[tuple[str, list[int]]], copies: i
     tmp.rename(out_file)
 
 
-def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int) -> list[Path]:
-    """Run every preparation stage that has not finished yet; return the training shard files."""
+def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int,
+            extra_voices: tuple[str, ...] = ()) -> list[Path]:
+    """Run every preparation stage that has not finished yet; return the training shard files.
+
+    ``extra_voices``: opt-in TTS voice sets that speak the synthetic clips besides the free voices.
+    """
     work.mkdir(parents=True, exist_ok=True)
     feats_dir = work / "features"
     feats_dir.mkdir(exist_ok=True)
@@ -153,8 +161,8 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     vocabulary = sorted({w for utts in corpora.values() for u in utts for w in words_of(u.text)
                          if lexicon(w) and w.isalpha()})
     vocabulary = vocabulary or list(DIGITS)
-    synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers)
-    synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers)
+    synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
+    synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
     corpora["synth"] = read_transcripts(work / "synth-train")
 
     noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
