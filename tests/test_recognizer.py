@@ -18,7 +18,7 @@ from vcd.errors import AudioError, ExitCode, GrammarError, ModelError
 from vcd.grammar import compile_word_graph, load_intents
 from vcd.model import load_model
 from vcd.phonetics import LABELS, Lexicon
-from vcd.recognizer import Recognizer
+from vcd.recognizer import DEFAULT_MODEL, Recognizer
 from vcd.training.calibrate import choose_threshold
 
 HOME = """
@@ -306,3 +306,19 @@ def test_calibration_threshold_lets_through_at_most_one_percent_of_negatives() -
     # overlapping sets: never stricter than keeping 98 % of the positives
     assert choose_threshold(positives, rng.uniform(0.5, 3.0, 500)) == pytest.approx(np.percentile(positives, 98))
     assert choose_threshold(positives, np.full(10, np.inf)) == pytest.approx(np.percentile(positives, 98))
+
+
+@pytest.mark.parametrize("shipped", [True, False])
+def test_numpy_inference_matches_the_torch_forward_pass(shipped: bool) -> None:
+    import torch
+
+    from vcd.model import AcousticModel
+
+    torch.manual_seed(0)
+    model = load_model(DEFAULT_MODEL)[0] if shipped else AcousticModel(n_labels=len(LABELS), layers=3).eval()
+    feats = torch.randn(1, 173, 64)
+    with torch.inference_mode():
+        expected = model(feats)[0].numpy()
+    got = model.infer(feats)
+    assert got.shape == expected.shape == (87, len(LABELS))
+    assert np.abs(got - expected).max() < 1e-4

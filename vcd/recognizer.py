@@ -93,8 +93,7 @@ class Recognizer:
         from vcd.features import log_mel
 
         feats = torch.from_numpy(log_mel(samples)).unsqueeze(0)
-        with torch.inference_mode():
-            return self.model(feats)[0].numpy()
+        return self.model.infer(feats)
 
     def recognize(self, samples: np.ndarray) -> Recognition:
         """Decode one speech segment (16 kHz mono float32) against the grammar."""
