@@ -957,12 +957,19 @@ def hermes_text_captured(site: str, text: str, confidence: float, audio_s: float
 _plugin: MqttPlugin | None = None
 
 
+def _settings(config: Any, config_path: Path | None) -> MqttSettings | None:
+    """The validated ``[plugins.mqtt]`` table (paths relative to the config file); None when there is none."""
+    table = config.plugin_table(NAME)
+    if not table:
+        return None
+    base = Path(config_path).parent if config_path else Path.cwd()
+    return parse_settings(table, config.label, config.daemon.site, base)
+
+
 @vcd.hookimpl
 def vcd_check_config(config: Any, config_path: Path | None) -> None:
     """``vcd check-config``: validate ``[plugins.mqtt]`` (files it names included) without connecting."""
-    table = config.plugin_table(NAME)
-    if table:
-        parse_settings(table, config.label, config.daemon.site, Path(config_path).parent if config_path else Path.cwd())
+    _settings(config, config_path)
 
 
 @vcd.hookimpl
@@ -972,12 +979,10 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
     if _plugin is not None:  # started twice without a shutdown (tests): let go of the old connection
         _plugin.stop()
         _plugin = None
-    table = config.plugin_table(NAME)
-    if not table:
+    settings = _settings(config, config_path)
+    if settings is None:
         _LOGGER.info("mqtt: no [plugins.mqtt] table in %s; not publishing", config.label)
         return
-    base = Path(config_path).parent if config_path else Path.cwd()
-    settings = parse_settings(table, config.label, config.daemon.site, base)
     intents = sentence_intents(config) if settings.homeassistant_discovery and not settings.event_types else []
     _plugin = MqttPlugin(settings, intents)
     _plugin.start()

@@ -185,18 +185,22 @@ class PluginHost:
     def _impls(self, hook: str) -> list[Any]:
         return getattr(self.pm.hook, hook).get_hookimpls()
 
+    @staticmethod
+    def _call_config_hook(impl: Any, hook: str, config: Config, what: str) -> None:
+        """Call one plugin's ``vcd_check_config``/``vcd_startup``; any non-vcd exception becomes a one-line VcdError."""
+        kwargs = {"config": config, "config_path": config.path}
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except VcdError:
+            raise
+        except Exception as exc:
+            _LOGGER.exception('plugin "%s": %s failed', impl.plugin_name, hook)
+            raise VcdError(f'plugin "{impl.plugin_name}": {what} failed: {type(exc).__name__}: {exc}') from exc
+
     def check_config(self, config: Config) -> None:
         """Call ``vcd_check_config`` of each plugin; the first failure is raised as a one-line error."""
         for impl in self._impls("vcd_check_config"):
-            kwargs = {"config": config, "config_path": config.path}
-            try:
-                impl.function(*[kwargs[a] for a in impl.argnames])
-            except VcdError:
-                raise
-            except Exception as exc:
-                _LOGGER.exception('plugin "%s": vcd_check_config failed', impl.plugin_name)
-                raise VcdError(f'plugin "{impl.plugin_name}": configuration check failed: '
-                               f"{type(exc).__name__}: {exc}") from exc
+            self._call_config_hook(impl, "vcd_check_config", config, "configuration check")
 
     def startup(self, config: Config) -> None:
         """Call ``vcd_startup`` of each plugin on this thread; the first failure aborts start-up.
@@ -204,18 +208,12 @@ class PluginHost:
         Plugins already started are shut down again before the error propagates.
         """
         for impl in self._impls("vcd_startup"):  # registration order
-            name = impl.plugin_name
-            kwargs = {"config": config, "config_path": config.path}
             try:
-                impl.function(*[kwargs[a] for a in impl.argnames])
+                self._call_config_hook(impl, "vcd_startup", config, "start-up")
             except VcdError:
                 self.shutdown("start-up failed", only=self._started)
                 raise
-            except Exception as exc:
-                _LOGGER.exception('plugin "%s": vcd_startup failed', name)
-                self.shutdown("start-up failed", only=self._started)
-                raise VcdError(f'plugin "{name}": start-up failed: {type(exc).__name__}: {exc}') from exc
-            self._started.append(name)
+            self._started.append(impl.plugin_name)
         self._started = self.names
 
     def start_workers(self) -> None:
