@@ -166,6 +166,22 @@ def test_blank_runs_are_searched_as_one_frame_with_the_same_result(tmp_path: Pat
     assert abs(fast.score - full.score) < 1e-3 and fast.free_score == full.free_score
 
 
+def test_phone_bonus_steers_the_choice_but_not_the_score(tmp_path: Path) -> None:
+    digits = write(tmp_path, "language: en\nintents:\n  D:\n    data:\n      - sentences: ['{d}']\n"
+                             "lists:\n  d:\n    values: [eight, three]\n")
+    phones = build_phone_graph(compile_word_graph(load_intents(digits)), Lexicon())
+    # no evidence either way: every label equally likely in every frame, so every path scores the same
+    flat = np.full((30, len(LABELS)), -np.log(len(LABELS)), dtype=np.float32)
+    assert viterbi(phones, flat, phone_bonus=0.5).words == ["three"]  # TH R IY explains more than EY T
+    assert abs(viterbi(phones, flat, phone_bonus=0.5).score - viterbi(phones, flat, phone_bonus=0.0).score) < 1e-3
+    lexicon = Lexicon()
+    clear = peaky_posteriors(lexicon("eight")[0])
+    for bonus in (0.0, 2.0):
+        hyp = viterbi(phones, clear, phone_bonus=bonus)
+        assert hyp.words == ["eight"]  # clear speech is not outvoted by the bonus
+        assert hyp.free_score - hyp.score < 1e-3  # the score is the path's plain log-probability
+
+
 def test_viterbi_repeated_phone_needs_a_blank(tmp_path: Path) -> None:
     """'t t' only decodes as two letters when the model put a blank between them (CTC rule)."""
     letters = write(tmp_path, "language: en\nintents:\n  L:\n    data:\n      - sentences: ['{l} [{l}]']\n"
