@@ -230,11 +230,11 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
                     kind, pred, pred_blank, best_val = "edge", int(srcs[k]), bool(via_b[k] >= via_p[k]), vals[k]
             if P_hist[t - 1][s] >= best_val + bonus:
                 kind = "self"
-        if kind != "self":
+        if kind != "self":  # the path entered this state here
             entered += 1
-        if kind != "self" and graph.word[s] >= 0:
-            words_rev.append(int(graph.word[s]))
-            tags_rev.append(int(graph.tag[s]))
+            if graph.word[s] >= 0:
+                words_rev.append(int(graph.word[s]))
+                tags_rev.append(int(graph.tag[s]))
         if kind == "start":
             break
         if kind == "edge":
