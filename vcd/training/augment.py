@@ -42,7 +42,8 @@ class Augmenter:
         self.rng = np.random.default_rng(seed)
         self.pyrng = random.Random(seed)
 
-    def __call__(self, audio: np.ndarray) -> np.ndarray:
+    def __call__(self, audio: np.ndarray, narrowband: bool = False) -> np.ndarray:
+        """One distorted copy; ``narrowband`` always band-limits it to 8 kHz sampling (telephone band)."""
         rng = self.rng
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
         if rng.random() < 0.7:  # speed perturbation (tempo and pitch together, like Kaldi's)
@@ -54,8 +55,8 @@ class Augmenter:
             y = _fft_conv(y, synthetic_rir(rng))
         if rng.random() < 0.8:
             y = self._add_noise(y, snr_db=rng.uniform(0.0, 30.0))
-        if rng.random() < 0.4:  # telephone band / cheap microphones
-            low = int(rng.choice([8000, 8000, 11025]))
+        if narrowband or rng.random() < 0.4:  # telephone band / cheap microphones
+            low = 8000 if narrowband else int(rng.choice([8000, 8000, 11025]))
             y = AF.resample(AF.resample(torch.from_numpy(y), SAMPLE_RATE_HZ, low), low, SAMPLE_RATE_HZ).numpy()
         peak = float(np.max(np.abs(y))) + 1e-9
         gain = 10 ** (rng.uniform(-25, 3) / 20) / peak * 0.5

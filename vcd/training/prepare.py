@@ -26,6 +26,10 @@ _LOGGER = logging.getLogger(__name__)
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MAX_SECONDS = 9.0
+# Real clips with a spoken digit get this many extra copies, each band-limited to 8 kHz sampling: the
+# real training data hold few digits, and telephone-band digit strings are what FSDD-like input is.
+NARROWBAND_DIGIT_COPIES = 3
+DIGIT_SET = frozenset(DIGITS) | {"oh"}
 _LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
 
@@ -102,8 +106,8 @@ def _init_worker(noise_files: list[str], seed: int) -> None:
     _WORKER["rng"] = np.random.default_rng(seed + 7 * mp.current_process()._identity[0])
 
 
-def _features_one(job: tuple[str, list[int], int, bool]) -> list[tuple[np.ndarray, np.ndarray]]:
-    path, labels, copies, clean = job
+def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    path, labels, copies, clean, narrow = job
     try:
         audio = read_audio(path)
     except Exception as exc:
@@ -114,23 +118,26 @@ def _features_one(job: tuple[str, list[int], int, bool]) -> list[tuple[np.ndarra
     rng = _WORKER["rng"]
     out = []
     label_arr = np.asarray(labels, dtype=np.int16)
-    for copy in range(copies):
+    for copy in range(copies + narrow):
         pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * 16000), np.float32)  # noqa: E731
         x = np.concatenate([pad(), audio, pad()])
         if not (clean and copy == 0):
-            x = _WORKER["augment"](x)
+            x = _WORKER["augment"](x, narrowband=copy >= copies)
         else:
             x = x + rng.standard_normal(x.size).astype(np.float32) * 1e-4
         out.append((log_mel(x).astype(np.float16), label_arr))
     return out
 
 
-def build_features(name: str, utterances: list[tuple[str, list[int]]], copies: int, clean: bool,
+def build_features(name: str, utterances: list[tuple[str, list[int], int]], copies: int, clean: bool,
                    noise_files: list[str], out_file: Path, seed: int, workers: int) -> None:
-    """Features of ``copies`` versions (first clean when ``clean``) of every clip → ``out_file``."""
+    """Features of ``copies`` versions (first clean when ``clean``) of every clip → ``out_file``.
+
+    Each utterance is (audio path, label ids, extra narrow-band copies).
+    """
     if out_file.exists() or not utterances:
         return
-    jobs = [(path, labels, copies, clean) for path, labels in utterances]
+    jobs = [(path, labels, copies, clean, narrow) for path, labels, narrow in utterances]
     feats, labels = [], []
     with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed)) as pool:
         for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
@@ -167,18 +174,19 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
 
     noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
     shards = []
-    valid: list[tuple[str, list[int]]] = []
+    valid: list[tuple[str, list[int], int]] = []
     for name, utts in corpora.items():
-        train: list[tuple[str, list[int]]] = []
+        train: list[tuple[str, list[int], int]] = []
         for u in utts:
             phones = phones_of(u.text, lexicon) if u.text else []
             if phones is None or (not phones and name != "speechcommands-v2"):
                 continue
-            item = (str(u.path), [_LABEL_ID[p] for p in phones])
+            ids = [_LABEL_ID[p] for p in phones]
             if name != "synth" and is_validation_speaker(name, u.speaker):
-                valid.append(item)
+                valid.append((str(u.path), ids, 0))
             else:
-                train.append(item)
+                has_digit = name != "synth" and not DIGIT_SET.isdisjoint(words_of(u.text))
+                train.append((str(u.path), ids, NARROWBAND_DIGIT_COPIES if has_digit else 0))
         copies = 2 if name == "synth" else 3
         out = feats_dir / f"{name}.pt"
         build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers)

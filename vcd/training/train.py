@@ -101,7 +101,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         model.load_state_dict(start.state_dict())
         _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    warmup = min(200 if init is not None else 500, steps // 10)
+    warmup = max(1, min(200 if init is not None else 500, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)

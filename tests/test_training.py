@@ -1,0 +1,72 @@
+"""The training pipeline on a tiny corpus: augmentation, feature caching with narrow-band copies, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conftest import write_wav
+from vcd.training.augment import Augmenter
+from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
+from vcd.training.train import train
+
+SAMPLE_RATE_HZ = 16000
+
+
+def _tone(freq_hz: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    return (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def _band_energy(x: np.ndarray, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE_HZ)
+    return float(spectrum[(freqs >= low_hz) & (freqs < high_hz)].sum())
+
+
+def test_narrowband_copy_has_nothing_above_4_khz() -> None:
+    augment = Augmenter([], seed=3)
+    x = _tone(1000.0) + _tone(6000.0)  # as much energy above 4 kHz as below
+    for _ in range(5):  # whatever else the chain draws (noise, clipping), the telephone band is applied
+        y = augment(x, narrowband=True)
+        assert _band_energy(y, 4200, 8000) < 1e-2 * _band_energy(y, 0, 4000)
+
+
+def test_features_cache_holds_clean_augmented_and_narrowband_copies(tmp_path: Path) -> None:
+    clips = []
+    for i, narrow in enumerate((0, NARROWBAND_DIGIT_COPIES)):
+        path = tmp_path / f"clip{i}.wav"
+        write_wav(path, _tone(440.0 * (i + 1), 0.8))
+        clips.append((str(path), [5, 6, 7], narrow))
+    out = tmp_path / "feats.pt"
+    build_features("tiny", clips, copies=2, clean=True, noise_files=[], out_file=out, seed=1, workers=1)
+    blob = torch.load(str(out), weights_only=True)
+    assert len(blob["feats"]) == 2 + 2 + NARROWBAND_DIGIT_COPIES
+    assert all(f.shape[1] == 64 and f.dtype == torch.float16 for f in blob["feats"])
+    assert all(lab.tolist() == [5, 6, 7] for lab in blob["labels"])
+
+
+def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    feats = [torch.from_numpy(rng.standard_normal((60 + 10 * i, 64)).astype(np.float16)) for i in range(6)]
+    labels = [torch.tensor([1 + i, 2 + i, 3]) for i in range(6)]
+    shard, valid = tmp_path / "train.pt", tmp_path / "valid.pt"
+    torch.save({"feats": feats, "labels": labels}, str(shard))
+    torch.save({"feats": feats[:2], "labels": labels[:2]}, str(valid))
+    work = tmp_path / "work"
+    work.mkdir()
+
+    best = train([shard], valid, work, steps=2, seed=1, threads=1, max_frames=200)
+    first = torch.load(str(work / "checkpoint.pt"), weights_only=False)
+    assert first["step"] == 2 and best.exists()
+
+    train([shard], valid, work, steps=4, seed=1, threads=1, max_frames=200)
+    second = torch.load(str(work / "checkpoint.pt"), weights_only=False)
+    assert second["step"] == 4
+    assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    log = (work / "train-log.tsv").read_text().splitlines()
+    assert [line.split("\t")[1] for line in log] == ["2", "4"]
+    assert json.dumps(torch.load(str(best), weights_only=True)["extra"]["step"]) in {"2", "4"}
