@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,9 @@ import torch
 from conftest import write_wav
 from vcd.training.augment import Augmenter
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
-from vcd.training.train import train
+from vcd.model import AcousticModel, save_model
+from vcd.phonetics import LABELS
+from vcd.training.train import average_weights, train
 
 SAMPLE_RATE_HZ = 16000
 
@@ -69,4 +70,18 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> No
     assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     log = (work / "train-log.tsv").read_text().splitlines()
     assert [line.split("\t")[1] for line in log] == ["2", "4"]
-    assert json.dumps(torch.load(str(best), weights_only=True)["extra"]["step"]) in {"2", "4"}
+    assert sorted(p.name for p in (work / "snapshots").iterdir()) == ["step-000002.pt", "step-000004.pt"]
+    extra = torch.load(str(best), weights_only=True)["extra"]
+    assert extra["step"] in {2, 4}
+    assert extra.get("averaged") in (None, ["step-000002", "step-000004"])
+
+
+def test_average_weights_is_the_mean_of_models_and_checkpoints(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    a, b = AcousticModel(n_labels=len(LABELS)), AcousticModel(n_labels=len(LABELS))
+    save_model(a, tmp_path / "a.pt", list(LABELS))
+    torch.save({"model": b.state_dict(), "step": 7}, str(tmp_path / "b.pt"))  # a training checkpoint
+    mean = average_weights([tmp_path / "a.pt", tmp_path / "b.pt"])
+    for key, value in a.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(mean[key], (value + b.state_dict()[key]) / 2, atol=1e-6)

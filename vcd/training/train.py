@@ -78,13 +78,45 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
     return errors / max(1, total)
 
 
+def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
+    """The mean of the weights in ``files`` (saved models or training checkpoints of one shape)."""
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for file in files:
+        blob = torch.load(str(file), map_location="cpu", weights_only=False)
+        state = blob["model"] if "model" in blob else blob["state_dict"]
+        for key, value in state.items():
+            total[key] = total.get(key, 0) + value.double()
+            dtypes[key] = value.dtype
+    return {key: (value / len(files)).to(dtypes[key]) for key, value in total.items()}
+
+
+def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats, v_labels, best_per: float,
+                           best_file: Path, extra: dict) -> float:
+    """Average ``snapshots``; if its validation PER beats ``best_per``, write it to ``best_file``.
+
+    Returns the averaged weights' validation PER.  ``model`` is left holding its own weights.
+    """
+    own = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(average_weights(snapshots))
+    per = greedy_phone_error_rate(model, v_feats, v_labels)
+    tqdm.write(f"average of {len(snapshots)} snapshots: validation phone error rate {per:.3f} (best {best_per:.3f})")
+    if per < best_per:
+        save_model(model, best_file, list(LABELS), {**extra, "valid_per": per,
+                                                    "averaged": [p.stem for p in snapshots]})
+    model.load_state_dict(own)
+    return per
+
+
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
-          init: Path | None = None) -> Path:
-    """Train (or resume) until ``steps``; returns the path of the best checkpoint by validation PER.
+          init: Path | None = None, average: int = 4) -> Path:
+    """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
     schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
+    Every checkpoint also leaves the weights in ``work/snapshots``; at the end the mean of the last
+    ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
     """
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
@@ -105,7 +137,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    ckpt_file, best_file = work / "checkpoint.pt", work / "best.pt"
+    ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
+    snap_dir.mkdir(exist_ok=True)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
     rng = random.Random(seed)
     if ckpt_file.exists():
@@ -122,10 +155,11 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     def checkpoint() -> None:
         nonlocal best_per
         per = greedy_phone_error_rate(model, v_feats, v_labels) if v_feats else float("nan")
+        extra = {"step": step, "valid_per": per, "seed": seed, "init": str(init) if init else None}
         if not v_feats or per < best_per:
             best_per = per if v_feats else best_per
-            save_model(model, best_file, list(LABELS), {"step": step, "valid_per": per, "seed": seed,
-                                                        "init": str(init) if init else None})
+            save_model(model, best_file, list(LABELS), extra)
+        save_model(model, snap_dir / f"step-{step:06d}.pt", list(LABELS), extra)
         tmp = ckpt_file.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                     "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
@@ -166,4 +200,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             done_in_epoch = 0
     checkpoint()
     bar.close()
+    snapshots = sorted(snap_dir.glob("step-*.pt"))[-average:]
+    if v_feats and average > 1 and len(snapshots) > 1:
+        keep_average_if_better(model, snapshots, v_feats, v_labels, best_per, best_file,
+                               {"step": step, "seed": seed, "init": str(init) if init else None})
     return best_file
