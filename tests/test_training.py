@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from conftest import write_wav
-from vcd.training.augment import Augmenter
-from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.model import AcousticModel, save_model
 from vcd.phonetics import LABELS
+from vcd.training.augment import Augmenter
+from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, train
 
 SAMPLE_RATE_HZ = 16000

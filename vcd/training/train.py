@@ -80,31 +80,25 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
 
 def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
     """The mean of the weights in ``files`` (saved models or training checkpoints of one shape)."""
-    total: dict[str, torch.Tensor] = {}
-    dtypes: dict[str, torch.dtype] = {}
+    states = []
     for file in files:
         blob = torch.load(str(file), map_location="cpu", weights_only=False)
-        state = blob["model"] if "model" in blob else blob["state_dict"]
-        for key, value in state.items():
-            total[key] = total.get(key, 0) + value.double()
-            dtypes[key] = value.dtype
-    return {key: (value / len(files)).to(dtypes[key]) for key, value in total.items()}
+        states.append(blob["model"] if "model" in blob else blob["state_dict"])
+    return {key: torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
+            for key, value in states[0].items()}
 
 
 def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats, v_labels, best_per: float,
                            best_file: Path, extra: dict) -> float:
-    """Average ``snapshots``; if its validation PER beats ``best_per``, write it to ``best_file``.
-
-    Returns the averaged weights' validation PER.  ``model`` is left holding its own weights.
-    """
-    own = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(average_weights(snapshots))
-    per = greedy_phone_error_rate(model, v_feats, v_labels)
+    """Average ``snapshots`` (weights of ``model``'s shape); if that validates below ``best_per``, write it
+    to ``best_file``.  Returns the averaged weights' validation PER; ``model`` itself is not touched."""
+    averaged = AcousticModel(**model.hparams)
+    averaged.load_state_dict(average_weights(snapshots))
+    per = greedy_phone_error_rate(averaged, v_feats, v_labels)
     tqdm.write(f"average of {len(snapshots)} snapshots: validation phone error rate {per:.3f} (best {best_per:.3f})")
     if per < best_per:
-        save_model(model, best_file, list(LABELS), {**extra, "valid_per": per,
-                                                    "averaged": [p.stem for p in snapshots]})
-    model.load_state_dict(own)
+        save_model(averaged, best_file, list(LABELS), {**extra, "valid_per": per,
+                                                       "averaged": [p.stem for p in snapshots]})
     return per
 
 
@@ -137,6 +131,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    run_info = {"seed": seed, "init": str(init) if init else None}  # stored with every saved model
     ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
     snap_dir.mkdir(exist_ok=True)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
@@ -155,7 +150,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     def checkpoint() -> None:
         nonlocal best_per
         per = greedy_phone_error_rate(model, v_feats, v_labels) if v_feats else float("nan")
-        extra = {"step": step, "valid_per": per, "seed": seed, "init": str(init) if init else None}
+        extra = {"step": step, "valid_per": per, **run_info}
         if not v_feats or per < best_per:
             best_per = per if v_feats else best_per
             save_model(model, best_file, list(LABELS), extra)
@@ -202,6 +197,5 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     bar.close()
     snapshots = sorted(snap_dir.glob("step-*.pt"))[-average:]
     if v_feats and average > 1 and len(snapshots) > 1:
-        keep_average_if_better(model, snapshots, v_feats, v_labels, best_per, best_file,
-                               {"step": step, "seed": seed, "init": str(init) if init else None})
+        keep_average_if_better(model, snapshots, v_feats, v_labels, best_per, best_file, {"step": step, **run_info})
     return best_file
