@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import write_wav
@@ -74,6 +75,20 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> No
     extra = torch.load(str(best), weights_only=True)["extra"]
     assert extra["step"] in {2, 4}
     assert extra.get("averaged") in (None, ["step-000002", "step-000004"])
+
+
+def test_training_keeps_only_the_latest_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    feats = [torch.from_numpy(rng.standard_normal((60, 64)).astype(np.float16)) for _ in range(4)]
+    labels = [torch.tensor([1, 2]) for _ in range(4)]
+    shard = tmp_path / "train.pt"
+    torch.save({"feats": feats, "labels": labels}, str(shard))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr("vcd.training.train.SNAPSHOTS_KEPT", 2)
+    for steps in (1, 2, 3):
+        train([shard], shard, work, steps=steps, seed=1, threads=1, max_frames=200, average=1)
+    assert sorted(p.name for p in (work / "snapshots").iterdir()) == ["step-000002.pt", "step-000003.pt"]
 
 
 def test_average_weights_is_the_mean_of_models_and_checkpoints(tmp_path: Path) -> None:

@@ -113,11 +113,13 @@ def _extra_voice_sets(text: str) -> tuple[str, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vcd.cli import setup_logging
     from vcd.training.calibrate import calibrate
     from vcd.training.prepare import prepare
     from vcd.training.synth import EXTRA_VOICE_LICENCES
     from vcd.training.train import train
 
+    setup_logging("info")  # its progress lines: clips and hours trained on, the starting model, resumes
     extra_voices = _extra_voice_sets(args.extra_voices)
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")

@@ -18,6 +18,8 @@ from vcd.phonetics import LABELS
 from vcd.training.augment import spec_augment
 
 _LOGGER = logging.getLogger(__name__)
+# Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.
+SNAPSHOTS_KEPT = 8
 
 
 def load_shards(files: list[Path]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -109,7 +111,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
     schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
-    Every checkpoint also leaves the weights in ``work/snapshots``; at the end the mean of the last
+    Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
+    SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last
     ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
     """
     torch.set_num_threads(threads)
@@ -134,6 +137,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     run_info = {"seed": seed, "init": str(init) if init else None}  # stored with every saved model
     ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
     snap_dir.mkdir(exist_ok=True)
+    keep_snapshots = max(average, SNAPSHOTS_KEPT)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
     rng = random.Random(seed)
     if ckpt_file.exists():
@@ -155,6 +159,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             best_per = per if v_feats else best_per
             save_model(model, best_file, list(LABELS), extra)
         save_model(model, snap_dir / f"step-{step:06d}.pt", list(LABELS), extra)
+        for old in sorted(snap_dir.glob("step-*.pt"))[:-keep_snapshots]:
+            old.unlink()
         tmp = ckpt_file.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                     "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
