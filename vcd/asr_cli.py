@@ -120,6 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.train import train
 
     setup_logging("info")  # its progress lines: clips and hours trained on, the starting model, resumes
+    # ...but not the hundreds of corpus words spelled by espeak-ng, one line each
+    logging.getLogger("vcd.phonetics").setLevel(logging.WARNING)
     extra_voices = _extra_voice_sets(args.extra_voices)
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")
