@@ -147,8 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main_train(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="vcd")
+    parser = argparse.ArgumentParser(prog="vcd")  # cmd_train sets up its own logging
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     try:
