@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import write_wav
-from vcd.model import AcousticModel, save_model
+from vcd.errors import ModelError
+from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
 from vcd.training.augment import Augmenter
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
@@ -100,3 +101,37 @@ def test_average_weights_is_the_mean_of_models_and_checkpoints(tmp_path: Path) -
     for key, value in a.state_dict().items():
         if value.is_floating_point():
             assert torch.allclose(mean[key], (value + b.state_dict()[key]) / 2, atol=1e-6)
+
+
+def test_widened_model_computes_what_the_narrow_one_did() -> None:
+    torch.manual_seed(2)
+    narrow = AcousticModel(n_labels=len(LABELS), hidden=24, proj=32, channels=8).eval()
+    wide = widen(narrow, 40).eval()
+    assert wide.hparams == {**narrow.hparams, "hidden": 40} and wide.rnn.hidden_size == 40
+    x = torch.randn(1, 90, 64)
+    with torch.inference_mode():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-5)
+    assert np.allclose(narrow.infer(x), wide.infer(x), atol=1e-5)  # the numpy GRU of decoding as well
+    new_units = wide.rnn.weight_ih_l0[40 + 24 : 80]  # z-gate rows of the new units: freshly initialised
+    assert new_units.abs().sum() > 0
+    with pytest.raises(ModelError, match="cannot narrow"):
+        widen(wide, 24)
+
+
+def test_training_widens_its_init_model_and_resumes_wide(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    feats = [torch.from_numpy(rng.standard_normal((60, 64)).astype(np.float16)) for _ in range(4)]
+    labels = [torch.tensor([1, 2]) for _ in range(4)]
+    shard = tmp_path / "train.pt"
+    torch.save({"feats": feats, "labels": labels}, str(shard))
+    torch.manual_seed(0)
+    save_model(AcousticModel(n_labels=len(LABELS), hidden=16), tmp_path / "init.pt", list(LABELS))
+    work = tmp_path / "work"
+    work.mkdir()
+    for steps in (1, 2):  # the second call resumes from the wide checkpoint
+        best = train([shard], shard, work, steps=steps, seed=1, threads=1, max_frames=200, average=1,
+                     init=tmp_path / "init.pt", hidden=24)
+    model, _, extra = load_model(best)
+    assert model.hparams["hidden"] == 24 and model.rnn.hidden_size == 24 and extra["step"] in {1, 2}
+    with pytest.raises(ModelError, match="cannot narrow"):
+        train([shard], shard, tmp_path, steps=1, seed=1, threads=1, init=tmp_path / "init.pt", hidden=8)

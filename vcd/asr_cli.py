@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--init", type=Path, metavar="MODEL",
                    help="start from this model's weights instead of random ones (fine-tune / warm restart)")
+    p.add_argument("--hidden", type=int, metavar="N",
+                   help="GRU units per direction (default: --init's, else 160); more than --init's widens it, "
+                        "keeping what it computes")
     p.add_argument("--average", type=int, default=4, metavar="N",
                    help="at the end, average the last N checkpoints' weights and keep that if it validates "
                         "better (default 4; 1 turns it off)")
@@ -129,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"extra voices {name}: {EXTRA_VOICE_LICENCES[name]}", flush=True)
     shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
-                 lr=args.lr, init=args.init, average=args.average)
+                 lr=args.lr, init=args.init, average=args.average, hidden=args.hidden)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     calibrate(args.output, args.data, args.work / "synth-heldout")

@@ -29,6 +29,8 @@ MAX_SECONDS = 9.0
 # Real clips with a spoken digit get this many extra copies, each band-limited to 8 kHz sampling: the
 # real training data hold few digits, and telephone-band digit strings are what FSDD-like input is.
 NARROWBAND_DIGIT_COPIES = 3
+# Synthetic clips with a digit get this many (each synthetic clip already has two augmented copies).
+SYNTH_NARROWBAND_DIGIT_COPIES = 1
 DIGIT_SET = frozenset(DIGITS) | {"oh"}
 _LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
@@ -185,8 +187,9 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
             if name != "synth" and is_validation_speaker(name, u.speaker):
                 valid.append((str(u.path), ids, 0))
             else:
-                has_digit = name != "synth" and not DIGIT_SET.isdisjoint(words_of(u.text))
-                train.append((str(u.path), ids, NARROWBAND_DIGIT_COPIES if has_digit else 0))
+                has_digit = not DIGIT_SET.isdisjoint(words_of(u.text))
+                narrow = SYNTH_NARROWBAND_DIGIT_COPIES if name == "synth" else NARROWBAND_DIGIT_COPIES
+                train.append((str(u.path), ids, narrow if has_digit else 0))
         copies = 2 if name == "synth" else 3
         out = feats_dir / f"{name}.pt"
         build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from vcd.evaluate import word_errors
 from vcd.errors import ModelError
-from vcd.model import AcousticModel, load_model, save_model
+from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
 from vcd.training.augment import spec_augment
 
@@ -106,11 +106,13 @@ def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats,
 
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
-          init: Path | None = None, average: int = 4) -> Path:
+          init: Path | None = None, average: int = 4, hidden: int | None = None) -> Path:
     """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
     schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
+    ``hidden`` sets the GRU width (default: ``init``'s, else the model's default); a width above ``init``'s
+    widens those weights with :func:`vcd.model.widen`, which keeps what they compute.
     Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
     SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last
     ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
@@ -122,13 +124,20 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     v_feats, v_labels = load_shards([valid_file]) if valid_file.exists() else ([], [])
     _LOGGER.info("training on %d clips (%.1f h of features), validating on %d held-out-speaker clips",
                  len(feats), sum(f.shape[0] for f in feats) / 360000, len(v_feats))
-    model = AcousticModel(n_labels=len(LABELS))
     if init is not None:
         start, start_labels, start_extra = load_model(init)
-        if start_labels != list(LABELS) or start.hparams != model.hparams:
-            raise ModelError(f"{init}: its labels or shape differ from the model being trained")
+        if start_labels != list(LABELS):
+            raise ModelError(f"{init}: its labels differ from the model being trained")
+        if hidden is not None and hidden != start.hparams["hidden"]:
+            if hidden < start.hparams["hidden"]:
+                raise ModelError(f"{init}: has {start.hparams['hidden']} GRU units; --hidden {hidden} cannot narrow it")
+            _LOGGER.info("widening %s from %d to %d GRU units", init, start.hparams["hidden"], hidden)
+            start = widen(start, hidden, seed)
+        model = AcousticModel(**start.hparams)
         model.load_state_dict(start.state_dict())
         _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
+    else:
+        model = AcousticModel(n_labels=len(LABELS), **({"hidden": hidden} if hidden else {}))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     warmup = max(1, min(200 if init is not None else 500, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
