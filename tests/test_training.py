@@ -128,10 +128,11 @@ def test_training_widens_its_init_model_and_resumes_wide(tmp_path: Path) -> None
     save_model(AcousticModel(n_labels=len(LABELS), hidden=16), tmp_path / "init.pt", list(LABELS))
     work = tmp_path / "work"
     work.mkdir()
-    for steps in (1, 2):  # the second call resumes from the wide checkpoint
+    for steps, hidden in ((1, 24), (2, None)):  # the resumed run keeps its checkpoint's width
         best = train([shard], shard, work, steps=steps, seed=1, threads=1, max_frames=200, average=1,
-                     init=tmp_path / "init.pt", hidden=24)
+                     init=tmp_path / "init.pt", hidden=hidden)
     model, _, extra = load_model(best)
     assert model.hparams["hidden"] == 24 and model.rnn.hidden_size == 24 and extra["step"] in {1, 2}
+    assert torch.load(str(work / "checkpoint.pt"), weights_only=False)["step"] == 2
     with pytest.raises(ModelError, match="cannot narrow"):
         train([shard], shard, tmp_path, steps=1, seed=1, threads=1, init=tmp_path / "init.pt", hidden=8)

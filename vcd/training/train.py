@@ -138,20 +138,27 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
     else:
         model = AcousticModel(n_labels=len(LABELS), **({"hidden": hidden} if hidden else {}))
+    ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
+    resume = torch.load(str(ckpt_file), weights_only=False) if ckpt_file.exists() else None
+    if resume is not None and resume.get("hparams", model.hparams) != model.hparams:
+        model = AcousticModel(**resume["hparams"])  # the run being resumed decides the shape (--hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     warmup = max(1, min(200 if init is not None else 500, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     run_info = {"seed": seed, "init": str(init) if init else None}  # stored with every saved model
-    ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
     snap_dir.mkdir(exist_ok=True)
     keep_snapshots = max(average, SNAPSHOTS_KEPT)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
     rng = random.Random(seed)
-    if ckpt_file.exists():
-        blob = torch.load(str(ckpt_file), weights_only=False)
-        model.load_state_dict(blob["model"])
+    if resume is not None:
+        blob = resume
+        try:
+            model.load_state_dict(blob["model"])
+        except RuntimeError:  # a checkpoint from before checkpoints recorded their shape
+            raise ModelError(f"{ckpt_file}: its weights differ in shape from the model being trained; "
+                             "resume with the --hidden it was started with") from None
         opt.load_state_dict(blob["opt"])
         sched.load_state_dict(blob["sched"])
         step, epoch, best_per = blob["step"], blob["epoch"], blob["best_per"]
@@ -171,7 +178,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         for old in sorted(snap_dir.glob("step-*.pt"))[:-keep_snapshots]:
             old.unlink()
         tmp = ckpt_file.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "hparams": model.hparams, "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
                     "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
                    str(tmp))
         tmp.rename(ckpt_file)
