@@ -129,12 +129,12 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         if start_labels != list(LABELS):
             raise ModelError(f"{init}: its labels differ from the model being trained")
         if hidden is not None and hidden != start.hparams["hidden"]:
-            if hidden < start.hparams["hidden"]:
-                raise ModelError(f"{init}: has {start.hparams['hidden']} GRU units; --hidden {hidden} cannot narrow it")
             _LOGGER.info("widening %s from %d to %d GRU units", init, start.hparams["hidden"], hidden)
-            start = widen(start, hidden, seed)
-        model = AcousticModel(**start.hparams)
-        model.load_state_dict(start.state_dict())
+            try:
+                start = widen(start, hidden, seed)
+            except ModelError as exc:
+                raise ModelError(f"{init}: {exc}") from None
+        model = start
         _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
     else:
         model = AcousticModel(n_labels=len(LABELS), **({"hidden": hidden} if hidden else {}))
@@ -153,18 +153,17 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
     rng = random.Random(seed)
     if resume is not None:
-        blob = resume
         try:
-            model.load_state_dict(blob["model"])
+            model.load_state_dict(resume["model"])
         except RuntimeError:  # a checkpoint from before checkpoints recorded their shape
             raise ModelError(f"{ckpt_file}: its weights differ in shape from the model being trained; "
                              "resume with the --hidden it was started with") from None
-        opt.load_state_dict(blob["opt"])
-        sched.load_state_dict(blob["sched"])
-        step, epoch, best_per = blob["step"], blob["epoch"], blob["best_per"]
-        done_in_epoch = blob.get("done_in_epoch", 0)
-        rng.setstate(blob["rng"])
-        torch.set_rng_state(blob["torch_rng"])
+        opt.load_state_dict(resume["opt"])
+        sched.load_state_dict(resume["sched"])
+        step, epoch, best_per = resume["step"], resume["epoch"], resume["best_per"]
+        done_in_epoch = resume.get("done_in_epoch", 0)
+        rng.setstate(resume["rng"])
+        torch.set_rng_state(resume["torch_rng"])
         _LOGGER.info("resumed from %s at step %d (best validation PER %.3f)", ckpt_file, step, best_per)
 
     def checkpoint() -> None:
