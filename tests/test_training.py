@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from conftest import write_wav
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import Augmenter
+from vcd.training.augment import Augmenter, cut_speech_edges
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, train
 
@@ -36,6 +37,30 @@ def test_narrowband_copy_has_nothing_above_4_khz() -> None:
     for _ in range(5):  # whatever else the chain draws (noise, clipping), the telephone band is applied
         y = augment(x, narrowband=True)
         assert _band_energy(y, 4200, 8000) < 1e-2 * _band_energy(y, 0, 4000)
+
+
+def _speech_like_feats(silence: int = 30, speech: int = 100) -> torch.Tensor:
+    """Log-mel-like frames: quiet noise around a loud span, as the feature cache holds them."""
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(2 * silence + speech, 64, generator=gen) * 0.3 - 4.0
+    feats[silence : silence + speech] += 6.0
+    return feats
+
+
+def test_edge_cut_shortens_the_speech_and_keeps_the_silence_around_it() -> None:
+    feats = _speech_like_feats()
+    for seed in range(20):
+        cut = cut_speech_edges(feats, random.Random(seed), prob=1.0)
+        assert 2 * 2 <= feats.shape[0] - cut.shape[0] <= 2 * 8  # 2-8 frames from each end of the speech
+        assert torch.equal(cut[:30], feats[:30]) and torch.equal(cut[-30:], feats[-30:])  # silence untouched
+        assert (cut.mean(dim=1) > 0).sum() == 100 - (feats.shape[0] - cut.shape[0])  # only speech went
+
+
+def test_edge_cut_leaves_flat_clips_and_unlucky_draws_alone() -> None:
+    noise = torch.randn(160, 64, generator=torch.Generator().manual_seed(1)) * 0.3
+    assert torch.equal(cut_speech_edges(noise, random.Random(0), prob=1.0), noise)
+    feats = _speech_like_feats()
+    assert torch.equal(cut_speech_edges(feats, random.Random(0), prob=0.0), feats)
 
 
 def test_features_cache_holds_clean_augmented_and_narrowband_copies(tmp_path: Path) -> None:

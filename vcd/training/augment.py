@@ -87,6 +87,31 @@ def _fft_conv(y: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(y, size) * np.fft.rfft(h, size), size)[: y.size].astype(np.float32)
 
 
+def cut_speech_edges(feats: torch.Tensor, rng: random.Random, prob: float = 0.2, max_cut: int = 8) -> torch.Tensor:
+    """Cut 20–80 ms out of the start and/or the end of the speech in one (frames, mels) tensor.
+
+    The silence around the speech stays, so the speech starts or stops abruptly, as in clips trimmed
+    tightly at the recording (FSDD) or speech whose onset the VAD missed; the labels stay the same.
+    Speech is the frames whose mean log-mel energy is a quarter of the way from the clip's quiet (10th
+    percentile) to its loud (95th percentile) frames or more; a clip without a clear difference is left alone.
+    """
+    cut_start, cut_end = rng.random() < prob, rng.random() < prob
+    if not (cut_start or cut_end) or feats.shape[0] < 8 * max_cut:
+        return feats
+    energy = feats.float().mean(dim=1)
+    quiet, loud = torch.quantile(energy, 0.1).item(), torch.quantile(energy, 0.95).item()
+    if loud - quiet < 2.0:  # under about 9 dB: no clear speech to find
+        return feats
+    speech = torch.nonzero(energy > quiet + 0.25 * (loud - quiet)).flatten()
+    first, last = int(speech[0]), int(speech[-1]) + 1
+    keep = torch.ones(feats.shape[0], dtype=torch.bool)
+    if cut_start and last - first > 6 * max_cut:
+        keep[first : first + rng.randint(2, max_cut)] = False
+    if cut_end and last - first > 6 * max_cut:
+        keep[last - rng.randint(2, max_cut) : last] = False
+    return feats[keep]
+
+
 def spec_augment(feats: torch.Tensor, rng: random.Random, freq_masks: int = 2, max_freq: int = 10,
                  time_masks: int = 2, max_time_frac: float = 0.08) -> torch.Tensor:
     """SpecAugment on one (frames, mels) tensor: masks are filled with zero (the utterance mean)."""
