@@ -1,4 +1,5 @@
-"""Waveform augmentation for training: speed, gain, noise, reverberation, band limiting, clipping."""
+"""Training augmentation: waveform (speed, gain, noise, reverberation, band limiting, clipping) and
+feature-level (vocal-tract-length warping, speech edge cuts, SpecAugment)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,43 @@ def _fft_conv(y: np.ndarray, h: np.ndarray) -> np.ndarray:
     n = y.size + h.size - 1
     size = 1 << (n - 1).bit_length()
     return np.fft.irfft(np.fft.rfft(y, size) * np.fft.rfft(h, size), size)[: y.size].astype(np.float32)
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)  # torchaudio's default (HTK) mel scale
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def vtlp_warp(feats: torch.Tensor, rng: random.Random, prob: float = 0.5, max_warp: float = 0.1,
+              f_min: float = 20.0, f_max: float = 7600.0, boundary_hz: float = 4800.0) -> torch.Tensor:
+    """Vocal-tract-length perturbation on one (frames, mels) log-mel tensor.
+
+    With probability ``prob`` a warp factor alpha is drawn from 1 ± ``max_warp`` and each band k is
+    replaced by the spectrum at the warped frequency of its centre, read off the neighbouring bands
+    by linear interpolation. The warp is Jaitly & Hinton's (2013) piecewise-linear one: f → alpha·f
+    up to ``boundary_hz``·min(alpha, 1)/alpha, then a straight line to ``f_max``, which stays put, so
+    the band edges do not fall off the scale. alpha > 1 reads each band from a higher frequency and
+    so moves the formants down (a longer vocal tract), alpha < 1 moves them up; speed perturbation
+    does the same but changes the tempo with them.
+    """
+    if rng.random() >= prob:
+        return feats
+    alpha = rng.uniform(1.0 - max_warp, 1.0 + max_warp)
+    mels = feats.shape[1]
+    edges = torch.linspace(float(_hz_to_mel(torch.tensor(f_min))), float(_hz_to_mel(torch.tensor(f_max))), mels + 2)
+    centres_mel = edges[1:-1]
+    centres_hz = _mel_to_hz(centres_mel)
+    knee = boundary_hz * min(alpha, 1.0) / alpha
+    warped = torch.where(centres_hz <= knee, alpha * centres_hz,
+                         alpha * knee + (f_max - alpha * knee) * (centres_hz - knee) / (f_max - knee))
+    position = (_hz_to_mel(warped) - centres_mel[0]) / (centres_mel[1] - centres_mel[0])
+    position = position.clamp(0.0, mels - 1.0)
+    low = position.floor().long().clamp(max=mels - 2)
+    frac = (position - low.float()).to(feats.dtype)
+    return feats[:, low] * (1.0 - frac) + feats[:, low + 1] * frac
 
 
 def cut_speech_edges(feats: torch.Tensor, rng: random.Random, prob: float = 0.2, max_cut: int = 8) -> torch.Tensor:

@@ -15,7 +15,7 @@ from vcd.evaluate import word_errors
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import cut_speech_edges, spec_augment
+from vcd.training.augment import cut_speech_edges, spec_augment, vtlp_warp
 
 _LOGGER = logging.getLogger(__name__)
 # Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.
@@ -51,7 +51,7 @@ def make_batches(lengths: list[int], max_frames: int, rng: random.Random) -> lis
 def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random | None):
     xs = [feats[i].float() for i in idx]
     if rng is not None:
-        xs = [spec_augment(cut_speech_edges(x, rng), rng) for x in xs]
+        xs = [spec_augment(vtlp_warp(cut_speech_edges(x, rng), rng), rng) for x in xs]
     lengths = torch.tensor([x.shape[0] for x in xs])
     x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
     ys = [labels[i] for i in idx]
