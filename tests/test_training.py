@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from conftest import write_wav
@@ -189,3 +191,43 @@ def test_training_widens_its_init_model_and_resumes_wide(tmp_path: Path) -> None
     assert torch.load(str(work / "checkpoint.pt"), weights_only=False)["step"] == 2
     with pytest.raises(ModelError, match="cannot narrow"):
         train([shard], shard, tmp_path, steps=1, seed=1, threads=1, init=tmp_path / "init.pt", hidden=8)
+
+
+def test_word_spans_reach_halfway_to_the_neighbours_and_no_further_than_the_cap() -> None:
+    from torchaudio.functional import TokenSpan
+
+    from vcd.training.wordcuts import MAX_REACH_FRAMES, word_spans
+
+    # two words of two phones each: spikes at 10-11, 14-15 and 20-21, 40-41 of 100 frames
+    spans = [TokenSpan(5, 10, 11, 0.9), TokenSpan(6, 14, 15, 0.7), TokenSpan(7, 20, 21, 0.8),
+             TokenSpan(8, 40, 41, 0.6)]
+    first, second = word_spans(spans, [2, 2], total=100)
+    assert first[:2] == (10 - MAX_REACH_FRAMES, (15 + 20 + 1) // 2)
+    assert second[:2] == ((15 + 20) // 2, 41 + MAX_REACH_FRAMES)
+    assert first[2] == pytest.approx(0.8) and second[2] == pytest.approx(0.7)
+
+
+def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognises(tmp_path: Path) -> None:
+    from conftest import speak
+    from vcd.recognizer import DEFAULT_MODEL, Recognizer
+    from vcd.training.corpora import Utterance, corpus_lexicon
+    from vcd.training.prepare import DIGITS
+    from vcd.training.wordcuts import cut_words
+
+    path = tmp_path / "digits.wav"
+    write_wav(path, np.concatenate([np.zeros(4000, np.float32), speak("seven two nine", words_per_minute=110),
+                                    np.zeros(4000, np.float32)]))
+    # "corpus" keeps this speaker out of the validation split (see is_validation_speaker)
+    utterances = {"corpus": [Utterance(path, "seven two nine", "s1", "corpus"),
+                             Utterance(path, "hello", "s1", "corpus")]}
+    out = tmp_path / "words"
+    cut_words(utterances, corpus_lexicon(tmp_path), DEFAULT_MODEL, out, frozenset(DIGITS))
+    rows = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["seven", "two", "nine"]
+    assert {r["speaker"] for r in rows} == {"corpus/s1"}
+    digits = Recognizer.load(Path(__file__).parent.parent / "benchmarks" / "grammars" / "digits.yaml", None, 0.0)
+    for row in rows:
+        clip, rate = soundfile.read(str(out / row["file"]), dtype="float32")
+        assert rate == SAMPLE_RATE_HZ and 0.15 < clip.size / rate < 0.9
+        padded = np.concatenate([np.zeros(4800, np.float32), clip, np.zeros(4800, np.float32)])
+        assert digits.recognize(padded).text == row["text"]

@@ -130,7 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise VcdError(f"{args.data}: no such data folder")
     for name in extra_voices:
         print(f"extra voices {name}: {EXTRA_VOICE_LICENCES[name]}", flush=True)
-    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices)
+    # the starting weights (else the shipped model) cut the real clips' digits out as isolated words
+    aligner = args.init if args.init is not None else (DEFAULT_MODEL if DEFAULT_MODEL.exists() else None)
+    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden)
     args.output.parent.mkdir(parents=True, exist_ok=True)

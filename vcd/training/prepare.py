@@ -21,6 +21,7 @@ from vcd.training.augment import Augmenter
 from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
                                   read_transcripts, words_of)
 from vcd.training.synth import Voice, available_voices, speak
+from vcd.training.wordcuts import cut_words
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,7 +32,14 @@ MAX_SECONDS = 9.0
 NARROWBAND_DIGIT_COPIES = 3
 # Synthetic clips with a digit get this many (each synthetic clip already has two augmented copies).
 SYNTH_NARROWBAND_DIGIT_COPIES = 1
+# Isolated digit words cut from real training clips (clean + 1 augmented + 2 narrow-band copies).
+WORD_CUT_NARROWBAND_COPIES = 2
 DIGIT_SET = frozenset(DIGITS) | {"oh"}
+# Per corpus: copies of each clip (the first clean) and extra narrow-band copies of clips with a digit.
+_COPIES = {"synth": 2, "digit-words": 2}
+_NARROWBAND_COPIES = {"synth": SYNTH_NARROWBAND_DIGIT_COPIES, "digit-words": WORD_CUT_NARROWBAND_COPIES}
+# Made here from training clips or voices: their "speakers" are never validation speakers.
+_NEVER_VALIDATION = frozenset({"synth", "digit-words"})
 _LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
 
@@ -152,10 +160,12 @@ def build_features(name: str, utterances: list[tuple[str, list[int], int]], copi
 
 
 def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int,
-            extra_voices: tuple[str, ...] = ()) -> list[Path]:
+            extra_voices: tuple[str, ...] = (), aligner: Path | None = None) -> list[Path]:
     """Run every preparation stage that has not finished yet; return the training shard files.
 
     ``extra_voices``: opt-in TTS voice sets that speak the synthetic clips besides the free voices.
+    ``aligner``: an acoustic model that cuts the real clips' digits out as isolated words
+    (:mod:`vcd.training.wordcuts`); None skips that stage.
     """
     work.mkdir(parents=True, exist_ok=True)
     feats_dir = work / "features"
@@ -173,6 +183,11 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
     synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
     corpora["synth"] = read_transcripts(work / "synth-train")
+    if aligner is not None and corpora:
+        cut_words({k: v for k, v in corpora.items() if k != "synth"}, lexicon, aligner, work / "digit-words",
+                   frozenset(DIGITS))
+    if (work / "digit-words" / "transcripts.jsonl").exists():
+        corpora["digit-words"] = read_transcripts(work / "digit-words")
 
     noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
     shards = []
@@ -184,13 +199,13 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
             if phones is None or (not phones and name != "speechcommands-v2"):
                 continue
             ids = [_LABEL_ID[p] for p in phones]
-            if name != "synth" and is_validation_speaker(name, u.speaker):
+            if name not in _NEVER_VALIDATION and is_validation_speaker(name, u.speaker):
                 valid.append((str(u.path), ids, 0))
             else:
                 has_digit = not DIGIT_SET.isdisjoint(words_of(u.text))
-                narrow = SYNTH_NARROWBAND_DIGIT_COPIES if name == "synth" else NARROWBAND_DIGIT_COPIES
+                narrow = _NARROWBAND_COPIES.get(name, NARROWBAND_DIGIT_COPIES)
                 train.append((str(u.path), ids, narrow if has_digit else 0))
-        copies = 2 if name == "synth" else 3
+        copies = _COPIES.get(name, 3)
         out = feats_dir / f"{name}.pt"
         build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers)
         shards.append(out)
