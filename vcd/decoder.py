@@ -9,12 +9,11 @@ import numpy as np
 
 from vcd.errors import GrammarError
 from vcd.grammar import WordGraph
-from vcd.phonetics import LABELS, Lexicon
+from vcd.phonetics import LABEL_ID, Lexicon
 
 _LOGGER = logging.getLogger(__name__)
 
 _NEG = np.float32(-1e30)
-_LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
 
 @dataclass
@@ -76,7 +75,7 @@ def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
                 prev = -1
                 for k, p in enumerate(pron):
                     s = len(phone)
-                    phone.append(_LABEL_ID[p])
+                    phone.append(LABEL_ID[p])
                     word_of.append(wid if k == 0 else -1)
                     tag_of.append(tag if k == 0 else -1)
                     if prev >= 0:

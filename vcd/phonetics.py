@@ -19,6 +19,8 @@ PHONES: tuple[str, ...] = (
 )
 BLANK = "<blank>"
 LABELS: tuple[str, ...] = (BLANK, *PHONES)
+# label → its index in the model's output
+LABEL_ID: dict[str, int] = {p: i for i, p in enumerate(LABELS)}
 
 # espeak-ng IPA → CMU phones.  Longest symbols are matched first.
 _IPA_TO_CMU: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.features import log_mel
 from vcd.grammar import load_intents, number_words, sample_sentence
-from vcd.phonetics import LABELS
+from vcd.phonetics import LABEL_ID
 from vcd.training.augment import Augmenter
 from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
                                   read_transcripts, words_of)
@@ -40,7 +40,6 @@ _COPIES = {"synth": 2, "digit-words": 2}
 _NARROWBAND_COPIES = {"synth": SYNTH_NARROWBAND_DIGIT_COPIES, "digit-words": WORD_CUT_NARROWBAND_COPIES}
 # Made here from training clips or voices: their "speakers" are never validation speakers.
 _NEVER_VALIDATION = frozenset({"synth", "digit-words"})
-_LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
 
 def synth_texts(n: int, vocabulary: list[str], rng: random.Random) -> list[str]:
@@ -198,7 +197,7 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
             phones = phones_of(u.text, lexicon) if u.text else []
             if phones is None or (not phones and name != "speechcommands-v2"):
                 continue
-            ids = [_LABEL_ID[p] for p in phones]
+            ids = [LABEL_ID[p] for p in phones]
             if name not in _NEVER_VALIDATION and is_validation_speaker(name, u.speaker):
                 valid.append((str(u.path), ids, 0))
             else:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.features import SAMPLE_RATE_HZ, log_mel
 from vcd.model import load_model
-from vcd.phonetics import LABELS, Lexicon
+from vcd.phonetics import LABEL_ID, LABELS, Lexicon
 from vcd.training.corpora import Utterance, is_validation_speaker, words_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ FRAME_SAMPLES = SAMPLE_RATE_HZ * 20 // 1000  # one model output frame (20 ms)
 MAX_REACH_FRAMES = 7  # 140 ms before the first phone's spike and after the last one's
 MIN_FRAMES = 8  # shorter cuts (160 ms) are alignment failures, not words
 MIN_SCORE = 0.3  # mean posterior of the word's aligned phones
-_LABEL_ID = {p: i for i, p in enumerate(LABELS)}
 
 
 def word_spans(spans: list, word_phones: list[int], total: int) -> list[tuple[int, int, float]]:
@@ -81,7 +80,7 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
         prons = [lexicon(w) for w in text_words]
         if not all(prons):
             continue
-        phones = [[_LABEL_ID[p] for p in pr[0]] for pr in prons]
+        phones = [[LABEL_ID[p] for p in pr[0]] for pr in prons]
         try:
             audio = read_audio(u.path)
         except Exception as exc:
