@@ -231,3 +231,16 @@ def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognis
         assert rate == SAMPLE_RATE_HZ and 0.15 < clip.size / rate < 0.9
         padded = np.concatenate([np.zeros(4800, np.float32), clip, np.zeros(4800, np.float32)])
         assert digits.recognize(padded).text == row["text"]
+
+
+def test_half_precision_model_file_is_half_the_size_and_decodes_the_same(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = AcousticModel(n_labels=len(LABELS)).eval()
+    save_model(model, tmp_path / "full.pt", list(LABELS), {"confidence_scale": 0.3})
+    save_model(model, tmp_path / "half.pt", list(LABELS), {"confidence_scale": 0.3}, half=True)
+    assert (tmp_path / "half.pt").stat().st_size < 0.55 * (tmp_path / "full.pt").stat().st_size
+    loaded, labels, extra = load_model(tmp_path / "half.pt")
+    assert labels == list(LABELS) and extra == {"confidence_scale": 0.3}
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # decoding still computes in float32
+    x = torch.randn(1, 120, 64)
+    assert np.abs(np.exp(loaded.infer(x)) - np.exp(model.infer(x))).max() < 2e-3

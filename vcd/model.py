@@ -135,9 +135,16 @@ class NumpyGru:
         return out
 
 
-def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra: dict[str, Any] | None = None) -> None:
-    """Write weights (float32), hyper-parameters and the label list to ``path``."""
+def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra: dict[str, Any] | None = None,
+               half: bool = False) -> None:
+    """Write weights, hyper-parameters and the label list to ``path``.
+
+    Weights are stored as float32, or as float16 with ``half`` (the released model: half the file,
+    and :func:`load_model` widens them back to float32, so decoding still computes in float32).
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"hparams": model.hparams, "labels": labels, "state_dict": state, "extra": extra or {}}, str(path))
 
 
@@ -146,7 +153,7 @@ def load_model(path: str | Path) -> tuple[AcousticModel, list[str], dict[str, An
     try:
         blob = torch.load(str(path), map_location="cpu", weights_only=True)
         model = AcousticModel(**blob["hparams"])
-        model.load_state_dict(blob["state_dict"])
+        model.load_state_dict(blob["state_dict"])  # copies cast float16 weights to the float32 parameters
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found") from None
     except Exception as exc:  # torch raises many types for a damaged file

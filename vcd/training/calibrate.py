@@ -92,6 +92,8 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     from vcd.recognizer import Recognizer
 
     torch.set_num_threads(2)
+    model, labels, extra = load_model(model_file)
+    save_model(model, model_file, labels, extra, half=True)  # the released file has float16 weights: calibrate those
     recognizer = Recognizer.load(None, model_file)
     positives, negatives = calibration_sets(data_dir, heldout_dir, recognizer.word_graph)
     pos, neg = gaps(recognizer, positives), gaps(recognizer, negatives)
@@ -111,6 +113,6 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
         "negatives_rejected": float(np.mean(neg > threshold)) if neg.size else None,
         "real_word_clips": int(real_gaps.size),
         "real_words_rejected": float(np.mean(real_gaps > threshold)) if real_gaps.size else None})
-    save_model(model, model_file, labels, extra)
+    save_model(model, model_file, labels, extra, half=True)
     _LOGGER.info("calibration: reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
     return scale
