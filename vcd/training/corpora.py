@@ -67,12 +67,18 @@ def corpus_lexicon(data_dir: str | Path) -> Lexicon:
     return lexicon
 
 
-def phones_of(text: str, lexicon: Lexicon) -> list[str] | None:
-    """First pronunciation of every word, concatenated; None if a word has none."""
-    phones: list[str] = []
+def word_phones(text: str, lexicon: Lexicon) -> list[list[str]] | None:
+    """First pronunciation of each word, word by word; None if a word has none."""
+    words = []
     for word in words_of(text):
         prons = lexicon(word)
         if not prons:
             return None
-        phones.extend(prons[0])
-    return phones
+        words.append(prons[0])
+    return words
+
+
+def phones_of(text: str, lexicon: Lexicon) -> list[str] | None:
+    """First pronunciation of every word, concatenated; None if a word has none."""
+    words = word_phones(text, lexicon)
+    return None if words is None else [p for phones in words for p in phones]

@@ -25,7 +25,7 @@ from vcd.audio import read_audio
 from vcd.features import SAMPLE_RATE_HZ, log_mel
 from vcd.model import load_model
 from vcd.phonetics import LABEL_ID, LABELS, Lexicon
-from vcd.training.corpora import Utterance, is_validation_speaker, words_of
+from vcd.training.corpora import Utterance, is_validation_speaker, word_phones, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,10 +77,10 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
     rows, weak = [], 0
     for name, u in tqdm(jobs, desc="cutting digit words"):
         text_words = words_of(u.text)
-        prons = [lexicon(w) for w in text_words]
-        if not all(prons):
+        prons = word_phones(u.text, lexicon)
+        if prons is None:
             continue
-        phones = [[LABEL_ID[p] for p in pr[0]] for pr in prons]
+        phones = [[LABEL_ID[p] for p in pr] for pr in prons]
         try:
             audio = read_audio(u.path)
         except Exception as exc:
