@@ -244,3 +244,24 @@ def test_half_precision_model_file_is_half_the_size_and_decodes_the_same(tmp_pat
     assert all(p.dtype == torch.float32 for p in loaded.parameters())  # decoding still computes in float32
     x = torch.randn(1, 120, 64)
     assert np.abs(np.exp(loaded.infer(x)) - np.exp(model.infer(x))).max() < 2e-3
+
+
+def test_calibrate_writes_a_float16_model_with_its_confidence_scale(tmp_path: Path) -> None:
+    from conftest import utterances
+    from vcd.recognizer import DEFAULT_MODEL
+    from vcd.training.calibrate import calibrate
+
+    model_file = tmp_path / "model.pt"
+    model_file.write_bytes(DEFAULT_MODEL.read_bytes())
+    heldout = tmp_path / "synth-heldout"
+    heldout.mkdir()
+    rows = []
+    for i, text in enumerate(["turn on the kitchen light", "turn off the kitchen light"]):
+        write_wav(heldout / f"{i}.wav", utterances(text, lead_s=0.3, tail_s=0.3))
+        rows.append(json.dumps({"file": f"{i}.wav", "text": text, "speaker": "espeak"}))
+    (heldout / "transcripts.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    scale = calibrate(model_file, None, heldout)  # positives only: every other held-out clip
+    assert model_file.stat().st_size < 0.55 * DEFAULT_MODEL.stat().st_size  # float16 weights
+    _, _, extra = load_model(model_file)
+    assert extra["confidence_scale"] == pytest.approx(scale) and scale > 0
+    assert extra["calibration"]["positives"] == 1 and extra["calibration"]["negatives"] == 0
