@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import random
 import sys
 from pathlib import Path
 
@@ -29,26 +28,12 @@ from vcd.audio import read_audio  # noqa: E402
 from vcd.decoder import viterbi  # noqa: E402
 from vcd.features import SAMPLE_RATE_HZ, log_mel  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL, Recognizer  # noqa: E402
-from vcd.training.augment import vtlp_warp  # noqa: E402
+from vcd.training.augment import warp_mel_bands  # noqa: E402
 from vcd.training.corpora import read_transcripts  # noqa: E402
 
 
-class _FixedWarp(random.Random):
-    """A random source that makes :func:`vtlp_warp` always warp, by exactly ``alpha``."""
-
-    def __init__(self, alpha: float) -> None:
-        super().__init__(0)
-        self.alpha = alpha
-
-    def random(self) -> float:
-        return 0.0
-
-    def uniform(self, a: float, b: float) -> float:
-        return self.alpha
-
-
 def _warp(alpha: float):
-    return lambda feats: vtlp_warp(feats, _FixedWarp(alpha), prob=1.0, max_warp=abs(alpha - 1.0))
+    return lambda feats: warp_mel_bands(feats, alpha)
 
 
 def _tempo(factor: float):

@@ -15,7 +15,7 @@ from conftest import write_wav
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import Augmenter, cut_speech_edges, vtlp_warp
+from vcd.training.augment import Augmenter, cut_speech_edges, vtlp_warp, warp_mel_bands
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, train
 
@@ -65,32 +65,21 @@ def test_edge_cut_leaves_flat_clips_and_unlucky_draws_alone() -> None:
     assert torch.equal(cut_speech_edges(feats, random.Random(0), prob=0.0), feats)
 
 
-class _FixedWarp(random.Random):
-    """Always applies the warp, with the factor given."""
-
-    def __init__(self, alpha: float) -> None:
-        super().__init__(0)
-        self.alpha = alpha
-
-    def random(self) -> float:
-        return 0.0
-
-    def uniform(self, a: float, b: float) -> float:
-        return self.alpha
-
-
 def test_vtlp_moves_a_formant_down_for_a_longer_vocal_tract_and_up_for_a_shorter() -> None:
     feats = torch.zeros(5, 64)
     feats[:, 30] = 1.0  # one spectral peak, in band 30 (about 2 kHz)
 
     def peak(alpha: float) -> float:
-        warped = vtlp_warp(feats, _FixedWarp(alpha))
+        warped = warp_mel_bands(feats, alpha)
         assert warped.shape == feats.shape
         return float((warped[0] * torch.arange(64)).sum() / warped[0].sum())
 
     assert peak(1.1) < 29.5 and peak(0.9) > 30.5
-    assert torch.allclose(vtlp_warp(feats, _FixedWarp(1.0)), feats, atol=1e-4)
+    assert torch.allclose(warp_mel_bands(feats, 1.0), feats, atol=1e-4)
     assert torch.equal(vtlp_warp(feats, random.Random(0), prob=0.0), feats)
+    draw = random.Random(3)
+    draw.random()
+    assert torch.equal(vtlp_warp(feats, random.Random(3), prob=1.0), warp_mel_bands(feats, draw.uniform(0.9, 1.1)))
 
 
 def test_features_cache_holds_clean_augmented_and_narrowband_copies(tmp_path: Path) -> None:

@@ -96,21 +96,28 @@ def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-def vtlp_warp(feats: torch.Tensor, rng: random.Random, prob: float = 0.5, max_warp: float = 0.1,
-              f_min: float = 20.0, f_max: float = 7600.0, boundary_hz: float = 4800.0) -> torch.Tensor:
+def vtlp_warp(feats: torch.Tensor, rng: random.Random, prob: float = 0.5, max_warp: float = 0.1) -> torch.Tensor:
     """Vocal-tract-length perturbation on one (frames, mels) log-mel tensor.
 
-    With probability ``prob`` a warp factor alpha is drawn from 1 ± ``max_warp`` and each band k is
-    replaced by the spectrum at the warped frequency of its centre, read off the neighbouring bands
-    by linear interpolation. The warp is Jaitly & Hinton's (2013) piecewise-linear one: f → alpha·f
-    up to ``boundary_hz``·min(alpha, 1)/alpha, then a straight line to ``f_max``, which stays put, so
-    the band edges do not fall off the scale. alpha > 1 reads each band from a higher frequency and
-    so moves the formants down (a longer vocal tract), alpha < 1 moves them up; speed perturbation
-    does the same but changes the tempo with them.
+    With probability ``prob`` a warp factor alpha is drawn from 1 ± ``max_warp`` and the bands are
+    warped by it (:func:`warp_mel_bands`); speed perturbation moves the formants too, but changes the
+    tempo with them.
     """
     if rng.random() >= prob:
         return feats
-    alpha = rng.uniform(1.0 - max_warp, 1.0 + max_warp)
+    return warp_mel_bands(feats, rng.uniform(1.0 - max_warp, 1.0 + max_warp))
+
+
+def warp_mel_bands(feats: torch.Tensor, alpha: float, f_min: float = 20.0, f_max: float = 7600.0,
+                   boundary_hz: float = 4800.0) -> torch.Tensor:
+    """One (frames, mels) log-mel tensor with its frequency axis warped by the factor ``alpha``.
+
+    Each band k is replaced by the spectrum at the warped frequency of its centre, read off the
+    neighbouring bands by linear interpolation. The warp is Jaitly & Hinton's (2013) piecewise-linear
+    one: f → alpha·f up to ``boundary_hz``·min(alpha, 1)/alpha, then a straight line to ``f_max``, which
+    stays put, so the band edges do not fall off the scale. alpha > 1 reads each band from a higher
+    frequency and so moves the formants down (a longer vocal tract), alpha < 1 moves them up.
+    """
     mels = feats.shape[1]
     edges = torch.linspace(float(_hz_to_mel(torch.tensor(f_min))), float(_hz_to_mel(torch.tensor(f_max))), mels + 2)
     centres_mel = edges[1:-1]

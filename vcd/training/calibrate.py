@@ -106,7 +106,6 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     else:
         real_gaps = np.zeros(0)
     scale = math.log(2.0) / max(threshold, 1e-3)
-    model, labels, extra = load_model(model_file)
     extra.update(confidence_scale=scale, calibration={
         "threshold_gap": threshold, "positives": int(pos.size), "negatives": int(neg.size),
         "positives_rejected": float(np.mean(pos > threshold)) if pos.size else None,
