@@ -65,7 +65,11 @@ def main() -> int:
             rows.append((f"FSDD {speaker}: digit accuracy, best sentence ({r['clips']} clips)",
                          pct(r["sentence_accuracy"]), ">= 98 %"))
             rows.append((f"FSDD {speaker}: correct and above min_confidence {threshold}", pct(kept / r["clips"]), ""))
-            print(rows[-2:], flush=True)
+            # the files as they are, trimmed to the word: the recogniser adds the quiet margins itself
+            r = evaluate(rec, args.data / "fsdd-dev", clips=subset, pad_s=0.0, progress=False)
+            rows.append((f"FSDD {speaker}: best sentence, files as trimmed (no silence added)",
+                         pct(r["sentence_accuracy"]), ""))
+            print(rows[-3:], flush=True)
     if want("an4"):
         rec = Recognizer.load(GRAMMARS / "an4.yaml", args.model, args.min_confidence)
         clips = [c for c in read_transcripts(args.data / "an4-train") if is_validation_speaker("an4-train", c.speaker)]

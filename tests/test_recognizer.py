@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from conftest import noise, silence, utterances, vcd_command, write_wav
-from vcd.audio import read_audio
+from vcd.audio import read_audio, with_quiet_margins
 from vcd.decoder import build_phone_graph, collapse_blank_runs, viterbi
 from vcd.errors import AudioError, ExitCode, GrammarError, ModelError
 from vcd.grammar import compile_word_graph, load_intents
@@ -226,6 +226,35 @@ def test_spoken_commands_are_understood(recognizer: Recognizer, text: str, inten
     r = recognizer.recognize(utterances(text, lead_s=0.3, tail_s=0.5))
     assert (r.text, r.intent, r.slots) == (text, intent, slots)
     assert 0.5 <= r.confidence <= 1.0
+
+
+def trimmed(audio: np.ndarray) -> np.ndarray:
+    """``audio`` cut to its first and last 10 ms frame within 30 dB of its loud frames."""
+    frames = audio[: audio.size // 160 * 160].reshape(-1, 160)
+    rms = np.sqrt(np.mean(np.square(frames), axis=1))
+    loud = np.flatnonzero(rms >= np.percentile(rms, 95) * 10 ** (-30 / 20))
+    return audio[loud[0] * 160:(loud[-1] + 1) * 160]
+
+
+def test_quiet_margins_pad_a_trimmed_clip_and_leave_a_padded_one_alone() -> None:
+    speech = trimmed(utterances("turn on the tv"))
+    padded = with_quiet_margins(speech)
+    assert padded.size == speech.size + 2 * 4800
+    assert not padded[:4800].any() and not padded[-4800:].any()
+    np.testing.assert_array_equal(padded[4800:-4800], speech)
+    roomy = np.concatenate([silence(0.4), speech, silence(0.4)])
+    assert with_quiet_margins(roomy) is roomy
+    half = np.concatenate([silence(0.1), speech])  # 0.1 s before: 0.2 s more; nothing after: 0.3 s
+    assert with_quiet_margins(half).size == half.size + 3200 + 4800
+    assert with_quiet_margins(silence(1.0)).size == 16000
+
+
+@pytest.mark.parametrize("text", ["turn off the tv", "set the bedroom to twenty one degrees"])
+def test_commands_trimmed_to_their_first_and_last_sound_are_understood(recognizer: Recognizer, text: str) -> None:
+    speech = trimmed(utterances(text))
+    r = recognizer.recognize(speech)
+    assert r.text == text and r.confidence >= 0.5
+    assert r.audio_s == pytest.approx(speech.size / 16000)
 
 
 @pytest.mark.parametrize("audio", [

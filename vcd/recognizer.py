@@ -87,12 +87,18 @@ class Recognizer:
                    float(extra.get("confidence_scale", CONFIDENCE_SCALE)))
 
     def posteriors(self, samples: np.ndarray) -> np.ndarray:
-        """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio."""
+        """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
+
+        The audio first gets the quiet margins the model expects
+        (:func:`vcd.audio.with_quiet_margins`), so a tightly trimmed file
+        decodes as well as one with silence around the speech.
+        """
         import torch
 
+        from vcd.audio import with_quiet_margins
         from vcd.features import log_mel
 
-        feats = torch.from_numpy(log_mel(samples)).unsqueeze(0)
+        feats = torch.from_numpy(log_mel(with_quiet_margins(np.asarray(samples, dtype=np.float32)))).unsqueeze(0)
         return self.model.infer(feats)
 
     def recognize(self, samples: np.ndarray) -> Recognition:
