@@ -55,33 +55,39 @@ def read_audio(path: str | Path) -> np.ndarray:
 
 
 QUIET_MARGIN_S = 0.3  # quiet audio the model expects around speech (training pads 0.05–0.5 s)
-QUIET_BELOW_DB = -30.0  # a 10 ms frame is quiet this far below the clip's loud (95th-percentile) frames
+QUIET_BELOW_DB = -30.0  # a 10 ms frame this far under the clip's loud (95th-percentile) frames is quiet,
+QUIET_NEAR_FLOOR_DB = 15.0  # and so is one within this of its floor (10th percentile): a noisy room's level
+_DIGITAL_SILENCE = 1e-5  # frame RMS (-100 dBFS) below which a frame is digital silence
 _TOP_UP_MIN_S = 0.05  # an end short of its margin by less than this is left as it is
 
 
-def with_quiet_margins(samples: np.ndarray, margin_s: float = QUIET_MARGIN_S,
-                       quiet_below_db: float = QUIET_BELOW_DB) -> np.ndarray:
+def with_quiet_margins(samples: np.ndarray, margin_s: float = QUIET_MARGIN_S) -> np.ndarray:
     """Return 16 kHz ``samples`` with silence added so speech has ``margin_s`` of quiet at each end.
 
     A recording trimmed to its first and last sound (as a sound editor or
     another tool's voice detection leaves it) starts straight on a phone,
     which the CTC model, trained with quiet around every utterance, often
-    misses.  Each end is measured in 10 ms frames: the frames quieter than
-    ``quiet_below_db`` under the clip's 95th-percentile frame level count as
-    quiet, and zeros make up what is missing of ``margin_s`` (an end short by
-    under 50 ms is left alone).  Audio that already has its margins (the
-    daemon's segments keep ``vad.preroll_ms``) comes back unchanged.
+    misses.  Each end is measured in 10 ms frames: a frame is quiet when it is
+    30 dB under the clip's loud frames or within 15 dB of its floor, and zeros
+    make up what is missing of ``margin_s``.  The floor rule keeps a noisy
+    room's audio as it is: zeros beside noise are something the model never
+    heard, and cost it more than a missing margin.  An end short by under
+    50 ms, and audio that already has its margins (the daemon's segments keep
+    ``vad.preroll_ms``), are left alone.
     """
     frame = SAMPLE_RATE_HZ // 100
     n = samples.size // frame
     if n < 2:
         return samples
     rms = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
-    loud = np.flatnonzero(rms >= np.percentile(rms, 95) * 10.0 ** (quiet_below_db / 20.0))
-    if loud.size == 0 or rms[loud[0]] == 0.0:
+    sounding = rms[rms > _DIGITAL_SILENCE]  # the floor is the room's, not that of silence already added
+    floor = float(np.percentile(sounding, 10)) if sounding.size else 0.0
+    quiet_below = max(float(np.percentile(rms, 95)) * 10.0 ** (QUIET_BELOW_DB / 20.0),
+                      floor * 10.0 ** (QUIET_NEAR_FLOOR_DB / 20.0))
+    loud = np.flatnonzero(rms > quiet_below)
+    if loud.size == 0:
         return samples
-    want = int(round(margin_s * SAMPLE_RATE_HZ))
-    least = int(_TOP_UP_MIN_S * SAMPLE_RATE_HZ)
+    want, least = int(round(margin_s * SAMPLE_RATE_HZ)), int(_TOP_UP_MIN_S * SAMPLE_RATE_HZ)
     before = max(0, want - int(loud[0]) * frame)
     after = max(0, want - (samples.size - (int(loud[-1]) + 1) * frame))
     before, after = (before if before >= least else 0), (after if after >= least else 0)
