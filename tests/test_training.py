@@ -15,7 +15,7 @@ from conftest import write_wav
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import Augmenter, cut_speech_edges, vtlp_warp, warp_mel_bands
+from vcd.training.augment import Augmenter, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, train
 
@@ -39,6 +39,33 @@ def test_narrowband_copy_has_nothing_above_4_khz() -> None:
     for _ in range(5):  # whatever else the chain draws (noise, clipping), the telephone band is applied
         y = augment(x, narrowband=True)
         assert _band_energy(y, 4200, 8000) < 1e-2 * _band_energy(y, 0, 4000)
+
+
+def test_babble_is_unit_rms_as_long_as_asked_and_made_of_the_talk_clips() -> None:
+    rng = np.random.default_rng(0)
+    talk = [_tone(300.0, 0.7), _tone(2500.0, 1.3)]
+    for talkers in (1, 2, 4):
+        mix = babble(talk, 40000, talkers, rng)  # longer than either clip: they repeat
+        assert mix.shape == (40000,) and mix.dtype == np.float32
+        assert np.sqrt(np.mean(mix**2)) == pytest.approx(1.0, rel=1e-3)
+        # nothing but the two voices' frequencies is in it
+        assert _band_energy(mix, 250, 350) + _band_energy(mix, 2450, 2550) > 0.99 * _band_energy(mix, 0, 8000)
+
+
+def test_background_talk_stays_at_least_5_db_under_the_command() -> None:
+    x = _tone(1000.0, 2.0)
+    talk = [_tone(300.0, 0.8)]
+    augment = Augmenter([], seed=1, talk=talk)
+    talked = 0
+    for _ in range(40):
+        y = augment._add_noise(x, snr_db=0.0)  # asked for 0 dB: talk is floored at 5 dB, coloured noise is not
+        noise = y - x
+        assert np.all(np.isfinite(y))
+        if _band_energy(noise, 250, 350) > 0.9 * _band_energy(noise, 0, 8000):  # the talk clip's voice
+            talked += 1
+            snr_db = 10 * np.log10(np.mean(x**2) / np.mean(noise**2))
+            assert snr_db == pytest.approx(5.0, abs=0.01)
+    assert 5 <= talked <= 25  # about 30 % of the noisy copies are talk, the rest coloured noise (no noises given)
 
 
 def _speech_like_feats(silence: int = 30, speech: int = 100) -> torch.Tensor:

@@ -35,11 +35,35 @@ def synthetic_rir(rng: np.random.Generator) -> np.ndarray:
     return (tail / np.sqrt(np.sum(tail**2))).astype(np.float32)
 
 
-class Augmenter:
-    """Random chain of distortions; ``noises`` are real background recordings to mix in."""
+def babble(talk: list[np.ndarray], n: int, talkers: int, rng: np.random.Generator) -> np.ndarray:
+    """``talkers`` voices from ``talk`` (real speech clips) spoken at once, ``n`` samples, unit RMS.
 
-    def __init__(self, noises: list[np.ndarray], seed: int) -> None:
+    Each voice is its clip repeated, started at a random point and scaled to unit RMS, so that a
+    room where several people talk, or a TV, covers the whole command as it would in life.
+    """
+    mix = np.zeros(n, np.float32)
+    for _ in range(talkers):
+        src = talk[rng.integers(len(talk))]
+        src = np.tile(src, int(np.ceil(n / src.size)) + 1)
+        start = rng.integers(src.size - n + 1)
+        voice = src[start : start + n]
+        mix += voice / (np.sqrt(np.mean(voice**2)) + 1e-9)
+    return mix / (np.sqrt(np.mean(mix**2)) + 1e-9)
+
+
+class Augmenter:
+    """Random chain of distortions.
+
+    ``noises`` are real background recordings to mix in; ``talk`` are real speech clips of training
+    speakers, mixed 1–4 at a time as background talk (babble) under the clip's own speech.
+    """
+
+    # Shares of the noisy copies: real background noise, background talk, coloured noise.
+    NOISE_SHARES = (0.4, 0.3, 0.3)
+
+    def __init__(self, noises: list[np.ndarray], seed: int, talk: list[np.ndarray] | None = None) -> None:
         self.noises = [n for n in noises if n.size > SAMPLE_RATE_HZ // 4]
+        self.talk = [t for t in talk or [] if t.size > SAMPLE_RATE_HZ // 2]
         self.rng = np.random.default_rng(seed)
         self.pyrng = random.Random(seed)
 
@@ -69,7 +93,13 @@ class Augmenter:
 
     def _add_noise(self, y: np.ndarray, snr_db: float) -> np.ndarray:
         rng = self.rng
-        if self.noises and rng.random() < 0.7:
+        background, talk, _ = self.NOISE_SHARES
+        kind = rng.random()
+        if self.talk and background <= kind < background + talk:
+            # talk is speech: under 5 dB it would be the louder voice, and the label only the clip's
+            noise = babble(self.talk, y.size, int(rng.integers(1, 5)), rng)
+            snr_db = max(snr_db, 5.0)
+        elif self.noises and (kind < background or not self.talk and kind < background + talk):
             src = self.noises[rng.integers(len(self.noises))]
             reps = int(np.ceil(y.size / src.size)) + 1
             src = np.tile(src, reps)

@@ -101,17 +101,32 @@ def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], see
 
 
 _WORKER: dict = {}
+# Real training clips mixed in as background talk (babble); a few hundred give hundreds of voices.
+TALK_CLIPS = 300
+TALK_CORPORA = ("commonvoice", "speechocean762", "an4-train")
 
 
-def _init_worker(noise_files: list[str], seed: int) -> None:
-    torch.set_num_threads(1)
-    noises = []
-    for path in noise_files:
+def talk_files(corpora: dict[str, list[Utterance]], seed: int) -> list[str]:
+    """A fixed random draw of training speakers' clips (never validation speakers) to babble with."""
+    pool = sorted(str(u.path) for name in TALK_CORPORA for u in corpora.get(name, [])
+                  if u.text and not is_validation_speaker(name, u.speaker))
+    return random.Random(seed).sample(pool, min(TALK_CLIPS, len(pool)))
+
+
+def _read_all(paths: list[str]) -> list[np.ndarray]:
+    clips = []
+    for path in paths:
         try:
-            noises.append(read_audio(path))
-        except Exception:  # a broken noise clip just is not used
+            clips.append(read_audio(path))
+        except Exception:  # a broken clip just is not used
             pass
-    _WORKER["augment"] = Augmenter(noises, seed + mp.current_process()._identity[0])
+    return clips
+
+
+def _init_worker(noise_files: list[str], seed: int, talk: list[str] = ()) -> None:
+    torch.set_num_threads(1)
+    _WORKER["augment"] = Augmenter(_read_all(noise_files), seed + mp.current_process()._identity[0],
+                                   talk=_read_all(list(talk)))
     _WORKER["rng"] = np.random.default_rng(seed + 7 * mp.current_process()._identity[0])
 
 
@@ -139,16 +154,18 @@ def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.n
 
 
 def build_features(name: str, utterances: list[tuple[str, list[int], int]], copies: int, clean: bool,
-                   noise_files: list[str], out_file: Path, seed: int, workers: int) -> None:
+                   noise_files: list[str], out_file: Path, seed: int, workers: int,
+                   talk: list[str] = ()) -> None:
     """Features of ``copies`` versions (first clean when ``clean``) of every clip → ``out_file``.
 
-    Each utterance is (audio path, label ids, extra narrow-band copies).
+    Each utterance is (audio path, label ids, extra narrow-band copies); ``talk`` are speech clips
+    the augmenter mixes in as background talk.
     """
     if out_file.exists() or not utterances:
         return
     jobs = [(path, labels, copies, clean, narrow) for path, labels, narrow in utterances]
     feats, labels = [], []
-    with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed)) as pool:
+    with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed, list(talk))) as pool:
         for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
             for f, l in items:
                 feats.append(torch.from_numpy(f))
@@ -189,6 +206,7 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
         corpora["digit-words"] = read_transcripts(work / "digit-words")
 
     noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
+    talk = talk_files(corpora, seed)
     shards = []
     valid: list[tuple[str, list[int], int]] = []
     for name, utts in corpora.items():
@@ -206,7 +224,8 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
                 train.append((str(u.path), ids, narrow if has_digit else 0))
         copies = _COPIES.get(name, 3)
         out = feats_dir / f"{name}.pt"
-        build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers)
+        build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers,
+                       talk=talk)
         shards.append(out)
     build_features("valid", valid, 1, clean=True, noise_files=noise_files, out_file=feats_dir / "valid.pt", seed=seed,
                    workers=workers)
