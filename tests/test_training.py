@@ -12,12 +12,13 @@ import soundfile
 import torch
 
 from conftest import write_wav
-from vcd.errors import ModelError
+from vcd.asr_cli import main_train
+from vcd.errors import ExitCode, ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
 from vcd.training.augment import Augmenter, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
-from vcd.training.train import average_weights, train
+from vcd.training.train import average_weights, blend_with, train
 
 SAMPLE_RATE_HZ = 16000
 
@@ -172,6 +173,27 @@ def test_average_weights_is_the_mean_of_models_and_checkpoints(tmp_path: Path) -
     for key, value in a.state_dict().items():
         if value.is_floating_point():
             assert torch.allclose(mean[key], (value + b.state_dict()[key]) / 2, atol=1e-6)
+
+
+def test_blend_with_init_writes_the_mean_of_both_models_and_refuses_another_shape(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    trained, start = AcousticModel(n_labels=len(LABELS), hidden=24), AcousticModel(n_labels=len(LABELS), hidden=24)
+    save_model(trained, tmp_path / "trained.pt", list(LABELS), {"step": 9})
+    save_model(start, tmp_path / "start.pt", list(LABELS))
+    blend_with(tmp_path / "trained.pt", tmp_path / "start.pt")
+    blended, _, extra = load_model(tmp_path / "trained.pt")
+    for key, value in blended.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (trained.state_dict()[key] + start.state_dict()[key]) / 2, atol=1e-6)
+    assert extra == {"step": 9, "blended_with": str(tmp_path / "start.pt")}
+    save_model(AcousticModel(n_labels=len(LABELS), hidden=32), tmp_path / "wide.pt", list(LABELS))
+    with pytest.raises(ModelError, match="wide.pt: cannot blend"):
+        blend_with(tmp_path / "trained.pt", tmp_path / "wide.pt")
+
+
+def test_blend_init_without_init_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_train(["--blend-init", "--work", "unused"]) == ExitCode.USAGE
+    assert capsys.readouterr().err.strip() == "Error: --blend-init needs --init MODEL: the weights to blend with"
 
 
 def test_widened_model_computes_what_the_narrow_one_did() -> None:

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--average", type=int, default=4, metavar="N",
                    help="at the end, average the last N checkpoints' weights and keep that if it validates "
                         "better (default 4; 1 turns it off)")
+    p.add_argument("--blend-init", action="store_true",
+                   help="at the end, average the trained weights with --init's (same shape) before calibrating; "
+                        "the shipped model is run 12 blended with run 8")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -129,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # ...but not the hundreds of corpus words spelled by espeak-ng, one line each
     logging.getLogger("vcd.phonetics").setLevel(logging.WARNING)
     extra_voices = _extra_voice_sets(args.extra_voices)
+    if args.blend_init and args.init is None:
+        raise UsageError("--blend-init needs --init MODEL: the weights to blend with")
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")
     for name in extra_voices:
@@ -140,6 +145,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
+    if args.blend_init:
+        from vcd.training.train import blend_with
+
+        blend_with(args.output, args.init)
+        print(f"weights averaged with {args.init}'s", flush=True)
     calibrate(args.output, args.data, args.work / "synth-heldout")
     print(f"model written to {args.output}")
     if args.data is not None and (args.data / "fsdd-dev").is_dir():

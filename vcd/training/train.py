@@ -90,6 +90,20 @@ def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
             for key, value in states[0].items()}
 
 
+def blend_with(model_file: Path, other: Path) -> None:
+    """Rewrite ``model_file`` with the mean of its weights and ``other``'s (a model of the same shape).
+
+    ``vcd train --blend-init``: a warm restart averaged with its starting weights keeps part of what
+    the restart gained (run 12: background talk) and part of what it lost (clean FSDD digits).
+    """
+    model, labels, extra = load_model(model_file)
+    start, _, _ = load_model(other)
+    if start.hparams != model.hparams:
+        raise ModelError(f"{other}: cannot blend a model of shape {start.hparams} with {model_file}'s {model.hparams}")
+    model.load_state_dict(average_weights([model_file, other]))
+    save_model(model, model_file, labels, {**extra, "blended_with": str(other)})
+
+
 def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats, v_labels, best_per: float,
                            best_file: Path, extra: dict) -> float:
     """Average ``snapshots`` (weights of ``model``'s shape); if that validates below ``best_per``, write it
