@@ -80,14 +80,19 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
     return errors / max(1, total)
 
 
+def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of state dicts of one shape, computed in float64, in the first one's dtypes."""
+    return {key: torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
+            for key, value in states[0].items()}
+
+
 def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
     """The mean of the weights in ``files`` (saved models or training checkpoints of one shape)."""
     states = []
     for file in files:
         blob = torch.load(str(file), map_location="cpu", weights_only=False)
         states.append(blob["model"] if "model" in blob else blob["state_dict"])
-    return {key: torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
-            for key, value in states[0].items()}
+    return mean_state(states)
 
 
 def blend_with(model_file: Path, other: Path) -> None:
@@ -100,7 +105,7 @@ def blend_with(model_file: Path, other: Path) -> None:
     start, _, _ = load_model(other)
     if start.hparams != model.hparams:
         raise ModelError(f"{other}: cannot blend a model of shape {start.hparams} with {model_file}'s {model.hparams}")
-    model.load_state_dict(average_weights([model_file, other]))
+    model.load_state_dict(mean_state([model.state_dict(), start.state_dict()]))  # both already loaded
     save_model(model, model_file, labels, {**extra, "blended_with": str(other)})
 
 
