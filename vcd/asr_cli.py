@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--blend-init", action="store_true",
                    help="at the end, average the trained weights with --init's (same shape) before calibrating; "
                         "the shipped model is run 12 blended with run 8")
+    p.add_argument("--accented-synth", type=int, default=0, metavar="N",
+                   help="also synthesise N foreign-accented clips with the espeak-ng voices (default 0)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -140,7 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"extra voices {name}: {EXTRA_VOICE_LICENCES[name]}", flush=True)
     # the starting weights (else the shipped model) cut the real clips' digits out as isolated words
     aligner = (args.init if args.init is not None else DEFAULT_MODEL) if args.digit_word_cuts else None
-    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner)
+    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
+                     args.accented_synth)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden)
     args.output.parent.mkdir(parents=True, exist_ok=True)

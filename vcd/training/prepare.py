@@ -16,7 +16,8 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.features import log_mel
 from vcd.grammar import load_intents, number_words, sample_sentence
-from vcd.phonetics import LABEL_ID
+from vcd.phonetics import LABEL_ID, Lexicon
+from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
 from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
                                   read_transcripts, words_of)
@@ -36,10 +37,11 @@ SYNTH_NARROWBAND_DIGIT_COPIES = 1
 WORD_CUT_NARROWBAND_COPIES = 2
 DIGIT_SET = frozenset(DIGITS) | {"oh"}
 # Per corpus: copies of each clip (the first clean) and extra narrow-band copies of clips with a digit.
-_COPIES = {"synth": 2, "digit-words": 2}
-_NARROWBAND_COPIES = {"synth": SYNTH_NARROWBAND_DIGIT_COPIES, "digit-words": WORD_CUT_NARROWBAND_COPIES}
+_COPIES = {"synth": 2, "synth-accented": 2, "digit-words": 2}
+_NARROWBAND_COPIES = {"synth": SYNTH_NARROWBAND_DIGIT_COPIES, "synth-accented": SYNTH_NARROWBAND_DIGIT_COPIES,
+                      "digit-words": WORD_CUT_NARROWBAND_COPIES}
 # Made here from training clips or voices: their "speakers" are never validation speakers.
-_NEVER_VALIDATION = frozenset({"synth", "digit-words"})
+_NEVER_VALIDATION = frozenset({"synth", "synth-accented", "digit-words"})
 
 
 def synth_texts(n: int, vocabulary: list[str], rng: random.Random) -> list[str]:
@@ -61,14 +63,30 @@ def synth_texts(n: int, vocabulary: list[str], rng: random.Random) -> list[str]:
     return texts
 
 
-def _synth_one(job: tuple[int, Voice, str, str]) -> tuple[int, str, str, str] | None:
-    index, voice, text, out_dir = job
-    audio = speak(voice, text)
+def _synth_one(job: tuple[int, Voice, str, str, str]) -> tuple[int, str, str, str] | None:
+    index, voice, text, spoken, out_dir = job
+    audio = speak(voice, spoken)
     if audio is None:
         return None
     name = f"{index:06d}.flac"
     soundfile.write(str(Path(out_dir) / name), audio, 16000)
     return index, name, text, voice.label
+
+
+def _write_clips(out_dir: Path, jobs: list[tuple[int, Voice, str, str, str]], workers: int) -> None:
+    """Speak every job (index, voice, transcript, what the engine is given, folder); write the index last."""
+    rows = []
+    with mp.Pool(workers) as pool:
+        for result in tqdm(pool.imap_unordered(_synth_one, jobs, chunksize=8), total=len(jobs),
+                           desc=f"synthesising {out_dir.name}"):
+            if result:
+                rows.append(result)
+    rows.sort()
+    index_file = out_dir / "transcripts.jsonl"
+    with open(index_file.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+        for _, name, text, voice in rows:
+            f.write(json.dumps({"file": name, "text": text, "speaker": voice}) + "\n")
+    index_file.with_suffix(".tmp").rename(index_file)
 
 
 def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], seed: int, workers: int,
@@ -86,18 +104,38 @@ def synthesise(out_dir: Path, n: int, held_out: bool, vocabulary: list[str], see
     if not voices:
         _LOGGER.warning("no TTS engine installed: no synthetic speech")
     texts = (sample_sentence(load_intents(), rng)[1] for _ in range(n)) if held_out else iter(synth_texts(n, vocabulary, rng))
-    jobs = [(i, voices[i % len(voices)], text, str(out_dir)) for i, text in enumerate(texts)] if voices else []
-    rows = []
-    with mp.Pool(workers) as pool:
-        for result in tqdm(pool.imap_unordered(_synth_one, jobs, chunksize=8), total=len(jobs),
-                           desc=f"synthesising {out_dir.name}"):
-            if result:
-                rows.append(result)
-    rows.sort()
-    with open(index_file.with_suffix(".tmp"), "w", encoding="utf-8") as f:
-        for _, name, text, voice in rows:
-            f.write(json.dumps({"file": name, "text": text, "speaker": voice}) + "\n")
-    index_file.with_suffix(".tmp").rename(index_file)
+    jobs = [(i, voices[i % len(voices)], text, text, str(out_dir)) for i, text in enumerate(texts)] if voices else []
+    _write_clips(out_dir, jobs, workers)
+
+
+# Accented speakers per espeak-ng training voice; each speaks a share of the accented clips.
+ACCENTS_PER_VOICE = 3
+
+
+def synthesise_accented(out_dir: Path, n: int, vocabulary: list[str], lexicon: Lexicon, seed: int,
+                        workers: int) -> None:
+    """Write ``n`` foreign-accented clips (:mod:`vcd.training.accents`) to ``out_dir`` (skipped if present).
+
+    The espeak-ng training voices speak phoneme strings with each speaker's accent rules applied; the
+    transcript is the canonical sentence.  Speaker labels are ``espeak-ng:<voice>+accent<k>``.
+    """
+    if (out_dir / "transcripts.jsonl").exists() or n <= 0:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    voices = [v for v in available_voices(False, rng) if v.engine == "espeak-ng"]
+    if not voices:
+        _LOGGER.warning("espeak-ng is not installed: no accented synthetic speech")
+        return
+    speakers = [(Voice(v.engine, v.name, rng.randint(110, 170), v.pitch, f"accent{k}"), Accent.draw(rng))
+                for v in voices for k in range(ACCENTS_PER_VOICE)]
+    jobs = []
+    for i, text in enumerate(synth_texts(n, vocabulary, rng)):
+        voice, accent = speakers[i % len(speakers)]
+        spoken = accented_phonemes(text, lexicon, accent, rng)
+        if spoken:
+            jobs.append((i, voice, text, spoken, str(out_dir)))
+    _write_clips(out_dir, jobs, workers)
 
 
 _WORKER: dict = {}
@@ -176,12 +214,13 @@ def build_features(name: str, utterances: list[tuple[str, list[int], int]], copi
 
 
 def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int,
-            extra_voices: tuple[str, ...] = (), aligner: Path | None = None) -> list[Path]:
+            extra_voices: tuple[str, ...] = (), aligner: Path | None = None, accented: int = 0) -> list[Path]:
     """Run every preparation stage that has not finished yet; return the training shard files.
 
     ``extra_voices``: opt-in TTS voice sets that speak the synthetic clips besides the free voices.
     ``aligner``: an acoustic model that cuts the real clips' digits out as isolated words
     (:mod:`vcd.training.wordcuts`); None skips that stage.
+    ``accented``: foreign-accented synthetic clips to add (:func:`synthesise_accented`); 0 skips them.
     """
     work.mkdir(parents=True, exist_ok=True)
     feats_dir = work / "features"
@@ -199,8 +238,11 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
     synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
     corpora["synth"] = read_transcripts(work / "synth-train")
+    synthesise_accented(work / "synth-accented", accented, vocabulary, lexicon, seed + 2, workers)
+    if accented > 0 and (work / "synth-accented" / "transcripts.jsonl").exists():
+        corpora["synth-accented"] = read_transcripts(work / "synth-accented")
     if aligner is not None and corpora:
-        cut_words({k: v for k, v in corpora.items() if k != "synth"}, lexicon, aligner, work / "digit-words",
+        cut_words({k: v for k, v in corpora.items() if not k.startswith("synth")}, lexicon, aligner, work / "digit-words",
                    frozenset(DIGITS))
     if (work / "digit-words" / "transcripts.jsonl").exists():
         corpora["digit-words"] = read_transcripts(work / "digit-words")

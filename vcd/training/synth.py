@@ -67,10 +67,11 @@ class Voice:
     name: str
     rate_wpm: int = 160
     pitch: int = 50
+    tag: str = ""  # tells apart speakers that share one engine voice (e.g. "accent2")
 
     @property
     def label(self) -> str:
-        return f"{self.engine}:{self.name}"
+        return f"{self.engine}:{self.name}" + (f"+{self.tag}" if self.tag else "")
 
 
 def available_voices(held_out: bool, rng: random.Random, extra: Iterable[str] = ()) -> list[Voice]:
