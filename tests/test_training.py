@@ -16,7 +16,7 @@ from vcd.asr_cli import main_train
 from vcd.errors import ExitCode, ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import Augmenter, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
+from vcd.training.augment import Augmenter, EdgeCuts, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, blend_with, train
 
@@ -80,7 +80,7 @@ def _speech_like_feats(silence: int = 30, speech: int = 100) -> torch.Tensor:
 def test_edge_cut_shortens_the_speech_and_keeps_the_silence_around_it() -> None:
     feats = _speech_like_feats()
     for seed in range(20):
-        cut = cut_speech_edges(feats, random.Random(seed), prob=1.0)
+        cut = cut_speech_edges(feats, random.Random(seed), EdgeCuts(prob=1.0))
         assert 2 * 2 <= feats.shape[0] - cut.shape[0] <= 2 * 8  # 2-8 frames from each end of the speech
         assert torch.equal(cut[:30], feats[:30]) and torch.equal(cut[-30:], feats[-30:])  # silence untouched
         assert (cut.mean(dim=1) > 0).sum() == 100 - (feats.shape[0] - cut.shape[0])  # only speech went
@@ -88,9 +88,29 @@ def test_edge_cut_shortens_the_speech_and_keeps_the_silence_around_it() -> None:
 
 def test_edge_cut_leaves_flat_clips_and_unlucky_draws_alone() -> None:
     noise = torch.randn(160, 64, generator=torch.Generator().manual_seed(1)) * 0.3
-    assert torch.equal(cut_speech_edges(noise, random.Random(0), prob=1.0), noise)
+    assert torch.equal(cut_speech_edges(noise, random.Random(0), EdgeCuts(prob=1.0)), noise)
     feats = _speech_like_feats()
-    assert torch.equal(cut_speech_edges(feats, random.Random(0), prob=0.0), feats)
+    assert torch.equal(cut_speech_edges(feats, random.Random(0), EdgeCuts(prob=0.0)), feats)
+
+
+def test_default_edge_cuts_leave_isolated_words_alone_and_deeper_cuts_reach_them() -> None:
+    word = _speech_like_feats(silence=20, speech=40)  # a 0.4 s word, as in FSDD or Speech Commands
+    assert all(torch.equal(cut_speech_edges(word, random.Random(s), EdgeCuts(prob=1.0)), word) for s in range(10))
+    deep = EdgeCuts.parse("1,150,200")
+    assert deep == EdgeCuts(prob=1.0, max_cut=15, min_speech=20)
+    for seed in range(20):
+        cut = cut_speech_edges(word, random.Random(seed), deep)
+        removed = word.shape[0] - cut.shape[0]
+        assert 2 * 2 <= removed <= 2 * (40 // 3)  # 2 frames at least, never over a third of the speech per end
+        assert torch.equal(cut[:20], word[:20]) and torch.equal(cut[-20:], word[-20:])
+    short = _speech_like_feats(silence=20, speech=15)  # under MIN_SPEECH_MS: left alone
+    assert torch.equal(cut_speech_edges(short, random.Random(0), deep), short)
+
+
+@pytest.mark.parametrize("text", ["0.2", "1.5,80", "0.2,5", "0.2,80,-1", "a,b", "0.1,80,200,4"])
+def test_edge_cuts_option_rejects_malformed_values(text: str) -> None:
+    with pytest.raises(ValueError, match="PROB,MAX_MS"):
+        EdgeCuts.parse(text)
 
 
 def test_vtlp_moves_a_formant_down_for_a_longer_vocal_tract_and_up_for_a_shorter() -> None:
@@ -189,6 +209,12 @@ def test_blend_with_init_writes_the_mean_of_both_models_and_refuses_another_shap
     save_model(AcousticModel(n_labels=len(LABELS), hidden=32), tmp_path / "wide.pt", list(LABELS))
     with pytest.raises(ModelError, match="wide.pt: cannot blend"):
         blend_with(tmp_path / "trained.pt", tmp_path / "wide.pt")
+
+
+def test_malformed_edge_cuts_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_train(["--edge-cuts", "0.3", "--work", "unused"]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: --edge-cuts '0.3': want PROB,MAX_MS") and "\n" not in err
 
 
 def test_blend_init_without_init_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

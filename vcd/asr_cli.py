@@ -57,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the shipped model is run 12 blended with run 8")
     p.add_argument("--accented-synth", type=int, default=0, metavar="N",
                    help="also synthesise N foreign-accented clips with the espeak-ng voices (default 0)")
+    p.add_argument("--edge-cuts", default="0.2,80,480", metavar="PROB,MAX_MS[,MIN_SPEECH_MS]",
+                   help="cut up to MAX_MS of speech off each end of a clip with probability PROB, in clips with at "
+                        "least MIN_SPEECH_MS of speech, never over a third of it (default 0.2,80,480; pass the same "
+                        "on resume)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -125,6 +129,7 @@ def _extra_voice_sets(text: str) -> tuple[str, ...]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vcd.cli import setup_logging
+    from vcd.training.augment import EdgeCuts
     from vcd.training.calibrate import calibrate
     from vcd.training.prepare import prepare
     from vcd.training.synth import EXTRA_VOICE_LICENCES
@@ -136,6 +141,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     extra_voices = _extra_voice_sets(args.extra_voices)
     if args.blend_init and args.init is None:
         raise UsageError("--blend-init needs --init MODEL: the weights to blend with")
+    try:
+        edge_cuts = EdgeCuts.parse(args.edge_cuts)
+    except ValueError as exc:
+        raise UsageError(f"--edge-cuts {exc}") from None
     if args.data is not None and not args.data.is_dir():
         raise VcdError(f"{args.data}: no such data folder")
     for name in extra_voices:
@@ -145,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
                      args.accented_synth)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
-                 lr=args.lr, init=args.init, average=args.average, hidden=args.hidden)
+                 lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     if args.blend_init:

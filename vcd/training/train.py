@@ -6,6 +6,7 @@ import logging
 import math
 import random
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from vcd.evaluate import word_errors
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
-from vcd.training.augment import cut_speech_edges, spec_augment, vtlp_warp
+from vcd.training.augment import EdgeCuts, cut_speech_edges, spec_augment, vtlp_warp
 
 _LOGGER = logging.getLogger(__name__)
 # Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.
@@ -48,10 +49,11 @@ def make_batches(lengths: list[int], max_frames: int, rng: random.Random) -> lis
     return batches
 
 
-def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random | None):
+def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random | None,
+            edge_cuts: EdgeCuts = EdgeCuts()):
     xs = [feats[i].float() for i in idx]
     if rng is not None:
-        xs = [spec_augment(vtlp_warp(cut_speech_edges(x, rng), rng), rng) for x in xs]
+        xs = [spec_augment(vtlp_warp(cut_speech_edges(x, rng, edge_cuts), rng), rng) for x in xs]
     lengths = torch.tensor([x.shape[0] for x in xs])
     x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
     ys = [labels[i] for i in idx]
@@ -125,13 +127,15 @@ def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats,
 
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
-          init: Path | None = None, average: int = 4, hidden: int | None = None) -> Path:
+          init: Path | None = None, average: int = 4, hidden: int | None = None,
+          edge_cuts: EdgeCuts = EdgeCuts()) -> Path:
     """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
     schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
     ``hidden`` sets the GRU width (default: ``init``'s, else the model's default); a width above ``init``'s
     widens those weights with :func:`vcd.model.widen`, which keeps what they compute.
+    ``edge_cuts`` sets how deep and how often the speech's ends are cut (a resumed run should pass the same).
     Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
     SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last
     ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
@@ -166,7 +170,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    run_info = {"seed": seed, "init": str(init) if init else None}  # stored with every saved model
+    # stored with every saved model
+    run_info = {"seed": seed, "init": str(init) if init else None, "edge_cuts": list(astuple(edge_cuts))}
     snap_dir.mkdir(exist_ok=True)
     keep_snapshots = max(average, SNAPSHOTS_KEPT)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
@@ -214,7 +219,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         for idx in batches[done_in_epoch:]:  # a resumed epoch goes on where it stopped
             if step >= steps:
                 break
-            x, lengths, y, y_len = collate(feats, labels, idx, rng)
+            x, lengths, y, y_len = collate(feats, labels, idx, rng, edge_cuts)
             log_probs = model(x)
             loss = ctc(log_probs.transpose(0, 1), y, AcousticModel.output_frames(lengths), y_len)
             opt.zero_grad(set_to_none=True)
