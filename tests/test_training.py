@@ -16,6 +16,7 @@ from vcd.asr_cli import main_train
 from vcd.errors import ExitCode, ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
+from vcd.recognizer import DEFAULT_MODEL
 from vcd.training.augment import Augmenter, EdgeCuts, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, blend_with, train
@@ -215,6 +216,16 @@ def test_malformed_edge_cuts_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert main_train(["--edge-cuts", "0.3", "--work", "unused"]) == ExitCode.USAGE
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: --edge-cuts '0.3': want PROB,MAX_MS") and "\n" not in err
+
+
+def test_blend_init_of_a_widened_model_is_refused_before_training(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_train(["--blend-init", "--init", str(DEFAULT_MODEL), "--hidden", "288",
+                       "--work", str(tmp_path / "work")]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == (f"Error: --blend-init: {DEFAULT_MODEL} has 224 GRU units and the model trained in "
+                   f"{tmp_path / 'work'} would have 288; blend only models of one shape")
+    assert not (tmp_path / "work").exists()  # refused before any data was prepared
 
 
 def test_blend_init_without_init_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

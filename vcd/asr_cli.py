@@ -141,6 +141,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     extra_voices = _extra_voice_sets(args.extra_voices)
     if args.blend_init and args.init is None:
         raise UsageError("--blend-init needs --init MODEL: the weights to blend with")
+    if args.blend_init:
+        from vcd.training.train import trained_shape
+
+        start, end = trained_shape(args.init, args.hidden, args.work)
+        if start != end:
+            raise UsageError(f"--blend-init: {args.init} has {start['hidden']} GRU units and the model trained in "
+                             f"{args.work} would have {end['hidden']}; blend only models of one shape")
     try:
         edge_cuts = EdgeCuts.parse(args.edge_cuts)
     except ValueError as exc:

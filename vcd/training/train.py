@@ -111,6 +111,20 @@ def blend_with(model_file: Path, other: Path) -> None:
     save_model(model, model_file, labels, {**extra, "blended_with": str(other)})
 
 
+def trained_shape(init: Path, hidden: int | None, work: Path) -> tuple[dict, dict]:
+    """``(init``'s hyper-parameters, those of the model a run in ``work`` will end with``)``: a checkpoint
+    there decides (a resumed run keeps its width), else ``hidden`` widens ``init``.  ``--blend-init``
+    compares the two before training, so a mismatch is found at start-up, not after an hour."""
+    start, _, _ = load_model(init)
+    shape = dict(start.hparams)
+    ckpt_file = work / "checkpoint.pt"
+    if ckpt_file.exists():
+        shape = dict(torch.load(str(ckpt_file), map_location="cpu", weights_only=False).get("hparams", shape))
+    elif hidden is not None:
+        shape["hidden"] = hidden
+    return dict(start.hparams), shape
+
+
 def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats, v_labels, best_per: float,
                            best_file: Path, extra: dict) -> float:
     """Average ``snapshots`` (weights of ``model``'s shape); if that validates below ``best_per``, write it
