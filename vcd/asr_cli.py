@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "better (default 4; 1 turns it off)")
     p.add_argument("--blend-init", action="store_true",
                    help="at the end, average the trained weights with --init's (same shape) before calibrating; "
-                        "the shipped model is run 12 blended with run 8")
+                        "run 12 was blended with run 8 this way")
     p.add_argument("--accented-synth", type=int, default=0, metavar="N",
                    help="also synthesise N foreign-accented clips with the espeak-ng voices (default 0)")
     p.add_argument("--edge-cuts", default="0.2,80,480", metavar="PROB,MAX_MS[,MIN_SPEECH_MS]",
