@@ -112,7 +112,7 @@ def blend_with(model_file: Path, other: Path) -> None:
 
 
 def trained_shape(init: Path, hidden: int | None, work: Path) -> tuple[dict, dict]:
-    """``(init``'s hyper-parameters, those of the model a run in ``work`` will end with``)``: a checkpoint
+    """``init``'s hyper-parameters and those of the model a run in ``work`` will end with: a checkpoint
     there decides (a resumed run keeps its width), else ``hidden`` widens ``init``.  ``--blend-init``
     compares the two before training, so a mismatch is found at start-up, not after an hour."""
     start, _, _ = load_model(init)
