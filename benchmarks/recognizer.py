@@ -95,7 +95,7 @@ def main() -> int:
         rows.append((f"AN4 held-out speakers ({speakers} spk, {r['clips']} clips): WER", pct(r["wer"]), "<= 10 %"))
         rows.append(("AN4 held-out: sentence accuracy", pct(r["sentence_accuracy"]), ""))
         rows.append(("AN4 held-out: real-time factor", f"{r['real_time_factor']:.3f}", ""))
-        print(rows[-5:], flush=True)
+        print(rows[-3:], flush=True)
     if want("oog"):
         rec = Recognizer.load(None, args.model, args.min_confidence)
         wake = read_transcripts(args.data / "wakewords")[: args.limit or None]

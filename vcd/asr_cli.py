@@ -139,11 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     # ...but not the hundreds of corpus words spelled by espeak-ng, one line each
     logging.getLogger("vcd.phonetics").setLevel(logging.WARNING)
     extra_voices = _extra_voice_sets(args.extra_voices)
-    if args.blend_init and args.init is None:
-        raise UsageError("--blend-init needs --init MODEL: the weights to blend with")
     if args.blend_init:
         from vcd.training.train import trained_shape
 
+        if args.init is None:
+            raise UsageError("--blend-init needs --init MODEL: the weights to blend with")
         start, end = trained_shape(args.init, args.hidden, args.work)
         if start != end:
             raise UsageError(f"--blend-init: {args.init} has {start['hidden']} GRU units and the model trained in "

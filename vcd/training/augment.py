@@ -187,7 +187,7 @@ class EdgeCuts:
             raise ValueError(f"{text!r}: want PROB,MAX_MS[,MIN_SPEECH_MS] with 0 <= PROB <= 1 and MAX_MS >= 20")
         max_cut = int(round(parts[1] / 10))
         min_speech = int(round(parts[2] / 10)) if len(parts) == 3 else 6 * max_cut
-        return cls(parts[0], max_cut, max(min_speech, 6))
+        return cls(parts[0], max_cut, max(min_speech, 6))  # over 6 frames: a third of it is 2 or more
 
 
 def cut_speech_edges(feats: torch.Tensor, rng: random.Random, cuts: EdgeCuts = EdgeCuts()) -> torch.Tensor:
