@@ -55,8 +55,9 @@ class Recognizer:
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float) -> None:
+                 confidence_scale: float, front_end=None) -> None:
         self.model = model
+        self.front_end = front_end
         self.intents = intents
         self.word_graph = word_graph
         self.graph = phone_graph
@@ -65,11 +66,16 @@ class Recognizer:
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
-             lexicon=None) -> "Recognizer":
-        """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones)."""
+             lexicon=None, front_end: str = "auto") -> "Recognizer":
+        """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones).
+
+        ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
+        ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
+        """
         import torch
 
         from vcd.decoder import build_phone_graph
+        from vcd.denoise import make_front_end
         from vcd.grammar import compile_word_graph, load_intents
         from vcd.model import load_model
         from vcd.phonetics import Lexicon
@@ -82,14 +88,16 @@ class Recognizer:
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
                      graph.src.size)
+        if front_end == "auto":
+            front_end = str(extra.get("front_end", "none"))
         return cls(net, intents, word_graph, graph,
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)))
+                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end))
 
     def posteriors(self, samples: np.ndarray) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
 
-        The audio first gets the quiet margins the model expects
+        The audio is denoised by the front end, if there is one, then gets the quiet margins the model expects
         (:func:`vcd.audio.with_quiet_margins`), so a tightly trimmed file
         decodes as well as one with silence around the speech.
         """
@@ -98,7 +106,10 @@ class Recognizer:
         from vcd.audio import with_quiet_margins
         from vcd.features import log_mel
 
-        feats = torch.from_numpy(log_mel(with_quiet_margins(np.asarray(samples, dtype=np.float32)))).unsqueeze(0)
+        samples = np.asarray(samples, dtype=np.float32)
+        if self.front_end is not None:
+            samples = self.front_end(samples)
+        feats = torch.from_numpy(log_mel(with_quiet_margins(samples))).unsqueeze(0)
         return self.model.infer(feats)
 
     def recognize(self, samples: np.ndarray) -> Recognition:
