@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cut up to MAX_MS of speech off each end of a clip with probability PROB, in clips with at "
                         "least MIN_SPEECH_MS of speech, never over a third of it (default 0.2,80,480; pass the same "
                         "on resume)")
+    p.add_argument("--copies", type=int, default=3, metavar="N",
+                   help="versions of each real clip to prepare: one clean, N-1 augmented (default 3)")
+    p.add_argument("--denoise", type=float, default=0.0, metavar="SHARE",
+                   help="pass this share of the prepared copies through the RNNoise front end (matched training); "
+                        "from 0.5 up the model asks for that front end by default (default 0)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -158,8 +163,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"extra voices {name}: {EXTRA_VOICE_LICENCES[name]}", flush=True)
     # the starting weights (else the shipped model) cut the real clips' digits out as isolated words
     aligner = (args.init if args.init is not None else DEFAULT_MODEL) if args.digit_word_cuts else None
+    if args.copies < 1:
+        raise UsageError(f"--copies must be 1 or more (got {args.copies})")
+    if not 0.0 <= args.denoise <= 1.0:
+        raise UsageError(f"--denoise must be a share from 0 to 1 (got {args.denoise})")
     shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
-                     args.accented_synth)
+                     args.accented_synth, args.denoise, args.copies)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +178,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         blend_with(args.output, args.init)
         print(f"weights averaged with {args.init}'s", flush=True)
+    from vcd.model import load_model, save_model
+
+    model, labels, extra = load_model(args.output)
+    save_model(model, args.output, labels, {**extra, "front_end": "rnnoise" if args.denoise >= 0.5 else "none",
+                                            "denoise_share": args.denoise})
     calibrate(args.output, args.data, args.work / "synth-heldout")
     print(f"model written to {args.output}")
     if args.data is not None and (args.data / "fsdd-dev").is_dir():

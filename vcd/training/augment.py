@@ -36,6 +36,37 @@ def synthetic_rir(rng: np.random.Generator) -> np.ndarray:
     return (tail / np.sqrt(np.sum(tail**2))).astype(np.float32)
 
 
+def room_rirs(count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``count`` impulse responses of simulated shoebox rooms (image method, ``pyroomacoustics``).
+
+    Rooms of 2.5–8 m by 2.5–7 m by 2.3–3.5 m with RT60 0.2–0.9 s, talker and microphone at random
+    places at least 0.5 m from the walls.  Empty when pyroomacoustics is not installed (the
+    exponential-tail responses of :func:`synthetic_rir` are used alone then).
+    """
+    try:
+        import pyroomacoustics as pra
+    except ImportError:
+        return []
+    rirs = []
+    while len(rirs) < count:
+        dims = np.array([rng.uniform(2.5, 8.0), rng.uniform(2.5, 7.0), rng.uniform(2.3, 3.5)])
+        rt60 = rng.uniform(0.2, 0.9)
+        try:
+            absorption, max_order = pra.inverse_sabine(rt60, dims)
+        except ValueError:  # a room too large for that RT60
+            continue
+        room = pra.ShoeBox(dims, fs=SAMPLE_RATE_HZ, materials=pra.Material(absorption),
+                           max_order=min(max_order, 12))
+        room.add_source(rng.uniform(0.5, dims - 0.5))
+        room.add_microphone(rng.uniform(0.5, dims - 0.5))
+        room.compute_rir()
+        rir = np.asarray(room.rir[0][0], dtype=np.float64)
+        rir = rir[int(np.argmax(np.abs(rir))):]  # start at the direct path: no added delay
+        rir = rir[: int(rt60 * SAMPLE_RATE_HZ)]
+        rirs.append((rir / (np.sqrt(np.sum(rir**2)) + 1e-12)).astype(np.float32))
+    return rirs
+
+
 def babble(talk: list[np.ndarray], n: int, talkers: int, rng: np.random.Generator) -> np.ndarray:
     """``talkers`` voices from ``talk`` (real speech clips) spoken at once, ``n`` samples, unit RMS.
 
@@ -62,11 +93,13 @@ class Augmenter:
     # Shares of the noisy copies: real background noise, background talk, coloured noise.
     NOISE_SHARES = (0.4, 0.3, 0.3)
 
-    def __init__(self, noises: list[np.ndarray], seed: int, talk: list[np.ndarray] | None = None) -> None:
+    def __init__(self, noises: list[np.ndarray], seed: int, talk: list[np.ndarray] | None = None,
+                 rooms: int = 0) -> None:
         self.noises = [n for n in noises if n.size > SAMPLE_RATE_HZ // 4]
         self.talk = [t for t in talk or [] if t.size > SAMPLE_RATE_HZ // 2]
         self.rng = np.random.default_rng(seed)
         self.pyrng = random.Random(seed)
+        self.rooms = room_rirs(rooms, self.rng)  # simulated rooms: half the reverberated copies use one
 
     def __call__(self, audio: np.ndarray, narrowband: bool = False) -> np.ndarray:
         """One distorted copy; ``narrowband`` always band-limits it to 8 kHz sampling (telephone band)."""
@@ -78,7 +111,8 @@ class Augmenter:
             x = AF.resample(x, rate, SAMPLE_RATE_HZ)
         y = x.numpy()
         if rng.random() < 0.4:
-            y = _fft_conv(y, synthetic_rir(rng))
+            rir = self.rooms[rng.integers(len(self.rooms))] if self.rooms and rng.random() < 0.5 else synthetic_rir(rng)
+            y = _fft_conv(y, rir)
         if rng.random() < 0.8:
             y = self._add_noise(y, snr_db=rng.uniform(0.0, 30.0))
         if narrowband or rng.random() < 0.4:  # telephone band / cheap microphones

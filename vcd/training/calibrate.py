@@ -15,7 +15,7 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
 from vcd.model import load_model, save_model
-from vcd.training.corpora import Utterance, is_validation_speaker, read_transcripts, words_of
+from vcd.training.corpora import Utterance, read_transcripts, speaker_split, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def gaps(recognizer, clips: list[Utterance]) -> np.ndarray:
 def calibration_sets(data_dir: Path | None, heldout_dir: Path, intents_graph) -> tuple[list[Utterance], list[Utterance]]:
     """Positives: every other clip of the held-out synthetic voices (the rest stay for the benchmark).
 
-    Negatives: held-out speakers' clips whose transcript the grammar cannot say (Common Voice,
+    Negatives: validation speakers' clips whose transcript the grammar cannot say (Common Voice,
     speechocean762, Speech Commands) — never the wake-word or FSDD clips the benchmark uses.
     """
     positives = read_transcripts(heldout_dir)[0::2] if (heldout_dir / "transcripts.jsonl").exists() else []
@@ -45,7 +45,7 @@ def calibration_sets(data_dir: Path | None, heldout_dir: Path, intents_graph) ->
         for corpus in ("commonvoice", "speechocean762", "speechcommands-v2"):
             if (data_dir / corpus / "transcripts.jsonl").exists():
                 negatives += [u for u in read_transcripts(data_dir / corpus)
-                              if is_validation_speaker(corpus, u.speaker)
+                              if speaker_split(corpus, u.speaker) == "validation"
                               and intents_graph.parse(words_of(u.text)) is None]
     return positives, negatives[:200]
 
@@ -72,11 +72,11 @@ def choose_threshold(pos: np.ndarray, neg: np.ndarray, false_accepts: float = FA
 
 
 def real_word_clips(data_dir: Path | None) -> list[Utterance]:
-    """Held-out real speakers saying single words (Speech Commands): reported, not used to choose."""
+    """Validation speakers saying single words (Speech Commands): reported, not used to choose."""
     folder = data_dir / "speechcommands-v2" if data_dir else None
     if folder is None or not (folder / "transcripts.jsonl").exists():
         return []
-    return [u for u in read_transcripts(folder) if u.text and is_validation_speaker(folder.name, u.speaker)][:300]
+    return [u for u in read_transcripts(folder) if u.text and speaker_split(folder.name, u.speaker) == "validation"][:300]
 
 
 def word_list_grammar(words: list[str], folder: Path) -> Path:

@@ -19,8 +19,8 @@ from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
-from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
-                                  read_transcripts, words_of)
+from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, noise_files,
+                                  phones_of, read_transcripts, speaker_split, words_of)
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
 
@@ -161,11 +161,20 @@ def _read_all(paths: list[str]) -> list[np.ndarray]:
     return clips
 
 
-def _init_worker(noise_files: list[str], seed: int, talk: list[str] = ()) -> None:
+# Simulated rooms (pyroomacoustics) each feature worker draws its reverberation from.
+ROOMS_PER_WORKER = 60
+
+
+def _init_worker(noise_files: list[str], seed: int, talk: list[str] = (), denoise: float = 0.0) -> None:
     torch.set_num_threads(1)
     _WORKER["augment"] = Augmenter(_read_all(noise_files), seed + mp.current_process()._identity[0],
-                                   talk=_read_all(list(talk)))
+                                   talk=_read_all(list(talk)), rooms=ROOMS_PER_WORKER)
     _WORKER["rng"] = np.random.default_rng(seed + 7 * mp.current_process()._identity[0])
+    _WORKER["denoise"] = denoise
+    if denoise > 0:
+        from vcd.denoise import RNNoise
+
+        _WORKER["front_end"] = RNNoise()
 
 
 def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -187,23 +196,26 @@ def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.n
             x = _WORKER["augment"](x, narrowband=copy >= copies)
         else:
             x = x + rng.standard_normal(x.size).astype(np.float32) * 1e-4
+        if _WORKER["denoise"] and rng.random() < _WORKER["denoise"]:  # matched to the denoising front end
+            x = _WORKER["front_end"](x)
         out.append((log_mel(x).astype(np.float16), label_arr))
     return out
 
 
 def build_features(name: str, utterances: list[tuple[str, list[int], int]], copies: int, clean: bool,
                    noise_files: list[str], out_file: Path, seed: int, workers: int,
-                   talk: list[str] = ()) -> None:
+                   talk: list[str] = (), denoise: float = 0.0) -> None:
     """Features of ``copies`` versions (first clean when ``clean``) of every clip → ``out_file``.
 
     Each utterance is (audio path, label ids, extra narrow-band copies); ``talk`` are speech clips
-    the augmenter mixes in as background talk.
+    the augmenter mixes in as background talk; each copy passes the RNNoise front end with
+    probability ``denoise``.
     """
     if out_file.exists() or not utterances:
         return
     jobs = [(path, labels, copies, clean, narrow) for path, labels, narrow in utterances]
     feats, labels = [], []
-    with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed, list(talk))) as pool:
+    with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed, list(talk), denoise)) as pool:
         for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
             for f, l in items:
                 feats.append(torch.from_numpy(f))
@@ -214,13 +226,20 @@ def build_features(name: str, utterances: list[tuple[str, list[int], int]], copi
 
 
 def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, workers: int,
-            extra_voices: tuple[str, ...] = (), aligner: Path | None = None, accented: int = 0) -> list[Path]:
+            extra_voices: tuple[str, ...] = (), aligner: Path | None = None, accented: int = 0,
+            denoise: float = 0.0, copies: int = 3) -> list[Path]:
     """Run every preparation stage that has not finished yet; return the training shard files.
 
     ``extra_voices``: opt-in TTS voice sets that speak the synthetic clips besides the free voices.
     ``aligner``: an acoustic model that cuts the real clips' digits out as isolated words
     (:mod:`vcd.training.wordcuts`); None skips that stage.
     ``accented``: foreign-accented synthetic clips to add (:func:`synthesise_accented`); 0 skips them.
+    ``copies``: versions of each real clip (the first clean, the others augmented).
+    ``denoise``: the share of prepared copies that pass the RNNoise front end (:mod:`vcd.denoise`).
+
+    Validation features hold the validation speakers only (:func:`speaker_split`); test speakers are
+    never read.  Background noise: Speech Commands' background clips and the training split of
+    ``data_dir/noise`` (:func:`noise_files`).
     """
     work.mkdir(parents=True, exist_ok=True)
     feats_dir = work / "features"
@@ -247,7 +266,8 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     if (work / "digit-words" / "transcripts.jsonl").exists():
         corpora["digit-words"] = read_transcripts(work / "digit-words")
 
-    noise_files = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
+    noises = [str(u.path) for u in corpora.get("speechcommands-v2", []) if not u.text]
+    noises += [str(p) for p in noise_files(data_dir, "train")] if data_dir else []
     talk = talk_files(corpora, seed)
     shards = []
     valid: list[tuple[str, list[int], int]] = []
@@ -258,17 +278,19 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
             if phones is None or (not phones and name != "speechcommands-v2"):
                 continue
             ids = [LABEL_ID[p] for p in phones]
-            if name not in _NEVER_VALIDATION and is_validation_speaker(name, u.speaker):
+            split = "train" if name in _NEVER_VALIDATION else speaker_split(name, u.speaker)
+            if split == "validation":
                 valid.append((str(u.path), ids, 0))
+            elif split == "test":
+                continue
             else:
                 has_digit = not DIGIT_SET.isdisjoint(words_of(u.text))
                 narrow = _NARROWBAND_COPIES.get(name, NARROWBAND_DIGIT_COPIES)
                 train.append((str(u.path), ids, narrow if has_digit else 0))
-        copies = _COPIES.get(name, 3)
         out = feats_dir / f"{name}.pt"
-        build_features(name, train, copies, clean=True, noise_files=noise_files, out_file=out, seed=seed, workers=workers,
-                       talk=talk)
+        build_features(name, train, _COPIES.get(name, copies), clean=True, noise_files=noises, out_file=out, seed=seed, workers=workers,
+                       talk=talk, denoise=denoise)
         shards.append(out)
-    build_features("valid", valid, 1, clean=True, noise_files=noise_files, out_file=feats_dir / "valid.pt", seed=seed,
-                   workers=workers)
+    build_features("valid", valid, 1, clean=True, noise_files=noises, out_file=feats_dir / "valid.pt", seed=seed,
+                   workers=workers, denoise=denoise)
     return shards
