@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.calibrate import calibration_sets  # noqa: E402
-from vcd.training.corpora import is_validation_speaker, read_transcripts, words_of  # noqa: E402
+from vcd.training.corpora import is_validation_speaker  # noqa: E402
+from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 SNRS_DB = (20, 10, 5, 0)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.evaluate import evaluate  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
-from vcd.training.corpora import is_validation_speaker, read_transcripts  # noqa: E402
+from vcd.training.corpora import is_validation_speaker  # noqa: E402
+from vcd.transcripts import read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 

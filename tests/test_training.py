@@ -285,9 +285,10 @@ def test_word_spans_reach_halfway_to_the_neighbours_and_no_further_than_the_cap(
 def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognises(tmp_path: Path) -> None:
     from conftest import speak
     from vcd.recognizer import DEFAULT_MODEL, Recognizer
-    from vcd.training.corpora import Utterance, corpus_lexicon
+    from vcd.training.corpora import corpus_lexicon
     from vcd.training.prepare import DIGITS
     from vcd.training.wordcuts import cut_words
+    from vcd.transcripts import Utterance
 
     path = tmp_path / "digits.wav"
     write_wav(path, np.concatenate([np.zeros(4000, np.float32), speak("seven two nine", words_per_minute=110),

@@ -13,20 +13,9 @@ from tqdm import tqdm
 
 from vcd.audio import read_audio
 from vcd.errors import AudioError, VcdError
-from vcd.training.corpora import read_transcripts, words_of
+from vcd.transcripts import read_transcripts, word_errors, words_of
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def word_errors(ref: list, hyp: list) -> int:
-    """Levenshtein distance between two sequences (words, or phones in training)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i]
-        for j, h in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1]
 
 
 def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, clips=None,

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
 from vcd.model import load_model, save_model
-from vcd.training.corpora import Utterance, is_validation_speaker, read_transcripts, words_of
+from vcd.training.corpora import is_validation_speaker
+from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 

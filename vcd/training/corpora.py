@@ -1,15 +1,14 @@
-"""Readers for the real-speech folders (``transcripts.jsonl`` + audio) used for training and evaluation."""
+"""The real-speech corpora for training: which may be trained on, the validation speakers, their phones."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from vcd.phonetics import Lexicon, normalize_word
+from vcd.phonetics import Lexicon
+from vcd.transcripts import words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -18,40 +17,9 @@ TRAIN_CORPORA = ("speechocean762", "commonvoice", "an4-train", "speechcommands-v
 VALIDATION_FRACTION = 0.08
 
 
-@dataclass(frozen=True)
-class Utterance:
-    """One clip: audio file, transcript, speaker and corpus; ``text`` "" means no speech."""
-
-    path: Path
-    text: str
-    speaker: str
-    corpus: str
-
-
-def read_transcripts(folder: str | Path) -> list[Utterance]:
-    """Read ``folder/transcripts.jsonl`` (fields ``file``, ``text``, optional ``speaker``)."""
-    folder = Path(folder)
-    index = folder / "transcripts.jsonl"
-    utterances = []
-    with open(index, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            speaker = str(row.get("speaker") or Path(row["file"]).parent.name or f"clip{n}")
-            utterances.append(Utterance(folder / row["file"], str(row.get("text", "")), speaker, folder.name))
-    return utterances
-
-
 def is_validation_speaker(corpus: str, speaker: str) -> bool:
     """Whole speakers are held out for validation, chosen by a stable hash."""
     return zlib.crc32(f"{corpus}/{speaker}".encode()) % 1000 < VALIDATION_FRACTION * 1000
-
-
-def words_of(text: str) -> list[str]:
-    """Split a transcript into lower-case words, dropping punctuation."""
-    text = text.replace("’", "'")
-    return [w for w in (normalize_word(t) for t in re.split(r"[\s,;:!?\"“”‘()]+|(?<!\w)-|-(?!\w)", text)) if w]
 
 
 def corpus_lexicon(data_dir: str | Path) -> Lexicon:

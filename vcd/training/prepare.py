@@ -19,10 +19,10 @@ from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
-from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, phones_of,
-                                  read_transcripts, words_of)
+from vcd.training.corpora import TRAIN_CORPORA, corpus_lexicon, is_validation_speaker, phones_of
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
+from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 

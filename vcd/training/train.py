@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vcd.evaluate import word_errors
 from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model, widen
 from vcd.phonetics import LABELS
 from vcd.training.augment import EdgeCuts, cut_speech_edges, spec_augment, vtlp_warp
+from vcd.transcripts import word_errors
 
 _LOGGER = logging.getLogger(__name__)
 # Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.

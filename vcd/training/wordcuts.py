@@ -25,7 +25,8 @@ from vcd.audio import read_audio
 from vcd.features import SAMPLE_RATE_HZ, log_mel
 from vcd.model import load_model
 from vcd.phonetics import LABEL_ID, LABELS, Lexicon
-from vcd.training.corpora import Utterance, is_validation_speaker, word_phones, words_of
+from vcd.training.corpora import is_validation_speaker, word_phones
+from vcd.transcripts import Utterance, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
