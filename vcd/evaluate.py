@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vcd.audio import read_audio
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import AudioError, VcdError
 from vcd.transcripts import read_transcripts, word_errors, words_of
 
@@ -35,7 +36,7 @@ def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, cli
     rows = []
     started = time.perf_counter()
     audio_total = decode_total = 0.0
-    pad = np.zeros(int(pad_s * 16000), dtype=np.float32)
+    pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
     for clip in tqdm(clips, desc="evaluating", unit="clip", disable=not progress):
         try:
             audio = np.concatenate([pad, read_audio(clip.path), pad])

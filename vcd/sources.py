@@ -15,12 +15,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import AudioConfig
 from vcd.errors import AudioError, VcdError
 
 _LOGGER = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16000  # vcd.audio.SAMPLE_RATE_HZ; vcd.audio (torch) is imported only when converting
 LOG_EVERY_S = 10.0  # overrun warnings: at most one per this many seconds
 END = None  # put on the block queue after the last block of a finite source
 

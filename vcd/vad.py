@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from vcd.audio import SAMPLE_RATE_HZ
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import VadConfig
 
 _LOGGER = logging.getLogger(__name__)

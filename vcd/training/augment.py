@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE_HZ = 16000
+from vcd.audio_format import SAMPLE_RATE_HZ
 
 
 def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:

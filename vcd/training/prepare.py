@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vcd.audio import read_audio
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.features import log_mel
 from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
@@ -69,7 +70,7 @@ def _synth_one(job: tuple[int, Voice, str, str, str]) -> tuple[int, str, str, st
     if audio is None:
         return None
     name = f"{index:06d}.flac"
-    soundfile.write(str(Path(out_dir) / name), audio, 16000)
+    soundfile.write(str(Path(out_dir) / name), audio, SAMPLE_RATE_HZ)
     return index, name, text, voice.label
 
 
@@ -175,13 +176,13 @@ def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.n
     except Exception as exc:
         _LOGGER.warning("skipping %s: %s", path, exc)
         return []
-    if audio.size > MAX_SECONDS * 16000:
+    if audio.size > MAX_SECONDS * SAMPLE_RATE_HZ:
         return []
     rng = _WORKER["rng"]
     out = []
     label_arr = np.asarray(labels, dtype=np.int16)
     for copy in range(copies + narrow):
-        pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * 16000), np.float32)  # noqa: E731
+        pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * SAMPLE_RATE_HZ), np.float32)  # noqa: E731
         x = np.concatenate([pad(), audio, pad()])
         if not (clean and copy == 0):
             x = _WORKER["augment"](x, narrowband=copy >= copies)

@@ -22,7 +22,8 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from vcd.audio import read_audio
-from vcd.features import SAMPLE_RATE_HZ, log_mel
+from vcd.audio_format import SAMPLE_RATE_HZ
+from vcd.features import log_mel
 from vcd.model import load_model
 from vcd.phonetics import LABEL_ID, LABELS, Lexicon
 from vcd.training.corpora import is_validation_speaker, word_phones
