@@ -12,12 +12,12 @@ import soundfile
 import torch
 
 from conftest import write_wav
-from vcd.asr_cli import main_train
 from vcd.errors import ExitCode, ModelError
 from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.recognizer import DEFAULT_MODEL
 from vcd.training.augment import Augmenter, EdgeCuts, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
+from vcd.training.cli import main_train
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, blend_with, train
 from vcd.training.widen import widen
