@@ -102,7 +102,8 @@ def blend_with(model_file: Path, other: Path) -> None:
     """Rewrite ``model_file`` with the mean of its weights and ``other``'s (a model of the same shape).
 
     ``vcd train --blend-init``: a warm restart averaged with its starting weights keeps part of what
-    the restart gained (run 12: background talk) and part of what it lost (clean FSDD digits).
+    the restart gained (such as robustness to background talk) and part of what it lost (such as
+    clean FSDD digits).
     """
     model, labels, extra = load_model(model_file)
     start, _, _ = load_model(other)
