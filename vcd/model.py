@@ -156,7 +156,7 @@ def load_model(path: str | Path) -> tuple[AcousticModel, list[str], dict[str, An
         model.load_state_dict(blob["state_dict"])  # copies cast float16 weights to the float32 parameters
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found") from None
-    except Exception as exc:  # torch raises many types for a damaged file
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
         raise ModelError(f"{path}: not a vcd model ({type(exc).__name__}: {exc})") from None
     model.eval()
     return model, list(blob["labels"]), dict(blob.get("extra", {}))

@@ -157,7 +157,7 @@ def _read_all(paths: list[str]) -> list[np.ndarray]:
     for path in paths:
         try:
             clips.append(read_audio(path))
-        except Exception:  # a broken clip just is not used
+        except Exception:  # noqa: BLE001 - a broken clip just is not used
             pass
     return clips
 
@@ -173,7 +173,7 @@ def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.n
     path, labels, copies, clean, narrow = job
     try:
         audio = read_audio(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken clip is skipped, the rest go on
         _LOGGER.warning("skipping %s: %s", path, exc)
         return []
     if audio.size > MAX_SECONDS * SAMPLE_RATE_HZ:
@@ -206,9 +206,9 @@ def build_features(name: str, utterances: list[tuple[str, list[int], int]], copi
     feats, labels = [], []
     with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed, list(talk))) as pool:
         for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
-            for f, l in items:
-                feats.append(torch.from_numpy(f))
-                labels.append(torch.from_numpy(l.astype(np.int64)))
+            for feat, label in items:
+                feats.append(torch.from_numpy(feat))
+                labels.append(torch.from_numpy(label.astype(np.int64)))
     tmp = out_file.with_suffix(".tmp")
     torch.save({"feats": feats, "labels": labels}, str(tmp))
     tmp.rename(out_file)

@@ -85,7 +85,7 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
         phones = [[LABEL_ID[p] for p in pr] for pr in prons]
         try:
             audio = read_audio(u.path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken clip is skipped, the rest go on
             _LOGGER.warning("skipping %s: %s", u.path, exc)
             continue
         with torch.no_grad():
