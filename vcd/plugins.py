@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -23,7 +22,7 @@ import pluggy
 
 from vcd import hookspecs
 from vcd.config import Config
-from vcd.errors import ConfigError, PluginError, VcdError
+from vcd.errors import ConfigError, PluginError, VcdError, did_you_mean
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -327,8 +326,7 @@ def load_plugins(config: Config) -> PluginHost:
         callers = pm.get_hookcallers(module) or []
         for caller in callers:
             if not caller.has_spec():
-                close = difflib.get_close_matches(caller.name, [n for n in dir(hookspecs) if n.startswith("vcd_")], 1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                hint = did_you_mean(caller.name, [n for n in dir(hookspecs) if n.startswith("vcd_")], quote=False)
                 raise PluginError(f'plugin "{cand.name}" ({cand.source}): unknown hook {caller.name}{hint}')
         hooks = sorted(hc.name for hc in callers)
         loaded.append(LoadedPlugin(cand.name, cand.source, module, hooks))
