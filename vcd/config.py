@@ -330,7 +330,7 @@ def load_config(explicit: str | Path | None = None) -> Config:
     """Find (see :func:`find_config_path`), read and validate the configuration."""
     path = find_config_path(explicit)
     if path is None:
-        _LOGGER.debug("config: no configuration file found; using built-in defaults")
+        _LOGGER.debug("no configuration file found; using built-in defaults")
         return Config()
     try:
         with open(path, "rb") as fh:

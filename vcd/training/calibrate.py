@@ -114,5 +114,5 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
         "real_word_clips": int(real_gaps.size),
         "real_words_rejected": float(np.mean(real_gaps > threshold)) if real_gaps.size else None})
     save_model(model, model_file, labels, extra, half=True)
-    _LOGGER.info("calibration: reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
+    _LOGGER.info("reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
     return scale
