@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.calibrate import calibration_sets  # noqa: E402
-from vcd.training.corpora import is_validation_speaker, read_transcripts, words_of  # noqa: E402
+from vcd.training.corpora import is_held_out_speaker  # noqa: E402
+from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 SNRS_DB = (20, 10, 5, 0)
@@ -59,7 +60,7 @@ class NoiseBank:
 
     def __init__(self, data: Path, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-        voices = [u for u in read_transcripts(data / "commonvoice") if is_validation_speaker("commonvoice", u.speaker)]
+        voices = [u for u in read_transcripts(data / "commonvoice") if is_held_out_speaker("commonvoice", u.speaker)]
         talk = [unit(read_audio(u.path)) for u in voices]
         streams = []
         for _ in range(3):  # three people talking at once, each a shuffled run of held-out clips
@@ -135,7 +136,7 @@ def main() -> int:
     talk = []
     for corpus in ("commonvoice", "speechocean762", "speechcommands-v2", "an4-train"):
         talk += [u for u in read_transcripts(args.data / corpus)
-                 if u.text and is_validation_speaker(corpus, u.speaker) and str(u.path) not in used
+                 if u.text and is_held_out_speaker(corpus, u.speaker) and str(u.path) not in used
                  and rec.word_graph.parse(words_of(u.text)) is None]
     for label, snr in (("clean", None), ("babble 10 dB", 10)):
         accepted = [0] * len(thresholds)

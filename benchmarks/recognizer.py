@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.evaluate import evaluate  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
-from vcd.training.corpora import is_validation_speaker, read_transcripts  # noqa: E402
+from vcd.training.corpora import is_held_out_speaker  # noqa: E402
+from vcd.transcripts import read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 
@@ -89,7 +90,7 @@ def main() -> int:
             print(rows[-5:], flush=True)
     if want("an4"):
         rec = Recognizer.load(GRAMMARS / "an4.yaml", args.model, args.min_confidence)
-        clips = [c for c in read_transcripts(args.data / "an4-train") if is_validation_speaker("an4-train", c.speaker)]
+        clips = [c for c in read_transcripts(args.data / "an4-train") if is_held_out_speaker("an4-train", c.speaker)]
         r = evaluate(rec, args.data / "an4-train", clips=clips[: args.limit or None], progress=False)
         speakers = len({c.speaker for c in clips})
         rows.append((f"AN4 held-out speakers ({speakers} spk, {r['clips']} clips): WER", pct(r["wer"]), "<= 10 %"))

@@ -12,14 +12,15 @@ import soundfile
 import torch
 
 from conftest import write_wav
-from vcd.asr_cli import main_train
 from vcd.errors import ExitCode, ModelError
-from vcd.model import AcousticModel, load_model, save_model, widen
+from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.recognizer import DEFAULT_MODEL
 from vcd.training.augment import Augmenter, EdgeCuts, babble, cut_speech_edges, vtlp_warp, warp_mel_bands
+from vcd.training.cli import main_train
 from vcd.training.prepare import NARROWBAND_DIGIT_COPIES, build_features
 from vcd.training.train import average_weights, blend_with, train
+from vcd.training.widen import widen
 
 SAMPLE_RATE_HZ = 16000
 
@@ -285,14 +286,15 @@ def test_word_spans_reach_halfway_to_the_neighbours_and_no_further_than_the_cap(
 def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognises(tmp_path: Path) -> None:
     from conftest import speak
     from vcd.recognizer import DEFAULT_MODEL, Recognizer
-    from vcd.training.corpora import Utterance, corpus_lexicon
+    from vcd.training.corpora import corpus_lexicon
     from vcd.training.prepare import DIGITS
     from vcd.training.wordcuts import cut_words
+    from vcd.transcripts import Utterance
 
     path = tmp_path / "digits.wav"
     write_wav(path, np.concatenate([np.zeros(4000, np.float32), speak("seven two nine", words_per_minute=110),
                                     np.zeros(4000, np.float32)]))
-    # "corpus" keeps this speaker out of the validation split (see is_validation_speaker)
+    # "corpus" keeps this speaker out of the validation split (see speaker_split)
     utterances = {"corpus": [Utterance(path, "seven two nine", "s1", "corpus"),
                              Utterance(path, "hello", "s1", "corpus")]}
     out = tmp_path / "words"

@@ -10,11 +10,10 @@ import soundfile
 import torch
 import torchaudio.functional as AF
 
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import AudioError
 
 _LOGGER = logging.getLogger(__name__)
-
-SAMPLE_RATE_HZ = 16000
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

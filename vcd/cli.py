@@ -1,19 +1,29 @@
-"""The ``vcd`` command line: run the daemon, check the configuration, list plugins and devices."""
+"""The ``vcd`` command line: run the daemon, check the configuration, list plugins and devices, transcribe, eval.
+
+More commands come from installed packages through the ``vcd.commands`` entry points:
+``vcd train`` is registered by :mod:`vcd.training.cli` this way, so that the runtime never
+imports the training code.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib.metadata
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vcd import __version__
 from vcd.config import load_config, with_overrides
 from vcd.errors import AudioError, ExitCode, VcdError
 
 _LOGGER = logging.getLogger(__name__)
+
+# Entry points in this group name a function ``register_commands(subparsers)`` that adds commands.
+COMMANDS_GROUP = "vcd.commands"
 
 
 def setup_logging(level: str = "info") -> None:
@@ -86,6 +96,63 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sentences", type=Path, help="hassil sentence YAML file or folder (default: bundled)")
+    p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
+    p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def _load_recognizer(args: argparse.Namespace):
+    from vcd.recognizer import Recognizer
+
+    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads)
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    """Print one JSON line per file; unreadable files get a one-line error and the batch goes on."""
+    from vcd.audio import read_audio
+
+    recognizer = _load_recognizer(args)
+    status = ExitCode.OK
+    for file in args.files:
+        try:
+            audio = read_audio(file)
+        except VcdError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            status = exc.exit_code
+            continue
+        r = recognizer.recognize(audio)
+        print(json.dumps({"file": str(file), "text": r.text, "intent": r.intent, "slots": r.slots,
+                          "confidence": round(r.confidence, 4), "audio_s": round(r.audio_s, 3),
+                          "decode_ms": round(r.decode_ms, 1)}), flush=True)
+    return status
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vcd.evaluate import evaluate, print_report, write_plot
+
+    recognizer = _load_recognizer(args)
+    report = evaluate(recognizer, args.data, limit=args.limit, pad_s=args.pad_s)
+    print_report(report)
+    if args.plot:
+        write_plot(report, args.plot)
+        print(f"plot written to {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return ExitCode.OK
+
+
+def _register_installed_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the commands that installed packages register in :data:`COMMANDS_GROUP` (``vcd train``)."""
+    for entry_point in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            entry_point.load()(subparsers)
+        except Exception as exc:  # noqa: BLE001 - a broken add-on must not take `vcd run` down with it
+            _LOGGER.warning('commands "%s" (%s) failed to load: %s: %s', entry_point.name, entry_point.value,
+                            type(exc).__name__, exc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcd", description="Offline voice-command daemon.")
     parser.add_argument("--version", action="version", version=f"vcd {__version__}")
@@ -122,10 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list the audio input devices")
     devices.set_defaults(func=_cmd_devices)
 
-    if importlib.util.find_spec("vcd.asr_cli") is not None:
-        from vcd import asr_cli
+    transcribe = sub.add_parser("transcribe", help="recognise audio files against the sentences; one JSON line each")
+    _recognizer_arguments(transcribe)
+    transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                            help="WAV/FLAC/OGG files, any rate, mono or stereo")
+    transcribe.set_defaults(func=_cmd_transcribe)
 
-        asr_cli.register(sub)
+    evaluate = sub.add_parser("eval", help="accuracy, WER and false accepts on a folder with transcripts.jsonl")
+    _recognizer_arguments(evaluate)
+    evaluate.add_argument("data", type=Path, metavar="DATA_DIR", help="folder with transcripts.jsonl and its audio")
+    evaluate.add_argument("--limit", type=int, default=0, help="evaluate at most this many clips (0: all)")
+    evaluate.add_argument("--pad-s", type=float, default=0.0,
+                          help="silence added before and after each clip, seconds")
+    evaluate.add_argument("--plot", type=Path, help="write a PNG (confusions and confidences) here")
+    evaluate.add_argument("--json", type=Path, help="write the full report as JSON here")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    _register_installed_commands(sub)
     return parser
 
 
@@ -133,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vcd`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     setup_logging("warning")  # `vcd run` switches to daemon.log_level
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command ``args.func``; a :class:`VcdError` becomes one ``Error: …`` line and its exit code."""
     try:
         return int(args.func(args))
     except VcdError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import tomllib
@@ -12,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from vcd.errors import ConfigError
+from vcd.errors import ConfigError, did_you_mean
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -239,11 +238,6 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
 }
 
 
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -259,7 +253,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     sections: dict[str, Any] = {}
     for name, table in data.items():
         if name not in _SCHEMA:
-            raise ConfigError(f"{label}: {name}: unknown section{_suggest(name, list(_SCHEMA))}")
+            raise ConfigError(f"{label}: {name}: unknown section{did_you_mean(name, _SCHEMA)}")
         if not isinstance(table, dict):
             raise ConfigError(f"{label}: {name}: must be a table ([{name}])")
         cls, checks = _SCHEMA[name]
@@ -270,7 +264,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
                 tables[key] = MappingProxyType(dict(value))
                 continue
             if key not in checks:
-                raise ConfigError(f"{label}: {name}.{key}: unknown key{_suggest(key, list(checks))}")
+                raise ConfigError(f"{label}: {name}.{key}: unknown key{did_you_mean(key, checks)}")
             try:
                 values[key] = checks[key](value)
             except _Invalid as exc:
@@ -336,7 +330,7 @@ def load_config(explicit: str | Path | None = None) -> Config:
     """Find (see :func:`find_config_path`), read and validate the configuration."""
     path = find_config_path(explicit)
     if path is None:
-        _LOGGER.debug("config: no configuration file found; using built-in defaults")
+        _LOGGER.debug("no configuration file found; using built-in defaults")
         return Config()
     try:
         with open(path, "rb") as fh:

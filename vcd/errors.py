@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -59,3 +61,14 @@ class UsageError(VcdError):
     """A command-line value argparse cannot check itself (e.g. an unknown name in a list)."""
 
     exit_code = ExitCode.USAGE
+
+
+def did_you_mean(name: str, known: Iterable[str], quote: bool = True) -> str:
+    """`` (did you mean 'NAME'?)`` for the known name closest to a misspelt ``name``, or "" if none is close.
+
+    Keys of a TOML file are quoted (``quote``); names from code, such as hook names, are not.
+    """
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)" if quote else f" (did you mean {close[0]}?)"

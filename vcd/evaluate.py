@@ -12,21 +12,11 @@ import numpy as np
 from tqdm import tqdm
 
 from vcd.audio import read_audio
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import AudioError, VcdError
-from vcd.training.corpora import read_transcripts, words_of
+from vcd.transcripts import read_transcripts, word_errors, words_of
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def word_errors(ref: list, hyp: list) -> int:
-    """Levenshtein distance between two sequences (words, or phones in training)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i]
-        for j, h in enumerate(hyp, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1]
 
 
 def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, clips=None,
@@ -46,7 +36,7 @@ def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, cli
     rows = []
     started = time.perf_counter()
     audio_total = decode_total = 0.0
-    pad = np.zeros(int(pad_s * 16000), dtype=np.float32)
+    pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
     for clip in tqdm(clips, desc="evaluating", unit="clip", disable=not progress):
         try:
             audio = np.concatenate([pad, read_audio(clip.path), pad])

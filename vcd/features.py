@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torchaudio
 
-SAMPLE_RATE_HZ = 16000
+from vcd.audio_format import SAMPLE_RATE_HZ
+
 HOP_MS = 10
 N_MELS = 64
 

@@ -83,7 +83,7 @@ def load_intents(path: str | Path | None = None) -> Intents:
     merged.setdefault("language", "en")
     try:
         intents = Intents.from_dict(merged)
-    except Exception as exc:  # hassil raises KeyError/ValueError/TypeError for malformed files
+    except Exception as exc:  # noqa: BLE001 - hassil raises KeyError/ValueError/TypeError for malformed files
         raise GrammarError(f"{path or BUNDLED_SENTENCES}: invalid sentences ({type(exc).__name__}: {exc})") from None
     return intents
 
@@ -94,7 +94,7 @@ def _check_file(file: Path, text: str, data: dict) -> None:
             for template in block.get("sentences") or []:
                 try:
                     parse_sentence(str(template))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - hassil's parser raises many types
                     line = _line_of(text, str(template))
                     raise GrammarError(f"{file}:{line}: intent {intent_name}: bad template {template!r} ({exc})") from None
     for list_name, body in (data.get("lists") or {}).items():

@@ -11,9 +11,12 @@ Return values are ignored unless a spec says otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from vcd.config import Config
 
 PROJECT = "vcd"
 
@@ -22,7 +25,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def vcd_startup(config: Any, config_path: Path | None) -> None:
+def vcd_startup(config: Config, config_path: Path | None) -> None:
     """The daemon is starting: validate your ``[plugins.NAME]`` table and connect.
 
     :param config: the validated :class:`vcd.Config`; ``config.plugin_table("NAME")``
@@ -38,7 +41,7 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
 
 
 @hookspec
-def vcd_check_config(config: Any, config_path: Path | None) -> None:
+def vcd_check_config(config: Config, config_path: Path | None) -> None:
     """Validate your ``[plugins.NAME]`` table without side effects (``vcd check-config``).
 
     :param config: the validated :class:`vcd.Config` (``config.plugin_table("NAME")``).

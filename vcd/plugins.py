@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -23,7 +22,7 @@ import pluggy
 
 from vcd import hookspecs
 from vcd.config import Config
-from vcd.errors import ConfigError, PluginError, VcdError
+from vcd.errors import ConfigError, PluginError, VcdError, did_you_mean
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def _shipped_candidates() -> dict[str, _Candidate]:
     try:
         package = importlib.import_module(SHIPPED_PACKAGE)
     except ImportError:
-        _LOGGER.warning("plugins: the shipped plugin package %s is not installed", SHIPPED_PACKAGE)
+        _LOGGER.warning("the shipped plugin package %s is not installed", SHIPPED_PACKAGE)
         return {}
     found = {}
     for info in pkgutil.iter_modules(package.__path__):
@@ -308,7 +307,7 @@ def load_plugins(config: Config) -> PluginHost:
     seen: dict[str, str] = {}
     for cand in wanted:
         if cand.name in settings.disabled:
-            _LOGGER.debug('plugins: "%s" (%s) is disabled by plugins.disabled', cand.name, cand.source)
+            _LOGGER.debug('"%s" (%s) is disabled by plugins.disabled', cand.name, cand.source)
             continue
         if cand.name in seen:
             if seen[cand.name] == cand.source:
@@ -327,12 +326,11 @@ def load_plugins(config: Config) -> PluginHost:
         callers = pm.get_hookcallers(module) or []
         for caller in callers:
             if not caller.has_spec():
-                close = difflib.get_close_matches(caller.name, [n for n in dir(hookspecs) if n.startswith("vcd_")], 1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                hint = did_you_mean(caller.name, [n for n in dir(hookspecs) if n.startswith("vcd_")], quote=False)
                 raise PluginError(f'plugin "{cand.name}" ({cand.source}): unknown hook {caller.name}{hint}')
         hooks = sorted(hc.name for hc in callers)
         loaded.append(LoadedPlugin(cand.name, cand.source, module, hooks))
-        _LOGGER.debug('plugins: loaded "%s" from %s (hooks: %s)', cand.name, cand.source, ", ".join(hooks) or "none")
+        _LOGGER.debug('loaded "%s" from %s (hooks: %s)', cand.name, cand.source, ", ".join(hooks) or "none")
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from vcd.audio_format import SAMPLE_RATE_HZ
+
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
@@ -119,8 +121,8 @@ class Recognizer:
 
         started = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
-        audio_s = samples.size / 16000.0
-        if samples.size < 1600:  # under 0.1 s: nothing to decode
+        audio_s = samples.size / SAMPLE_RATE_HZ
+        if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0)
         hyp = viterbi(self.graph, self.posteriors(samples))
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0

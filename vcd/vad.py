@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from vcd.audio import SAMPLE_RATE_HZ
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import VadConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Segmenter:
         if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
             return [self._close(cut=False)]
         if len(self._segment) >= self._max_frames:
-            _LOGGER.info("vad: speech longer than %d ms; cutting the segment", self.config.max_speech_ms)
+            _LOGGER.info("speech longer than %d ms; cutting the segment", self.config.max_speech_ms)
             return [self._close(cut=True)]
         return []
 
@@ -142,7 +142,7 @@ class Segmenter:
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
             _LOGGER.debug(
-                "vad: dropped a %.2f s segment with %d ms of speech (< vad.min_speech_ms)",
+                "dropped a %.2f s segment with %d ms of speech (< vad.min_speech_ms)",
                 len(samples) / SAMPLE_RATE_HZ,
                 voiced_frames * self.config.frame_ms,
             )

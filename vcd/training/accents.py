@@ -108,7 +108,7 @@ def espeak_word(word: str, phones: list[str]) -> list[str]:
 
 def accented_phonemes(text: str, lexicon: Lexicon, accent: Accent, rng: random.Random) -> str | None:
     """espeak-ng phoneme input for ``text`` said with ``accent``; None if a word has no pronunciation."""
-    from vcd.training.corpora import words_of
+    from vcd.transcripts import words_of
 
     words = []
     for word in words_of(text):

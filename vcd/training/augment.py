@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE_HZ = 16000
+from vcd.audio_format import SAMPLE_RATE_HZ
 
 
 def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -201,10 +201,8 @@ def warp_mel_bands(feats: torch.Tensor, alpha: float, f_min: float = 20.0, f_max
 class EdgeCuts:
     """How :func:`cut_speech_edges` cuts: at each end with probability ``prob``, 2..``max_cut`` frames
     (10 ms each), never more than a third of the speech, in clips with at least ``min_speech`` frames
-    of it.  The default is runs 7-13's (20-80 ms in 20 % of clips with 0.48 s of speech or more; they
-    also left clips under 0.64 s in all alone, which only a clip with almost no silence around 0.48 s
-    of speech can be); ``vcd train --edge-cuts 0.25,150,200`` (run 14) also cuts isolated words, as
-    deep as a lost consonant."""
+    of it.  The default cuts 20-80 ms in 20 % of clips with 0.48 s of speech or more;
+    ``vcd train --edge-cuts 0.25,150,200`` also cuts isolated words, as deep as a lost consonant."""
 
     prob: float = 0.2
     max_cut: int = 8

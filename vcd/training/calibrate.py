@@ -15,7 +15,8 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
 from vcd.model import load_model, save_model
-from vcd.training.corpora import Utterance, read_transcripts, speaker_split, words_of
+from vcd.training.corpora import speaker_split
+from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -113,5 +114,5 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
         "real_word_clips": int(real_gaps.size),
         "real_words_rejected": float(np.mean(real_gaps > threshold)) if real_gaps.size else None})
     save_model(model, model_file, labels, extra, half=True)
-    _LOGGER.info("calibration: reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
+    _LOGGER.info("reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
     return scale

@@ -1,4 +1,4 @@
-"""Readers for the real-speech folders (``transcripts.jsonl`` + audio) used for training and evaluation."""
+"""The real-speech corpora for training: which may be trained on, the validation speakers, their phones."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 import logging
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from vcd.phonetics import Lexicon, normalize_word
+from vcd.phonetics import Lexicon
+from vcd.transcripts import words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,31 +23,6 @@ VALIDATION_FRACTION = 0.08
 # Corpora added later, never trained on before: a quarter of their speakers is test, a quarter validation.
 NEW_CORPUS_TEST, NEW_CORPUS_VALIDATION = 0.25, 0.25
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One clip: audio file, transcript, speaker and corpus; ``text`` "" means no speech."""
-
-    path: Path
-    text: str
-    speaker: str
-    corpus: str
-
-
-def read_transcripts(folder: str | Path) -> list[Utterance]:
-    """Read ``folder/transcripts.jsonl`` (fields ``file``, ``text``, optional ``speaker``)."""
-    folder = Path(folder)
-    index = folder / "transcripts.jsonl"
-    utterances = []
-    with open(index, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            speaker = str(row.get("speaker") or Path(row["file"]).parent.name or f"clip{n}")
-            utterances.append(Utterance(folder / row["file"], str(row.get("text", "")), speaker, folder.name))
-    return utterances
 
 
 def speaker_split(corpus: str, speaker: str) -> str:
@@ -70,7 +45,7 @@ def speaker_split(corpus: str, speaker: str) -> str:
     return "test"
 
 
-def is_validation_speaker(corpus: str, speaker: str) -> bool:
+def is_held_out_speaker(corpus: str, speaker: str) -> bool:
     """Whether a whole speaker is held out of training (validation or test: see :func:`speaker_split`)."""
     return speaker_split(corpus, speaker) != "train"
 
@@ -93,12 +68,6 @@ def noise_files(data_dir: Path, split: str) -> list[Path]:
         return []
     rows = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [index.parent / row["file"] for row in rows if noise_split(row["file"]) == split]
-
-
-def words_of(text: str) -> list[str]:
-    """Split a transcript into lower-case words, dropping punctuation."""
-    text = text.replace("’", "'")
-    return [w for w in (normalize_word(t) for t in re.split(r"[\s,;:!?\"“”‘()]+|(?<!\w)-|-(?!\w)", text)) if w]
 
 
 def corpus_lexicon(data_dir: str | Path) -> Lexicon:

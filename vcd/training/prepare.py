@@ -14,15 +14,17 @@ import torch
 from tqdm import tqdm
 
 from vcd.audio import read_audio
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.features import log_mel
 from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
-from vcd.training.corpora import (TRAIN_CORPORA, Utterance, corpus_lexicon, is_validation_speaker, noise_files,
-                                  phones_of, read_transcripts, speaker_split, words_of)
+from vcd.training.corpora import (TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker, noise_files, phones_of,
+                                  speaker_split)
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
+from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def _synth_one(job: tuple[int, Voice, str, str, str]) -> tuple[int, str, str, st
     if audio is None:
         return None
     name = f"{index:06d}.flac"
-    soundfile.write(str(Path(out_dir) / name), audio, 16000)
+    soundfile.write(str(Path(out_dir) / name), audio, SAMPLE_RATE_HZ)
     return index, name, text, voice.label
 
 
@@ -147,7 +149,7 @@ TALK_CORPORA = ("commonvoice", "speechocean762", "an4-train")
 def talk_files(corpora: dict[str, list[Utterance]], seed: int) -> list[str]:
     """A fixed random draw of training speakers' clips (never validation speakers) to babble with."""
     pool = sorted(str(u.path) for name in TALK_CORPORA for u in corpora.get(name, [])
-                  if u.text and not is_validation_speaker(name, u.speaker))
+                  if u.text and not is_held_out_speaker(name, u.speaker))
     return random.Random(seed).sample(pool, min(TALK_CLIPS, len(pool)))
 
 
@@ -156,7 +158,7 @@ def _read_all(paths: list[str]) -> list[np.ndarray]:
     for path in paths:
         try:
             clips.append(read_audio(path))
-        except Exception:  # a broken clip just is not used
+        except Exception:  # noqa: BLE001 - a broken clip just is not used
             pass
     return clips
 
@@ -181,16 +183,16 @@ def _features_one(job: tuple[str, list[int], int, bool, int]) -> list[tuple[np.n
     path, labels, copies, clean, narrow = job
     try:
         audio = read_audio(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken clip is skipped, the rest go on
         _LOGGER.warning("skipping %s: %s", path, exc)
         return []
-    if audio.size > MAX_SECONDS * 16000:
+    if audio.size > MAX_SECONDS * SAMPLE_RATE_HZ:
         return []
     rng = _WORKER["rng"]
     out = []
     label_arr = np.asarray(labels, dtype=np.int16)
     for copy in range(copies + narrow):
-        pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * 16000), np.float32)  # noqa: E731
+        pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * SAMPLE_RATE_HZ), np.float32)  # noqa: E731
         x = np.concatenate([pad(), audio, pad()])
         if not (clean and copy == 0):
             x = _WORKER["augment"](x, narrowband=copy >= copies)
@@ -217,9 +219,9 @@ def build_features(name: str, utterances: list[tuple[str, list[int], int]], copi
     feats, labels = [], []
     with mp.Pool(workers, initializer=_init_worker, initargs=(noise_files, seed, list(talk), denoise)) as pool:
         for items in tqdm(pool.imap(_features_one, jobs, chunksize=16), total=len(jobs), desc=f"features {name}"):
-            for f, l in items:
-                feats.append(torch.from_numpy(f))
-                labels.append(torch.from_numpy(l.astype(np.int64)))
+            for feat, label in items:
+                feats.append(torch.from_numpy(feat))
+                labels.append(torch.from_numpy(label.astype(np.int64)))
     tmp = out_file.with_suffix(".tmp")
     torch.save({"feats": feats, "labels": labels}, str(tmp))
     tmp.rename(out_file)

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vcd.evaluate import word_errors
 from vcd.errors import ModelError
-from vcd.model import AcousticModel, load_model, save_model, widen
+from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.training.augment import EdgeCuts, cut_speech_edges, spec_augment, vtlp_warp
+from vcd.training.widen import widen
+from vcd.transcripts import word_errors
 
 _LOGGER = logging.getLogger(__name__)
 # Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.
@@ -101,7 +102,8 @@ def blend_with(model_file: Path, other: Path) -> None:
     """Rewrite ``model_file`` with the mean of its weights and ``other``'s (a model of the same shape).
 
     ``vcd train --blend-init``: a warm restart averaged with its starting weights keeps part of what
-    the restart gained (run 12: background talk) and part of what it lost (clean FSDD digits).
+    the restart gained (such as robustness to background talk) and part of what it lost (such as
+    clean FSDD digits).
     """
     model, labels, extra = load_model(model_file)
     start, _, _ = load_model(other)
@@ -148,7 +150,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
     schedule) instead of random ones; a checkpoint in ``work`` still takes precedence, so a run resumes.
     ``hidden`` sets the GRU width (default: ``init``'s, else the model's default); a width above ``init``'s
-    widens those weights with :func:`vcd.model.widen`, which keeps what they compute.
+    widens those weights with :func:`vcd.training.widen.widen`, which keeps what they compute.
     ``edge_cuts`` sets how deep and how often the speech's ends are cut (a resumed run should pass the same).
     Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
     SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last

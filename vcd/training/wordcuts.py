@@ -22,10 +22,12 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from vcd.audio import read_audio
-from vcd.features import SAMPLE_RATE_HZ, log_mel
+from vcd.audio_format import SAMPLE_RATE_HZ
+from vcd.features import log_mel
 from vcd.model import load_model
 from vcd.phonetics import LABEL_ID, LABELS, Lexicon
-from vcd.training.corpora import Utterance, is_validation_speaker, word_phones, words_of
+from vcd.training.corpora import is_held_out_speaker, word_phones
+from vcd.transcripts import Utterance, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
         return
     net.eval()
     jobs = [(name, u) for name, utts in utterances.items() for u in utts
-            if u.text and not is_validation_speaker(name, u.speaker) and not words.isdisjoint(words_of(u.text))]
+            if u.text and not is_held_out_speaker(name, u.speaker) and not words.isdisjoint(words_of(u.text))]
     rows, weak = [], 0
     for name, u in tqdm(jobs, desc="cutting digit words"):
         text_words = words_of(u.text)
@@ -83,7 +85,7 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
         phones = [[LABEL_ID[p] for p in pr] for pr in prons]
         try:
             audio = read_audio(u.path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken clip is skipped, the rest go on
             _LOGGER.warning("skipping %s: %s", u.path, exc)
             continue
         with torch.no_grad():

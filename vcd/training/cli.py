@@ -1,37 +1,29 @@
-"""The recogniser's commands: ``vcd transcribe``, ``vcd eval`` and ``vcd train``."""
+"""``vcd train``: the training command, which the ``vcd`` command line finds through an entry point.
+
+``pyproject.toml`` registers :func:`register_commands` in the ``vcd.commands`` entry-point
+group; ``python -m vcd.training`` runs the same command without it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
+from vcd.cli import run_command, setup_logging
 from vcd.errors import ExitCode, UsageError, VcdError
+from vcd.recognizer import DEFAULT_MODEL
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
+# The sentences of the FSDD check after training: the ten digits, one at a time.
+DIGITS_SENTENCES = Path(__file__).parent / "grammars" / "digits.yaml"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``transcribe``, ``eval`` and ``train`` to the ``vcd`` command line."""
-    p = subparsers.add_parser("transcribe", help="recognise audio files against the sentences; one JSON line each")
-    _recognizer_arguments(p)
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="WAV/FLAC/OGG files, any rate, mono or stereo")
-    p.set_defaults(func=cmd_transcribe)
-
-    p = subparsers.add_parser("eval", help="accuracy, WER and false accepts on a folder with transcripts.jsonl")
-    _recognizer_arguments(p)
-    p.add_argument("data", type=Path, metavar="DATA_DIR", help="folder with transcripts.jsonl and its audio")
-    p.add_argument("--limit", type=int, default=0, help="evaluate at most this many clips (0: all)")
-    p.add_argument("--pad-s", type=float, default=0.0, help="silence added before and after each clip, seconds")
-    p.add_argument("--plot", type=Path, help="write a PNG (confusions and confidences) here")
-    p.add_argument("--json", type=Path, help="write the full report as JSON here")
-    p.set_defaults(func=cmd_eval)
-
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the ``vcd`` command line."""
     p = subparsers.add_parser("train", help="train the acoustic model from scratch (resumable)")
     p.add_argument("--data", type=Path, help="folder of real speech corpora (like ../shared/data); optional")
     p.add_argument("--work", type=Path, default=Path("work/train"), help="working folder: caches and checkpoints")
@@ -45,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start from this model's weights instead of random ones (fine-tune / warm restart)")
     p.add_argument("--digit-word-cuts", action="store_true",
                    help="also train on the real clips' digits cut out as isolated words (forced alignment with "
-                        "--init, else the shipped model); tried in run 10, not in the shipped model")
+                        "--init, else the shipped model)")
     p.add_argument("--hidden", type=int, metavar="N",
                    help="GRU units per direction (default: --init's, else 160); more than --init's widens it, "
                         "keeping what it computes")
@@ -53,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="at the end, average the last N checkpoints' weights and keep that if it validates "
                         "better (default 4; 1 turns it off)")
     p.add_argument("--blend-init", action="store_true",
-                   help="at the end, average the trained weights with --init's (same shape) before calibrating; "
-                        "run 12 was blended with run 8 this way")
+                   help="at the end, average the trained weights with --init's (same shape) before calibrating")
     p.add_argument("--accented-synth", type=int, default=0, metavar="N",
                    help="also synthesise N foreign-accented clips with the espeak-ng voices (default 0)")
     p.add_argument("--edge-cuts", default="0.2,80,480", metavar="PROB,MAX_MS[,MIN_SPEECH_MS]",
@@ -73,53 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sentences", type=Path, help="hassil sentence YAML file or folder (default: bundled)")
-    p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
-    p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-
-
-def _load_recognizer(args: argparse.Namespace):
-    from vcd.recognizer import Recognizer
-
-    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads)
-
-
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    """Print one JSON line per file; unreadable files get a one-line error and the batch goes on."""
-    from vcd.audio import read_audio
-
-    recognizer = _load_recognizer(args)
-    status = ExitCode.OK
-    for file in args.files:
-        try:
-            audio = read_audio(file)
-        except VcdError as exc:
-            print(f"Error: {exc}", file=sys.stderr, flush=True)
-            status = exc.exit_code
-            continue
-        r = recognizer.recognize(audio)
-        print(json.dumps({"file": str(file), "text": r.text, "intent": r.intent, "slots": r.slots,
-                          "confidence": round(r.confidence, 4), "audio_s": round(r.audio_s, 3),
-                          "decode_ms": round(r.decode_ms, 1)}), flush=True)
-    return status
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from vcd.evaluate import evaluate, print_report, write_plot
-
-    recognizer = _load_recognizer(args)
-    report = evaluate(recognizer, args.data, limit=args.limit, pad_s=args.pad_s)
-    print_report(report)
-    if args.plot:
-        write_plot(report, args.plot)
-        print(f"plot written to {args.plot}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-    return ExitCode.OK
-
-
 def _extra_voice_sets(text: str) -> tuple[str, ...]:
     """The opt-in voice sets named by ``--extra-voices`` (comma-separated)."""
     from vcd.training.synth import EXTRA_VOICE_SETS
@@ -133,7 +77,6 @@ def _extra_voice_sets(text: str) -> tuple[str, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vcd.cli import setup_logging
     from vcd.training.augment import EdgeCuts
     from vcd.training.calibrate import calibrate
     from vcd.training.prepare import prepare
@@ -190,19 +133,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from vcd.recognizer import Recognizer
 
         print("\nevaluation: FSDD dev speakers, digits grammar")
-        grammar = Path(__file__).resolve().parent.parent / "benchmarks" / "grammars" / "digits.yaml"
-        sentences = grammar if grammar.exists() else None
-        if sentences is not None:
-            print_report(evaluate(Recognizer.load(sentences, args.output), args.data / "fsdd-dev", pad_s=0.3))
+        print_report(evaluate(Recognizer.load(DIGITS_SENTENCES, args.output), args.data / "fsdd-dev", pad_s=0.3))
     return ExitCode.OK
 
 
 def main_train(argv: list[str] | None = None) -> int:
+    """``vcd train`` with the arguments ``argv`` (default: the process's); returns the exit status."""
     parser = argparse.ArgumentParser(prog="vcd")  # cmd_train sets up its own logging
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except VcdError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    register_commands(parser.add_subparsers(dest="command", required=True))
+    return run_command(parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])]))
