@@ -1,0 +1,255 @@
+"""Real rooms: held-out real speakers' sentences, clean and under real noise, and talk that is no command.
+
+    .venv/bin/python benchmarks/real_rooms.py --data ../shared/data --split validation [--model M]
+    .venv/bin/python benchmarks/real_rooms.py --data ../shared/data --split test --model M   # once, at the end
+
+Speakers and noise come from the fixed splits of ``vcd.training.corpora`` (``speaker_split``,
+``noise_split``), chosen before any run: choose on ``validation``, report ``test`` once.
+
+1. *Commands*: each corpus's clips of the split's speakers (speechocean762, Common Voice,
+   vctk-sample, AN4, Speech Commands words) decoded against a closed grammar of that corpus's
+   distinct sentences in the split, as a household's command list; FSDD digits (test split only:
+   three speakers) against the digit grammar.  A clip counts as *correct and accepted* when its own
+   sentence comes out above the default ``min_confidence``.
+2. The same commands with noise mixed in at each ``--snrs`` (SNR of the loudest 2048-sample frames
+   of speech and of noise): for ``test`` the ``noise/test`` recordings (other kitchens, household
+   machines) or babble of three other test speakers (a quarter of the clips); for ``validation`` the
+   validation fifth of ``noise/train`` or babble of validation speakers.  ``room`` adds a simulated
+   room (pyroomacoustics, RT60 0.3–0.8 s) before 12 dB noise.
+3. *False accepts*: the split's speakers' sentences that the bundled smart-home grammar cannot say,
+   decoded against it, clean and under 10 dB babble; and ``--stream-min`` minutes each of white noise
+   and of the split's noise recordings through the daemon's VAD and the recogniser (false commands).
+
+One torch thread, a fixed seed: a rerun prints the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vcd.audio import read_audio  # noqa: E402
+from vcd.recognizer import Recognizer  # noqa: E402
+from vcd.training.corpora import noise_files, read_transcripts, speaker_split, words_of  # noqa: E402
+
+GRAMMARS = REPO / "benchmarks" / "grammars"
+COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
+TALK_CORPORA = ("commonvoice", "vctk-sample", "speechocean762")
+PAD = np.zeros(4800, dtype=np.float32)  # 0.3 s of room around each clip: noise covers it too
+FRAME = 2048
+
+
+def loud_power(x: np.ndarray) -> float:
+    """Mean power of the loudest 2048-sample frame (the SNR reference for speech and for noise)."""
+    n = max(1, x.size // FRAME)
+    frames = x[: n * FRAME].reshape(n, -1) if x.size >= FRAME else x.reshape(1, -1)
+    return float(np.max(np.mean(frames.astype(np.float64) ** 2, axis=1))) + 1e-12
+
+
+def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    gain = np.sqrt(loud_power(speech) / (loud_power(noise) * 10 ** (snr_db / 10)))
+    return np.clip(speech + gain * noise, -1, 1).astype(np.float32)
+
+
+def sentence_grammar(sentences: list[str], folder: Path, name: str) -> Path:
+    """A sentence file whose one intent says exactly ``sentences`` (slot ``sentence``)."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"language": "en",
+                                    "intents": {"Say": {"data": [{"sentences": ["{sentence}"]}]}},
+                                    "lists": {"sentence": {"values": sorted(set(sentences))}}}), encoding="utf-8")
+    return path
+
+
+class Noises:
+    """The split's noise recordings and babble of the split's speakers, cut to length on demand."""
+
+    def __init__(self, data: Path, split: str, rng: np.random.Generator) -> None:
+        self.rng = rng
+        source = "test" if split == "test" else "validation"
+        self.recordings = [read_audio(p) for p in noise_files(data, source)]
+        self.recordings = [r for r in self.recordings if np.any(r) and r.size > 8000]
+        self.talk: list[tuple[str, np.ndarray]] = []
+        for corpus in TALK_CORPORA:
+            for u in read_transcripts(data / corpus):
+                if u.text and speaker_split(corpus, u.speaker) == split:
+                    self.talk.append((f"{corpus}/{u.speaker}", read_audio(u.path)))
+
+    def _stretch(self, src: np.ndarray, n: int) -> np.ndarray:
+        src = np.tile(src, int(np.ceil(n / src.size)) + 1)
+        start = int(self.rng.integers(src.size - n + 1))
+        return src[start:start + n]
+
+    def recording(self, n: int) -> np.ndarray:
+        return self._stretch(self.recordings[int(self.rng.integers(len(self.recordings)))], n)
+
+    def babble(self, n: int, not_speaker: str, talkers: int = 3) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        others = [a for s, a in self.talk if s != not_speaker]
+        for _ in range(talkers):
+            voice = self._stretch(others[int(self.rng.integers(len(others)))], n)
+            out += voice / (np.sqrt(np.mean(voice**2)) + 1e-9)
+        return out
+
+    def any(self, n: int, speaker: str) -> np.ndarray:
+        return self.babble(n, speaker) if self.rng.random() < 0.25 or not self.recordings else self.recording(n)
+
+
+def room(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from vcd.training.augment import _fft_conv, room_rirs
+
+    rir = room_rirs(1, rng)[0]
+    return _fft_conv(x, rir)
+
+
+def commands(data: Path, split: str, folder: Path) -> list[tuple[str, Path, list]]:
+    """(set name, grammar, clips) for every command set of ``split``."""
+    sets = []
+    for corpus in COMMAND_CORPORA:
+        if not (data / corpus / "transcripts.jsonl").exists():
+            continue
+        clips = [u for u in read_transcripts(data / corpus) if u.text and speaker_split(corpus, u.speaker) == split]
+        if clips:
+            grammar = sentence_grammar([" ".join(words_of(u.text)) for u in clips], folder, corpus)
+            sets.append((corpus, grammar, clips))
+    if split == "test" and (data / "fsdd-dev" / "transcripts.jsonl").exists():
+        sets.append(("fsdd", GRAMMARS / "digits.yaml", read_transcripts(data / "fsdd-dev")))
+    return sets
+
+
+def right(recognition, text: str) -> tuple[bool, bool]:
+    """(best sentence right, right and accepted)."""
+    want = words_of(text)
+    best = recognition.best_text.split() == want
+    return best, best and recognition.recognized
+
+
+def pct(n: int, d: int) -> str:
+    return f"{100 * n / d:.1f}" if d else "-"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--split", choices=("validation", "test"), required=True)
+    ap.add_argument("--model", type=Path, default=None, help="default: the shipped model")
+    ap.add_argument("--front-end", default="auto", help="auto (the model's), rnnoise or none")
+    ap.add_argument("--min-confidence", type=float, default=None)
+    ap.add_argument("--snrs", default="24,18,12,6,0", help="dB, comma list")
+    ap.add_argument("--limit", type=int, default=0, help="clips per command set (0: all)")
+    ap.add_argument("--talk-limit", type=int, default=0, help="clips of non-command talk (0: all)")
+    ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
+    ap.add_argument("--seed", type=int, default=28)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    snrs = [float(s) for s in args.snrs.split(",") if s.strip()]
+    started = time.time()
+    noises = Noises(args.data, args.split, rng)
+    conditions = ["clean", *(f"{s:g} dB" for s in snrs), "room+12 dB"]
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, grammar, clips in commands(args.data, args.split, Path(tmp)):
+            recognizer = Recognizer.load(grammar, **load)
+            if args.limit:
+                clips = [clips[i] for i in np.random.default_rng(1).permutation(len(clips))[:args.limit]]
+            for clip in clips:
+                speech = np.concatenate([PAD, read_audio(clip.path), PAD])
+                speaker = f"{clip.corpus}/{clip.speaker}"
+                for condition in conditions:
+                    if condition == "clean":
+                        audio = speech
+                    elif condition.startswith("room"):
+                        audio = mix(room(speech, rng), noises.any(speech.size, speaker), 12.0)
+                    else:
+                        audio = mix(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
+                    best, ok = right(recognizer.recognize(audio), clip.text)
+                    row = counts[name][condition]
+                    row[0] += best
+                    row[1] += ok
+                    row[2] += 1
+            print(f"{name}: {len(clips)} clips ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+        home = Recognizer.load(None, **load)
+        talk = [u for corpus in ("commonvoice", "speechocean762", "vctk-sample", "an4-train")
+                if (args.data / corpus / "transcripts.jsonl").exists()
+                for u in read_transcripts(args.data / corpus)
+                if u.text and speaker_split(corpus, u.speaker) == args.split
+                and home.word_graph.parse(words_of(u.text)) is None]
+        if args.split == "test" and (args.data / "wakewords" / "transcripts.jsonl").exists():
+            talk += read_transcripts(args.data / "wakewords")[::4]
+        if args.talk_limit:
+            talk = [talk[i] for i in sorted(np.random.default_rng(2).permutation(len(talk))[:args.talk_limit])]
+        false_clean = false_babble = 0
+        for u in talk:
+            speech = np.concatenate([PAD, read_audio(u.path), PAD])
+            false_clean += home.recognize(speech).recognized
+            false_babble += home.recognize(mix(speech, noises.babble(speech.size, f"{u.corpus}/{u.speaker}"),
+                                               10.0)).recognized
+        streams = stream_false_commands(home, noises, args.stream_min, rng) if args.stream_min > 0 else {}
+
+    print(f"\n## Real rooms — {args.split} speakers and noise (model {args.model or 'shipped'}, "
+          f"front end {args.front_end}, min_confidence {home.min_confidence})\n")
+    print("| set | clips | " + " | ".join(conditions) + " |")
+    print("|---|---|" + "---|" * len(conditions))
+    total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for name, rows in counts.items():
+        n = rows["clean"][2]
+        print(f"| {name} | {n} | " + " | ".join(f"{pct(rows[c][1], n)} ({pct(rows[c][0], n)})" for c in conditions)
+              + " |")
+        if name != "fsdd":
+            for c in conditions:
+                total[c] = [a + b for a, b in zip(total[c], rows[c])]
+    n = total["clean"][2]
+    print(f"| **all sentence sets** | {n} | " + " | ".join(f"**{pct(total[c][1], n)}** ({pct(total[c][0], n)})"
+                                                          for c in conditions) + " |")
+    print("\nCells: correct and accepted % (best sentence before rejection %).\n")
+    print(f"False accepts, {len(talk)} clips of talk the smart-home grammar cannot say: "
+          f"clean {pct(false_clean, len(talk))} %, under 10 dB babble {pct(false_babble, len(talk))} %")
+    for kind, (minutes, segments, false) in streams.items():
+        print(f"{kind}: {minutes:g} min through the VAD: {segments} segments, {false} false commands")
+    print(f"\n({time.time() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"split": args.split, "model": str(args.model), "front_end": args.front_end,
+                                         "commands": {k: dict(v) for k, v in counts.items()},
+                                         "false_accepts": {"clips": len(talk), "clean": false_clean,
+                                                           "babble_10db": false_babble},
+                                         "streams": streams}, indent=1))
+    return 0
+
+
+def stream_false_commands(recognizer, noises: Noises, minutes: float, rng) -> dict[str, tuple[float, int, int]]:
+    """White noise and the split's noise recordings through the default VAD and the recogniser."""
+    from vcd.config import VadConfig
+    from vcd.vad import Segmenter, SpeechEnd
+
+    n = int(minutes * 60 * 16000)
+    streams = {"white noise": (rng.standard_normal(n) * 0.05).astype(np.float32),
+               "noise recordings": np.concatenate([r / (np.abs(r).max() + 1e-9) * 0.3 for r in
+                                                   (noises.recording(16000 * 30) for _ in range(int(np.ceil(n / 480000))))])[:n]}
+    out = {}
+    for kind, audio in streams.items():
+        segmenter, segments, false = Segmenter(VadConfig()), 0, 0
+        events = [e for start in range(0, audio.size, 16000) for e in segmenter.process(audio[start:start + 16000])]
+        for event in events + segmenter.flush():
+            if isinstance(event, SpeechEnd) and event.kept:
+                segments += 1
+                false += recognizer.recognize(event.samples).recognized
+        out[kind] = (minutes, segments, false)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
