@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
-from vcd.training.corpora import noise_files, read_transcripts, speaker_split, words_of  # noqa: E402
+from vcd.training.corpora import noise_files, speaker_split  # noqa: E402
+from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
