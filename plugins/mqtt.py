@@ -30,7 +30,6 @@ import paho.mqtt.client as mqtt
 import yaml
 
 import vcd
-from vcd.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -234,14 +233,14 @@ def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
 
 
 class _Checker:
-    """Reads typed values out of a raw table and raises one-line :class:`ConfigError` s."""
+    """Reads typed values out of a raw table and raises one-line :class:`vcd.ConfigError` s."""
 
     def __init__(self, label: str, base: Path):
         self.label = label
         self.base = base
 
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.label}: plugins.mqtt.{key}: {message}")
+    def error(self, key: str, message: str) -> vcd.ConfigError:
+        return vcd.ConfigError(f"{self.label}: plugins.mqtt.{key}: {message}")
 
     def unknown(self, table: dict[str, Any], known: tuple[str, ...] | list[str], prefix: str) -> None:
         for key in table:
@@ -307,7 +306,7 @@ class _Checker:
 def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | None = None) -> MqttSettings:
     """Validate the raw ``[plugins.mqtt]`` table of the file ``label``.
 
-    Raises :class:`ConfigError` with one line naming the file and key path, e.g.
+    Raises :class:`vcd.ConfigError` with one line naming the file and key path, e.g.
     ``config.toml: plugins.mqtt.qos: must be 0, 1 or 2 (got 3)``.
     """
     c = _Checker(label, base or Path.cwd())
@@ -444,10 +443,8 @@ def _commands(c: _Checker, raw: Any, qos: int, retain: bool) -> tuple[CommandRul
 
 def sentence_intents(config: Any) -> list[str]:
     """The intent names of the sentence files the recogniser uses (for Home Assistant's event types)."""
-    from vcd.grammar import BUNDLED_SENTENCES, sentence_files  # noqa: PLC0415 (hassil: only when needed)
-
     try:
-        files = sentence_files(config.recognizer.sentences or BUNDLED_SENTENCES)
+        files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
     except vcd.VcdError as exc:
         _LOGGER.warning("mqtt: cannot list intent names for Home Assistant: %s", exc)
         return []
