@@ -378,7 +378,7 @@ def _password(c: _Checker, table: dict[str, Any]) -> str | None:
         raise c.error(given[1], f"give only one of password, password_env and password_file (got {', '.join(given)})")
     if "password" in table:
         _LOGGER.warning(
-            "mqtt: plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
+            "plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
         )
         return c.str_(table, "password", "")
     if "password_env" in table:
@@ -446,14 +446,14 @@ def sentence_intents(config: Any) -> list[str]:
     try:
         files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
     except vcd.VcdError as exc:
-        _LOGGER.warning("mqtt: cannot list intent names for Home Assistant: %s", exc)
+        _LOGGER.warning("cannot list intent names for Home Assistant: %s", exc)
         return []
     names: list[str] = []
     for path in files:
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            _LOGGER.warning("mqtt: cannot read intent names from %s: %s", path, exc)
+            _LOGGER.warning("cannot read intent names from %s: %s", path, exc)
             continue
         intents = doc.get("intents") if isinstance(doc, dict) else None
         for name in intents if isinstance(intents, dict) else ():
@@ -538,11 +538,11 @@ class Publisher:
         if reason.is_failure:
             if not self._refusal_logged:  # paho retries with back-off: say it once, not every attempt
                 self._refusal_logged = True
-                _LOGGER.error("mqtt: broker %s:%d refused the connection: %s", s.host, s.port, reason)
+                _LOGGER.error("broker %s:%d refused the connection: %s", s.host, s.port, reason)
             else:
-                _LOGGER.debug("mqtt: broker %s:%d refused the connection again: %s", s.host, s.port, reason)
+                _LOGGER.debug("broker %s:%d refused the connection again: %s", s.host, s.port, reason)
             return
-        _LOGGER.info("mqtt: connected to %s:%d as %r", s.host, s.port, self.client_id)
+        _LOGGER.info("connected to %s:%d as %r", s.host, s.port, self.client_id)
         self._outage_logged = self._refusal_logged = False
         client.publish(s.availability_topic, ONLINE, qos=AVAILABILITY_QOS, retain=True)
         for topic, payload in self.discovery:
@@ -557,7 +557,7 @@ class Publisher:
         if not self._outage_logged:
             self._outage_logged = True
             _LOGGER.warning(
-                "mqtt: cannot reach broker %s:%d; retrying every %g..%g s, commands are queued (up to %d)",
+                "cannot reach broker %s:%d; retrying every %g..%g s, commands are queued (up to %d)",
                 s.host,
                 s.port,
                 s.reconnect_min_s,
@@ -565,7 +565,7 @@ class Publisher:
                 s.queue_size,
             )
         else:
-            _LOGGER.debug("mqtt: broker %s:%d still unreachable", s.host, s.port)
+            _LOGGER.debug("broker %s:%d still unreachable", s.host, s.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._cond:
@@ -575,7 +575,7 @@ class Publisher:
         if was_connected and not stopping:
             self._outage_logged = True
             _LOGGER.warning(
-                "mqtt: lost the connection to %s:%d (%s); reconnecting, commands are queued (up to %d)",
+                "lost the connection to %s:%d (%s); reconnecting, commands are queued (up to %d)",
                 self.settings.host,
                 self.settings.port,
                 reason,
@@ -611,7 +611,7 @@ class Publisher:
                 old = self._queue.popleft()
                 self.dropped += 1
                 _LOGGER.warning(
-                    "mqtt: queue full (%d messages, broker %s); dropped the oldest: %s on %s",
+                    "queue full (%d messages, broker %s); dropped the oldest: %s on %s",
                     self.settings.queue_size,
                     "connected" if self._connected else "unreachable",
                     old.what,
@@ -635,7 +635,7 @@ class Publisher:
         left = self.pending()
         if left:
             _LOGGER.warning(
-                "mqtt: %d queued message(s) not delivered before shutdown (broker %s)",
+                "%d queued message(s) not delivered before shutdown (broker %s)",
                 left,
                 "connected" if self._connected else "unreachable",
             )
@@ -646,9 +646,9 @@ class Publisher:
                 info.wait_for_publish(timeout=max(0.2, deadline - time.monotonic()))
                 delivered = info.is_published()
             except (RuntimeError, ValueError) as exc:
-                _LOGGER.warning("mqtt: could not publish %r to %s: %s", OFFLINE, self.settings.availability_topic, exc)
+                _LOGGER.warning("could not publish %r to %s: %s", OFFLINE, self.settings.availability_topic, exc)
             if not delivered:
-                _LOGGER.warning("mqtt: %r on %s not confirmed in time", OFFLINE, self.settings.availability_topic)
+                _LOGGER.warning("%r on %s not confirmed in time", OFFLINE, self.settings.availability_topic)
         self.client.disconnect()
         # paho's network thread may sit in a connection attempt (up to connect_timeout_s) to a
         # broker that does not answer: do not let that hold up the daemon's exit.
@@ -681,7 +681,7 @@ class Publisher:
         info = self.client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             _LOGGER.error(
-                "mqtt: cannot publish %s to %s: %s; dropped", message.what, message.topic, mqtt.error_string(info.rc)
+                "cannot publish %s to %s: %s; dropped", message.what, message.topic, mqtt.error_string(info.rc)
             )
             return True
         if info.rc == mqtt.MQTT_ERR_NO_CONN and message.qos == 0:
@@ -694,7 +694,7 @@ class Publisher:
                     return False
                 self._cond.wait(0.5)
             self._acked.discard(info.mid)
-        _LOGGER.debug("mqtt: delivered %s to %s", message.what, message.topic)
+        _LOGGER.debug("delivered %s to %s", message.what, message.topic)
         return True
 
 
@@ -839,7 +839,7 @@ class MqttPlugin:
                 payload = rule.payload.render(values)
             except MissingField as exc:
                 _LOGGER.warning(
-                    "mqtt: commands[%d] (intent %s) skipped: the template %r names {%s}, which this command lacks "
+                    "commands[%d] (intent %s) skipped: the template %r names {%s}, which this command lacks "
                     "(slots: %s)",
                     rule.index,
                     intent,
@@ -851,7 +851,7 @@ class MqttPlugin:
             problem = topic_problem(topic)
             if problem:
                 _LOGGER.warning(
-                    "mqtt: commands[%d] (intent %s) skipped: topic %s (template %r)",
+                    "commands[%d] (intent %s) skipped: topic %s (template %r)",
                     rule.index,
                     intent,
                     problem,
@@ -978,13 +978,13 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
         _plugin = None
     settings = _settings(config, config_path)
     if settings is None:
-        _LOGGER.info("mqtt: no [plugins.mqtt] table in %s; not publishing", config.label)
+        _LOGGER.info("no [plugins.mqtt] table in %s; not publishing", config.label)
         return
     intents = sentence_intents(config) if settings.homeassistant_discovery and not settings.event_types else []
     _plugin = MqttPlugin(settings, intents)
     _plugin.start()
     _LOGGER.info(
-        "mqtt: publishing to %s:%d under %s/ (qos %d, queue %d)",
+        "publishing to %s:%d under %s/ (qos %d, queue %d)",
         settings.host,
         settings.port,
         settings.base_topic,
@@ -1021,4 +1021,4 @@ def vcd_shutdown(reason: str) -> None:
         return
     plugin, _plugin = _plugin, None
     delivered = plugin.stop()
-    _LOGGER.info("mqtt: disconnected (%s); offline %s", reason, "confirmed" if delivered else "not confirmed")
+    _LOGGER.info("disconnected (%s); offline %s", reason, "confirmed" if delivered else "not confirmed")

@@ -216,7 +216,7 @@ def test_commands_map_intents_to_topics_and_payloads(
     ]
     assert json.loads(got[-1][1]) == {"target": 21, "said": 'set the bedroom to "21" degrees'}
     assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: commands[1] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
+        "commands[1] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
         "which this command lacks (slots: area, domain)"
     ]
     late = Subscriber(broker, topics=("home/#",))  # retain = true on the thermostat rule only
@@ -237,7 +237,7 @@ def test_command_topic_made_unsafe_by_a_raw_slot_is_skipped(
     turn_on_kitchen_light(plugin)
     assert [(m.topic, m.text) for m in subscriber.drain(0.7)] == [("home/kitchen light/set", "ON")]
     assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
+        "commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
         "(got 'home/tv #2/set') (template 'home/{name}/set')"
     ]
 
@@ -454,7 +454,7 @@ def test_full_queue_drops_the_oldest_and_logs_it(tmp_path: Path, caplog: pytest.
         assert (
             drops
             == [
-                "mqtt: queue full (2 messages, broker unreachable); dropped the oldest: intent HassTurnOn on "
+                "queue full (2 messages, broker unreachable); dropped the oldest: intent HassTurnOn on "
                 "vcd/kitchen/intent/HassTurnOn",
             ]
             * 2
@@ -485,7 +485,7 @@ def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.
     assert time.monotonic() - started < 3
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cannot reach broker" in m for m in messages) == 1
-    assert "mqtt: 1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
+    assert "1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
 
 
 # --- the hooks as the daemon calls them --------------------------------------------------------
@@ -614,7 +614,7 @@ def test_a_literal_password_works_but_is_discouraged(caplog: pytest.LogCaptureFi
     settings = mqtt_plugin.parse_settings({"username": "hub", "password": "plain"}, "c", SITE)
     assert settings.password == "plain"
     assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
+        "plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
     ]
     with pytest.raises(vcd.ConfigError, match=r"^c: plugins.mqtt.password_env: give only one of password, "):
         mqtt_plugin.parse_settings({"username": "hub", "password": "p", "password_env": "X"}, "c", SITE)
@@ -723,7 +723,7 @@ def test_password_from_a_file_against_a_real_broker(tmp_path: Path, caplog: pyte
         sub.wait_for("vcd/good/status", payload="online")
         assert wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records), 5)
         refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-        assert refused[0] == f"mqtt: broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
+        assert refused[0] == f"broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
         assert not made[1].publisher.connected
     finally:
         for plugin in made:
