@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from conftest import Broker, Subscriber, find_program, free_port, requires_mosquitto, wait_until
 from vcd_plugins import mqtt as mqtt_plugin
+from vcd_plugins.mqtt.payloads import MqttPlugin
+from vcd_plugins.mqtt.settings import parse_settings, sentence_intents
+from vcd_plugins.mqtt.templates import MissingField, Template, slugify
 
 import vcd
 from vcd.config import parse_config
@@ -29,11 +32,11 @@ TIMINGS = {"audio_s": 1.62, "decode_ms": 48.5, "speech_end": 1764000000.25, "rec
 
 def make_plugin(
     broker: Broker, site: str = SITE, intents: list[str] | None = None, **table: Any
-) -> mqtt_plugin.MqttPlugin:
+) -> MqttPlugin:
     """A started plugin for ``broker``; fast reconnects unless the test says otherwise."""
     raw = {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **table}
-    settings = mqtt_plugin.parse_settings(raw, "config.toml", site)
-    plugin = mqtt_plugin.MqttPlugin(settings, intents)
+    settings = parse_settings(raw, "config.toml", site)
+    plugin = MqttPlugin(settings, intents)
     plugin.start()
     return plugin
 
@@ -41,9 +44,9 @@ def make_plugin(
 @pytest.fixture
 def plugins() -> Any:
     """Plugins made by a test are stopped after it."""
-    made: list[mqtt_plugin.MqttPlugin] = []
+    made: list[MqttPlugin] = []
 
-    def make(broker: Broker, **kwargs: Any) -> mqtt_plugin.MqttPlugin:
+    def make(broker: Broker, **kwargs: Any) -> MqttPlugin:
         plugin = make_plugin(broker, **kwargs)
         made.append(plugin)
         return plugin
@@ -53,7 +56,7 @@ def plugins() -> Any:
         plugin.stop()
 
 
-def turn_on_kitchen_light(plugin: mqtt_plugin.MqttPlugin) -> None:
+def turn_on_kitchen_light(plugin: MqttPlugin) -> None:
     plugin.intent(SITE, "HassTurnOn", {"name": "kitchen light"}, "turn on the kitchen light", 0.93, TIMINGS)
 
 
@@ -139,9 +142,10 @@ def test_shutdown_delivers_offline_retained(broker: Broker, subscriber: Subscrib
 KILLED_CLIENT = textwrap.dedent(
     """
     import sys, time
-    from vcd_plugins import mqtt
-    settings = mqtt.parse_settings({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 5}, "test", "attic")
-    plugin = mqtt.MqttPlugin(settings)
+    from vcd_plugins.mqtt.payloads import MqttPlugin
+    from vcd_plugins.mqtt.settings import parse_settings
+    settings = parse_settings({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 5}, "test", "attic")
+    plugin = MqttPlugin(settings)
     plugin.start()
     while not plugin.publisher.connected:
         time.sleep(0.01)
@@ -243,11 +247,11 @@ def test_command_topic_made_unsafe_by_a_raw_slot_is_skipped(
 
 
 def test_template_syntax() -> None:
-    template = mqtt_plugin.Template.parse("{{literal}} {name} {name|slug} {name|upper} {n|json} {intent|lower}")
+    template = Template.parse("{{literal}} {name} {name|slug} {name|upper} {n|json} {intent|lower}")
     values = {"name": "Kitchen Light", "n": 2.5, "intent": "HassTurnOn"}
     assert template.render(values) == "{literal} Kitchen Light kitchen_light KITCHEN LIGHT 2.5 hassturnon"
-    assert mqtt_plugin.slugify("Café  Lights/2") == "cafe_lights_2"
-    with pytest.raises(mqtt_plugin.MissingField):
+    assert slugify("Café  Lights/2") == "cafe_lights_2"
+    with pytest.raises(MissingField):
         template.render({"name": "x"})
 
 
@@ -377,8 +381,8 @@ def test_event_types_come_from_the_sentence_files(tmp_path: Path) -> None:
     sentences = tmp_path / "mine.yaml"
     sentences.write_text("language: en\nintents:\n  OpenGarage:\n    data:\n      - sentences: [open the garage]\n")
     config = parse_config({"recognizer": {"sentences": str(sentences)}}, tmp_path / "config.toml")
-    assert mqtt_plugin.sentence_intents(config) == ["OpenGarage"]
-    bundled = mqtt_plugin.sentence_intents(parse_config({}))
+    assert sentence_intents(config) == ["OpenGarage"]
+    bundled = sentence_intents(parse_config({}))
     assert {"HassTurnOn", "HassTurnOff", "HassClimateSetTemperature"} <= set(bundled)
 
 
@@ -473,10 +477,10 @@ def test_full_queue_drops_the_oldest_and_logs_it(tmp_path: Path, caplog: pytest.
 
 def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
-    settings = mqtt_plugin.parse_settings(
+    settings = parse_settings(
         {"host": "127.0.0.1", "port": free_port(), "reconnect_min_s": 0.05, "reconnect_max_s": 0.1}, "config.toml", SITE
     )
-    plugin = mqtt_plugin.MqttPlugin(settings)
+    plugin = MqttPlugin(settings)
     plugin.start()
     turn_on_kitchen_light(plugin)
     time.sleep(0.6)  # several failed attempts
@@ -602,22 +606,22 @@ def test_config_errors_are_one_line(tmp_path: Path, table: dict[str, Any], messa
 
 def test_password_from_environment_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VCD_TEST_MQTT_PASSWORD", "s3cret")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password_env": "VCD_TEST_MQTT_PASSWORD"}, "c", SITE)
+    settings = parse_settings({"username": "hub", "password_env": "VCD_TEST_MQTT_PASSWORD"}, "c", SITE)
     assert settings.password == "s3cret" and "s3cret" not in repr(settings)
     (tmp_path / "pw").write_text("from-file\n")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password_file": "pw"}, "c", SITE, tmp_path)
+    settings = parse_settings({"username": "hub", "password_file": "pw"}, "c", SITE, tmp_path)
     assert settings.password == "from-file"
 
 
 def test_a_literal_password_works_but_is_discouraged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password": "plain"}, "c", SITE)
+    settings = parse_settings({"username": "hub", "password": "plain"}, "c", SITE)
     assert settings.password == "plain"
     assert [r.getMessage() for r in caplog.records] == [
         "plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
     ]
     with pytest.raises(vcd.ConfigError, match=r"^c: plugins.mqtt.password_env: give only one of password, "):
-        mqtt_plugin.parse_settings({"username": "hub", "password": "p", "password_env": "X"}, "c", SITE)
+        parse_settings({"username": "hub", "password": "p", "password_env": "X"}, "c", SITE)
 
 
 # --- TLS and passwords against a real broker -------------------------------------------------------
@@ -670,10 +674,10 @@ def test_tls_connection_with_a_private_ca(tmp_path: Path, plugins: Any) -> None:
     broker.start()
     sub = Subscriber(broker)  # on the plain listener
     try:
-        settings = mqtt_plugin.parse_settings(
+        settings = parse_settings(
             {"host": "127.0.0.1", "port": tls_port, "tls": {"ca_file": "ca.pem"}}, "config.toml", SITE, tmp_path
         )
-        plugin = mqtt_plugin.MqttPlugin(settings)
+        plugin = MqttPlugin(settings)
         plugin.start()
         try:
             sub.wait_for("vcd/kitchen/status", payload="online")
@@ -718,7 +722,7 @@ def test_password_from_a_file_against_a_real_broker(tmp_path: Path, caplog: pyte
                 "reconnect_min_s": 5,
                 "reconnect_max_s": 5,
             }
-            made.append(mqtt_plugin.MqttPlugin(mqtt_plugin.parse_settings(table, "config.toml", site, tmp_path)))
+            made.append(MqttPlugin(parse_settings(table, "config.toml", site, tmp_path)))
             made[-1].start()
         sub.wait_for("vcd/good/status", payload="online")
         assert wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records), 5)
