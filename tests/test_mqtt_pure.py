@@ -59,6 +59,11 @@ def turn_on_kitchen_light(plugin: MqttPlugin) -> None:
         ),
         ({"tls": {"ca_file": "ca.pem"}}, "plugins.mqtt.tls.ca_file: {dir}/ca.pem: no such file"),
         ({"tls": {"verify": False}}, "plugins.mqtt.tls.verify: unknown key"),
+        ({"a\nb": 1}, "plugins.mqtt.a\\nb: unknown key"),  # a quoted TOML key may hold a line break
+        (
+            {"password_file": "~nosuchuser/pw", "username": "u"},
+            "plugins.mqtt.password_file: ~nosuchuser/pw: cannot expand '~': no such user",
+        ),
         (
             {"commands": [{"intent": "HassTurnOn", "topic": "home/+/set", "payload": "ON"}]},
             "plugins.mqtt.commands[0].topic: must not contain the wildcards '+' or '#' (got 'home/+/set')",

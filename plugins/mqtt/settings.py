@@ -95,6 +95,13 @@ def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (a key may be any TOML string)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class _Checker:
     """Reads typed values out of a raw table and raises one-line :class:`vcd.ConfigError` s."""
 
@@ -103,7 +110,7 @@ class _Checker:
         self.base = base
 
     def error(self, key: str, message: str) -> vcd.ConfigError:
-        return vcd.ConfigError(f"{self.label}: plugins.mqtt.{key}: {message}")
+        return vcd.ConfigError(_one_line(f"{self.label}: plugins.mqtt.{key}: {message}"))
 
     def unknown(self, table: dict[str, Any], known: tuple[str, ...] | list[str], prefix: str) -> None:
         for key in table:
@@ -152,7 +159,10 @@ class _Checker:
         value = self.str_(table, key, "", path)
         if not value:
             return None
-        resolved = Path(value).expanduser()
+        try:
+            resolved = Path(value).expanduser()
+        except RuntimeError:  # "~user/…" for a user that does not exist
+            raise self.error(path, f"{value}: cannot expand '~': no such user") from None
         if not resolved.is_absolute():
             resolved = self.base / resolved
         if not resolved.is_file():
