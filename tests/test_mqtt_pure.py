@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import free_port
 from vcd_plugins import mqtt as mqtt_plugin
+from vcd_plugins.mqtt import hermes
 from vcd_plugins.mqtt.payloads import MqttPlugin
 from vcd_plugins.mqtt.settings import parse_settings, sentence_intents
 from vcd_plugins.mqtt.templates import MissingField, Template, slugify
@@ -178,3 +179,13 @@ def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.
     messages = [r.getMessage() for r in caplog.records]
     assert sum("cannot reach broker" in m for m in messages) == 1
     assert "1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
+
+
+# --- Rhasspy Hermes --------------------------------------------------------------------------------
+
+
+def test_hermes_slot_range_is_in_the_text_as_spoken() -> None:
+    text = "İstanbul lights on"  # "İ".lower() is two characters: ranges must not come from text.lower()
+    slot = hermes.hermes_slot("name", "Lights", text, 0.9)
+    assert slot["range"] == {"start": 9, "end": 15, "rawStart": 9, "rawEnd": 15}
+    assert text[9:15] == "lights"

@@ -42,9 +42,9 @@ def hermes_slot(name: str, value: Any, text: str, confidence: float) -> dict[str
         "value": {"kind": kind, "value": value},
         "confidence": round(confidence, 4),
     }
-    start = text.lower().find(raw.lower()) if raw else -1
-    if start >= 0:
-        end = start + len(raw)
+    found = re.search(re.escape(raw), text, re.IGNORECASE) if raw else None
+    if found:
+        start, end = found.span()  # in ``text`` itself: text.lower() can be longer ("İ" → "i̇")
         slot["range"] = {"start": start, "end": end, "rawStart": start, "rawEnd": end}
     return slot
 
