@@ -1,19 +1,25 @@
-"""The MQTT plugin without a broker: settings validation, templates, idle hooks, and a broker that is not there."""
+"""The MQTT plugin without a broker: settings, templates, payloads, Hermes, properties, and a broker that is not there."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from conftest import free_port
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 from vcd_plugins import mqtt as mqtt_plugin
-from vcd_plugins.mqtt import hermes
+from vcd_plugins.mqtt import hermes, payloads
+from vcd_plugins.mqtt import settings as settings_module
 from vcd_plugins.mqtt.payloads import MqttPlugin
 from vcd_plugins.mqtt.settings import parse_settings, sentence_intents
-from vcd_plugins.mqtt.templates import MissingField, Template, slugify
+from vcd_plugins.mqtt.templates import FILTERS, MissingField, Template, slugify
 
 import vcd
 from vcd.config import parse_config
@@ -181,7 +187,102 @@ def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.
     assert "1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
 
 
+# --- payloads ------------------------------------------------------------------------------------
+
+
+def test_payload_builders() -> None:
+    event = payloads.intent_event(SITE, "HassTurnOn", {"name": "tv"}, "turn on the tv", 0.912345, TIMINGS)
+    assert isinstance(event.pop("id"), str)
+    assert event == {
+        "intent": "HassTurnOn",
+        "slots": {"name": "tv"},
+        "text": "turn on the tv",
+        "confidence": 0.9123,
+        "site": SITE,
+        "speech_end": 1764000000.25,
+        "recognized_at": 1764000000.31,
+        "audio_s": 1.62,
+        "decode_ms": 48.5,
+    }
+    assert payloads.unrecognized_event(SITE, "hm", 0.31, 1.4) == {
+        "text": "hm",
+        "confidence": 0.31,
+        "site": SITE,
+        "audio_s": 1.4,
+    }
+    assert list(payloads.homeassistant_event("HassTurnOn", "turn on the tv", 0.9, {"name": "tv"}).items()) == [
+        ("name", "tv"),
+        ("event_type", "HassTurnOn"),
+        ("text", "turn on the tv"),
+        ("confidence", 0.9),
+    ]
+    settings = parse_settings({"homeassistant_discovery": True, "topic_prefix": "house"}, "c", SITE)
+    assert payloads.discovery_topic(settings) == "homeassistant/event/vcd_kitchen/command/config"
+    config = payloads.discovery_config(settings, ["HassTurnOn", "unrecognized"])
+    assert (config["state_topic"], config["availability_topic"]) == ("house/kitchen/event", "house/kitchen/status")
+    assert config["event_types"] == ["HassTurnOn", "unrecognized"]
+    assert config["device"]["sw_version"] == vcd.__version__
+
+
+def test_command_messages_without_a_broker(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    rules = parse_settings(
+        {
+            "commands": [
+                {"intent": "HassTurnOn", "topic": "home/{name|slug}/set", "payload": "ON", "qos": 0},
+                {"intent": "HassTurnOn", "slots": {"domain": ["light", "switch"]}, "topic": "x/{area}", "payload": ""},
+                {"intent": "HassTurnOff", "topic": "home/{name}/set", "payload": "OFF", "retain": True},
+            ]
+        },
+        "c",
+        SITE,
+    ).commands
+    got = payloads.command_messages(rules, SITE, "HassTurnOn", {"name": "Porch Light"}, "turn on the porch light", 1)
+    assert [(m.topic, m.payload, m.qos, m.retain, m.what) for m in got] == [
+        ("home/porch_light/set", "ON", 0, False, "commands[0] (HassTurnOn)")
+    ]
+    got = payloads.command_messages(rules, SITE, "HassTurnOn", {"domain": "switch"}, "turn on the switch", 1)
+    assert list(got) == []
+    got = payloads.command_messages(rules, SITE, "HassTurnOff", {"name": "tv+"}, "turn off tv plus", 1)
+    assert list(got) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        (
+            "commands[0] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
+            "which this command lacks (slots: domain)"
+        ),
+        (
+            "commands[1] (intent HassTurnOn) skipped: the template 'x/{area}' names {area}, "
+            "which this command lacks (slots: domain)"
+        ),
+        (
+            "commands[2] (intent HassTurnOff) skipped: topic must not contain the wildcards '+' or '#' "
+            "(got 'home/tv+/set') (template 'home/{name}/set')"
+        ),
+    ]
+
+
 # --- Rhasspy Hermes --------------------------------------------------------------------------------
+
+
+def test_hermes_payloads() -> None:
+    text = "set the living room to twenty one degrees"
+    slots = {"area": "living room", "temperature": 21}
+    intent = hermes.hermes_intent("livingroom", "HassClimateSetTemperature", slots, text, 0.87, "s1")
+    assert hermes.intent_topic("HassClimateSetTemperature") == "hermes/intent/HassClimateSetTemperature"
+    assert intent["intent"] == {"intentName": "HassClimateSetTemperature", "confidenceScore": 0.87}
+    assert intent["slots"][0]["range"] == {"start": 8, "end": 19, "rawStart": 8, "rawEnd": 19}
+    assert "range" not in intent["slots"][1]  # "21" is not in the spoken text
+    assert intent["slots"][1]["value"] == {"kind": "Number", "value": 21}
+    assert [t["value"] for t in intent["asrTokens"][0]] == text.split()
+    captured = hermes.hermes_text_captured("livingroom", text, 0.87, 2.1, "s1")
+    assert (captured["likelihood"], captured["seconds"], captured["sessionId"]) == (0.87, 2.1, "s1")
+    assert hermes.hermes_not_recognized("livingroom", "play some jazz", "s2") == {
+        "input": "play some jazz",
+        "siteId": "livingroom",
+        "sessionId": "s2",
+        "id": None,
+        "customData": None,
+    }
 
 
 def test_hermes_slot_range_is_in_the_text_as_spoken() -> None:
@@ -189,3 +290,100 @@ def test_hermes_slot_range_is_in_the_text_as_spoken() -> None:
     slot = hermes.hermes_slot("name", "Lights", text, 0.9)
     assert slot["range"] == {"start": 9, "end": 15, "rawStart": 9, "rawEnd": 15}
     assert text[9:15] == "lights"
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+PROPERTY = hypothesis.settings(
+    deadline=None,
+    max_examples=150,
+    database=None,  # no .hypothesis folder in the checkout
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],  # tmp_path is only read
+)
+
+# What a TOML table can hold (no datetimes: nothing here reads them, and they are not JSON).
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(["", "~", "~nosuchuser/pw", "x.pem", "vcd/#", "{name|slug}"]),
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+command_tables = st.fixed_dictionaries(
+    {"intent": st.text(max_size=8), "topic": st.text(max_size=12), "payload": st.text(max_size=12)},
+    optional={k: toml_values for k in ("slots", "qos", "retain", "slot")},
+)
+tls_tables = st.dictionaries(st.sampled_from(["ca_file", "cert_file", "key_file", "insecure", "verify"]), toml_scalars)
+mqtt_tables = st.dictionaries(
+    st.sampled_from([*settings_module._KEYS, "prot"]) | st.text(max_size=8),
+    toml_values | st.lists(command_tables, max_size=2) | tls_tables,
+    max_size=4,
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+field_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True)
+
+
+@PROPERTY
+@given(table=mqtt_tables)
+def test_any_table_is_accepted_or_refused_in_one_line(tmp_path: Path, table: dict[str, Any]) -> None:
+    try:
+        parse_settings(table, "config.toml", SITE, tmp_path)
+    except vcd.ConfigError as exc:
+        message = str(exc)
+        assert message.startswith("config.toml: plugins.mqtt.")
+        assert "\n" not in message and "\r" not in message
+
+
+@PROPERTY
+@given(source=st.text(max_size=20))
+def test_any_text_parses_as_a_template_or_says_why(source: str) -> None:
+    try:
+        Template.parse(source)
+    except ValueError as exc:
+        assert str(exc)
+
+
+@PROPERTY
+@given(literal=st.text(max_size=20))
+def test_doubled_braces_are_literal(literal: str) -> None:
+    escaped = literal.replace("{", "{{").replace("}", "}}")
+    assert Template.parse(escaped).render({}) == literal
+
+
+@PROPERTY
+@given(
+    values=st.dictionaries(field_names, json_values, min_size=1, max_size=3),
+    filters=st.lists(st.sampled_from(sorted(FILTERS)), max_size=2),
+)
+def test_rendering_never_raises_on_any_slot_value(values: dict[str, Any], filters: list[str]) -> None:
+    template = Template.parse("/".join("{" + "|".join([name, *filters]) + "}" for name in values))
+    assert isinstance(template.render(values), str)
+
+
+@PROPERTY
+@given(value=st.text())
+def test_slugs_are_plain_and_stable(value: str) -> None:
+    slug = slugify(value)
+    assert re.fullmatch(r"([a-z0-9]+(_[a-z0-9]+)*)?", slug)
+    assert slugify(slug) == slug
+
+
+@PROPERTY
+@given(slots=st.dictionaries(field_names, json_values, max_size=3), text=st.text(max_size=30))
+@hypothesis.example(slots={"name": "a"}, text="İ a")
+def test_hermes_payloads_are_json_and_ranges_point_at_the_slot(slots: dict[str, Any], text: str) -> None:
+    payload = hermes.hermes_intent(SITE, "I", slots, text, 0.5, "s")
+    json.dumps(payload, allow_nan=True)
+    for slot in payload["slots"]:
+        if "range" in slot:
+            span = text[slot["range"]["start"] : slot["range"]["end"]]
+            assert re.fullmatch(re.escape(slot["rawValue"]), span, re.IGNORECASE)
