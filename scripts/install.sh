@@ -76,14 +76,14 @@ install_venv() {
         log "$VENV up to date"
         return
     fi
-    local pins=()
+    local pins=() extras="test"
     case "$(uname -m)" in
         # x86_64: the releases vcd is tested with (pip finds them on this project's machines' disk);
         # aarch64 (Raspberry Pi): whatever CPU build PyPI has within pyproject.toml's ranges.
-        x86_64) pins=("torch==2.14.1" "torchaudio==2.11.0") ;;
+        x86_64) pins=("torch==2.14.1" "torchaudio==2.11.0"); extras="test,train" ;;
     esac
     log "installing vcd into $VENV ${pins[*]:+(with ${pins[*]})}"
-    "$VENV/bin/python" -m pip install -q -e ".[test]" "${pins[@]}"
+    "$VENV/bin/python" -m pip install -q -e ".[$extras]" "${pins[@]}"
     printf '%s\n' "$want" >"$stamp"
 }
 

@@ -1,4 +1,6 @@
-"""The MQTT plugin against a real mosquitto and a real paho subscriber (its hooks called directly)."""
+"""The MQTT plugin against a real mosquitto and a real paho subscriber (its hooks called directly).
+
+What needs no broker is in test_mqtt_pure.py."""
 
 from __future__ import annotations
 
@@ -15,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Broker, Subscriber, find_program, free_port, requires_mosquitto, wait_until
+from conftest import (
+    Broker,
+    Subscriber,
+    find_program,
+    free_port,
+    requires_mosquitto,
+    wait_until,
+)
 from vcd_plugins import mqtt as mqtt_plugin
+from vcd_plugins.mqtt.payloads import MqttPlugin
+from vcd_plugins.mqtt.settings import parse_settings
 
 import vcd
 from vcd.config import parse_config
@@ -29,11 +40,11 @@ TIMINGS = {"audio_s": 1.62, "decode_ms": 48.5, "speech_end": 1764000000.25, "rec
 
 def make_plugin(
     broker: Broker, site: str = SITE, intents: list[str] | None = None, **table: Any
-) -> mqtt_plugin.MqttPlugin:
+) -> MqttPlugin:
     """A started plugin for ``broker``; fast reconnects unless the test says otherwise."""
     raw = {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **table}
-    settings = mqtt_plugin.parse_settings(raw, "config.toml", site)
-    plugin = mqtt_plugin.MqttPlugin(settings, intents)
+    settings = parse_settings(raw, "config.toml", site)
+    plugin = MqttPlugin(settings, intents)
     plugin.start()
     return plugin
 
@@ -41,9 +52,9 @@ def make_plugin(
 @pytest.fixture
 def plugins() -> Any:
     """Plugins made by a test are stopped after it."""
-    made: list[mqtt_plugin.MqttPlugin] = []
+    made: list[MqttPlugin] = []
 
-    def make(broker: Broker, **kwargs: Any) -> mqtt_plugin.MqttPlugin:
+    def make(broker: Broker, **kwargs: Any) -> MqttPlugin:
         plugin = make_plugin(broker, **kwargs)
         made.append(plugin)
         return plugin
@@ -53,7 +64,7 @@ def plugins() -> Any:
         plugin.stop()
 
 
-def turn_on_kitchen_light(plugin: mqtt_plugin.MqttPlugin) -> None:
+def turn_on_kitchen_light(plugin: MqttPlugin) -> None:
     plugin.intent(SITE, "HassTurnOn", {"name": "kitchen light"}, "turn on the kitchen light", 0.93, TIMINGS)
 
 
@@ -139,9 +150,10 @@ def test_shutdown_delivers_offline_retained(broker: Broker, subscriber: Subscrib
 KILLED_CLIENT = textwrap.dedent(
     """
     import sys, time
-    from vcd_plugins import mqtt
-    settings = mqtt.parse_settings({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 5}, "test", "attic")
-    plugin = mqtt.MqttPlugin(settings)
+    from vcd_plugins.mqtt.payloads import MqttPlugin
+    from vcd_plugins.mqtt.settings import parse_settings
+    settings = parse_settings({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 5}, "test", "attic")
+    plugin = MqttPlugin(settings)
     plugin.start()
     while not plugin.publisher.connected:
         time.sleep(0.01)
@@ -216,8 +228,8 @@ def test_commands_map_intents_to_topics_and_payloads(
     ]
     assert json.loads(got[-1][1]) == {"target": 21, "said": 'set the bedroom to "21" degrees'}
     assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: commands[1] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
-        "which this command lacks (slots: area, domain)"
+        ("commands[1] (intent HassTurnOn) skipped: the template 'home/{name|slug}/set' names {name}, "
+         "which this command lacks (slots: area, domain)")
     ]
     late = Subscriber(broker, topics=("home/#",))  # retain = true on the thermostat rule only
     try:
@@ -237,18 +249,9 @@ def test_command_topic_made_unsafe_by_a_raw_slot_is_skipped(
     turn_on_kitchen_light(plugin)
     assert [(m.topic, m.text) for m in subscriber.drain(0.7)] == [("home/kitchen light/set", "ON")]
     assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
-        "(got 'home/tv #2/set') (template 'home/{name}/set')"
+        ("commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
+         "(got 'home/tv #2/set') (template 'home/{name}/set')")
     ]
-
-
-def test_template_syntax() -> None:
-    template = mqtt_plugin.Template.parse("{{literal}} {name} {name|slug} {name|upper} {n|json} {intent|lower}")
-    values = {"name": "Kitchen Light", "n": 2.5, "intent": "HassTurnOn"}
-    assert template.render(values) == "{literal} Kitchen Light kitchen_light KITCHEN LIGHT 2.5 hassturnon"
-    assert mqtt_plugin.slugify("Café  Lights/2") == "cafe_lights_2"
-    with pytest.raises(mqtt_plugin.MissingField):
-        template.render({"name": "x"})
 
 
 # --- Rhasspy Hermes --------------------------------------------------------------------------------
@@ -373,15 +376,6 @@ def test_homeassistant_discovery_and_events(broker: Broker, subscriber: Subscrib
         home_assistant.close()
 
 
-def test_event_types_come_from_the_sentence_files(tmp_path: Path) -> None:
-    sentences = tmp_path / "mine.yaml"
-    sentences.write_text("language: en\nintents:\n  OpenGarage:\n    data:\n      - sentences: [open the garage]\n")
-    config = parse_config({"recognizer": {"sentences": str(sentences)}}, tmp_path / "config.toml")
-    assert mqtt_plugin.sentence_intents(config) == ["OpenGarage"]
-    bundled = mqtt_plugin.sentence_intents(parse_config({}))
-    assert {"HassTurnOn", "HassTurnOff", "HassClimateSetTemperature"} <= set(bundled)
-
-
 # --- broker outages --------------------------------------------------------------------------------
 
 
@@ -454,8 +448,8 @@ def test_full_queue_drops_the_oldest_and_logs_it(tmp_path: Path, caplog: pytest.
         assert (
             drops
             == [
-                "mqtt: queue full (2 messages, broker unreachable); dropped the oldest: intent HassTurnOn on "
-                "vcd/kitchen/intent/HassTurnOn",
+                ("queue full (2 messages, broker unreachable); dropped the oldest: intent HassTurnOn on "
+                 "vcd/kitchen/intent/HassTurnOn"),
             ]
             * 2
         )
@@ -469,23 +463,6 @@ def test_full_queue_drops_the_oldest_and_logs_it(tmp_path: Path, caplog: pytest.
     finally:
         plugin.stop()
         broker.stop()
-
-
-def test_unreachable_broker_is_logged_once_and_shutdown_is_quick(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
-    settings = mqtt_plugin.parse_settings(
-        {"host": "127.0.0.1", "port": free_port(), "reconnect_min_s": 0.05, "reconnect_max_s": 0.1}, "config.toml", SITE
-    )
-    plugin = mqtt_plugin.MqttPlugin(settings)
-    plugin.start()
-    turn_on_kitchen_light(plugin)
-    time.sleep(0.6)  # several failed attempts
-    started = time.monotonic()
-    assert plugin.stop() is False
-    assert time.monotonic() - started < 3
-    messages = [r.getMessage() for r in caplog.records]
-    assert sum("cannot reach broker" in m for m in messages) == 1
-    assert "mqtt: 1 queued message(s) not delivered before shutdown (broker unreachable)" in messages
 
 
 # --- the hooks as the daemon calls them --------------------------------------------------------
@@ -512,112 +489,6 @@ def test_hooks_through_a_real_config(broker: Broker, subscriber: Subscriber, tmp
     finally:
         mqtt_plugin.vcd_shutdown(reason="test")
     subscriber.wait_for("vcd/hall/status", payload="offline")
-
-
-def test_no_table_means_idle(tmp_path: Path) -> None:
-    config = parse_config({}, tmp_path / "config.toml")
-    mqtt_plugin.vcd_startup(config=config, config_path=tmp_path / "config.toml")
-    mqtt_plugin.vcd_intent(site="x", intent="HassTurnOn", slots={}, text="t", confidence=1.0, timings={})
-    mqtt_plugin.vcd_shutdown(reason="test")
-
-
-# --- configuration errors --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("table", "message"),
-    [
-        ({"qos": 3}, "plugins.mqtt.qos: must be 0, 1 or 2 (got 3)"),
-        ({"port": 0}, "plugins.mqtt.port: must be 1..65535 (got 0)"),
-        ({"prot": 1884}, "plugins.mqtt.prot: unknown key (did you mean 'port'?)"),
-        ({"host": ""}, "plugins.mqtt.host: must not be empty"),
-        ({"retain": "yes"}, "plugins.mqtt.retain: must be true or false (got 'yes')"),
-        (
-            {"topic_prefix": "vcd/#"},
-            "plugins.mqtt.topic_prefix: must not contain the wildcards '+' or '#' (got 'vcd/#')",
-        ),
-        (
-            {"availability_topic": "vcd/+/status"},
-            "plugins.mqtt.availability_topic: must not contain the wildcards '+' or '#' (got 'vcd/+/status')",
-        ),
-        (
-            {"reconnect_min_s": 10, "reconnect_max_s": 5},
-            "plugins.mqtt.reconnect_max_s: must be at least reconnect_min_s (5 < 10)",
-        ),
-        ({"queue_size": 0}, "plugins.mqtt.queue_size: must be 1..1000000 (got 0)"),
-        (
-            {"password_env": "VCD_TEST_NO_SUCH_VARIABLE", "username": "u"},
-            "plugins.mqtt.password_env: environment variable VCD_TEST_NO_SUCH_VARIABLE is not set",
-        ),
-        (
-            {"password_file": "missing.txt", "username": "u"},
-            "plugins.mqtt.password_file: {dir}/missing.txt: no such file",
-        ),
-        ({"tls": {"ca_file": "ca.pem"}}, "plugins.mqtt.tls.ca_file: {dir}/ca.pem: no such file"),
-        ({"tls": {"verify": False}}, "plugins.mqtt.tls.verify: unknown key"),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "home/+/set", "payload": "ON"}]},
-            "plugins.mqtt.commands[0].topic: must not contain the wildcards '+' or '#' (got 'home/+/set')",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "home/{name|shout}", "payload": "ON"}]},
-            "plugins.mqtt.commands[0].topic: template 'home/{name|shout}': unknown filter 'shout' "
-            "(known: json, lower, slug, upper)",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "home/{name.attr}", "payload": "ON"}]},
-            "plugins.mqtt.commands[0].topic: template 'home/{name.attr}': {name.attr} must name a slot, "
-            "e.g. {name} or {name|slug}",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "home/x", "payload": "{oops"}]},
-            "plugins.mqtt.commands[0].payload: malformed template '{oops': expected '}' before end of string "
-            "(write '{{' or '}}' for a literal brace)",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "home/x"}]},
-            "plugins.mqtt.commands[0].payload: missing (every command needs intent, topic and payload)",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "t", "payload": "p", "qos": 5}]},
-            "plugins.mqtt.commands[0].qos: must be 0, 1 or 2 (got 5)",
-        ),
-        (
-            {"commands": [{"intent": "HassTurnOn", "topic": "t", "payload": "p", "slot": {}}]},
-            "plugins.mqtt.commands[0].slot: unknown key (did you mean 'slots'?)",
-        ),
-        (
-            {"node_id": "vcd kitchen", "homeassistant_discovery": True},
-            "plugins.mqtt.node_id: must use only letters, digits, '_' and '-' (got 'vcd kitchen')",
-        ),
-    ],
-)
-def test_config_errors_are_one_line(tmp_path: Path, table: dict[str, Any], message: str) -> None:
-    path = tmp_path / "config.toml"
-    config = parse_config({"plugins": {"mqtt": table}}, path)
-    with pytest.raises(vcd.ConfigError) as caught:
-        mqtt_plugin.vcd_startup(config=config, config_path=path)
-    assert str(caught.value) == f"{path}: " + message.replace("{dir}", str(tmp_path))
-
-
-def test_password_from_environment_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VCD_TEST_MQTT_PASSWORD", "s3cret")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password_env": "VCD_TEST_MQTT_PASSWORD"}, "c", SITE)
-    assert settings.password == "s3cret" and "s3cret" not in repr(settings)
-    (tmp_path / "pw").write_text("from-file\n")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password_file": "pw"}, "c", SITE, tmp_path)
-    assert settings.password == "from-file"
-
-
-def test_a_literal_password_works_but_is_discouraged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
-    settings = mqtt_plugin.parse_settings({"username": "hub", "password": "plain"}, "c", SITE)
-    assert settings.password == "plain"
-    assert [r.getMessage() for r in caplog.records] == [
-        "mqtt: plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
-    ]
-    with pytest.raises(vcd.ConfigError, match=r"^c: plugins.mqtt.password_env: give only one of password, "):
-        mqtt_plugin.parse_settings({"username": "hub", "password": "p", "password_env": "X"}, "c", SITE)
 
 
 # --- TLS and passwords against a real broker -------------------------------------------------------
@@ -670,10 +541,10 @@ def test_tls_connection_with_a_private_ca(tmp_path: Path, plugins: Any) -> None:
     broker.start()
     sub = Subscriber(broker)  # on the plain listener
     try:
-        settings = mqtt_plugin.parse_settings(
+        settings = parse_settings(
             {"host": "127.0.0.1", "port": tls_port, "tls": {"ca_file": "ca.pem"}}, "config.toml", SITE, tmp_path
         )
-        plugin = mqtt_plugin.MqttPlugin(settings)
+        plugin = MqttPlugin(settings)
         plugin.start()
         try:
             sub.wait_for("vcd/kitchen/status", payload="online")
@@ -718,12 +589,12 @@ def test_password_from_a_file_against_a_real_broker(tmp_path: Path, caplog: pyte
                 "reconnect_min_s": 5,
                 "reconnect_max_s": 5,
             }
-            made.append(mqtt_plugin.MqttPlugin(mqtt_plugin.parse_settings(table, "config.toml", site, tmp_path)))
+            made.append(MqttPlugin(parse_settings(table, "config.toml", site, tmp_path)))
             made[-1].start()
         sub.wait_for("vcd/good/status", payload="online")
         assert wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records), 5)
         refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-        assert refused[0] == f"mqtt: broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
+        assert refused[0] == f"broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
         assert not made[1].publisher.connected
     finally:
         for plugin in made:

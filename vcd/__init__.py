@@ -11,10 +11,37 @@ A plugin needs only ``import vcd``::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from vcd.config import Config
 from vcd.errors import ConfigError, ExitCode, VcdError
 from vcd.hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from vcd.grammar import BUNDLED_SENTENCES, sentence_files
+
 __version__ = "0.1.0"
 
-__all__ = ["Config", "ConfigError", "ExitCode", "VcdError", "hookimpl", "__version__"]
+__all__ = [
+    "BUNDLED_SENTENCES",
+    "Config",
+    "ConfigError",
+    "ExitCode",
+    "VcdError",
+    "__version__",
+    "hookimpl",
+    "sentence_files",
+]
+
+# Imported on first use: vcd.grammar brings in hassil (~0.15 s), which ``import vcd`` should not pay for.
+_LAZY = {"BUNDLED_SENTENCES": "vcd.grammar", "sentence_files": "vcd.grammar"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vcd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

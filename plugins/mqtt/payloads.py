@@ -1,0 +1,248 @@
+"""What each hook call publishes, and where: JSON events, mapped commands, Hermes and Home Assistant messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import vcd
+
+from . import hermes
+from .publisher import OFFLINE, ONLINE, Message, Publisher
+from .settings import CommandRule, MqttSettings
+from .templates import MissingField, topic_problem
+
+_LOGGER = logging.getLogger(__name__)
+
+UNRECOGNIZED_EVENT = "unrecognized"  # Home Assistant event type for speech that is not a command
+
+
+# --- vcd's own JSON events -----------------------------------------------------------------------
+
+
+def intent_event(
+    site: str, intent: str, slots: dict[str, Any], text: str, confidence: float, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The payload of ``<topic_prefix>/<site>/intent/<intent>``; a fresh ``id`` each call."""
+    return {
+        "id": str(uuid.uuid4()),
+        "intent": intent,
+        "slots": slots,
+        "text": text,
+        "confidence": round(confidence, 4),
+        "site": site,
+        "speech_end": timings.get("speech_end"),
+        "recognized_at": timings.get("recognized_at"),
+        "audio_s": timings.get("audio_s"),
+        "decode_ms": timings.get("decode_ms"),
+    }
+
+
+def unrecognized_event(site: str, text: str, confidence: float, audio_s: float) -> dict[str, Any]:
+    """The payload of ``<topic_prefix>/<site>/unrecognized``."""
+    return {"text": text, "confidence": round(confidence, 4), "site": site, "audio_s": audio_s}
+
+
+# --- mapped commands ([[plugins.mqtt.commands]]) -------------------------------------------------
+
+
+def command_messages(
+    rules: tuple[CommandRule, ...], site: str, intent: str, slots: dict[str, Any], text: str, confidence: float
+) -> Iterator[Message]:
+    """The messages of the rules that match, in order; a rule whose templates cannot be filled is skipped and logged."""
+    values = {"intent": intent, "site": site, "text": text, "confidence": round(confidence, 4), **slots}
+    for rule in rules:
+        if not rule.matches(intent, slots):
+            continue
+        try:
+            topic = rule.topic.render(values)
+            payload = rule.payload.render(values)
+        except MissingField as exc:
+            _LOGGER.warning(
+                "commands[%d] (intent %s) skipped: the template %r names {%s}, which this command lacks (slots: %s)",
+                rule.index,
+                intent,
+                _template_with(rule, exc.args[0]),
+                exc.args[0],
+                ", ".join(sorted(slots)) or "none",
+            )
+            continue
+        problem = topic_problem(topic)
+        if problem:
+            _LOGGER.warning(
+                "commands[%d] (intent %s) skipped: topic %s (template %r)",
+                rule.index,
+                intent,
+                problem,
+                rule.topic.source,
+            )
+            continue
+        yield Message(topic, payload, rule.qos, rule.retain, f"commands[{rule.index}] ({intent})")
+
+
+def _template_with(rule: CommandRule, name: str) -> str:
+    for template in (rule.topic, rule.payload):
+        if any(isinstance(p, tuple) and p[0] == name for p in template.parts):
+            return template.source
+    return rule.topic.source
+
+
+# --- Home Assistant --------------------------------------------------------------------------------
+
+
+def event_state_topic(settings: MqttSettings) -> str:
+    """The state topic of vcd's Home Assistant ``event`` entity."""
+    return f"{settings.base_topic}/event"
+
+
+def discovery_topic(settings: MqttSettings) -> str:
+    """Where Home Assistant's MQTT discovery looks for vcd's ``event`` entity."""
+    return f"{settings.discovery_prefix}/event/{settings.node_id}/command/config"
+
+
+def discovery_config(settings: MqttSettings, event_types: list[str]) -> dict[str, Any]:
+    """The Home Assistant MQTT discovery payload of vcd's ``event`` entity."""
+    s = settings
+    return {
+        "name": "Voice command",
+        "unique_id": f"{s.node_id}_command",
+        "state_topic": event_state_topic(s),
+        "event_types": event_types,
+        "availability_topic": s.availability_topic,
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+        "qos": s.qos,
+        "icon": "mdi:microphone-message",
+        "device": {
+            "identifiers": [s.node_id],
+            "name": f"vcd {s.site}",
+            "manufacturer": "vcd",
+            "model": "offline voice-command daemon",
+            "sw_version": vcd.__version__,
+        },
+    }
+
+
+def homeassistant_event(
+    event_type: str, text: str, confidence: float, slots: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payload on the ``event`` entity's state topic: the slots, then ``event_type``, ``text`` and ``confidence``."""
+    return {**(slots or {}), "event_type": event_type, "text": text, "confidence": round(confidence, 4)}
+
+
+# --- the plugin ----------------------------------------------------------------------------------
+
+
+class MqttPlugin:
+    """Turns hook calls into MQTT messages for one configured broker."""
+
+    def __init__(self, settings: MqttSettings, intent_names: list[str] | None = None):
+        self.settings = settings
+        self.event_types = list(settings.event_types or intent_names or [])
+        if UNRECOGNIZED_EVENT not in self.event_types:
+            self.event_types.append(UNRECOGNIZED_EVENT)
+        self.publisher = Publisher(settings, self._discovery_messages())
+        self._session: tuple[str, str, str] | None = None  # (site, text, sessionId) of the last transcript
+
+    # Home Assistant
+
+    @property
+    def event_state_topic(self) -> str:
+        return event_state_topic(self.settings)
+
+    @property
+    def discovery_topic(self) -> str:
+        return discovery_topic(self.settings)
+
+    def discovery_config(self) -> dict[str, Any]:
+        """The Home Assistant MQTT discovery payload of vcd's ``event`` entity."""
+        return discovery_config(self.settings, self.event_types)
+
+    def _discovery_messages(self) -> list[tuple[str, str]]:
+        if not self.settings.homeassistant_discovery:
+            return []
+        return [(self.discovery_topic, json.dumps(self.discovery_config()))]
+
+    # hooks
+
+    def start(self) -> None:
+        self.publisher.start()
+
+    def transcript(self, site: str, text: str, confidence: float, audio_s: float) -> None:
+        session_id = str(uuid.uuid4())
+        self._session = (site, text, session_id)
+        if self.settings.hermes:
+            self._put(
+                hermes.TEXT_CAPTURED_TOPIC,
+                hermes.hermes_text_captured(site, text, confidence, audio_s, session_id),
+                "Hermes textCaptured",
+            )
+
+    def _session_id(self, site: str, text: str) -> str:
+        if self._session and self._session[:2] == (site, text):
+            return self._session[2]
+        return str(uuid.uuid4())
+
+    def intent(
+        self, site: str, intent: str, slots: dict[str, Any], text: str, confidence: float, timings: dict[str, float]
+    ) -> None:
+        s = self.settings
+        timings = timings or {}
+        if s.publish_intents:
+            self._put(
+                f"{s.topic_prefix}/{site}/intent/{intent}",
+                intent_event(site, intent, slots, text, confidence, timings),
+                f"intent {intent}",
+            )
+        for message in command_messages(s.commands, site, intent, slots, text, confidence):
+            self.publisher.put(message)
+        if s.hermes:
+            self._put(
+                hermes.intent_topic(intent),
+                hermes.hermes_intent(site, intent, slots, text, confidence, self._session_id(site, text)),
+                f"Hermes intent {intent}",
+            )
+        if s.homeassistant_discovery:
+            self._put(
+                self.event_state_topic,
+                homeassistant_event(intent, text, confidence, slots),
+                f"Home Assistant event {intent}",
+            )
+
+    def unrecognized(self, site: str, text: str, confidence: float, audio_s: float) -> None:
+        s = self.settings
+        if s.publish_unrecognized:
+            self._put(
+                f"{s.topic_prefix}/{site}/unrecognized",
+                unrecognized_event(site, text, confidence, audio_s),
+                "unrecognized speech",
+            )
+        if s.hermes:
+            self._put(
+                hermes.NOT_RECOGNIZED_TOPIC,
+                hermes.hermes_not_recognized(site, text, self._session_id(site, text)),
+                "Hermes intentNotRecognized",
+            )
+        if s.homeassistant_discovery:
+            self._put(
+                self.event_state_topic,
+                homeassistant_event(UNRECOGNIZED_EVENT, text, confidence),
+                "Home Assistant event unrecognized",
+            )
+
+    def stop(self) -> bool:
+        return self.publisher.stop(self.settings.shutdown_wait_s)
+
+    def _put(self, topic: str, payload: dict[str, Any], what: str) -> None:
+        self.publisher.put(
+            Message(
+                topic,
+                json.dumps(payload, ensure_ascii=False, default=str),
+                self.settings.qos,
+                self.settings.retain,
+                what,
+            )
+        )

@@ -1,0 +1,336 @@
+"""The ``[plugins.mqtt]`` table: validated into frozen settings, with one-line errors naming the key."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import vcd
+
+from .templates import Template, slugify, topic_problem
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandRule:
+    """One ``[[plugins.mqtt.commands]]`` entry: publish ``payload`` to ``topic`` for a matching intent."""
+
+    index: int
+    intent: str
+    slots: dict[str, tuple[Any, ...]]  # slot → accepted values (any of)
+    topic: Template
+    payload: Template
+    qos: int
+    retain: bool
+
+    def matches(self, intent: str, slots: dict[str, Any]) -> bool:
+        if intent != self.intent:
+            return False
+        return all(name in slots and slots[name] in accepted for name, accepted in self.slots.items())
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_file: Path | None = None  # None: the system's CA store
+    cert_file: Path | None = None  # client certificate (mutual TLS)
+    key_file: Path | None = None  # its private key
+    insecure: bool = False  # skip the host name check (self-signed test brokers only)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """The validated ``[plugins.mqtt]`` table."""
+
+    site: str
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = ""  # "" → "vcd-<site>"
+    keepalive_s: int = 60
+    connect_timeout_s: float = 5.0
+    qos: int = 1
+    retain: bool = False
+    tls: TlsSettings | None = None
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
+    topic_prefix: str = "vcd"
+    availability_topic: str = ""  # "" → "<topic_prefix>/<site>/status"
+    publish_intents: bool = True
+    publish_unrecognized: bool = False
+    queue_size: int = 100
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    shutdown_wait_s: float = 1.0
+    hermes: bool = False
+    homeassistant_discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+    node_id: str = ""  # "" → slug of "vcd_<site>"
+    event_types: tuple[str, ...] = ()  # () → the intents of the sentence files
+    commands: tuple[CommandRule, ...] = ()
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.topic_prefix}/{self.site}"
+
+
+_KEYS = (
+    "host", "port", "client_id", "keepalive_s", "connect_timeout_s", "qos", "retain", "tls", "username",
+    "password", "password_env", "password_file", "topic_prefix", "availability_topic", "publish_intents",
+    "publish_unrecognized", "queue_size", "reconnect_min_s", "reconnect_max_s", "shutdown_wait_s", "hermes",
+    "homeassistant_discovery", "discovery_prefix", "node_id", "event_types", "commands",
+)
+_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure")
+_COMMAND_KEYS = ("intent", "slots", "topic", "payload", "qos", "retain")
+
+
+def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (a key may be any TOML string)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+class _Checker:
+    """Reads typed values out of a raw table and raises one-line :class:`vcd.ConfigError` s."""
+
+    def __init__(self, label: str, base: Path):
+        self.label = label
+        self.base = base
+
+    def error(self, key: str, message: str) -> vcd.ConfigError:
+        return vcd.ConfigError(_one_line(f"{self.label}: plugins.mqtt.{key}: {message}"))
+
+    def unknown(self, table: dict[str, Any], known: tuple[str, ...] | list[str], prefix: str) -> None:
+        for key in table:
+            if key not in known:
+                raise self.error(f"{prefix}{key}", f"unknown key{_suggest(key, known)}")
+
+    def str_(
+        self, table: dict[str, Any], key: str, default: str, path: str | None = None, nonempty: bool = False
+    ) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            raise self.error(path or key, f"must be a string (got {value!r})")
+        if nonempty and not value.strip():
+            raise self.error(path or key, "must not be empty")
+        return value
+
+    def bool_(self, table: dict[str, Any], key: str, default: bool, path: str | None = None) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(path or key, f"must be true or false (got {value!r})")
+        return value
+
+    def int_(self, table: dict[str, Any], key: str, default: int, lo: int, hi: int, path: str | None = None) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path or key, f"must be an integer (got {value!r})")
+        if not lo <= value <= hi:
+            raise self.error(path or key, f"must be {lo}..{hi} (got {value})")
+        return value
+
+    def qos(self, table: dict[str, Any], key: str, default: int, path: str | None = None) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or value not in (0, 1, 2):
+            raise self.error(path or key, f"must be 0, 1 or 2 (got {value!r})")
+        return int(value)
+
+    def float_(self, table: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number of seconds (got {value!r})")
+        if not lo <= value <= hi:
+            raise self.error(key, f"must be {lo:g}..{hi:g} (got {value})")
+        return float(value)
+
+    def file(self, table: dict[str, Any], key: str, path: str) -> Path | None:
+        value = self.str_(table, key, "", path)
+        if not value:
+            return None
+        try:
+            resolved = Path(value).expanduser()
+        except RuntimeError:  # "~user/…" for a user that does not exist
+            raise self.error(path, f"{value}: cannot expand '~': no such user") from None
+        if not resolved.is_absolute():
+            resolved = self.base / resolved
+        if not resolved.is_file():
+            raise self.error(path, f"{resolved}: no such file")
+        return resolved
+
+    def topic(self, value: str, path: str) -> str:
+        problem = topic_problem(value)
+        if problem:
+            raise self.error(path, problem)
+        return value
+
+
+def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | None = None) -> MqttSettings:
+    """Validate the raw ``[plugins.mqtt]`` table of the file ``label``.
+
+    Raises :class:`vcd.ConfigError` with one line naming the file and key path, e.g.
+    ``config.toml: plugins.mqtt.qos: must be 0, 1 or 2 (got 3)``.
+    """
+    c = _Checker(label, base or Path.cwd())
+    c.unknown(table, _KEYS, "")
+    values: dict[str, Any] = {"site": site}
+    values["host"] = c.str_(table, "host", "localhost", nonempty=True)
+    values["client_id"] = c.str_(table, "client_id", "")
+    values["keepalive_s"] = c.int_(table, "keepalive_s", 60, 5, 65535)
+    values["connect_timeout_s"] = c.float_(table, "connect_timeout_s", 5.0, 0.1, 300)
+    values["qos"] = c.qos(table, "qos", 1)
+    values["retain"] = c.bool_(table, "retain", False)
+
+    tls_raw = table.get("tls", False)
+    if isinstance(tls_raw, bool):
+        values["tls"] = TlsSettings() if tls_raw else None
+    elif isinstance(tls_raw, dict):
+        c.unknown(tls_raw, _TLS_KEYS, "tls.")
+        values["tls"] = TlsSettings(
+            ca_file=c.file(tls_raw, "ca_file", "tls.ca_file"),
+            cert_file=c.file(tls_raw, "cert_file", "tls.cert_file"),
+            key_file=c.file(tls_raw, "key_file", "tls.key_file"),
+            insecure=c.bool_(tls_raw, "insecure", False, "tls.insecure"),
+        )
+        if values["tls"].key_file and not values["tls"].cert_file:
+            raise c.error("tls.key_file", "needs tls.cert_file as well")
+    else:
+        raise c.error("tls", f"must be true, false or a table [plugins.mqtt.tls] (got {tls_raw!r})")
+    values["port"] = c.int_(table, "port", 8883 if values["tls"] else 1883, 1, 65535)
+
+    values["username"] = c.str_(table, "username", "")
+    values["password"] = _password(c, table)
+    if values["password"] is not None and not values["username"]:
+        raise c.error("username", "must be set when a password is given")
+
+    prefix = c.str_(table, "topic_prefix", "vcd", nonempty=True).strip("/")
+    values["topic_prefix"] = c.topic(prefix, "topic_prefix")
+    availability = c.str_(table, "availability_topic", "") or f"{prefix}/{site}/status"
+    values["availability_topic"] = c.topic(availability, "availability_topic")
+    values["publish_intents"] = c.bool_(table, "publish_intents", True)
+    values["publish_unrecognized"] = c.bool_(table, "publish_unrecognized", False)
+    values["queue_size"] = c.int_(table, "queue_size", 100, 1, 1_000_000)
+    values["reconnect_min_s"] = c.float_(table, "reconnect_min_s", 1.0, 0.01, 3600)
+    values["reconnect_max_s"] = c.float_(table, "reconnect_max_s", 30.0, 0.01, 3600)
+    if values["reconnect_max_s"] < values["reconnect_min_s"]:
+        raise c.error(
+            "reconnect_max_s",
+            f"must be at least reconnect_min_s ({values['reconnect_max_s']:g} < {values['reconnect_min_s']:g})",
+        )
+    values["shutdown_wait_s"] = c.float_(table, "shutdown_wait_s", 1.0, 0, 30)
+    values["hermes"] = c.bool_(table, "hermes", False)
+    values["homeassistant_discovery"] = c.bool_(table, "homeassistant_discovery", False)
+    discovery_prefix = c.str_(table, "discovery_prefix", "homeassistant", nonempty=True).strip("/")
+    values["discovery_prefix"] = c.topic(discovery_prefix, "discovery_prefix")
+    node_id = c.str_(table, "node_id", "") or slugify(f"vcd_{site}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", node_id):
+        raise c.error("node_id", f"must use only letters, digits, '_' and '-' (got {node_id!r})")
+    values["node_id"] = node_id
+    event_types = table.get("event_types", [])
+    if not isinstance(event_types, list) or not all(isinstance(e, str) and e for e in event_types):
+        raise c.error("event_types", f"must be a list of intent names (got {event_types!r})")
+    values["event_types"] = tuple(event_types)
+    values["commands"] = _commands(c, table.get("commands", []), values["qos"], values["retain"])
+    return MqttSettings(**values)
+
+
+def _password(c: _Checker, table: dict[str, Any]) -> str | None:
+    given = [k for k in ("password", "password_env", "password_file") if k in table]
+    if len(given) > 1:
+        raise c.error(given[1], f"give only one of password, password_env and password_file (got {', '.join(given)})")
+    if "password" in table:
+        _LOGGER.warning(
+            "plugins.mqtt.password is written in the configuration file; prefer password_env or password_file"
+        )
+        return c.str_(table, "password", "")
+    if "password_env" in table:
+        var = c.str_(table, "password_env", "", nonempty=True)
+        if var not in os.environ:
+            raise c.error("password_env", f"environment variable {var} is not set")
+        return os.environ[var]
+    if "password_file" in table:
+        path = c.file(table, "password_file", "password_file")
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n") if path else None
+        except OSError as exc:
+            raise c.error("password_file", f"{path}: cannot read: {exc.strerror or exc}") from None
+    return None
+
+
+def _commands(c: _Checker, raw: Any, qos: int, retain: bool) -> tuple[CommandRule, ...]:
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        raise c.error("commands", "must be an array of tables ([[plugins.mqtt.commands]])")
+    rules = []
+    for index, entry in enumerate(raw):
+        where = f"commands[{index}]."
+        c.unknown(entry, _COMMAND_KEYS, where)
+        for key in ("intent", "topic", "payload"):
+            if key not in entry:
+                raise c.error(f"{where}{key}", "missing (every command needs intent, topic and payload)")
+        intent = c.str_(entry, "intent", "", f"{where}intent", nonempty=True)
+        slots_raw = entry.get("slots", {})
+        if not isinstance(slots_raw, dict):
+            raise c.error(f"{where}slots", f'must be a table, e.g. slots = {{ domain = "light" }} (got {slots_raw!r})')
+        slots: dict[str, tuple[Any, ...]] = {}
+        for name, accepted in slots_raw.items():
+            options = accepted if isinstance(accepted, list) else [accepted]
+            if not options or not all(isinstance(o, str | int | float) and not isinstance(o, bool) for o in options):
+                raise c.error(
+                    f"{where}slots.{name}", f"must be a string, a number or a list of them (got {accepted!r})"
+                )
+            slots[name] = tuple(options)
+        templates = {}
+        for key in ("topic", "payload"):
+            source = c.str_(entry, key, "", f"{where}{key}", nonempty=key == "topic")
+            try:
+                templates[key] = Template.parse(source)
+            except ValueError as exc:
+                raise c.error(f"{where}{key}", str(exc)) from None
+        literal_problem = topic_problem(templates["topic"].literal_text or "x")
+        if literal_problem:
+            raise c.error(f"{where}topic", literal_problem)
+        rules.append(
+            CommandRule(
+                index=index,
+                intent=intent,
+                slots=slots,
+                topic=templates["topic"],
+                payload=templates["payload"],
+                qos=c.qos(entry, "qos", qos, f"{where}qos"),
+                retain=c.bool_(entry, "retain", retain, f"{where}retain"),
+            )
+        )
+    return tuple(rules)
+
+
+def sentence_intents(config: Any) -> list[str]:
+    """The intent names of the sentence files the recogniser uses (for Home Assistant's event types)."""
+    try:
+        files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
+    except vcd.VcdError as exc:
+        _LOGGER.warning("cannot list intent names for Home Assistant: %s", exc)
+        return []
+    names: list[str] = []
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            _LOGGER.warning("cannot read intent names from %s: %s", path, exc)
+            continue
+        intents = doc.get("intents") if isinstance(doc, dict) else None
+        for name in intents if isinstance(intents, dict) else ():
+            if name not in names:
+                names.append(name)
+    return names
+
