@@ -80,6 +80,8 @@ install_venv() {
     case "$(uname -m)" in
         # x86_64: the releases vcd is tested with (pip finds them on this project's machines' disk);
         # aarch64 (Raspberry Pi): whatever CPU build PyPI has within pyproject.toml's ranges.
+        # The train extra (pyroomacoustics) only where it has a wheel: on a Pi, `vcd train` simulates
+        # rooms without it.
         x86_64) pins=("torch==2.14.1" "torchaudio==2.11.0"); extras="test,train" ;;
     esac
     log "installing vcd into $VENV ${pins[*]:+(with ${pins[*]})}"

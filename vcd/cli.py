@@ -101,12 +101,14 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
     p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
+                   help="denoiser before the features (default auto: the one the model was trained with)")
 
 
 def _load_recognizer(args: argparse.Namespace):
     from vcd.recognizer import Recognizer
 
-    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads)
+    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:

@@ -68,6 +68,7 @@ class RecognizerConfig:
     model: Path | None = None  # acoustic model file; None = bundled
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
     threads: int = 1  # torch CPU threads of the recogniser
+    front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "model": _str(),
             "min_confidence": _float(0.0, 1.0),
             "threads": _int(1, 64),
+            "front_end": _str(choices=("auto", "rnnoise", "none")),
         },
     ),
     "plugins": (

@@ -311,7 +311,8 @@ def load_recognizer(config: Config) -> Any:
 
     rec = config.recognizer
     return Recognizer.load(
-        sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads
+        sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
+        front_end=rec.front_end,
     )
 
 
