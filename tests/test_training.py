@@ -294,14 +294,14 @@ def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognis
     path = tmp_path / "digits.wav"
     write_wav(path, np.concatenate([np.zeros(4000, np.float32), speak("seven two nine", words_per_minute=110),
                                     np.zeros(4000, np.float32)]))
-    # "corpus" keeps this speaker out of the validation split (see speaker_split)
-    utterances = {"corpus": [Utterance(path, "seven two nine", "s1", "corpus"),
-                             Utterance(path, "hello", "s1", "corpus")]}
+    # speechocean762's speaker 1026 is a training speaker (see speaker_split)
+    utterances = {"speechocean762": [Utterance(path, "seven two nine", "1026", "speechocean762"),
+                                     Utterance(path, "hello", "1026", "speechocean762")]}
     out = tmp_path / "words"
     cut_words(utterances, corpus_lexicon(tmp_path), DEFAULT_MODEL, out, frozenset(DIGITS))
     rows = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["seven", "two", "nine"]
-    assert {r["speaker"] for r in rows} == {"corpus/s1"}
+    assert {r["speaker"] for r in rows} == {"speechocean762/1026"}
     digits = Recognizer.load(Path(__file__).parent.parent / "benchmarks" / "grammars" / "digits.yaml", None, 0.0)
     for row in rows:
         clip, rate = soundfile.read(str(out / row["file"]), dtype="float32")

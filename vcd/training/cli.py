@@ -19,7 +19,6 @@ from vcd.recognizer import DEFAULT_MODEL
 _LOGGER = logging.getLogger(__name__)
 
 # The sentences of the FSDD check after training: the ten digits, one at a time.
-DIGITS_SENTENCES = Path(__file__).parent / "grammars" / "digits.yaml"
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -128,12 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                             "denoise_share": args.denoise})
     calibrate(args.output, args.data, args.work / "synth-heldout")
     print(f"model written to {args.output}")
-    if args.data is not None and (args.data / "fsdd-dev").is_dir():
-        from vcd.evaluate import evaluate, print_report
-        from vcd.recognizer import Recognizer
-
-        print("\nevaluation: FSDD dev speakers, digits grammar")
-        print_report(evaluate(Recognizer.load(DIGITS_SENTENCES, args.output), args.data / "fsdd-dev", pad_s=0.3))
+    print("measure it on the validation speakers (never the test ones) to choose what ships: "
+          "benchmarks/real_rooms.py --split validation --model " + str(args.output))
     return ExitCode.OK
 
 
