@@ -22,7 +22,7 @@ import pytest
 import vcd
 from vcd import hookspecs
 from vcd.config import AudioConfig, Config, DaemonConfig
-from vcd.daemon import MAX_ASR_FAILURES, Daemon
+from vcd.daemon import MAX_ASR_FAILURES, Daemon, Stage
 from vcd.errors import ExitCode, VcdError
 from vcd.plugins import LoadedPlugin, PluginHost
 from vcd.recognizer import Recognition
@@ -36,7 +36,7 @@ COMMAND = Recognition(
     decode_ms=12.34,
 )
 NOT_A_COMMAND = Recognition(text="", intent=None, confidence=0.2, decode_ms=8.0, best_text="turn on the kitchen fox")
-STAGE_THREADS = ("vcd-source", "vcd-vad", "vcd-asr")
+STAGE_THREADS = ("vcd-source", "vcd-vad", "vcd-gate", "vcd-asr")
 
 
 # --- audio ---------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class Pipeline:
     """A started plugin host and a :class:`Daemon` over ``audio``, as ``vcd run`` builds them."""
 
     def __init__(self, audio: np.ndarray, recognizer: FakeRecognizer, realtime: bool = False,
-                 plugin_delay_s: float = 0.0) -> None:
+                 plugin_delay_s: float = 0.0, daemon: type[Daemon] = Daemon) -> None:
         self.timeline: list[tuple[str, str, dict[str, Any]]] = []
         self.config = make_config(realtime)
         self.recognizer = recognizer
@@ -176,7 +176,7 @@ class Pipeline:
         self.plugins = plugin_host(Recorder(self.timeline, plugin_delay_s))
         self.plugins.startup(self.config)
         self.plugins.start_workers()
-        self.daemon = Daemon(self.config, recognizer, self.plugins, self.source)
+        self.daemon = daemon(self.config, recognizer, self.plugins, self.source)
 
     def run(self) -> int:
         return self.daemon.run(Notes(self.timeline))  # type: ignore[arg-type]
@@ -274,6 +274,42 @@ def test_silence_calls_no_event_hook() -> None:
     assert recognizer.calls == []
 
 
+# --- stages --------------------------------------------------------------------------------------
+
+
+class GatedDaemon(Daemon):
+    """A gate between the VAD and the recogniser (as a wake word would be) that passes every other segment."""
+
+    gate_threads: list[str]
+
+    def _pipeline(self) -> list[Stage]:
+        vad, asr = super()._pipeline()
+        self.gate_threads = []
+
+        def gate(segment: Any) -> list[Any]:
+            self.gate_threads.append(threading.current_thread().name)
+            return [segment] if len(self.gate_threads) % 2 else []
+
+        return [vad, Stage("gate", gate), asr]
+
+
+def test_each_stage_runs_on_its_own_named_thread() -> None:
+    pipeline = Pipeline(commands(1), FakeRecognizer(COMMAND))
+    assert [stage.name for stage in pipeline.daemon.stages] == ["vad", "asr"]
+    assert [stage.thread_name for stage in pipeline.daemon.stages] == ["vcd-vad", "vcd-asr"]
+
+
+def test_a_stage_added_between_the_vad_and_the_recogniser_gets_its_thread_and_queues() -> None:
+    recognizer = FakeRecognizer(COMMAND)
+    pipeline = Pipeline(commands(3, tail_s=0.1), recognizer, daemon=GatedDaemon)
+    assert pipeline.run() == ExitCode.OK
+    assert pipeline.daemon.gate_threads == ["vcd-gate"] * 3
+    assert [thread for thread, _ in recognizer.calls] == ["vcd-asr"] * 2  # the first and the third
+    assert pipeline.hooks().count("vcd_speech_ended") == 3
+    assert pipeline.hooks().count("vcd_intent") == 2
+    assert pipeline.calls("vcd_shutdown") == [{"reason": "end of input", "pipeline_threads_alive": []}]
+
+
 # --- end of input --------------------------------------------------------------------------------
 
 
@@ -342,7 +378,7 @@ def test_stop_from_another_thread_shuts_down_in_order() -> None:
 
     def stop_after_the_command() -> None:
         assert wait_until(lambda: "vcd_intent" in pipeline.hooks(), 30)
-        pipeline.daemon.stopper.request("stopped by the test")
+        pipeline.daemon.stop("stopped by the test")
 
     stopper = threading.Thread(target=stop_after_the_command, name="test-stopper")
     stopper.start()
