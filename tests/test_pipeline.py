@@ -10,8 +10,13 @@ tone burst, which webrtcvad takes for voice.
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +27,7 @@ import pytest
 import vcd
 from vcd import hookspecs
 from vcd.config import AudioConfig, Config, DaemonConfig
-from vcd.daemon import MAX_ASR_FAILURES, Daemon, Stage
+from vcd.daemon import MAX_ASR_FAILURES, Daemon, Stage, Stopper
 from vcd.errors import ExitCode, VcdError
 from vcd.plugins import LoadedPlugin, PluginHost
 from vcd.recognizer import Recognition
@@ -401,6 +406,76 @@ def test_stop_from_another_thread_shuts_down_in_order() -> None:
     ]
     assert pipeline.calls("vcd_shutdown") == [{"reason": "stopped by the test", "pipeline_threads_alive": []}]
     assert not pipeline.source.is_alive()
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_handlers() -> Any:
+    """SIGTERM/SIGINT handlers of the program vcd runs in: they note the signals they get."""
+    caught: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        caught.append(signum)
+
+    before = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield handler, caught
+    for signum, previous in before.items():
+        signal.signal(signum, previous)
+
+
+def test_stopper_turns_signals_into_a_stop_and_restores_the_previous_handlers(own_handlers: Any) -> None:
+    handler, caught = own_handlers
+    with Stopper() as stopper:
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == stopper._handle
+        signal.raise_signal(signal.SIGTERM)
+        assert stopper.event.is_set() and stopper.reason == "signal SIGTERM"
+        signal.raise_signal(signal.SIGTERM)  # another SIGTERM is noted, the first reason kept
+        assert stopper.reason == "signal SIGTERM"
+    assert caught == []  # the program's handlers did not see vcd's signals ...
+    assert signal.getsignal(signal.SIGTERM) is handler and signal.getsignal(signal.SIGINT) is handler
+    signal.raise_signal(signal.SIGINT)  # ... and have them again afterwards
+    assert caught == [signal.SIGINT]
+
+
+def test_stopper_restores_the_handlers_after_an_exception(own_handlers: Any) -> None:
+    handler, _ = own_handlers
+    with pytest.raises(VcdError), Stopper():
+        raise VcdError("the model did not load")
+    assert signal.getsignal(signal.SIGTERM) is handler and signal.getsignal(signal.SIGINT) is handler
+
+
+def test_stopper_outside_the_main_thread_leaves_signals_alone(own_handlers: Any) -> None:
+    handler, _ = own_handlers
+
+    def use() -> str:
+        with Stopper() as stopper:
+            assert signal.getsignal(signal.SIGTERM) is handler
+            stopper.request("stopped")
+        return stopper.reason
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(use).result() == "stopped"  # raises here what it raised there
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_a_second_sigint_exits_at_once_with_130() -> None:
+    program = textwrap.dedent(
+        """\
+        import os, signal, time
+        from vcd.daemon import Stopper
+
+        with Stopper() as stopper:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stopper.event.wait(5)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.endswith("vcd: second interrupt, exiting now\n")
 
 
 def wait_until(predicate: Any, timeout_s: float) -> bool:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -344,24 +344,38 @@ class Daemon:
 
 
 class Stopper:
-    """The stop event and its reason; SIGTERM/SIGINT only set it (a second SIGINT exits at once)."""
+    """The stop event and its reason; as a context manager, SIGTERM/SIGINT only set it.
+
+    ``with Stopper() as stopper:`` installs the handlers on entry and puts
+    the previous ones back on exit (uvicorn's ``capture_signals``), so vcd can
+    run inside another program.  A second SIGINT exits at once.  Unlike
+    uvicorn, a signal caught is not raised again on exit: the daemon has
+    shut down in order, and ``vcd run`` exits 0.  Outside the main thread,
+    where Python cannot install handlers, the context does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self._previous: dict[int, Any] = {}
 
     def request(self, reason: str) -> None:
         if not self.reason:
             self.reason = reason
         self.event.set()
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
 
-    def uninstall(self) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            # None: the handler was not installed from Python; the default is the best guess
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -386,9 +400,7 @@ def load_recognizer(config: Config) -> Any:
 def run_daemon(config: Config) -> int:
     """``vcd run``: load plugins, start them, load the model, open the audio, run until stopped."""
     notifier = _Notifier()
-    stopper = Stopper()
-    stopper.install()
-    try:
+    with Stopper() as stopper:
         notifier.notify("STATUS=Loading plugins")
         plugins = load_plugins(config)
         _LOGGER.info("daemon: plugins %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
@@ -409,5 +421,3 @@ def run_daemon(config: Config) -> int:
             return ExitCode.OK
         plugins.start_workers()
         return Daemon(config, recognizer, plugins, source, stopper).run(notifier)
-    finally:
-        stopper.uninstall()
