@@ -44,7 +44,7 @@ class _Notifier:
                 if self._notifier.socket is not None:
                     self._notifier.socket.setblocking(False)  # never stall the daemon on a full socket
             except ImportError:
-                _LOGGER.warning("daemon: sdnotify is not installed; systemd will not be notified")
+                _LOGGER.warning("sdnotify is not installed; systemd will not be notified")
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         pid = os.environ.get("WATCHDOG_PID")
         self.watchdog_s = usec / 2e6 if usec and (not pid or pid == str(os.getpid())) else 0.0
@@ -290,7 +290,7 @@ class Daemon:
         except VcdError as exc:
             self._fail(exc)
             return self._shutdown(notifier, self.stopper.reason, ended=False)
-        _LOGGER.info("daemon: listening on %s (site %r)", self.source.description, self.site)
+        _LOGGER.info("listening on %s (site %r)", self.source.description, self.site)
         notifier.notify("READY=1", f"STATUS=Listening on {self.source.description}")
         next_ping = 0.0
         next_status = time.monotonic() + 60
@@ -319,7 +319,7 @@ class Daemon:
         return f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood{dropped}"
 
     def _shutdown(self, notifier: _Notifier, reason: str, ended: bool) -> int:
-        _LOGGER.info("daemon: stopping (%s)", reason)
+        _LOGGER.info("stopping (%s)", reason)
         notifier.notify("STOPPING=1", f"STATUS=Stopping: {reason}")
         self.source.stop()
         self._blocks.end()
@@ -332,10 +332,10 @@ class Daemon:
                     ended = False
                     deadline = min(deadline, time.monotonic() + STOP_JOIN_S)
             if thread.is_alive():
-                _LOGGER.warning("daemon: thread %s did not finish in time; leaving it", thread.name)
+                _LOGGER.warning("%s: thread %s did not finish in time; leaving it", stage.name, thread.name)
         self.plugins.drain(DRAIN_END_S if ended else DRAIN_STOP_S)
         self.plugins.shutdown(reason)
-        _LOGGER.info("daemon: stopped (%s)", self._summary())
+        _LOGGER.info("stopped (%s)", self._summary())
         if self._failure is not None:
             if isinstance(self._failure, VcdError):
                 raise self._failure
@@ -383,7 +383,7 @@ class Stopper:
             sys.stderr.write("vcd: second interrupt, exiting now\n")
             sys.stderr.flush()
             os._exit(130)
-        _LOGGER.info("daemon: received %s", name)
+        _LOGGER.info("received %s", name)
         self.request(f"signal {name}")
 
 
@@ -403,19 +403,19 @@ def run_daemon(config: Config) -> int:
     with Stopper() as stopper:
         notifier.notify("STATUS=Loading plugins")
         plugins = load_plugins(config)
-        _LOGGER.info("daemon: plugins %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
+        _LOGGER.info("plugins loaded: %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
         plugins.startup(config)
         try:
             source = open_source(config.audio)  # reads a file / finds the device; starts nothing
             notifier.notify("STATUS=Loading the recogniser")
             started = time.monotonic()
             recognizer = load_recognizer(config)
-            _LOGGER.info("daemon: recogniser loaded in %.1f s", time.monotonic() - started)
+            _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
         except BaseException as exc:
             plugins.shutdown(f"error: {exc}")
             raise
         if stopper.event.is_set():
-            _LOGGER.info("daemon: stopping before start (%s)", stopper.reason)
+            _LOGGER.info("stopping before start (%s)", stopper.reason)
             notifier.notify("STOPPING=1")
             plugins.shutdown(stopper.reason)
             return ExitCode.OK

@@ -47,7 +47,7 @@ class BlockQueue:
             if now >= self._next_log:  # at most one line per LOG_EVERY_S
                 self._next_log = now + LOG_EVERY_S
                 _LOGGER.warning(
-                    "audio: block queue full (the VAD/recogniser is not keeping up); %d blocks dropped so far",
+                    "audio block queue full (the VAD/recogniser is not keeping up); %d blocks dropped so far",
                     self.dropped,
                 )
             return False
@@ -176,7 +176,7 @@ class _ThreadSource(Source):
         try:
             self._run(blocks)
         except Exception as exc:  # reported by the daemon as the reason it stops
-            _LOGGER.exception("source: reading %s failed", self.description)
+            _LOGGER.exception("reading %s failed", self.description)
             self._error = exc
         finally:
             blocks.end()
@@ -214,7 +214,7 @@ class MemorySource(_ThreadSource):
             if not blocks.put(self._samples[offset : offset + block], self._stop):
                 return
             self._pace(started, (offset + block) / SAMPLE_RATE_HZ)
-        _LOGGER.info("source: end of %s (%.1f s of audio)", self.description, len(self._samples) / SAMPLE_RATE_HZ)
+        _LOGGER.info("end of %s (%.1f s of audio)", self.description, len(self._samples) / SAMPLE_RATE_HZ)
 
 
 class FileSource(MemorySource):
@@ -259,7 +259,7 @@ class StdinSource(_ThreadSource):
                 played += len(pcm)
                 self._pace(started, played / self.rate_hz)
         if eof:
-            _LOGGER.info("source: end of stdin (%.1f s of audio)", played / self.rate_hz)
+            _LOGGER.info("end of stdin (%.1f s of audio)", played / self.rate_hz)
 
 
 def _sounddevice() -> Any:
@@ -383,9 +383,9 @@ class MicSource(Source):
                 self._stream.abort()
                 self._stream.close()
             except Exception:
-                _LOGGER.exception("source: closing %s failed", self.description)
+                _LOGGER.exception("closing %s failed", self.description)
         if self.overflows:
-            _LOGGER.warning("source: %s reported %d input overflows", self.description, self.overflows)
+            _LOGGER.warning("%s reported %d input overflows", self.description, self.overflows)
 
     def is_alive(self) -> bool:
         return self._stream is not None and self._stream.active
