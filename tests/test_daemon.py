@@ -193,7 +193,7 @@ def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subp
 
 def listening(tmp_path: Path) -> bool:
     log = tmp_path / "stderr.log"
-    return log.exists() and "daemon: listening on" in log.read_text()
+    return log.exists() and "listening on" in log.read_text()
 
 
 # --- start-up errors (no model needed) -----------------------------------------------------

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from vcd.config import Config
-from vcd.errors import ConfigError, ExitCode, VcdError
+from vcd.errors import ConfigError, ExitCode, VcdError, did_you_mean
 from vcd.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "ExitCode",
     "VcdError",
     "__version__",
+    "did_you_mean",
     "hookimpl",
     "sentence_files",
 ]

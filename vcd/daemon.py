@@ -9,11 +9,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.errors import ExitCode, VcdError
 from vcd.plugins import PluginHost, load_plugins
@@ -22,7 +24,7 @@ from vcd.vad import Segmenter, SpeechEnd, SpeechStart
 
 _LOGGER = logging.getLogger(__name__)
 
-SEGMENT_QUEUE = 4  # speech segments waiting for the recogniser
+SEGMENT_QUEUE = 4  # items waiting for a stage after the first (speech segments for the recogniser)
 STOP_JOIN_S = 0.5  # how long a stop (signal) waits for the pipeline threads
 END_JOIN_S = 120.0  # how long end of input waits for queued segments to be decoded
 DRAIN_STOP_S = 0.3  # plugins: time to deliver queued events after a signal
@@ -43,7 +45,7 @@ class _Notifier:
                 if self._notifier.socket is not None:
                     self._notifier.socket.setblocking(False)  # never stall the daemon on a full socket
             except ImportError:
-                _LOGGER.warning("daemon: sdnotify is not installed; systemd will not be notified")
+                _LOGGER.warning("sdnotify is not installed; systemd will not be notified")
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         pid = os.environ.get("WATCHDOG_PID")
         self.watchdog_s = usec / 2e6 if usec and (not pid or pid == str(os.getpid())) else 0.0
@@ -58,6 +60,32 @@ class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
 
+    def __str__(self) -> str:
+        return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline, on its own thread ``vcd-NAME`` between two queues.
+
+    ``step`` takes one item from the stage's inbox and returns the items for
+    the next stage (calling plugin hooks on the way is fine); ``finish``
+    returns what the stage still holds at the end of the input.  An exception
+    is logged with the item and the item skipped; ``max_failures`` in a row
+    stop the daemon.  The first stage reads the source's block queue; each
+    later one a queue of ``inbox_size`` items.
+    """
+
+    name: str
+    step: Callable[[Any], list[Any]]
+    finish: Callable[[], list[Any]] = list
+    max_failures: int = 1
+    inbox_size: int = SEGMENT_QUEUE
+
+    @property
+    def thread_name(self) -> str:
+        return f"vcd-{self.name}"
+
 
 class Daemon:
     """Runs the pipeline until a signal, the end of a finite input, or a failure."""
@@ -71,40 +99,106 @@ class Daemon:
         self.plugins = plugins
         self.source = source
         self.stopper = stopper or Stopper()
-        self.stop = self.stopper.event  # set by signals: stop now, discard unfinished work
+        self._stopping = self.stopper.event  # set by stop() and signals: stop now, discard unfinished work
         self._blocks = BlockQueue(config.audio.queue_blocks)
-        self._segments: queue.Queue[_Segment | None] = queue.Queue(maxsize=SEGMENT_QUEUE)
         self._failure: BaseException | None = None
-        self._threads: list[threading.Thread] = []
         self.counts = {"segments": 0, "intents": 0, "unrecognized": 0}
+        self._resampler = StreamResampler(source.rate_hz)  # the VAD stage's state
+        self._segmenter = Segmenter(config.vad)
+        self.stages = self._pipeline()
+        # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
+        self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]
+        self._inboxes += [queue.Queue(maxsize=stage.inbox_size) for stage in self.stages[1:]]
+        self._threads: dict[str, threading.Thread] = {}  # by stage name
+
+    def _pipeline(self) -> list[Stage]:
+        """The stages from the source's blocks to the plugins, in order; adding one is one entry here.
+
+        What a stage returns, the next one takes: the VAD takes audio blocks
+        at the source's rate and returns 16 kHz speech segments; the
+        recogniser takes segments, calls the plugins and returns nothing.  A
+        denoiser would go first (blocks in, blocks out), a wake-word gate
+        between the two (segments in, those to decode out).
+        """
+        return [
+            Stage("vad", self._segment, finish=self._segment_rest),
+            Stage("asr", self._recognize, max_failures=MAX_ASR_FAILURES),
+        ]
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop the pipeline in order, discarding unfinished work (any thread; what a signal does)."""
+        self.stopper.request(reason)
 
     # --- pipeline threads ---
 
-    def _vad_loop(self) -> None:
-        source = self.source.description
-        resampler = StreamResampler(self.source.rate_hz)
-        segmenter = Segmenter(self.config.vad)
+    def _run_stage(self, stage: Stage, inbox: BlockQueue | queue.Queue[Any], outbox: queue.Queue[Any] | None) -> None:
+        """The thread of one stage: until the end marker or a stop; always passes the end marker on."""
+        failures = 0  # in a row: one odd item is skipped, a broken stage stops the daemon
         try:
-            while not self.stop.is_set():
+            while not self._stopping.is_set():
                 try:
-                    block = self._blocks.get(timeout=0.2)
+                    item = inbox.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                if block is END:
-                    if self.stop.is_set():
-                        break
-                    events = segmenter.process(resampler.flush()) + segmenter.flush()
-                    self._handle_vad(events, source)
-                    _LOGGER.debug("vad: end of %s", source)
+                end = item is END
+                if end and self._stopping.is_set():
                     break
-                self._handle_vad(segmenter.process(resampler.process(block)), source)
-        except Exception as exc:
-            _LOGGER.exception("vad: failed while segmenting %s", source)
-            self._fail(exc)
+                try:
+                    results = stage.finish() if end else stage.step(item)
+                except Exception as exc:
+                    failures += 1
+                    what = f"the end of {self.source.description}" if end else self._describe(item)
+                    _LOGGER.exception("%s: failed on %s (%d in a row)", stage.name, what, failures)
+                    if failures >= stage.max_failures:
+                        self._fail(exc)
+                        break
+                    results = []
+                else:
+                    failures = 0
+                if outbox is not None:
+                    for result in results:
+                        self._put(outbox, result)
+                if end:
+                    _LOGGER.debug("%s: end of %s", stage.name, self.source.description)
+                    break
         finally:
-            self._put_segment(None)
+            if outbox is not None:
+                self._put(outbox, END)
 
-    def _handle_vad(self, events: list[SpeechStart | SpeechEnd], source: str) -> None:
+    def _put(self, outbox: queue.Queue[Any], item: Any) -> None:
+        """Wait for room in the next stage's inbox; once stopping, drop the item (the end marker makes room)."""
+        while True:
+            try:
+                outbox.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stopping.is_set():
+                    if item is not END:
+                        return
+                    try:
+                        outbox.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _describe(self, item: Any) -> str:
+        """An item of the pipeline, for log lines."""
+        if isinstance(item, np.ndarray):
+            return f"a {len(item) * 1000 / self.source.rate_hz:.0f} ms block of {self.source.description}"
+        return str(item)
+
+    # --- the stages' steps ---
+
+    def _segment(self, block: np.ndarray) -> list[_Segment]:
+        """VAD: an audio block at the source's rate → the speech segments it closed."""
+        return self._speech(self._segmenter.process(self._resampler.process(block)))
+
+    def _segment_rest(self) -> list[_Segment]:
+        """VAD at the end of the input: close a command still open."""
+        return self._speech(self._segmenter.process(self._resampler.flush()) + self._segmenter.flush())
+
+    def _speech(self, events: list[SpeechStart | SpeechEnd]) -> list[_Segment]:
+        source = self.source.description
+        segments = []
         for event in events:
             if isinstance(event, SpeechStart):
                 _LOGGER.debug("vad: speech started in %s", source)
@@ -115,47 +209,16 @@ class Daemon:
             )
             if event.kept:
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                self._put_segment(_Segment(event.samples, event.timestamp))
+                segments.append(_Segment(event.samples, event.timestamp))
+        return segments
 
-    def _put_segment(self, segment: _Segment | None) -> None:
-        while True:
-            try:
-                self._segments.put(segment, timeout=0.1)
-                return
-            except queue.Full:
-                if self.stop.is_set():
-                    if segment is None:  # make room for the end marker
-                        try:
-                            self._segments.get_nowait()
-                        except queue.Empty:
-                            pass
-                        continue
-                    return
-
-    def _asr_loop(self) -> None:
-        failures = 0  # in a row: one odd segment is skipped, a broken recogniser stops the daemon
-        while True:
-            segment = self._segments.get()
-            if segment is None or self.stop.is_set():
-                return
-            try:
-                self._recognize(segment)
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                _LOGGER.exception(
-                    "asr: recogniser failed on a %.2f s segment (%d in a row)", len(segment.samples) / 16000, failures
-                )
-                if failures >= MAX_ASR_FAILURES:
-                    self._fail(exc)
-                    return
-
-    def _recognize(self, segment: _Segment) -> None:
+    def _recognize(self, segment: _Segment) -> list[Any]:
+        """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
         result = self.recognizer.recognize(segment.samples)
         recognized_at = time.time()
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)
-        audio_s = round(float(result.audio_s or len(segment.samples) / 16000), 3)
+        audio_s = round(float(result.audio_s or len(segment.samples) / SAMPLE_RATE_HZ), 3)
         decode_ms = round(float(result.decode_ms), 1)
         text = result.text if result.recognized else (result.best_text or result.text or "")
         self.plugins.dispatch(
@@ -199,6 +262,7 @@ class Daemon:
             self.plugins.dispatch(
                 "vcd_unrecognized", site=self.site, text=text, confidence=confidence, audio_s=audio_s
             )
+        return []  # the last stage: its results went to the plugins
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -209,29 +273,33 @@ class Daemon:
 
     def _pipeline_alive(self) -> bool:
         source_ok = not self.source.live or self.source.is_alive()
-        return source_ok and all(t.is_alive() for t in self._threads) and self.plugins.workers_alive()
+        stages_ok = all(self._threads[stage.name].is_alive() for stage in self.stages)
+        return source_ok and stages_ok and self.plugins.workers_alive()
 
     def run(self, notifier: _Notifier | None = None) -> int:
         """Start the threads and the source, wait for the end, shut down in order; returns the exit code."""
         notifier = notifier or _Notifier()
-        for name, target in (("vcd-vad", self._vad_loop), ("vcd-asr", self._asr_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for i, stage in enumerate(self.stages):
+            outbox = self._inboxes[i + 1] if i + 1 < len(self.stages) else None
+            thread = threading.Thread(
+                target=self._run_stage, args=(stage, self._inboxes[i], outbox), name=stage.thread_name, daemon=True
+            )
             thread.start()
-            self._threads.append(thread)
+            self._threads[stage.name] = thread
         try:
             self.source.start(self._blocks)
         except VcdError as exc:
             self._fail(exc)
             return self._shutdown(notifier, self.stopper.reason, ended=False)
-        _LOGGER.info("daemon: listening on %s (site %r)", self.source.description, self.site)
+        _LOGGER.info("listening on %s (site %r)", self.source.description, self.site)
         notifier.notify("READY=1", f"STATUS=Listening on {self.source.description}")
         next_ping = 0.0
         next_status = time.monotonic() + 60
-        while not self.stop.is_set():
-            asr = self._threads[1]
-            if not asr.is_alive():
-                break  # end of input fully decoded, or a failure (recorded)
-            self.stop.wait(0.2)
+        last = self._threads[self.stages[-1].name]
+        while not self._stopping.is_set():
+            if not last.is_alive():
+                break  # end of input through every stage, or a failure (recorded)
+            self._stopping.wait(0.2)
             now = time.monotonic()
             self.plugins.check_stuck()
             if notifier.watchdog_s and now >= next_ping and self._pipeline_alive():
@@ -240,7 +308,7 @@ class Daemon:
             if now >= next_status:
                 notifier.notify(f"STATUS=Listening on {self.source.description}; {self._summary()}")
                 next_status = now + 60
-        ended = not self.stop.is_set() and self._failure is None
+        ended = not self._stopping.is_set() and self._failure is None
         if self.source.error is not None:
             self._fail(self.source.error)
         reason = self.stopper.reason or ("end of input" if ended else "stopped")
@@ -252,22 +320,23 @@ class Daemon:
         return f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood{dropped}"
 
     def _shutdown(self, notifier: _Notifier, reason: str, ended: bool) -> int:
-        _LOGGER.info("daemon: stopping (%s)", reason)
+        _LOGGER.info("stopping (%s)", reason)
         notifier.notify("STOPPING=1", f"STATUS=Stopping: {reason}")
         self.source.stop()
         self._blocks.end()
         deadline = time.monotonic() + (END_JOIN_S if ended else STOP_JOIN_S)
-        for thread in self._threads:
+        for stage in self.stages:  # in order: each ends after the one before it passed the end marker on
+            thread = self._threads[stage.name]
             while thread.is_alive() and time.monotonic() < deadline:
                 thread.join(timeout=0.1)
-                if ended and self.stop.is_set():  # a signal while finishing the input: hurry up
+                if ended and self._stopping.is_set():  # a signal while finishing the input: hurry up
                     ended = False
                     deadline = min(deadline, time.monotonic() + STOP_JOIN_S)
             if thread.is_alive():
-                _LOGGER.warning("daemon: thread %s did not finish in time; leaving it", thread.name)
+                _LOGGER.warning("%s: thread %s did not finish in time; leaving it", stage.name, thread.name)
         self.plugins.drain(DRAIN_END_S if ended else DRAIN_STOP_S)
         self.plugins.shutdown(reason)
-        _LOGGER.info("daemon: stopped (%s)", self._summary())
+        _LOGGER.info("stopped (%s)", self._summary())
         if self._failure is not None:
             if isinstance(self._failure, VcdError):
                 raise self._failure
@@ -276,24 +345,38 @@ class Daemon:
 
 
 class Stopper:
-    """The stop event and its reason; SIGTERM/SIGINT only set it (a second SIGINT exits at once)."""
+    """The stop event and its reason; as a context manager, SIGTERM/SIGINT only set it.
+
+    ``with Stopper() as stopper:`` installs the handlers on entry and puts
+    the previous ones back on exit (uvicorn's ``capture_signals``), so vcd can
+    run inside another program.  A second SIGINT exits at once.  Unlike
+    uvicorn, a signal caught is not raised again on exit: the daemon has
+    shut down in order, and ``vcd run`` exits 0.  Outside the main thread,
+    where Python cannot install handlers, the context does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self._previous: dict[int, Any] = {}
 
     def request(self, reason: str) -> None:
         if not self.reason:
             self.reason = reason
         self.event.set()
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
 
-    def uninstall(self) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            # None: the handler was not installed from Python; the default is the best guess
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -301,7 +384,7 @@ class Stopper:
             sys.stderr.write("vcd: second interrupt, exiting now\n")
             sys.stderr.flush()
             os._exit(130)
-        _LOGGER.info("daemon: received %s", name)
+        _LOGGER.info("received %s", name)
         self.request(f"signal {name}")
 
 
@@ -319,28 +402,24 @@ def load_recognizer(config: Config) -> Any:
 def run_daemon(config: Config) -> int:
     """``vcd run``: load plugins, start them, load the model, open the audio, run until stopped."""
     notifier = _Notifier()
-    stopper = Stopper()
-    stopper.install()
-    try:
+    with Stopper() as stopper:
         notifier.notify("STATUS=Loading plugins")
         plugins = load_plugins(config)
-        _LOGGER.info("daemon: plugins %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
+        _LOGGER.info("plugins loaded: %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
         plugins.startup(config)
         try:
             source = open_source(config.audio)  # reads a file / finds the device; starts nothing
             notifier.notify("STATUS=Loading the recogniser")
             started = time.monotonic()
             recognizer = load_recognizer(config)
-            _LOGGER.info("daemon: recogniser loaded in %.1f s", time.monotonic() - started)
+            _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
         except BaseException as exc:
             plugins.shutdown(f"error: {exc}")
             raise
         if stopper.event.is_set():
-            _LOGGER.info("daemon: stopping before start (%s)", stopper.reason)
+            _LOGGER.info("stopping before start (%s)", stopper.reason)
             notifier.notify("STOPPING=1")
             plugins.shutdown(stopper.reason)
             return ExitCode.OK
         plugins.start_workers()
         return Daemon(config, recognizer, plugins, source, stopper).run(notifier)
-    finally:
-        stopper.uninstall()

@@ -1,4 +1,4 @@
-"""Audio sources: microphone, audio file and raw PCM on stdin, feeding one bounded block queue."""
+"""Audio sources: microphone, audio file, raw PCM on stdin and samples in memory, feeding one bounded block queue."""
 
 from __future__ import annotations
 
@@ -199,16 +199,13 @@ class _ThreadSource(Source):
         return self._thread is not None and self._thread.is_alive()
 
 
-class FileSource(_ThreadSource):
-    """Plays an audio file (WAV/FLAC/OGG) once, as fast as possible or paced at real time."""
+class MemorySource(_ThreadSource):
+    """Plays 16 kHz mono float32 samples held in memory once, as fast as possible or paced at real time."""
 
-    def __init__(self, config: AudioConfig, path: Path) -> None:
+    def __init__(self, config: AudioConfig, samples: np.ndarray, description: str = "audio in memory") -> None:
         super().__init__(config)
-        self.path = path
-        self.description = f"file {path}"
-        from vcd.audio import read_audio
-
-        self._samples = read_audio(path)  # raises AudioError naming the file, before READY
+        self.description = description
+        self._samples = samples
 
     def _run(self, blocks: BlockQueue) -> None:
         block = SAMPLE_RATE_HZ * self.config.block_ms // 1000
@@ -218,6 +215,16 @@ class FileSource(_ThreadSource):
                 return
             self._pace(started, (offset + block) / SAMPLE_RATE_HZ)
         _LOGGER.info("end of %s (%.1f s of audio)", self.description, len(self._samples) / SAMPLE_RATE_HZ)
+
+
+class FileSource(MemorySource):
+    """Plays an audio file (WAV/FLAC/OGG) once: read whole at start-up, then played from memory."""
+
+    def __init__(self, config: AudioConfig, path: Path) -> None:
+        from vcd.audio import read_audio
+
+        super().__init__(config, read_audio(path), f"file {path}")  # AudioError naming the file, before READY
+        self.path = path
 
 
 class StdinSource(_ThreadSource):

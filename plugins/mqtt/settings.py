@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -90,11 +89,6 @@ _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure")
 _COMMAND_KEYS = ("intent", "slots", "topic", "payload", "qos", "retain")
 
 
-def _suggest(key: str, known: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _one_line(text: str) -> str:
     """``text`` with line breaks and other unprintable characters escaped (a key may be any TOML string)."""
     if text.isprintable():
@@ -115,7 +109,7 @@ class _Checker:
     def unknown(self, table: dict[str, Any], known: tuple[str, ...] | list[str], prefix: str) -> None:
         for key in table:
             if key not in known:
-                raise self.error(f"{prefix}{key}", f"unknown key{_suggest(key, known)}")
+                raise self.error(f"{prefix}{key}", f"unknown key{vcd.did_you_mean(key, known)}")
 
     def str_(
         self, table: dict[str, Any], key: str, default: str, path: str | None = None, nonempty: bool = False
