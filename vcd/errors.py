@@ -59,3 +59,9 @@ class UsageError(VcdError):
     """A command-line value argparse cannot check itself (e.g. an unknown name in a list)."""
 
     exit_code = ExitCode.USAGE
+
+
+class AdaptError(VcdError):
+    """Adaptation to a household's voices could not run: no usable clips, or a model that does not load."""
+
+    exit_code = ExitCode.FAILURE
