@@ -5,7 +5,7 @@
 
 For each speaker of the split, the first utterances (FSDD test speakers: 30, in recording order —
 takes 0, 1, 2 of every digit; speechocean762 validation speakers: the first half of their clips) are
-decoded by the unadapted recogniser; those above ``thr`` confidence are kept with the recogniser's own
+decoded by the unadapted recogniser; those above ``thr`` confidence (default 0.5, the default min_confidence: what the recogniser accepts) are kept with the recogniser's own
 text as label (never the transcript) and the model is adapted to them (:func:`vcd.training.adapt.adapt`).
 The speaker's other clips are scored before and after: sentence accuracy of the best sentence, and
 correct-and-accepted at the default ``min_confidence``; error rate = 1 − correct-and-accepted.
@@ -57,7 +57,7 @@ def sentence_grammar(sentences: list[str], folder: Path, name: str) -> Path:
 
 def parse_candidate(spec: str) -> dict:
     method, *options = spec.split(":")
-    out = {"method": method, "thr": 0.8, "steps": 30, "aug": 1}
+    out = {"method": method, "thr": 0.5, "steps": 30, "aug": 1}
     for option in options:
         key, value = option.split("=")
         out[key] = int(value) if key in ("steps", "aug") else float(value)
@@ -117,12 +117,12 @@ def main() -> int:
     ap.add_argument("--split", choices=("validation", "test"), required=True)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--candidate", action="append", default=[],
-                    help="METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1] (repeatable; default hidden)")
+                    help="METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1] (repeatable; default finetune:lr=3e-5, chosen on validation)")
     ap.add_argument("--speakers", type=int, default=0, help="only the first N speakers (0: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("command:", " ".join(sys.argv), flush=True)
-    candidates = [parse_candidate(c) for c in args.candidate or ["hidden"]]
+    candidates = [parse_candidate(c) for c in args.candidate or ["finetune:lr=3e-5"]]
     lexicon = corpus_lexicon(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         grammar, speakers, first = speakers_of(args.data, args.split, Path(tmp))
