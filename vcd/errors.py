@@ -63,6 +63,12 @@ class UsageError(VcdError):
     exit_code = ExitCode.USAGE
 
 
+class AdaptError(VcdError):
+    """Adaptation to a household's voices could not run: no usable clips, or a model that does not load."""
+
+    exit_code = ExitCode.FAILURE
+
+
 def did_you_mean(name: str, known: Iterable[str], quote: bool = True) -> str:
     """`` (did you mean 'NAME'?)`` for the known name closest to a misspelt ``name``, or "" if none is close.
 
