@@ -72,6 +72,16 @@ class RecognizerConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """``[adapt]``: opt-in keeping of confidently recognised commands' audio for ``vcd adapt``."""
+
+    keep_clips: bool = False  # keep the audio of recognised commands (and nothing else) in `folder`
+    folder: Path = Path("adapt")  # where kept clips go (relative to the config file's folder)
+    min_confidence: float = 0.5  # keep only commands recognised at this confidence or above, 0..1
+    max_clips: int = 500  # the most kept; the oldest are deleted first
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
 
@@ -91,6 +101,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @property
@@ -233,6 +244,15 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "front_end": _str(choices=("auto", "rnnoise", "none")),
         },
     ),
+    "adapt": (
+        AdaptConfig,
+        {
+            "keep_clips": _bool,
+            "folder": _str(nonempty=True),
+            "min_confidence": _float(0.0, 1.0),
+            "max_clips": _int(1, 100000),
+        },
+    ),
     "plugins": (
         PluginsConfig,
         {"enabled": _names, "disabled": _names, "dirs": _paths, "queue_size": _int(1, 100000)},
@@ -289,6 +309,8 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
                 values[key] = _resolve(base, values[key]) if values[key] else None
                 if values[key] is not None and not values[key].exists():
                     raise ConfigError(f"{label}: recognizer.{key}: {values[key]}: no such file or folder")
+    if section == "adapt" and "folder" in values:
+        values["folder"] = _resolve(base, values["folder"])
     if section == "plugins" and "dirs" in values:
         dirs = tuple(_resolve(base, d) for d in values["dirs"])
         for d in dirs:

@@ -18,6 +18,7 @@ import numpy as np
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.errors import ExitCode, VcdError
+from vcd.keeper import ClipKeeper
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
@@ -110,6 +111,8 @@ class Daemon:
         self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]
         self._inboxes += [queue.Queue(maxsize=stage.inbox_size) for stage in self.stages[1:]]
         self._threads: dict[str, threading.Thread] = {}  # by stage name
+        adapt = config.adapt
+        self.keeper = ClipKeeper(adapt.folder, adapt.min_confidence, adapt.max_clips) if adapt.keep_clips else None
 
     def _pipeline(self) -> list[Stage]:
         """The stages from the source's blocks to the plugins, in order; adding one is one entry here.
@@ -226,6 +229,8 @@ class Daemon:
         )
         if result.recognized:
             self.counts["intents"] += 1
+            if self.keeper is not None:
+                self.keeper.keep(segment.samples, result.text, result.intent, float(result.confidence))
             _LOGGER.info(
                 "asr: intent %s %s from %r (confidence %.2f, %.2f s audio, %.0f ms)",
                 result.intent,

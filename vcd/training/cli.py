@@ -22,7 +22,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train`` to the ``vcd`` command line."""
+    """Add ``train`` and ``adapt`` to the ``vcd`` command line."""
     p = subparsers.add_parser("train", help="train the acoustic model from scratch (resumable)")
     p.add_argument("--data", type=Path, help="folder of real speech corpora (like ../shared/data); optional")
     p.add_argument("--work", type=Path, default=Path("work/train"), help="working folder: caches and checkpoints")
@@ -61,6 +61,18 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
                         "piper (install: scripts/install-training-voices.sh SET...; use a new --work folder)")
     p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("adapt", help="adapt the model to your household from the clips vcd run kept")
+    p.add_argument("--config", type=Path, help="config.toml whose [adapt] folder holds the clips (default: as vcd run)")
+    p.add_argument("--clips", type=Path, help="folder of kept clips (clips.jsonl); default: [adapt] folder")
+    p.add_argument("--model", type=Path, help="the model to adapt (default: recognizer.model, else the shipped one)")
+    p.add_argument("--output", type=Path, help="where to write the adapted model (default: CLIPS/adapted.pt)")
+    p.add_argument("--method", choices=("finetune", "hidden", "scale"), default="finetune",
+                   help="finetune (default): every weight, pulled toward the original; hidden/scale: an input "
+                        "transform folded into the first GRU layer")
+    p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.set_defaults(func=cmd_adapt)
 
 
 def _extra_voice_sets(text: str) -> tuple[str, ...]:
@@ -129,6 +141,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"model written to {args.output}")
     print("measure it on the validation speakers (never the test ones) to choose what ships: "
           "benchmarks/real_rooms.py --split validation --model " + str(args.output))
+    return ExitCode.OK
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """``vcd adapt``: adapt to the kept clips; keeps the original when the held-out check says it got worse."""
+    import json
+
+    import torch
+
+    from vcd.audio import read_audio
+    from vcd.config import load_config
+    from vcd.errors import AudioError
+    from vcd.keeper import read_kept
+    from vcd.training.adapt import adapt
+
+    config = load_config(args.config)
+    folder = args.clips or config.adapt.folder
+    if not (folder / "clips.jsonl").exists():
+        raise AudioError(f"{folder}: no kept clips (clips.jsonl); set [adapt] keep_clips = true and use vcd run first")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be 1 or more (got {args.steps})")
+    torch.set_num_threads(max(1, args.threads))
+    clips = []
+    for row in read_kept(folder):
+        try:
+            clips.append((read_audio(folder / row["file"]), str(row["text"])))
+        except AudioError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+    model = args.model or config.recognizer.model or DEFAULT_MODEL
+    output = args.output or folder / "adapted.pt"
+    result = adapt(model, clips, output, method=args.method, steps=args.steps, front_end=config.recognizer.front_end)
+    report = result.report
+    print(json.dumps({"model": str(model), "output": str(output), **report.to_dict()}))
+    if report.accepted:
+        print(f"adapted model written to {output}; use it with recognizer.model = \"{output}\"", file=sys.stderr)
+    else:
+        print(f"the adaptation did worse on held-out clips: {output} holds the original weights", file=sys.stderr)
     return ExitCode.OK
 
 
