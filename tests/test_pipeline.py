@@ -25,6 +25,7 @@ import pluggy
 import pytest
 
 import vcd
+from conftest import requires_espeak, utterances
 from vcd import hookspecs
 from vcd.config import AudioConfig, Config, DaemonConfig
 from vcd.daemon import MAX_ASR_FAILURES, Daemon, Stage, Stopper
@@ -485,3 +486,29 @@ def wait_until(predicate: Any, timeout_s: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+class DenoisedRecognizer(FakeRecognizer):
+    """A fake recogniser with the real RNNoise front end, as a model trained on denoised audio has."""
+
+    def __init__(self, *results: Recognition) -> None:
+        from vcd.denoise import RNNoise
+
+        super().__init__(*results)
+        self.front_end = RNNoise()
+        self.denoise_flags: list[bool] = []
+
+    def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:
+        self.denoise_flags.append(denoise)
+        return super().recognize(samples)
+
+
+@requires_espeak
+def test_the_front_end_runs_as_a_stage_ahead_of_the_vad() -> None:
+    recognizer = DenoisedRecognizer(COMMAND)
+    pipeline = Pipeline(utterances("turn on the kitchen light", 1.5, "turn off the radio"), recognizer)
+    assert [stage.name for stage in pipeline.daemon.stages] == ["denoise", "vad", "asr"]
+    assert pipeline.run() == ExitCode.OK
+    assert pipeline.hooks().count("vcd_intent") == 2  # speech comes through the denoiser: two commands
+    assert recognizer.denoise_flags == [False, False]  # segments are already denoised: not twice
+    assert [thread for thread, _ in recognizer.calls] == ["vcd-asr", "vcd-asr"]

@@ -104,7 +104,9 @@ class Daemon:
         self._blocks = BlockQueue(config.audio.queue_blocks)
         self._failure: BaseException | None = None
         self.counts = {"segments": 0, "intents": 0, "unrecognized": 0}
-        self._resampler = StreamResampler(source.rate_hz)  # the VAD stage's state
+        self._resampler = StreamResampler(source.rate_hz)  # the first stage's state: to 16 kHz
+        front_end = getattr(recognizer, "front_end", None)
+        self._denoiser = front_end.stream() if front_end is not None else None  # the denoise stage's state
         self._segmenter = Segmenter(config.vad)
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
@@ -120,13 +122,18 @@ class Daemon:
         What a stage returns, the next one takes: the VAD takes audio blocks
         at the source's rate and returns 16 kHz speech segments; the
         recogniser takes segments, calls the plugins and returns nothing.  A
-        denoiser would go first (blocks in, blocks out), a wake-word gate
-        between the two (segments in, those to decode out).
+        recogniser's front end (a denoiser), when it has one, runs first on the
+        stream (blocks in, 16 kHz blocks out), so that when a command ends only
+        the model is left to run; a wake-word gate would go between the VAD and
+        the recogniser (segments in, those to decode out).
         """
-        return [
-            Stage("vad", self._segment, finish=self._segment_rest),
+        stages = [  # the VAD's inbox holds audio blocks when the front end is ahead of it
+            Stage("vad", self._segment, finish=self._segment_rest, inbox_size=self.config.audio.queue_blocks),
             Stage("asr", self._recognize, max_failures=MAX_ASR_FAILURES),
         ]
+        if self._denoiser is not None:
+            stages.insert(0, Stage("denoise", self._denoise, finish=self._denoise_rest))
+        return stages
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop the pipeline in order, discarding unfinished work (any thread; what a signal does)."""
@@ -191,13 +198,26 @@ class Daemon:
 
     # --- the stages' steps ---
 
+    def _denoise(self, block: np.ndarray) -> list[np.ndarray]:
+        """Front end: an audio block at the source's rate → the denoised 16 kHz audio that is ready."""
+        assert self._denoiser is not None
+        out = self._denoiser.process(self._resampler.process(block))
+        return [out] if out.size else []
+
+    def _denoise_rest(self) -> list[np.ndarray]:
+        """Front end at the end of the input: what the resampler and the denoiser still hold."""
+        assert self._denoiser is not None
+        return [self._denoiser.process(self._resampler.flush()), self._denoiser.flush()]
+
     def _segment(self, block: np.ndarray) -> list[_Segment]:
-        """VAD: an audio block at the source's rate → the speech segments it closed."""
-        return self._speech(self._segmenter.process(self._resampler.process(block)))
+        """VAD: an audio block (at the source's rate, or 16 kHz after the front end) → the segments it closed."""
+        samples = block if self._denoiser is not None else self._resampler.process(block)
+        return self._speech(self._segmenter.process(samples))
 
     def _segment_rest(self) -> list[_Segment]:
         """VAD at the end of the input: close a command still open."""
-        return self._speech(self._segmenter.process(self._resampler.flush()) + self._segmenter.flush())
+        rest = np.zeros(0, dtype=np.float32) if self._denoiser is not None else self._resampler.flush()
+        return self._speech(self._segmenter.process(rest) + self._segmenter.flush())
 
     def _speech(self, events: list[SpeechStart | SpeechEnd]) -> list[_Segment]:
         source = self.source.description
@@ -217,7 +237,10 @@ class Daemon:
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
-        result = self.recognizer.recognize(segment.samples)
+        if self._denoiser is not None:  # the stream was denoised ahead of the VAD
+            result = self.recognizer.recognize(segment.samples, denoise=False)
+        else:
+            result = self.recognizer.recognize(segment.samples)
         recognized_at = time.time()
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)

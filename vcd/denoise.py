@@ -1,4 +1,4 @@
-"""The denoising front end: RNNoise (through ``pyrnnoise``) on 16 kHz speech before the features."""
+"""The denoising front end: RNNoise (through ``pyrnnoise``, resampled with ``soxr``) on 16 kHz speech."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ _INT16_SCALE = 32767.0  # RNNoise expects samples on the int16 scale
 
 
 class RNNoise:
-    """RNNoise over whole 16 kHz clips: upsampled to 48 kHz, denoised frame by frame, downsampled.
+    """RNNoise at 16 kHz: upsampled to 48 kHz (soxr), denoised in 10 ms frames, downsampled again.
 
-    Each call starts from a fresh RNNoise state, so a clip is denoised the same way wherever it
-    comes from (a file for ``vcd transcribe``/``eval``, a daemon segment, a training clip).  The
-    first 10–20 ms are denoised less while the state adapts; the quiet margins the recogniser
-    adds and the daemon's pre-roll lie there.
+    Calling it denoises a whole clip from a fresh state, so a clip is denoised the same way
+    wherever it comes from (``vcd transcribe``/``eval``, a training clip); :meth:`stream` gives
+    a stateful denoiser for an endless stream, which the daemon runs ahead of the VAD so that
+    after a command ends only the model is left to run.  The first 10–20 ms of a state are
+    denoised less while it adapts.
     """
 
     name = "rnnoise"
@@ -33,33 +34,68 @@ class RNNoise:
         except (ImportError, OSError) as exc:  # the wheel ships librnnoise; a broken install lands here
             raise ConfigError(f"recognizer.front_end: rnnoise needs the pyrnnoise package ({exc})") from None
         self._lib = rnnoise
-        self._frame = int(rnnoise.FRAME_SIZE)
+
+    def stream(self) -> "RNNoiseStream":
+        """A denoiser for one continuous stream of 16 kHz blocks."""
+        return RNNoiseStream(self._lib)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        """Denoise 16 kHz mono float32 ``samples``; the result has the same length."""
-        from vcd.audio import resample
-
+        """Denoise a whole 16 kHz mono float32 clip; the result has the same length."""
         samples = np.asarray(samples, dtype=np.float32)
         if samples.size == 0:
             return samples
-        up = resample(samples, 16000, _RNNOISE_RATE_HZ) * _INT16_SCALE
+        stream = self.stream()
+        out = np.concatenate([stream.process(samples), stream.flush()])
+        fitted = np.zeros(samples.size, dtype=np.float32)
+        fitted[: min(out.size, samples.size)] = out[: samples.size]
+        return fitted
+
+
+class RNNoiseStream:
+    """One RNNoise state with its two streaming resamplers; blocks of any length in, the same audio out.
+
+    What comes out of :meth:`process` lags what went in by under a frame (10 ms) and the
+    resamplers' delay; :meth:`flush` returns the rest at the end of the stream.
+    """
+
+    def __init__(self, lib) -> None:
+        import soxr
+
+        self._lib = lib
+        self._frame = int(lib.FRAME_SIZE)
+        self._up = soxr.ResampleStream(16000, _RNNOISE_RATE_HZ, 1, dtype="float32", quality="HQ")
+        self._down = soxr.ResampleStream(_RNNOISE_RATE_HZ, 16000, 1, dtype="float32", quality="HQ")
+        self._pending = np.zeros(0, dtype=np.float32)  # 48 kHz samples short of a whole frame
+        self._buffer = np.empty(self._frame, dtype=np.float32)
+        self._pointer = self._buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        self._state = lib.create()
+
+    def process(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """Denoise the next 16 kHz block; returns the denoised audio that is ready (16 kHz float32)."""
+        up = self._up.resample_chunk(np.asarray(samples, dtype=np.float32), last=last)
+        audio = np.concatenate([self._pending, up * _INT16_SCALE])
         n = self._frame
-        padded = np.zeros(-(-up.size // n) * n, dtype=np.float32)
-        padded[: up.size] = up
-        frame = np.empty(n, dtype=np.float32)
-        pointer = frame.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        state = self._lib.create()
-        try:
-            for start in range(0, padded.size, n):
-                frame[:] = padded[start : start + n]
-                self._lib.lib.rnnoise_process_frame(state, pointer, pointer)
-                padded[start : start + n] = frame
-        finally:
+        whole = audio.size // n * n
+        if last and whole < audio.size:  # the last part frame, padded with silence
+            audio = np.concatenate([audio, np.zeros(n - (audio.size - whole), np.float32)])
+            whole = audio.size
+        out = np.empty(whole, dtype=np.float32)
+        for start in range(0, whole, n):
+            self._buffer[:] = audio[start : start + n]
+            self._lib.lib.rnnoise_process_frame(self._state, self._pointer, self._pointer)
+            out[start : start + n] = self._buffer
+        self._pending = audio[whole:]
+        down = self._down.resample_chunk(out / _INT16_SCALE, last=last)
+        return np.clip(down, -1.0, 1.0).astype(np.float32)
+
+    def flush(self) -> np.ndarray:
+        """The audio still inside the denoiser and resamplers, at the end of the stream."""
+        return self.process(np.zeros(0, dtype=np.float32), last=True)
+
+    def __del__(self) -> None:
+        state, self._state = getattr(self, "_state", None), None
+        if state is not None:
             self._lib.destroy(state)
-        down = resample(padded[: up.size] / _INT16_SCALE, _RNNOISE_RATE_HZ, 16000)
-        out = np.zeros(samples.size, dtype=np.float32)
-        out[: min(out.size, down.size)] = down[: out.size]
-        return np.clip(out, -1.0, 1.0)
 
 
 def make_front_end(name: str) -> RNNoise | None:

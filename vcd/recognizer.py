@@ -96,7 +96,7 @@ class Recognizer:
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                    float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end))
 
-    def posteriors(self, samples: np.ndarray) -> np.ndarray:
+    def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
 
         The audio is denoised by the front end, if there is one, then gets the quiet margins the model expects
@@ -109,13 +109,16 @@ class Recognizer:
         from vcd.features import log_mel
 
         samples = np.asarray(samples, dtype=np.float32)
-        if self.front_end is not None:
+        if denoise and self.front_end is not None:
             samples = self.front_end(samples)
         feats = torch.from_numpy(log_mel(with_quiet_margins(samples))).unsqueeze(0)
         return self.model.infer(feats)
 
-    def recognize(self, samples: np.ndarray) -> Recognition:
-        """Decode one speech segment (16 kHz mono float32) against the grammar."""
+    def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:
+        """Decode one speech segment (16 kHz mono float32) against the grammar.
+
+        ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
+        """
         from vcd.decoder import viterbi
         from vcd.grammar import meaning
 
@@ -124,7 +127,7 @@ class Recognizer:
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0)
-        hyp = viterbi(self.graph, self.posteriors(samples))
+        hyp = viterbi(self.graph, self.posteriors(samples, denoise))
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
         intent, slots = meaning(hyp.tags) or (None, {})
