@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,20 +37,13 @@ from vcd.model import load_model  # noqa: E402
 from vcd.phonetics import LABEL_ID  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.adapt import adapt  # noqa: E402
-from vcd.training.corpora import corpus_lexicon, phones_of, read_transcripts, speaker_split, words_of  # noqa: E402
+from vcd.training.calibrate import word_list_grammar  # noqa: E402
+from vcd.training.corpora import corpus_lexicon, phones_of, speaker_split  # noqa: E402
+from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 FSDD_FIRST = 30
 FSDD_PAD_S = 0.3
-
-
-def sentence_grammar(sentences: list[str], folder: Path, name: str) -> Path:
-    """A sentence file whose one intent says exactly ``sentences`` (slot ``sentence``)."""
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"language": "en",
-                                    "intents": {"Say": {"data": [{"sentences": ["{sentence}"]}]}},
-                                    "lists": {"sentence": {"values": sorted(set(sentences))}}}), encoding="utf-8")
-    return path
 
 
 def parse_candidate(spec: str) -> dict:
@@ -79,7 +71,7 @@ def speakers_of(data: Path, split: str, folder: Path) -> tuple[Path, dict[str, l
     out = defaultdict(list)
     for c in clips:
         out[c.speaker].append((read_audio(c.path), " ".join(words_of(c.text))))
-    grammar = sentence_grammar([ref for rows in out.values() for _, ref in rows], folder, "speechocean762")
+    grammar = word_list_grammar([ref for rows in out.values() for _, ref in rows], folder, "speechocean762")
     return grammar, dict(out), None
 
 

@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
+from vcd.training.calibrate import word_list_grammar  # noqa: E402
 from vcd.training.corpora import noise_files, speaker_split  # noqa: E402
 from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
@@ -62,15 +62,6 @@ def loud_power(x: np.ndarray) -> float:
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     gain = np.sqrt(loud_power(speech) / (loud_power(noise) * 10 ** (snr_db / 10)))
     return np.clip(speech + gain * noise, -1, 1).astype(np.float32)
-
-
-def sentence_grammar(sentences: list[str], folder: Path, name: str) -> Path:
-    """A sentence file whose one intent says exactly ``sentences`` (slot ``sentence``)."""
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"language": "en",
-                                    "intents": {"Say": {"data": [{"sentences": ["{sentence}"]}]}},
-                                    "lists": {"sentence": {"values": sorted(set(sentences))}}}), encoding="utf-8")
-    return path
 
 
 class Noises:
@@ -122,7 +113,7 @@ def commands(data: Path, split: str, folder: Path) -> list[tuple[str, Path, list
             continue
         clips = [u for u in read_transcripts(data / corpus) if u.text and speaker_split(corpus, u.speaker) == split]
         if clips:
-            grammar = sentence_grammar([" ".join(words_of(u.text)) for u in clips], folder, corpus)
+            grammar = word_list_grammar([" ".join(words_of(u.text)) for u in clips], folder, corpus)
             sets.append((corpus, grammar, clips))
     if split == "test" and (data / "fsdd-dev" / "transcripts.jsonl").exists():
         sets.append(("fsdd", GRAMMARS / "digits.yaml", read_transcripts(data / "fsdd-dev")))

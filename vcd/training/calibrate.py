@@ -80,9 +80,12 @@ def real_word_clips(data_dir: Path | None) -> list[Utterance]:
     return [u for u in read_transcripts(folder) if u.text and speaker_split(folder.name, u.speaker) == "validation"][:300]
 
 
-def word_list_grammar(words: list[str], folder: Path) -> Path:
-    """A sentence file whose only sentences are ``words`` (one list), for calibration reports."""
-    path = folder / "words.yaml"
+def word_list_grammar(words: list[str], folder: Path, name: str = "words") -> Path:
+    """``folder/NAME.yaml``: a sentence file whose only sentences are ``words`` (one list, slot ``word``).
+
+    Calibration reports use it, and the benchmarks' closed command sets (a corpus's sentences).
+    """
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"language": "en", "intents": {"Word": {"data": [{"sentences": ["{word}"]}]}},
                                     "lists": {"word": {"values": sorted(set(words))}}}), encoding="utf-8")
     return path
