@@ -144,8 +144,19 @@ def main() -> int:
     ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
     ap.add_argument("--seed", type=int, default=28)
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--dump", type=Path, help="also write one JSON line per decode (scores, for studying rejection)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    dump = open(args.dump, "w", encoding="utf-8") if args.dump else None
+
+    def decode(recognizer, audio: np.ndarray, **note):
+        result, hyp = recognizer.decode(audio)
+        if dump is not None and hyp is not None:
+            dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
+                                   "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
+                                   "frames": int(audio.size // 160)}) + "\n")
+        return result
+
     rng = np.random.default_rng(args.seed)
     snrs = [float(s) for s in args.snrs.split(",") if s.strip()]
     started = time.time()
@@ -168,7 +179,8 @@ def main() -> int:
                         audio = mix(room(speech, rng), noises.any(speech.size, speaker), 12.0)
                     else:
                         audio = mix(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
-                    best, ok = right(recognizer.recognize(audio), clip.text)
+                    result = decode(recognizer, audio, set=name, condition=condition, want=" ".join(words_of(clip.text)))
+                    best, ok = right(result, clip.text)
                     row = counts[name][condition]
                     row[0] += best
                     row[1] += ok
@@ -187,9 +199,9 @@ def main() -> int:
         false_clean = false_babble = 0
         for u in talk:
             speech = np.concatenate([PAD, read_audio(u.path), PAD])
-            false_clean += home.recognize(speech).recognized
-            false_babble += home.recognize(mix(speech, noises.babble(speech.size, f"{u.corpus}/{u.speaker}"),
-                                               10.0)).recognized
+            false_clean += decode(home, speech, set="talk", condition="clean").recognized
+            babble = mix(speech, noises.babble(speech.size, f"{u.corpus}/{u.speaker}"), 10.0)
+            false_babble += decode(home, babble, set="talk", condition="babble 10 dB").recognized
         streams = stream_false_commands(home, noises, args.stream_min, rng) if args.stream_min > 0 else {}
 
     print(f"\n## Real rooms — {args.split} speakers and noise (model {args.model or 'shipped'}, "

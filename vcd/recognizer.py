@@ -119,6 +119,10 @@ class Recognizer:
 
         ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
         """
+        return self.decode(samples, denoise)[0]
+
+    def decode(self, samples: np.ndarray, denoise: bool = True):
+        """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
         from vcd.decoder import viterbi
         from vcd.grammar import meaning
 
@@ -126,12 +130,12 @@ class Recognizer:
         samples = np.asarray(samples, dtype=np.float32)
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
-            return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0)
+            return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
         hyp = viterbi(self.graph, self.posteriors(samples, denoise))
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
         intent, slots = meaning(hyp.tags) or (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
         if confidence < self.min_confidence or intent is None:
-            return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text)
-        return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text)
+            return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
+        return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text), hyp
