@@ -135,6 +135,11 @@ class Hypothesis:
         """How much worse the grammar path scores than the free phone loop, per speech frame."""
         return (self.free_score - self.score) / max(self.speech_frames, 1)
 
+    @property
+    def fit_per_frame(self) -> float:
+        """The grammar path's own log-probability per speech frame: how well the sentence fits the sound."""
+        return self.score / max(self.speech_frames, 1)
+
 
 # Log-probability credited for each phone a grammar path enters.  CTC paths through short words need
 # fewer confident phone frames, so with none, unclear speech drifts to the shortest sentence

@@ -53,11 +53,15 @@ class Recognizer:
     ``confidence`` is ``exp(-scale · d)`` where ``d`` is how much worse per
     speech frame (in log-probability) the best grammar sentence is than
     the best free phone sequence; a sentence whose confidence is below
-    ``min_confidence`` is rejected as out of grammar.
+    ``min_confidence`` is rejected as out of grammar.  Background talk makes
+    the free loop as unsure as the sentence, shrinking ``d``; so a model may
+    also carry a ``fit_floor``: a sentence whose own log-probability per
+    speech frame is below it is rejected too (its confidence is capped just
+    under ``min_confidence``).
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float, front_end=None) -> None:
+                 confidence_scale: float, front_end=None, fit_floor: float | None = None) -> None:
         self.model = model
         self.front_end = front_end
         self.intents = intents
@@ -65,6 +69,7 @@ class Recognizer:
         self.graph = phone_graph
         self.min_confidence = min_confidence
         self.confidence_scale = confidence_scale
+        self.fit_floor = fit_floor
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
@@ -94,7 +99,8 @@ class Recognizer:
             front_end = str(extra.get("front_end", "none"))
         return cls(net, intents, word_graph, graph,
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end))
+                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end),
+                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]))
 
     def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
@@ -136,6 +142,8 @@ class Recognizer:
         text = " ".join(hyp.words)
         intent, slots = meaning(hyp.tags) or (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
+        if self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
+            confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         if confidence < self.min_confidence or intent is None:
             return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
         return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text), hyp
