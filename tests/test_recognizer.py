@@ -377,3 +377,18 @@ def test_numpy_inference_matches_the_torch_forward_pass(shipped: bool) -> None:
     got = model.infer(feats)
     assert got.shape == expected.shape == (87, len(LABELS))
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_the_fit_floor_rejects_a_sentence_that_does_not_fit_the_sound(tmp_path: Path) -> None:
+    grammar = write(tmp_path, HOME)
+    speech = utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.3)
+    recognizer = Recognizer.load(grammar)
+    assert recognizer.fit_floor == pytest.approx(-2.8)  # the shipped model's, chosen on validation speakers
+    accepted, hyp = recognizer.decode(speech)
+    assert accepted.intent == "HassTurnOn" and hyp is not None and hyp.fit_per_frame > recognizer.fit_floor
+    recognizer.fit_floor = hyp.fit_per_frame + 0.01  # a floor just above this sentence's fit
+    rejected = recognizer.recognize(speech)
+    assert rejected.intent is None and rejected.best_text == accepted.text
+    assert rejected.confidence < recognizer.min_confidence
+    recognizer.fit_floor = None  # a model without a floor: the confidence alone decides
+    assert recognizer.recognize(speech).intent == "HassTurnOn"
