@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
 from vcd.training.calibrate import word_list_grammar  # noqa: E402
+from vcd.training.augment import mix_at_snr as mix  # noqa: E402
 from vcd.training.corpora import noise_files, speaker_split  # noqa: E402
 from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
@@ -49,19 +50,6 @@ GRAMMARS = REPO / "benchmarks" / "grammars"
 COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
 TALK_CORPORA = ("commonvoice", "vctk-sample", "speechocean762")
 PAD = np.zeros(4800, dtype=np.float32)  # 0.3 s of room around each clip: noise covers it too
-FRAME = 2048
-
-
-def loud_power(x: np.ndarray) -> float:
-    """Mean power of the loudest 2048-sample frame (the SNR reference for speech and for noise)."""
-    n = max(1, x.size // FRAME)
-    frames = x[: n * FRAME].reshape(n, -1) if x.size >= FRAME else x.reshape(1, -1)
-    return float(np.max(np.mean(frames.astype(np.float64) ** 2, axis=1))) + 1e-12
-
-
-def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    gain = np.sqrt(loud_power(speech) / (loud_power(noise) * 10 ** (snr_db / 10)))
-    return np.clip(speech + gain * noise, -1, 1).astype(np.float32)
 
 
 class Noises:

@@ -346,3 +346,16 @@ def test_calibrate_writes_a_float16_model_with_its_confidence_scale(tmp_path: Pa
     _, _, extra = load_model(model_file)
     assert extra["confidence_scale"] == pytest.approx(scale) and scale > 0
     assert extra["calibration"]["positives"] == 1 and extra["calibration"]["negatives"] == 0
+
+
+def test_the_fit_floor_is_the_loosest_that_keeps_babble_false_accepts_in_budget() -> None:
+    from vcd.training.calibrate import choose_fit_floor
+
+    neg_gaps = np.array([0.5] * 10 + [5.0] * 90)  # 10 of 100 negatives pass the gap threshold of 2.0
+    neg_fits = np.array([-1.0, -1.5, -2.0, -2.2, -2.4, -2.6, -2.8, -3.0, -3.2, -3.4] + [-1.0] * 90)
+    pos_fits = np.full(50, -1.0)
+    floor = choose_fit_floor(neg_gaps, neg_fits, 2.0, pos_fits, budget=0.03)
+    assert -2.2 < floor < -2.0 + 1e-9 and floor == pytest.approx(-2.2)  # just above the 4th best fit
+    assert int(np.sum((neg_gaps <= 2.0) & (neg_fits >= floor))) == 3  # three negatives pass: 3 % of 100
+    assert choose_fit_floor(np.full(100, 5.0), neg_fits, 2.0, pos_fits) is None  # the gap alone suffices
+    assert choose_fit_floor(neg_gaps, neg_fits, 2.0, np.full(50, -3.0), budget=0.03) == -3.0  # positives first

@@ -67,6 +67,22 @@ def room_rirs(count: int, rng: np.random.Generator) -> list[np.ndarray]:
     return rirs
 
 
+SNR_FRAME = 2048  # samples: SNRs of benchmarks and calibration compare the loudest frames of this length
+
+
+def loud_power(x: np.ndarray) -> float:
+    """Mean power of the loudest 2048-sample frame (the reference for speech and for noise)."""
+    n = max(1, x.size // SNR_FRAME)
+    frames = x[: n * SNR_FRAME].reshape(n, -1) if x.size >= SNR_FRAME else x.reshape(1, -1)
+    return float(np.max(np.mean(frames.astype(np.float64) ** 2, axis=1))) + 1e-12
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech`` plus ``noise`` (same length) scaled so their loudest frames are ``snr_db`` apart."""
+    gain = np.sqrt(loud_power(speech) / (loud_power(noise) * 10 ** (snr_db / 10)))
+    return np.clip(speech + gain * noise, -1, 1).astype(np.float32)
+
+
 def babble(talk: list[np.ndarray], n: int, talkers: int, rng: np.random.Generator) -> np.ndarray:
     """``talkers`` voices from ``talk`` (real speech clips) spoken at once, ``n`` samples, unit RMS.
 

@@ -15,22 +15,35 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
 from vcd.model import load_model, save_model
+from vcd.training.augment import babble, mix_at_snr
 from vcd.training.corpora import speaker_split
 from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def gaps(recognizer, clips: list[Utterance]) -> np.ndarray:
-    """Per-speech-frame log-probability gap between the free phone loop and the best grammar path."""
+def gaps(recognizer, clips: list[Utterance], babble_db: float | None = None, fits: list | None = None) -> np.ndarray:
+    """Per-speech-frame log-probability gap between the free phone loop and the best grammar path.
+
+    With ``babble_db``, each clip is first mixed with the talk of three of the other clips at that SNR
+    (background talk); ``fits``, when given, receives each clip's :attr:`Hypothesis.fit_per_frame`.
+    """
     out = []
-    for clip in tqdm(clips, desc="calibrating", unit="clip", leave=False):
+    audios = []
+    for clip in clips:
         try:
-            audio = read_audio(clip.path)
+            audios.append(read_audio(clip.path))
         except Exception:  # noqa: BLE001 - an unreadable clip is just left out
             continue
+    rng = np.random.default_rng(0)
+    for i, audio in enumerate(tqdm(audios, desc="calibrating", unit="clip", leave=False)):
+        if babble_db is not None and len(audios) > 3:
+            others = [audios[j] for j in rng.choice([j for j in range(len(audios)) if j != i], 3, replace=False)]
+            audio = mix_at_snr(audio, babble(others, audio.size, 3, rng), babble_db)
         hyp = viterbi(recognizer.graph, recognizer.posteriors(audio))
         out.append(hyp.gap_per_frame if hyp.words else math.inf)
+        if fits is not None:
+            fits.append(hyp.fit_per_frame if hyp.words else -math.inf)
     return np.asarray(out, dtype=np.float64)
 
 
@@ -72,6 +85,26 @@ def choose_threshold(pos: np.ndarray, neg: np.ndarray, false_accepts: float = FA
     return limit
 
 
+# Share of validation speakers' non-command talk under background talk the fit floor may let through.
+BABBLE_FALSE_ACCEPT_BUDGET = 0.03
+BABBLE_SNR_DB = 10.0
+
+
+def choose_fit_floor(neg_gaps: np.ndarray, neg_fits: np.ndarray, threshold: float, pos_fits: np.ndarray,
+                     budget: float = BABBLE_FALSE_ACCEPT_BUDGET) -> float | None:
+    """The loosest floor on the sentence's fit (log-probability per speech frame) that accepts at most
+    ``budget`` of the negatives (talk under babble) still below the gap ``threshold``; None when the gap
+    alone keeps within the budget.  Never above the 2nd percentile of the positives' fits.
+    """
+    passing = np.sort(neg_fits[(neg_gaps <= threshold) & np.isfinite(neg_fits)])[::-1]  # best fit first
+    allowed = int(np.floor(budget * neg_gaps.size))
+    if passing.size <= allowed:
+        return None
+    floor = float(np.nextafter(passing[allowed], np.inf))  # fits at or above it: `allowed` negatives
+    finite_pos = pos_fits[np.isfinite(pos_fits)]
+    return min(floor, float(np.percentile(finite_pos, 2))) if finite_pos.size else floor
+
+
 def real_word_clips(data_dir: Path | None) -> list[Utterance]:
     """Validation speakers saying single words (Speech Commands): reported, not used to choose."""
     folder = data_dir / "speechcommands-v2" if data_dir else None
@@ -92,7 +125,8 @@ def word_list_grammar(words: list[str], folder: Path, name: str = "words") -> Pa
 
 
 def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> float:
-    """Write ``confidence_scale`` into ``model_file`` so that confidence 0.5 is the chosen rejection point."""
+    """Write ``confidence_scale`` into ``model_file`` so that confidence 0.5 is the chosen rejection point,
+    and ``fit_floor`` (:func:`choose_fit_floor`) so that background talk is rarely taken for a command."""
     from vcd.recognizer import Recognizer
 
     torch.set_num_threads(2)
@@ -100,8 +134,12 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     save_model(model, model_file, labels, extra, half=True)  # the released file has float16 weights: calibrate those
     recognizer = Recognizer.load(None, model_file)
     positives, negatives = calibration_sets(data_dir, heldout_dir, recognizer.word_graph)
-    pos, neg = gaps(recognizer, positives), gaps(recognizer, negatives)
+    pos_fits: list[float] = []
+    pos, neg = gaps(recognizer, positives, fits=pos_fits), gaps(recognizer, negatives)
     threshold = choose_threshold(pos, neg)
+    babble_fits: list[float] = []
+    babble_gaps = gaps(recognizer, negatives, babble_db=BABBLE_SNR_DB, fits=babble_fits)
+    fit_floor = choose_fit_floor(babble_gaps, np.asarray(babble_fits), threshold, np.asarray(pos_fits))
     real = real_word_clips(data_dir)
     if real:
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,12 +148,13 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     else:
         real_gaps = np.zeros(0)
     scale = math.log(2.0) / max(threshold, 1e-3)
-    extra.update(confidence_scale=scale, calibration={
+    extra.update(confidence_scale=scale, fit_floor=fit_floor, calibration={
         "threshold_gap": threshold, "positives": int(pos.size), "negatives": int(neg.size),
         "positives_rejected": float(np.mean(pos > threshold)) if pos.size else None,
         "negatives_rejected": float(np.mean(neg > threshold)) if neg.size else None,
         "real_word_clips": int(real_gaps.size),
-        "real_words_rejected": float(np.mean(real_gaps > threshold)) if real_gaps.size else None})
+        "real_words_rejected": float(np.mean(real_gaps > threshold)) if real_gaps.size else None,
+        "babble_negatives_accepted_by_gap": float(np.mean(babble_gaps <= threshold)) if babble_gaps.size else None})
     save_model(model, model_file, labels, extra, half=True)
     _LOGGER.info("reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
     return scale
