@@ -154,7 +154,7 @@ def main() -> int:
     started = time.time()
     noises = Noises(args.data, args.split, rng)
     conditions = ["clean", *(f"{s:g} dB" for s in snrs), "room+12 dB"]
-    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end)
     with tempfile.TemporaryDirectory() as tmp:
         for name, grammar, clips in commands(args.data, args.split, Path(tmp)):
@@ -178,6 +178,7 @@ def main() -> int:
                     row[0] += best
                     row[1] += ok
                     row[2] += 1
+                    row[3] += result.recognized and not best  # a command, but not the one said
             print(f"{name}: {len(clips)} clips ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
         home = Recognizer.load(None, **load)
         talk = [u for corpus in ("commonvoice", "speechocean762", "vctk-sample", "an4-train")
@@ -201,7 +202,7 @@ def main() -> int:
           f"front end {args.front_end}, min_confidence {home.min_confidence})\n")
     print("| set | clips | " + " | ".join(conditions) + " |")
     print("|---|---|" + "---|" * len(conditions))
-    total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for name, rows in counts.items():
         cells = " | ".join(f"{pct(rows[c][1], rows[c][2])} ({pct(rows[c][0], rows[c][2])})" for c in conditions)
         print(f"| {name} | {rows['clean'][2]} / {rows[conditions[-1]][2]} | {cells} |")
@@ -210,6 +211,8 @@ def main() -> int:
                 total[c] = [a + b for a, b in zip(total[c], rows[c])]
     cells = " | ".join(f"**{pct(total[c][1], total[c][2])}** ({pct(total[c][0], total[c][2])})" for c in conditions)
     print(f"| **all sentence sets** | {total['clean'][2]} / {total[conditions[-1]][2]} | {cells} |")
+    wrong = " | ".join(pct(total[c][3], total[c][2]) for c in conditions)
+    print(f"| accepted with another sentence (all sentence sets) | | {wrong} |")
     print("\nCells: correct and accepted % (best sentence before rejection %); clips: clean / under noise.\n")
     print(f"False accepts, {len(talk)} clips of talk the smart-home grammar cannot say: "
           f"clean {pct(false_clean, len(talk))} %, under 10 dB babble {pct(false_babble, len(talk))} %")
