@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ class RNNoiseStream:
 
         self._lib = lib
         self._frame = int(lib.FRAME_SIZE)
-        self._up = soxr.ResampleStream(16000, _RNNOISE_RATE_HZ, 1, dtype="float32", quality="HQ")
-        self._down = soxr.ResampleStream(_RNNOISE_RATE_HZ, 16000, 1, dtype="float32", quality="HQ")
+        self._up = soxr.ResampleStream(SAMPLE_RATE_HZ, _RNNOISE_RATE_HZ, 1, dtype="float32", quality="HQ")
+        self._down = soxr.ResampleStream(_RNNOISE_RATE_HZ, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
         self._pending = np.zeros(0, dtype=np.float32)  # 48 kHz samples short of a whole frame
         self._buffer = np.empty(self._frame, dtype=np.float32)
         self._pointer = self._buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
