@@ -16,14 +16,6 @@ from vcd.errors import AudioError
 _LOGGER = logging.getLogger(__name__)
 
 
-def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """``samples`` (1-D float32) converted from ``from_hz`` to ``to_hz`` with torchaudio's sinc resampler."""
-    if from_hz == to_hz or not samples.size:
-        return np.asarray(samples, dtype=np.float32)
-    audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    return AF.resample(audio, int(from_hz), int(to_hz)).numpy()
-
-
 def to_mono_16k(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     """Return ``samples`` (frames[, channels]) as float32 mono at 16 kHz.
 
@@ -33,7 +25,8 @@ def to_mono_16k(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
-    audio = resample(audio, int(rate_hz), SAMPLE_RATE_HZ)
+    if rate_hz != SAMPLE_RATE_HZ and audio.size:
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), int(rate_hz), SAMPLE_RATE_HZ).numpy()
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
