@@ -99,8 +99,13 @@ class RNNoiseStream:
             self._lib.destroy(state)
 
 
-def make_front_end(name: str) -> RNNoise | None:
-    """The front end called ``name`` (one of :data:`FRONT_ENDS`); None for ``"none"``."""
+def make_front_end(name: str, model_extra: dict | None = None) -> RNNoise | None:
+    """The front end called ``name`` (one of :data:`FRONT_ENDS`, or ``"auto"``); None for ``"none"``.
+
+    ``"auto"`` is the one the model was trained with: ``front_end`` in its ``model_extra``, else none.
+    """
+    if name == "auto":
+        name = str((model_extra or {}).get("front_end", "none"))
     if name == "none":
         return None
     if name == "rnnoise":

@@ -47,6 +47,23 @@ class Recognition:
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 
+def segment_features(samples: np.ndarray, front_end=None):
+    """(frames, n_mels) log-mel tensor of a 16 kHz segment as the recogniser computes it.
+
+    The front end (a denoiser), when given, runs first; then the quiet margins the model expects
+    (:func:`vcd.audio.with_quiet_margins`).  ``vcd adapt`` trains on exactly these features.
+    """
+    import torch
+
+    from vcd.audio import with_quiet_margins
+    from vcd.features import log_mel
+
+    samples = np.asarray(samples, dtype=np.float32)
+    if front_end is not None:
+        samples = front_end(samples)
+    return torch.from_numpy(log_mel(with_quiet_margins(samples)))
+
+
 class Recognizer:
     """Acoustic model + compiled grammar.  Not thread-safe: one thread owns it.
 
@@ -95,11 +112,9 @@ class Recognizer:
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
                      graph.src.size)
-        if front_end == "auto":
-            front_end = str(extra.get("front_end", "none"))
         return cls(net, intents, word_graph, graph,
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end),
+                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
                    None if extra.get("fit_floor") is None else float(extra["fit_floor"]))
 
     def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
@@ -109,15 +124,7 @@ class Recognizer:
         (:func:`vcd.audio.with_quiet_margins`), so a tightly trimmed file
         decodes as well as one with silence around the speech.
         """
-        import torch
-
-        from vcd.audio import with_quiet_margins
-        from vcd.features import log_mel
-
-        samples = np.asarray(samples, dtype=np.float32)
-        if denoise and self.front_end is not None:
-            samples = self.front_end(samples)
-        feats = torch.from_numpy(log_mel(with_quiet_margins(samples))).unsqueeze(0)
+        feats = segment_features(samples, self.front_end if denoise else None).unsqueeze(0)
         return self.model.infer(feats)
 
     def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:

@@ -78,17 +78,6 @@ class AdaptResult:
     report: AdaptReport
 
 
-def clip_features(samples: np.ndarray, front_end=None) -> torch.Tensor:
-    """(frames, n_mels) features of one 16 kHz clip exactly as :meth:`Recognizer.posteriors` computes them."""
-    from vcd.audio import with_quiet_margins
-    from vcd.features import log_mel
-
-    samples = np.asarray(samples, dtype=np.float32)
-    if front_end is not None:
-        samples = front_end(samples)
-    return torch.from_numpy(log_mel(with_quiet_margins(samples)))
-
-
 def clip_labels(text: str, lexicon: Lexicon) -> torch.Tensor | None:
     """CTC label ids of ``text`` (first pronunciation of each word); None when a word has none or there are none."""
     from vcd.training.corpora import phones_of
@@ -198,10 +187,9 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
     except ModelError as exc:
         raise AdaptError(str(exc)) from None
     from vcd.denoise import make_front_end
+    from vcd.recognizer import segment_features
 
-    if front_end == "auto":
-        front_end = str(extra.get("front_end", "none"))
-    denoise = make_front_end(front_end)
+    denoise = make_front_end(front_end, extra)
     lexicon = lexicon or Lexicon()
     clips = list(clips)[-max_clips:] if max_clips else list(clips)
     feats, targets, unpronounceable = [], [], []
@@ -210,7 +198,7 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
         if y is None:
             unpronounceable.append(text)
             continue
-        feats.append(clip_features(samples, denoise))
+        feats.append(segment_features(samples, denoise))
         targets.append(y)
     if len(feats) < MIN_CLIPS:
         why = f"; no pronunciation for {unpronounceable[:3]!r}" if unpronounceable else ""
