@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
 from vcd.training.calibrate import word_list_grammar  # noqa: E402
-from vcd.training.augment import mix_at_snr as mix  # noqa: E402
+from vcd.training.augment import babble, mix_at_snr as mix  # noqa: E402
 from vcd.training.corpora import noise_files, speaker_split  # noqa: E402
 from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
@@ -75,12 +75,7 @@ class Noises:
         return self._stretch(self.recordings[int(self.rng.integers(len(self.recordings)))], n)
 
     def babble(self, n: int, not_speaker: str, talkers: int = 3) -> np.ndarray:
-        out = np.zeros(n, np.float32)
-        others = [a for s, a in self.talk if s != not_speaker]
-        for _ in range(talkers):
-            voice = self._stretch(others[int(self.rng.integers(len(others)))], n)
-            out += voice / (np.sqrt(np.mean(voice**2)) + 1e-9)
-        return out
+        return babble([a for s, a in self.talk if s != not_speaker], n, talkers, self.rng)
 
     def any(self, n: int, speaker: str) -> np.ndarray:
         return self.babble(n, speaker) if self.rng.random() < 0.25 or not self.recordings else self.recording(n)
