@@ -22,19 +22,24 @@ from vcd.transcripts import Utterance, read_transcripts, words_of
 _LOGGER = logging.getLogger(__name__)
 
 
-def gaps(recognizer, clips: list[Utterance], babble_db: float | None = None, fits: list | None = None) -> np.ndarray:
-    """Per-speech-frame log-probability gap between the free phone loop and the best grammar path.
-
-    With ``babble_db``, each clip is first mixed with the talk of three of the other clips at that SNR
-    (background talk); ``fits``, when given, receives each clip's :attr:`Hypothesis.fit_per_frame`.
-    """
-    out = []
+def read_clips(clips: list[Utterance]) -> list[np.ndarray]:
+    """The audio of ``clips``; an unreadable clip is just left out."""
     audios = []
     for clip in clips:
         try:
             audios.append(read_audio(clip.path))
         except Exception:  # noqa: BLE001 - an unreadable clip is just left out
             continue
+    return audios
+
+
+def gaps(recognizer, audios: list[np.ndarray], babble_db: float | None = None, fits: list | None = None) -> np.ndarray:
+    """Per-speech-frame log-probability gap between the free phone loop and the best grammar path.
+
+    With ``babble_db``, each clip is first mixed with the talk of three of the other clips at that SNR
+    (background talk); ``fits``, when given, receives each clip's :attr:`Hypothesis.fit_per_frame`.
+    """
+    out = []
     rng = np.random.default_rng(0)
     for i, audio in enumerate(tqdm(audios, desc="calibrating", unit="clip", leave=False)):
         if babble_db is not None and len(audios) > 3:
@@ -135,16 +140,17 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     recognizer = Recognizer.load(None, model_file)
     positives, negatives = calibration_sets(data_dir, heldout_dir, recognizer.word_graph)
     pos_fits: list[float] = []
-    pos, neg = gaps(recognizer, positives, fits=pos_fits), gaps(recognizer, negatives)
+    negative_audio = read_clips(negatives)  # decoded twice: as they are, and under babble
+    pos, neg = gaps(recognizer, read_clips(positives), fits=pos_fits), gaps(recognizer, negative_audio)
     threshold = choose_threshold(pos, neg)
     babble_fits: list[float] = []
-    babble_gaps = gaps(recognizer, negatives, babble_db=BABBLE_SNR_DB, fits=babble_fits)
+    babble_gaps = gaps(recognizer, negative_audio, babble_db=BABBLE_SNR_DB, fits=babble_fits)
     fit_floor = choose_fit_floor(babble_gaps, np.asarray(babble_fits), threshold, np.asarray(pos_fits))
     real = real_word_clips(data_dir)
     if real:
         with tempfile.TemporaryDirectory() as tmp:
             grammar = word_list_grammar([" ".join(words_of(u.text)) for u in real], Path(tmp))
-            real_gaps = gaps(Recognizer.load(grammar, model_file), real)
+            real_gaps = gaps(Recognizer.load(grammar, model_file), read_clips(real))
     else:
         real_gaps = np.zeros(0)
     scale = math.log(2.0) / max(threshold, 1e-3)
