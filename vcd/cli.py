@@ -1,4 +1,4 @@
-"""The ``vcd`` command line: run the daemon, check the configuration, list plugins and devices, transcribe, eval.
+"""The ``vcd`` command line: the daemon, the Wyoming service, config check, plugins, devices, transcribe, eval.
 
 More commands come from installed packages through the ``vcd.commands`` entry points:
 ``vcd train`` is registered by :mod:`vcd.training.cli` this way, so that the runtime never
@@ -52,6 +52,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # The orderly shutdown is complete (plugins have run vcd_shutdown).  Skip the
     # interpreter's teardown of torch, the model and PortAudio: on a busy 2-core box it
     # took several seconds, longer than the whole shutdown is allowed to take.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _cmd_wyoming(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config.daemon.log_level)
+    _LOGGER.info("vcd %s: configuration %s", __version__, config.label)
+    from vcd.wyoming_server import serve
+
+    code = serve(config, args.uri, args.max_audio_s)
+    # As `vcd run`: skip the interpreter's slow teardown of torch once the server has stopped in order.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -179,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="NAME|INDEX", help="microphone to use (see `vcd devices`)")
     run.add_argument("--site", metavar="ID", help="site id of this hub (overrides daemon.site)")
     run.set_defaults(func=_cmd_run)
+
+    wyoming = sub.add_parser("wyoming", help="serve speech-to-text over the Wyoming protocol (Home Assistant)")
+    wyoming.add_argument("--config", metavar="PATH", help=config_help + "; its [recognizer] section is used")
+    wyoming.add_argument("--uri", default="tcp://0.0.0.0:10300", metavar="URI",
+                         help="where to listen: tcp://HOST:PORT or unix:///PATH (default tcp://0.0.0.0:10300)")
+    wyoming.add_argument("--max-audio-s", type=float, default=30.0, metavar="SECONDS",
+                         help="refuse a transcription longer than this (default 30)")
+    wyoming.set_defaults(func=_cmd_wyoming)
 
     check = sub.add_parser("check-config", help="validate the configuration and load the plugins")
     check.add_argument("--config", metavar="PATH", help=config_help)
