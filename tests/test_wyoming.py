@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Server:
             self.process.wait(5)
 
 
-def start_server(workdir: Path, *args: str, port: int | None = None, name: str = "wyoming") -> Server:
+def start_server(workdir: Path, *args: str, port: int | None = None, name: str = "wyoming",
+                 notify_socket: Path | None = None) -> Server:
     sections: dict[str, dict[str, Any]] = {"daemon": {"log_level": "info"}}
     if os.environ.get("VCD_TEST_MODEL"):
         sections["recognizer"] = {"model": str(Path(os.environ["VCD_TEST_MODEL"]).resolve())}
@@ -67,6 +69,8 @@ def start_server(workdir: Path, *args: str, port: int | None = None, name: str =
     log_path = workdir / f"{name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
+    if notify_socket is not None:
+        env["NOTIFY_SOCKET"] = str(notify_socket)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [*vcd_command(), "wyoming", "--config", str(config), "--uri", f"tcp://{HOST}:{port}", *args],
@@ -394,28 +398,47 @@ def test_a_port_in_use_is_one_error_line(server: Server, tmp_path: Path) -> None
 
 @requires_espeak
 def test_sigterm_stops_the_server_with_exit_0_even_during_a_transcription(tmp_path: Path) -> None:
-    s = start_server(tmp_path)
-    try:
-        wait_listening(s)
+    """Also systemd's view of it (``Type=notify``): READY=1 once listening, STOPPING=1 on the way out."""
+    notify_path = tmp_path / "notify.sock"
+    messages: list[str] = []
+    done = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        sock.settimeout(0.2)
 
-        async def half_a_transcription() -> None:
-            async with AsyncTcpClient(HOST, s.port) as client:
-                await client.write_event(Transcribe(language="en").event())
-                await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-                await client.write_event(AudioChunk(rate=16000, width=2, channels=1,
-                                                    audio=to_pcm16(speak("turn on"))).event())
-                s.process.send_signal(signal.SIGTERM)
-                # the server closes this connection on its way out
-                assert await asyncio.wait_for(client.read_event(), 30) is None
+        def receive() -> None:  # as systemd does: read every message as it comes
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    messages.append(sock.recv(4096).decode())
 
-        asyncio.run(half_a_transcription())
-        started = time.monotonic()
-        assert s.process.wait(30) == 0, s.log[-3000:]
-        assert time.monotonic() - started < 30
-        assert "received SIGTERM" in s.log and "wyoming: stopping" in s.log
-        assert "Traceback" not in s.log
-    finally:
-        s.stop()
+        reader = threading.Thread(target=receive, daemon=True)
+        reader.start()
+        s = start_server(tmp_path, notify_socket=notify_path)
+        try:
+            wait_listening(s)
+
+            async def half_a_transcription() -> None:
+                async with AsyncTcpClient(HOST, s.port) as client:
+                    await client.write_event(Transcribe(language="en").event())
+                    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+                    await client.write_event(AudioChunk(rate=16000, width=2, channels=1,
+                                                        audio=to_pcm16(speak("turn on"))).event())
+                    s.process.send_signal(signal.SIGTERM)
+                    # the server closes this connection on its way out
+                    assert await asyncio.wait_for(client.read_event(), 30) is None
+
+            asyncio.run(half_a_transcription())
+            assert s.process.wait(30) == 0, s.log[-3000:]
+        finally:
+            s.stop()
+            time.sleep(0.3)
+            done.set()
+            reader.join()
+    assert "received SIGTERM" in s.log and "wyoming: stopping" in s.log
+    assert "Traceback" not in s.log
+    lines = [line for message in messages for line in message.splitlines()]
+    assert lines.index("READY=1") < lines.index("STOPPING=1"), lines
+    assert f"STATUS=Listening on tcp://{HOST}:{s.port}" in lines
 
 
 def test_a_config_error_is_one_line_and_exit_78(tmp_path: Path) -> None:
