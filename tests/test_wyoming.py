@@ -30,6 +30,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
+from wyoming.intent import Intent, NotRecognized, Recognize
 from wyoming.ping import Ping, Pong
 
 from vcd.wyoming_server import AudioBuffer, ProtocolError, pcm_to_float, read_event
@@ -94,8 +95,8 @@ def wait_listening(server: Server, timeout_s: float = 180) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One ``vcd wyoming`` for the module (loading the model takes seconds)."""
-    s = start_server(tmp_path_factory.mktemp("wyoming"), "--max-audio-s", str(MAX_AUDIO_S))
+    """One ``vcd wyoming --intents`` for the module (loading the model takes seconds)."""
+    s = start_server(tmp_path_factory.mktemp("wyoming"), "--max-audio-s", str(MAX_AUDIO_S), "--intents")
     wait_listening(s)
     yield s
     s.stop()
@@ -192,7 +193,8 @@ def test_describe_answers_info_with_the_asr_program_its_model_and_language(serve
     assert program.installed and not program.supports_transcript_streaming and program.requires_external_vad
     model = Path(os.environ["VCD_TEST_MODEL"]).stem if os.environ.get("VCD_TEST_MODEL") else "default"
     assert [(m.name, m.languages, m.installed) for m in program.models] == [(model, ["en"], True)]
-    assert not (info.tts or info.handle or info.intent or info.wake)
+    assert not (info.tts or info.handle or info.wake)
+    assert [(p.name, p.installed, [m.languages for m in p.models]) for p in info.intent] == [("vcd", True, [["en"]])]
 
 
 @requires_espeak
@@ -203,6 +205,19 @@ def test_a_command_in_the_grammar_comes_back_as_its_sentence(server: Server, tex
     transcript = Transcript.from_event(event)
     assert same_sentence(transcript.text, text), transcript
     assert transcript.language == "en"
+
+
+@requires_espeak
+def test_a_command_after_seconds_of_room_noise_is_recognised(server: Server) -> None:
+    """Home Assistant streams from the wake word on: the room before the command, and after it until its VAD stops."""
+    from conftest import noise
+
+    text = "turn on the kitchen light"
+    speech = speak(text)
+    audio = np.concatenate([noise(2.0, seed=1), speech + noise(speech.size / 16000 + 0.01, seed=2)[: speech.size],
+                            noise(1.0, seed=3)])
+    event = asyncio.run(transcribe(server.port, to_pcm16(audio)))
+    assert same_sentence(Transcript.from_event(event).text, text), event
 
 
 @requires_espeak
@@ -262,6 +277,59 @@ def test_one_connection_serves_describe_ping_and_two_transcriptions(server: Serv
     assert [e.type for e in events] == ["info", "pong", "transcript", "transcript"]
     assert Pong.from_event(events[1]).text == "hi"
     assert [Transcript.from_event(e).text for e in events[2:]] == ["", ""]
+
+
+# --- the intent side (--intents) ----------------------------------------------------------------------------
+
+
+async def understand(port: int, text: str, as_home_assistant: bool = True) -> Event:
+    """Home Assistant's Wyoming conversation agent (conversation.py) sends a ``transcript`` with the text and a
+    context, and reads until ``intent`` / ``not-recognized``; other clients send Wyoming's ``recognize``."""
+    async with AsyncTcpClient(HOST, port) as client:
+        if as_home_assistant:
+            await client.write_event(Transcript(text, context={"conversation_id": "01J0"}, language="en").event())
+        else:
+            await client.write_event(Recognize(text=text).event())
+        while True:
+            event = await asyncio.wait_for(client.read_event(), timeout=30)
+            assert event is not None, "connection closed before an answer"
+            if Intent.is_type(event.type) or NotRecognized.is_type(event.type) or Error.is_type(event.type):
+                return event
+
+
+@pytest.mark.parametrize("as_home_assistant", [True, False])
+@pytest.mark.parametrize(
+    ("text", "intent", "slots"),
+    [
+        ("turn on the kitchen light", "HassTurnOn", {"name": "kitchen light"}),
+        ("Set the living room to twenty one degrees.", "HassClimateSetTemperature",
+         {"area": "living room", "temperature": 21}),
+        ("open the garage door", "HassTurnOn", {"cover": "garage door", "domain": "cover"}),
+    ],
+)
+def test_text_gets_its_intent_and_slots(server: Server, text: str, intent: str, slots: dict[str, Any],
+                                        as_home_assistant: bool) -> None:
+    event = asyncio.run(understand(server.port, text, as_home_assistant))
+    assert Intent.is_type(event.type), event
+    result = Intent.from_event(event)
+    assert (result.name, {e.name: e.value for e in result.entities}) == (intent, slots)
+
+
+def test_text_outside_the_sentences_is_not_recognized(server: Server) -> None:
+    event = asyncio.run(understand(server.port, "order a large pizza with olives"))
+    assert NotRecognized.is_type(event.type), event
+    assert NotRecognized.from_event(event).text
+
+
+@requires_espeak
+def test_speech_to_text_then_text_to_intent_as_an_assist_pipeline_does(server: Server) -> None:
+    """vcd as both the speech-to-text engine and the conversation agent of one Assist pipeline."""
+    transcript = asyncio.run(transcribe(server.port, to_pcm16(command_audio("turn off the bedroom light"))))
+    text = Transcript.from_event(transcript).text
+    assert same_sentence(text, "turn off the bedroom light")
+    event = asyncio.run(understand(server.port, text))
+    result = Intent.from_event(event)
+    assert (result.name, {e.name: e.value for e in result.entities}) == ("HassTurnOff", {"name": "bedroom light"})
 
 
 # --- bad input: one log line, an error event, the connection closed, the server goes on -------------------
@@ -398,7 +466,8 @@ def test_a_port_in_use_is_one_error_line(server: Server, tmp_path: Path) -> None
 
 @requires_espeak
 def test_sigterm_stops_the_server_with_exit_0_even_during_a_transcription(tmp_path: Path) -> None:
-    """Also systemd's view of it (``Type=notify``): READY=1 once listening, STOPPING=1 on the way out."""
+    """Also systemd's view of it (``Type=notify``): READY=1 once listening, STOPPING=1 on the way out; and without
+    ``--intents`` no intent program is described and ``recognize`` is ignored."""
     notify_path = tmp_path / "notify.sock"
     messages: list[str] = []
     done = threading.Event()
@@ -416,6 +485,16 @@ def test_sigterm_stops_the_server_with_exit_0_even_during_a_transcription(tmp_pa
         s = start_server(tmp_path, notify_socket=notify_path)
         try:
             wait_listening(s)
+
+            async def without_intents() -> list[Event | None]:
+                async with AsyncTcpClient(HOST, s.port) as client:
+                    await client.write_event(Recognize(text="turn on the kitchen light").event())
+                    await client.write_event(Describe().event())
+                    return [await asyncio.wait_for(client.read_event(), 10)]
+
+            answers = asyncio.run(without_intents())
+            assert answers[0] is not None and Info.is_type(answers[0].type), answers  # recognize was ignored
+            assert Info.from_event(answers[0]).intent == []
 
             async def half_a_transcription() -> None:
                 async with AsyncTcpClient(HOST, s.port) as client:
@@ -446,7 +525,8 @@ def test_a_config_error_is_one_line_and_exit_78(tmp_path: Path) -> None:
     result = subprocess.run([*vcd_command(), "wyoming", "--config", "config.toml"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 78, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: config.toml: recognizer.min_confidnce: unknown key")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: config.toml: recognizer.min_confidnce: unknown key"), last
 
 
 def test_a_limit_of_zero_seconds_is_a_usage_error(tmp_path: Path) -> None:

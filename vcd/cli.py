@@ -64,7 +64,7 @@ def _cmd_wyoming(args: argparse.Namespace) -> int:
     _LOGGER.info("vcd %s: configuration %s", __version__, config.label)
     from vcd.wyoming_server import serve
 
-    code = serve(config, args.uri, args.max_audio_s)
+    code = serve(config, args.uri, args.max_audio_s, args.intents)
     # As `vcd run`: skip the interpreter's slow teardown of torch once the server has stopped in order.
     logging.shutdown()
     sys.stdout.flush()
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where to listen: tcp://HOST:PORT or unix:///PATH (default tcp://0.0.0.0:10300)")
     wyoming.add_argument("--max-audio-s", type=float, default=30.0, metavar="SECONDS",
                          help="refuse a transcription longer than this (default 30)")
+    wyoming.add_argument("--intents", action="store_true",
+                         help="also serve intent recognition from text (a conversation agent in Home Assistant)")
     wyoming.set_defaults(func=_cmd_wyoming)
 
     check = sub.add_parser("check-config", help="validate the configuration and load the plugins")

@@ -8,6 +8,10 @@ a closed-grammar recogniser needs around them:
 * ``transcribe`` (optional), ``audio-start``, ``audio-chunk`` × N, ``audio-stop`` →
   ``transcript`` with the recognised sentence, or an empty text when the speech is not one
   of the sentences (rejected);
+* with ``intents`` on (``vcd wyoming --intents``): ``recognize`` (Wyoming's intent request) and
+  ``transcript`` (what Home Assistant's Wyoming conversation agent sends) → ``intent`` with the
+  intent and its slots as entities, or ``not-recognized``; the text is matched by hassil against
+  the same sentences the recogniser was compiled from;
 * ``ping`` → ``pong``; other event types are ignored, as Wyoming servers are expected to.
 
 Audio of any rate, sample width (8, 16, 24 or 32-bit) and channel count is accepted and
@@ -40,7 +44,8 @@ from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
+from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info, IntentModel, IntentProgram
+from wyoming.intent import Entity, Intent, NotRecognized, Recognize
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncServer
 
@@ -62,6 +67,7 @@ MAX_CHANNELS = 32
 SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes: unsigned 8-bit, signed 16, 24 and 32-bit little-endian PCM
 
 ATTRIBUTION = Attribution(name="vcd", url="")  # vcd has no public home page to point to
+NOT_RECOGNIZED_TEXT = "Sorry, I couldn't understand that"
 
 
 class ProtocolError(Exception):
@@ -202,9 +208,11 @@ class AudioBuffer:
 class Service:
     """The recogniser, the thread that owns it, and what ``describe`` answers."""
 
-    def __init__(self, recognizer: Any, model_path: Path | None, max_audio_s: float = DEFAULT_MAX_AUDIO_S) -> None:
+    def __init__(self, recognizer: Any, model_path: Path | None, max_audio_s: float = DEFAULT_MAX_AUDIO_S,
+                 intents: bool = False) -> None:
         self.recognizer = recognizer
         self.max_audio_s = float(max_audio_s)
+        self.intents = intents
         self.language = str(getattr(recognizer.intents, "language", None) or "en")
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcd-asr")
         model_name = model_path.stem if model_path else "default"
@@ -227,10 +235,38 @@ class Service:
             # with a denoiser of its own (the model's front end), vcd wants the audio as the microphone gave it
             prefers_noise_reduction_enabled=recognizer.front_end is None,
         )])
+        if intents:
+            self.info.intent = [IntentProgram(
+                name="vcd",
+                description="vcd: intents of its sentences (hassil templates), from text",
+                attribution=ATTRIBUTION,
+                installed=True,
+                version=__version__,
+                models=[IntentModel(
+                    name="sentences",
+                    description=f"{len(recognizer.intents.intents)} intents",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    version=__version__,
+                    languages=[self.language],
+                )],
+            )]
 
     async def recognize(self, samples: np.ndarray) -> Any:
         """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.recognizer.recognize, samples)
+
+    async def understand(self, text: str) -> tuple[str, dict[str, Any]] | None:
+        """(intent, slots) of ``text`` by hassil against the recogniser's sentences, or None; on the same thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._understand, text)
+
+    def _understand(self, text: str) -> tuple[str, dict[str, Any]] | None:
+        from hassil import recognize
+
+        result = recognize(text, self.recognizer.intents)
+        if result is None:
+            return None
+        return result.intent.name, {name: entity.value for name, entity in result.entities.items()}
 
 
 def _parse(kind: Any, event: Event) -> Any:
@@ -303,6 +339,9 @@ class WyomingHandler(AsyncEventHandler):
             self.audio.add(chunk.audio or b"", rate, width, channels)
         elif AudioStop.is_type(event.type):
             await self._transcribe()
+        elif self.service.intents and (Recognize.is_type(event.type) or Transcript.is_type(event.type)):
+            kind = Recognize if Recognize.is_type(event.type) else Transcript
+            await self._intent(_parse(kind, event).text)
         elif Ping.is_type(event.type):
             await self.write_event(Pong(text=_parse(Ping, event).text).event())
         else:
@@ -325,6 +364,20 @@ class WyomingHandler(AsyncEventHandler):
         await self.write_event(Transcript(text=result.text, language=self.service.language).event())
 
 
+    async def _intent(self, text: Any) -> None:
+        if not isinstance(text, str):
+            raise ProtocolError(f"the text to recognise must be a string (got {text!r})")
+        meaning = await self.service.understand(text)
+        if meaning is None:
+            _LOGGER.info("wyoming: client %s: text %r → no intent", self.peer, text)
+            await self.write_event(NotRecognized(text=NOT_RECOGNIZED_TEXT).event())
+            return
+        intent, slots = meaning
+        _LOGGER.info("wyoming: client %s: text %r → %s %s", self.peer, text, intent, slots)
+        entities = [Entity(name, value) for name, value in slots.items()]
+        await self.write_event(Intent(name=intent, entities=entities).event())
+
+
 # --- serving -----------------------------------------------------------------------------------------
 
 
@@ -339,8 +392,11 @@ def make_server(uri: str) -> AsyncServer:
         raise UsageError(f"--uri {uri}: {exc}") from None
 
 
-def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_AUDIO_S) -> int:
-    """``vcd wyoming``: load the recogniser as ``vcd run`` does, then serve ``uri`` until SIGTERM/SIGINT (exit 0)."""
+def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_AUDIO_S, intents: bool = False) -> int:
+    """``vcd wyoming``: load the recogniser as ``vcd run`` does, then serve ``uri`` until SIGTERM/SIGINT (exit 0).
+
+    ``intents``: also answer ``recognize`` / ``transcript`` with the intent of the text.
+    """
     from vcd.daemon import _Notifier, load_recognizer
 
     if not max_audio_s > 0:
@@ -351,7 +407,7 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
     started = time.monotonic()
     recognizer = load_recognizer(config)
     _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
-    service = Service(recognizer, config.recognizer.model, max_audio_s)
+    service = Service(recognizer, config.recognizer.model, max_audio_s, intents)
     try:
         asyncio.run(_serve(server, service, uri, notifier))
     finally:
@@ -377,8 +433,8 @@ async def _serve(server: AsyncServer, service: Service, uri: str, notifier: Any)
         await server.start(lambda reader, writer: WyomingHandler(reader, writer, service))
     except OSError as exc:
         raise VcdError(f"wyoming: cannot listen on {uri}: {exc.strerror or exc}") from None
-    _LOGGER.info("wyoming: listening on %s (asr program 'vcd', language %s, at most %g s of audio per command)",
-                 uri, service.language, service.max_audio_s)
+    _LOGGER.info("wyoming: listening on %s (asr%s program 'vcd', language %s, at most %g s of audio per command)",
+                 uri, " and intent" if service.intents else "", service.language, service.max_audio_s)
     notifier.notify("READY=1", f"STATUS=Listening on {uri}")
     await stop.wait()
     notifier.notify("STOPPING=1")
