@@ -291,7 +291,6 @@ class WyomingHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.service = service
         self.peer = _peer_name(writer)
-        self.language: str | None = None
         self.audio: AudioBuffer | None = None
 
     async def run(self) -> None:
@@ -321,11 +320,10 @@ class WyomingHandler(AsyncEventHandler):
         if Describe.is_type(event.type):
             await self.write_event(self.service.info.event())
         elif Transcribe.is_type(event.type):
-            transcribe = _parse(Transcribe, event)
-            self.language = transcribe.language
-            if self.language and self.language.split("-")[0].split("_")[0] != self.service.language.split("-")[0]:
+            language = _parse(Transcribe, event).language
+            if isinstance(language, str) and language.replace("_", "-").split("-")[0] != self.service.language.split("-")[0]:
                 _LOGGER.info("wyoming: client %s asks for language %r; the grammar is %r",
-                             self.peer, self.language, self.service.language)
+                             self.peer, language, self.service.language)
             self.audio = None
         elif AudioStart.is_type(event.type):
             start = _parse(AudioStart, event)
