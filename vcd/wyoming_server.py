@@ -321,7 +321,8 @@ class WyomingHandler(AsyncEventHandler):
             await self.write_event(self.service.info.event())
         elif Transcribe.is_type(event.type):
             language = _parse(Transcribe, event).language
-            if isinstance(language, str) and language.replace("_", "-").split("-")[0] != self.service.language.split("-")[0]:
+            asked = language.replace("_", "-").split("-")[0] if isinstance(language, str) else None
+            if asked and asked != self.service.language.split("-")[0]:
                 _LOGGER.info("wyoming: client %s asks for language %r; the grammar is %r",
                              self.peer, language, self.service.language)
             self.audio = None
