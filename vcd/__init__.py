@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from vcd.config import Config
+from vcd.controls import ListValue, PluginControls
 from vcd.errors import ConfigError, ExitCode, VcdError, did_you_mean
 from vcd.hookspecs import hookimpl
 
@@ -28,6 +29,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExitCode",
+    "ListValue",
+    "PluginControls",
     "VcdError",
     "__version__",
     "did_you_mean",
