@@ -31,6 +31,7 @@ from vcd_plugins.mqtt.settings import parse_settings
 
 import vcd
 from vcd.config import parse_config
+from vcd.controls import Controls
 
 pytestmark = requires_mosquitto
 
@@ -473,7 +474,7 @@ def test_hooks_through_a_real_config(broker: Broker, subscriber: Subscriber, tmp
     config = parse_config(
         {"daemon": {"site": "hall"}, "plugins": {"mqtt": {"host": broker.host, "port": broker.port}}}, path
     )
-    mqtt_plugin.vcd_startup(config=config, config_path=path)
+    mqtt_plugin.vcd_startup(config=config, config_path=path, controls=Controls().for_plugin("mqtt"))
     try:
         subscriber.wait_for("vcd/hall/status", payload="online")
         mqtt_plugin.vcd_transcript(site="hall", text="turn off the tv", confidence=0.9, audio_s=1.1)
