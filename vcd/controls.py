@@ -73,7 +73,7 @@ class Controls:
                 return
             mine[list_name] = values
             self._version += 1
-        _LOGGER.info('plugin "%s": list {%s} now has %d values of its own', plugin, list_name, len(values))
+        _LOGGER.debug('plugin "%s": list {%s} now has %d values of its own', plugin, list_name, len(values))
         self.changed.set()
 
     def lists(self) -> tuple[int, dict[str, list[ListValue]]]:

@@ -165,16 +165,18 @@ class Command:
     retain: bool
 
 
-def _template(config: dict[str, Any], key: str, variable: str, value: Any) -> str | None:
-    """Render the simple Home Assistant command templates (``{{ value }}``, ``{{ position }}``); None otherwise."""
+def _template(config: dict[str, Any], key: str, value: Any) -> str | None:
+    """Render a simple Home Assistant command template (``{{ value }}``, or ``{{ position }}`` for covers).
+
+    None for anything more (filters, expressions, ``{% %}``): vcd does not run Jinja.
+    """
     template = config.get(key)
     if not template:
         return as_text(value)
     rest = _SIMPLE_TEMPLATE.sub("", str(template))
     if "{{" in rest or "{%" in rest:
         return None
-    return _SIMPLE_TEMPLATE.sub(lambda m: as_text(value) if m.group(1) in (variable, "value") else m.group(0),
-                                str(template))
+    return _SIMPLE_TEMPLATE.sub(lambda m: as_text(value), str(template))
 
 
 def _scaled(percent: Any, scale: Any) -> int:
@@ -192,9 +194,9 @@ def commands_for(device: Device, intent: str, slots: dict[str, Any]) -> list[Com
         topic = c.get(topic_key)
         if not topic:
             return f"it announces no {topic_key}"
-        rendered = _template(c, template_key, "value", payload)
+        rendered = _template(c, template_key, payload)
         if rendered is None:
-            return f"its {template_key} is more than {{{{ value }}}}, which vcd does not render"
+            return f"its {template_key} is more than {{{{ value }}}} (vcd does not run Jinja templates)"
         return [Command(str(topic), rendered, qos, retain)]
 
     kind = device.component

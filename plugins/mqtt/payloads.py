@@ -156,7 +156,7 @@ class MqttPlugin:
         if UNRECOGNIZED_EVENT not in self.event_types:
             self.event_types.append(UNRECOGNIZED_EVENT)
         self.devices = Devices(settings.discovery_prefix) if settings.discover_devices else None
-        subscriptions = list(self.devices.subscriptions) if self.devices else []
+        subscriptions = list(self.devices.subscriptions) if self.devices is not None else []
         if settings.hermes:
             subscriptions += hermes.TOGGLE_TOPICS
         self._last_device_change = 0.0  # time.monotonic() of the last discovery message that changed a device
