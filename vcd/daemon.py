@@ -384,7 +384,9 @@ class Daemon:
     def _summary(self) -> str:
         c = self.counts
         dropped = f", {self._blocks.dropped} audio blocks dropped" if self._blocks.dropped else ""
-        return f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood{dropped}"
+        paused = f", {c['skipped']} not decoded (paused)" if c.get("skipped") else ""
+        return (f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood"
+                f"{paused}{dropped}")
 
     def _shutdown(self, notifier: _Notifier, reason: str, ended: bool) -> int:
         _LOGGER.info("stopping (%s)", reason)
