@@ -145,13 +145,22 @@ class Recognizer:
         """
         from vcd.controls import with_list_values
         from vcd.decoder import build_phone_graph
-        from vcd.grammar import compile_word_graph
+        from vcd.grammar import compile_word_graph, words_of_chunk
         from vcd.phonetics import Lexicon
 
         started = time.perf_counter()
+        lexicon = self.lexicon = self.lexicon or Lexicon()
+        lexicon.prefetch([w for values in extra_lists.values() for v in values for w in words_of_chunk(v.text)])
+        sayable = {}
+        for name, values in extra_lists.items():
+            sayable[name] = [v for v in values if all(lexicon(w) for w in words_of_chunk(v.text))]
+            for value in values:
+                if value not in sayable[name]:
+                    _LOGGER.warning("grammar: %r left out of {%s}: a word has no pronunciation", value.text, name)
+        extra_lists = sayable
         intents = with_list_values(self.base_intents, extra_lists)
         word_graph = compile_word_graph(intents)
-        graph = build_phone_graph(word_graph, self.lexicon or Lexicon())
+        graph = build_phone_graph(word_graph, lexicon)
         if extra_lists:
             sizes = ", ".join(f"{{{name}}} +{len(values)}" for name, values in extra_lists.items())
             _LOGGER.info("grammar: compiled with the plugins' list values (%s) in %.0f ms, %d phone states", sizes,
