@@ -140,8 +140,8 @@ class Recognizer:
     def compile_grammar(self, extra_lists) -> Grammar:
         """The sentences with ``extra_lists`` (list name → :class:`vcd.ListValue` s) added, compiled.
 
-        Any thread (touches neither the model nor the grammar in use); GrammarError when the
-        values cannot be compiled (a word with no pronunciation, say).
+        Any thread (touches neither the model nor the grammar in use).  A value with a word that has
+        no pronunciation is left out with a warning; GrammarError when the rest cannot be compiled.
         """
         from vcd.controls import with_list_values
         from vcd.decoder import build_phone_graph
