@@ -107,6 +107,10 @@ def turn_on_kitchen_light(plugin: MqttPlugin) -> None:
             {"node_id": "vcd kitchen", "homeassistant_discovery": True},
             "plugins.mqtt.node_id: must use only letters, digits, '_' and '-' (got 'vcd kitchen')",
         ),
+        ({"discover_devices": "yes"}, "plugins.mqtt.discover_devices: must be true or false (got 'yes')"),
+        ({"discovery_wait_s": 60}, "plugins.mqtt.discovery_wait_s: must be 0..30 (got 60)"),
+        ({"discovery_prefix": "home/#"}, "plugins.mqtt.discovery_prefix: must not contain the wildcards '+' or '#' "
+                                         "(got 'home/#')"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path: Path, table: dict[str, Any], message: str) -> None:
