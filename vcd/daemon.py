@@ -333,6 +333,8 @@ class Daemon:
             except VcdError as exc:
                 _LOGGER.error("grammar: the plugins' new list values are not used (the grammar stays as it was): %s",
                               exc)
+            except Exception:
+                _LOGGER.exception("grammar: compiling the plugins' new list values failed (the grammar stays as it was)")
             self._lists_version = version
 
     # --- control ---
