@@ -86,6 +86,10 @@ install_venv() {
     esac
     log "installing vcd into $VENV ${pins[*]:+(with ${pins[*]})}"
     "$VENV/bin/python" -m pip install -q -e ".[$extras]" "${pins[@]}"
+    # The MQTT tests validate Hermes payloads against rhasspy-hermes' dataclasses; it pins paho-mqtt==1.5.0
+    # (vcd needs paho 2) but its message classes import only dataclasses-json (in the test extra).
+    log "installing rhasspy-hermes==0.6.2 without its dependencies (it pins paho-mqtt 1.5)"
+    "$VENV/bin/python" -m pip install -q --no-deps "rhasspy-hermes==0.6.2"
     printf '%s\n' "$want" >"$stamp"
 }
 

@@ -31,6 +31,7 @@ from vcd_plugins.mqtt.settings import parse_settings
 
 import vcd
 from vcd.config import parse_config
+from vcd.controls import Controls
 
 pytestmark = requires_mosquitto
 
@@ -268,19 +269,34 @@ def test_hermes_messages(broker: Broker, subscriber: Subscriber, plugins: Any) -
     plugin.transcript("livingroom", "play some jazz", 0.2, 1.3)
     plugin.unrecognized("livingroom", "play some jazz", 0.2, 1.3)
 
-    captured = subscriber.wait_for("hermes/asr/textCaptured").json()
+    hermes_topics = [m.topic for m in subscriber.drain(0.5) if m.topic.startswith("hermes/")]
+    assert hermes_topics == [
+        "hermes/dialogueManager/sessionStarted",
+        "hermes/asr/textCaptured",
+        "hermes/intent/HassClimateSetTemperature",
+        "hermes/dialogueManager/sessionEnded",
+        "hermes/dialogueManager/sessionStarted",
+        "hermes/asr/textCaptured",
+        "hermes/nlu/intentNotRecognized",
+        "hermes/dialogueManager/sessionEnded",
+    ]
+    by_topic = [(m.topic, m.json()) for m in subscriber.seen if m.topic.startswith("hermes/")]
+    started, captured, (_, intent), ended, started2, _, (_, not_recognized), ended2 = by_topic
+    captured = captured[1]
     session = captured.pop("sessionId")
+    assert started[1] == {"sessionId": session, "siteId": "livingroom", "customData": None, "lang": "en"}
     assert captured == {
         "text": text,
         "likelihood": 0.87,
         "seconds": 2.1,
         "siteId": "livingroom",
-        "wakewordId": None,
+        "wakewordId": "default",
         "asrTokens": captured["asrTokens"],
-        "lang": None,
+        "lang": "en",
     }
-    intent = subscriber.wait_for("hermes/intent/HassClimateSetTemperature").json()
     assert intent["sessionId"] == session
+    query_id = intent["id"]
+    assert query_id and query_id != session
     words = text.split()
     assert intent == {
         "input": text,
@@ -297,13 +313,14 @@ def test_hermes_messages(broker: Broker, subscriber: Subscriber, plugins: Any) -
             {
                 "entity": "temperature",
                 "slotName": "temperature",
-                "rawValue": "21",
+                "rawValue": "twenty one",  # the words spoken, as Rhasspy sends
                 "value": {"kind": "Number", "value": 21},
                 "confidence": 0.87,
+                "range": {"start": 23, "end": 33, "rawStart": 23, "rawEnd": 33},
             },
         ],
         "siteId": "livingroom",
-        "id": None,
+        "id": query_id,
         "sessionId": session,
         "customData": None,
         "asrTokens": [
@@ -320,13 +337,16 @@ def test_hermes_messages(broker: Broker, subscriber: Subscriber, plugins: Any) -
         ],
         "asrConfidence": 0.87,
         "rawInput": text,
-        "wakewordId": None,
-        "lang": None,
+        "wakewordId": "default",
+        "lang": "en",
     }
-    subscriber.wait_for("hermes/asr/textCaptured")
-    not_recognized = subscriber.wait_for("hermes/nlu/intentNotRecognized").json()
-    assert not_recognized.pop("sessionId") != session
-    assert not_recognized == {"input": "play some jazz", "siteId": "livingroom", "id": None, "customData": None}
+    assert ended[1] == {"termination": {"reason": "nominal"}, "sessionId": session, "siteId": "livingroom",
+                        "customData": None}
+    session2 = not_recognized.pop("sessionId")
+    assert session2 != session and started2[1]["sessionId"] == session2
+    assert not_recognized.pop("id")
+    assert not_recognized == {"input": "play some jazz", "siteId": "livingroom", "customData": None}
+    assert ended2[1]["termination"] == {"reason": "intentNotRecognized"} and ended2[1]["sessionId"] == session2
 
 
 # --- Home Assistant discovery ----------------------------------------------------------------------
@@ -473,7 +493,7 @@ def test_hooks_through_a_real_config(broker: Broker, subscriber: Subscriber, tmp
     config = parse_config(
         {"daemon": {"site": "hall"}, "plugins": {"mqtt": {"host": broker.host, "port": broker.port}}}, path
     )
-    mqtt_plugin.vcd_startup(config=config, config_path=path)
+    mqtt_plugin.vcd_startup(config=config, config_path=path, controls=Controls().for_plugin("mqtt"))
     try:
         subscriber.wait_for("vcd/hall/status", payload="online")
         mqtt_plugin.vcd_transcript(site="hall", text="turn off the tv", confidence=0.9, audio_s=1.1)

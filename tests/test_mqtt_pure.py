@@ -23,6 +23,7 @@ from vcd_plugins.mqtt.templates import FILTERS, MissingField, Template, slugify
 
 import vcd
 from vcd.config import parse_config
+from vcd.controls import Controls
 
 SITE = "kitchen"
 TIMINGS = {"audio_s": 1.62, "decode_ms": 48.5, "speech_end": 1764000000.25, "recognized_at": 1764000000.31}
@@ -106,13 +107,17 @@ def turn_on_kitchen_light(plugin: MqttPlugin) -> None:
             {"node_id": "vcd kitchen", "homeassistant_discovery": True},
             "plugins.mqtt.node_id: must use only letters, digits, '_' and '-' (got 'vcd kitchen')",
         ),
+        ({"discover_devices": "yes"}, "plugins.mqtt.discover_devices: must be true or false (got 'yes')"),
+        ({"discovery_wait_s": 60}, "plugins.mqtt.discovery_wait_s: must be 0..30 (got 60)"),
+        ({"discovery_prefix": "home/#"}, "plugins.mqtt.discovery_prefix: must not contain the wildcards '+' or '#' "
+                                         "(got 'home/#')"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path: Path, table: dict[str, Any], message: str) -> None:
     path = tmp_path / "config.toml"
     config = parse_config({"plugins": {"mqtt": table}}, path)
     with pytest.raises(vcd.ConfigError) as caught:
-        mqtt_plugin.vcd_startup(config=config, config_path=path)
+        mqtt_plugin.vcd_startup(config=config, config_path=path, controls=Controls().for_plugin("mqtt"))
     assert str(caught.value) == f"{path}: " + message.replace("{dir}", str(tmp_path))
 
 
@@ -162,7 +167,8 @@ def test_template_syntax() -> None:
 
 def test_no_table_means_idle(tmp_path: Path) -> None:
     config = parse_config({}, tmp_path / "config.toml")
-    mqtt_plugin.vcd_startup(config=config, config_path=tmp_path / "config.toml")
+    path = tmp_path / "config.toml"
+    mqtt_plugin.vcd_startup(config=config, config_path=path, controls=Controls().for_plugin("mqtt"))
     mqtt_plugin.vcd_intent(site="x", intent="HassTurnOn", slots={}, text="t", confidence=1.0, timings={})
     mqtt_plugin.vcd_shutdown(reason="test")
 
@@ -267,22 +273,69 @@ def test_command_messages_without_a_broker(caplog: pytest.LogCaptureFixture) -> 
 def test_hermes_payloads() -> None:
     text = "set the living room to twenty one degrees"
     slots = {"area": "living room", "temperature": 21}
-    intent = hermes.hermes_intent("livingroom", "HassClimateSetTemperature", slots, text, 0.87, "s1")
+    intent = hermes.hermes_intent("livingroom", "HassClimateSetTemperature", slots, text, 0.87, "s1", "q1", "en")
     assert hermes.intent_topic("HassClimateSetTemperature") == "hermes/intent/HassClimateSetTemperature"
     assert intent["intent"] == {"intentName": "HassClimateSetTemperature", "confidenceScore": 0.87}
     assert intent["slots"][0]["range"] == {"start": 8, "end": 19, "rawStart": 8, "rawEnd": 19}
-    assert "range" not in intent["slots"][1]  # "21" is not in the spoken text
+    # rawValue: the words spoken ("twenty one"), value: the number; the range points at the words
+    assert intent["slots"][1]["rawValue"] == "twenty one"
     assert intent["slots"][1]["value"] == {"kind": "Number", "value": 21}
+    assert text[slice(*[intent["slots"][1]["range"][k] for k in ("start", "end")])] == "twenty one"
+    assert (intent["id"], intent["wakewordId"], intent["lang"]) == ("q1", "default", "en")
     assert [t["value"] for t in intent["asrTokens"][0]] == text.split()
-    captured = hermes.hermes_text_captured("livingroom", text, 0.87, 2.1, "s1")
+    captured = hermes.hermes_text_captured("livingroom", text, 0.87, 2.1, "s1", "en")
     assert (captured["likelihood"], captured["seconds"], captured["sessionId"]) == (0.87, 2.1, "s1")
-    assert hermes.hermes_not_recognized("livingroom", "play some jazz", "s2") == {
+    assert (captured["wakewordId"], captured["lang"]) == ("default", "en")
+    assert hermes.hermes_not_recognized("livingroom", "play some jazz", "s2", "q2") == {
         "input": "play some jazz",
         "siteId": "livingroom",
         "sessionId": "s2",
-        "id": None,
+        "id": "q2",
         "customData": None,
     }
+
+
+def test_hermes_payloads_validate_against_rhasspy_hermes() -> None:
+    """Every payload vcd publishes parses into rhasspy-hermes' dataclass and back to the same JSON."""
+    nlu = pytest.importorskip("rhasspyhermes.nlu", reason="rhasspy-hermes is installed by scripts/install.sh")
+    from rhasspyhermes.asr import AsrTextCaptured
+    from rhasspyhermes.dialogue import DialogueSessionEnded, DialogueSessionStarted
+
+    text = "set the living room to twenty one degrees"
+    slots = {"area": "living room", "temperature": 21}
+    intent = hermes.hermes_intent("livingroom", "HassClimateSetTemperature", slots, text, 0.87, "s1", "q1", "en")
+    parsed = nlu.NluIntent.from_dict(intent)
+    assert parsed.intent.intent_name == "HassClimateSetTemperature"
+    assert parsed.site_id == "livingroom" and parsed.session_id == "s1" and parsed.id == "q1"
+    assert {s.slot_name: (s.raw_value, s.value["value"]) for s in parsed.slots} == {
+        "area": ("living room", "living room"),
+        "temperature": ("twenty one", 21),
+    }
+    assert parsed.raw_input == text and parsed.wakeword_id == "default" and parsed.lang == "en"
+    assert parsed.asr_tokens[0][3].value == "room" and parsed.asr_tokens[0][3].range_start == 15
+    captured = AsrTextCaptured.from_dict(hermes.hermes_text_captured("livingroom", text, 0.87, 2.1, "s1", "en"))
+    assert (captured.text, captured.likelihood, captured.seconds, captured.lang) == (text, 0.87, 2.1, "en")
+    missed = nlu.NluIntentNotRecognized.from_dict(hermes.hermes_not_recognized("livingroom", "jazz", "s2", "q2"))
+    assert (missed.input, missed.session_id, missed.id) == ("jazz", "s2", "q2")
+    started = DialogueSessionStarted.from_dict(hermes.hermes_session_started("livingroom", "s1", "en"))
+    assert (started.session_id, started.site_id, started.lang) == ("s1", "livingroom", "en")
+    for recognized, reason in ((True, "nominal"), (False, "intentNotRecognized")):
+        ended = DialogueSessionEnded.from_dict(hermes.hermes_session_ended("livingroom", "s1", recognized))
+        assert (ended.session_id, ended.termination.reason.value) == ("s1", reason)
+
+
+def test_hermes_toggles_parse_as_rhasspy_sends_them() -> None:
+    pytest.importorskip("rhasspyhermes", reason="rhasspy-hermes is installed by scripts/install.sh")
+    from rhasspyhermes.asr import AsrToggleOff, AsrToggleReason
+    from rhasspyhermes.wake import HotwordToggleOn
+
+    off = AsrToggleOff(site_id="kitchen", reason=AsrToggleReason.TTS_SAY)
+    assert hermes.parse_toggle(off.topic(), off.payload().encode()) == hermes.Toggle("asr", False, "kitchen", "ttsSay")
+    on = HotwordToggleOn(site_id="kitchen")
+    assert hermes.parse_toggle(on.topic(), on.payload().encode()) == hermes.Toggle("hotword", True, "kitchen", "")
+    assert hermes.parse_toggle("hermes/asr/toggleOn", b"") == hermes.Toggle("asr", True, "default", "")
+    with pytest.raises(ValueError):
+        hermes.parse_toggle("hermes/asr/toggleOff", b"[1]")
 
 
 def test_hermes_slot_range_is_in_the_text_as_spoken() -> None:

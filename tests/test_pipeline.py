@@ -203,6 +203,16 @@ def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- hooks ---------------------------------------------------------------------------------------
 
 
+def test_while_a_plugin_pauses_recognition_segments_are_not_decoded() -> None:
+    recognizer = FakeRecognizer(COMMAND)
+    pipeline = Pipeline(commands(2), recognizer)
+    pipeline.daemon.controls.for_plugin("recorder").pause("hermes/asr/toggleOff")
+    assert pipeline.run() == ExitCode.OK
+    assert recognizer.calls == []
+    assert pipeline.hooks() == ["vcd_startup", *["vcd_speech_started", "vcd_speech_ended"] * 2, "vcd_shutdown"]
+    assert pipeline.daemon.counts["skipped"] == 2
+
+
 def test_a_command_calls_every_hook_in_order_with_its_payload() -> None:
     recognizer = FakeRecognizer(COMMAND)
     pipeline = Pipeline(commands(1), recognizer)

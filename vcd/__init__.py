@@ -15,11 +15,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from vcd.config import Config
+from vcd.controls import ListValue, PluginControls
 from vcd.errors import ConfigError, ExitCode, VcdError, did_you_mean
 from vcd.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from vcd.grammar import BUNDLED_SENTENCES, sentence_files
+    from vcd.grammar import BUNDLED_SENTENCES, number_words, sentence_files
 
 __version__ = "0.1.0"
 
@@ -28,15 +29,18 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExitCode",
+    "ListValue",
+    "PluginControls",
     "VcdError",
     "__version__",
     "did_you_mean",
     "hookimpl",
+    "number_words",
     "sentence_files",
 ]
 
 # Imported on first use: vcd.grammar brings in hassil (~0.15 s), which ``import vcd`` should not pay for.
-_LAZY = {"BUNDLED_SENTENCES": "vcd.grammar", "sentence_files": "vcd.grammar"}
+_LAZY = {"BUNDLED_SENTENCES": "vcd.grammar", "sentence_files": "vcd.grammar", "number_words": "vcd.grammar"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
+from vcd.controls import Controls
 from vcd.errors import ExitCode, VcdError
 from vcd.keeper import ClipKeeper
 from vcd.plugins import PluginHost, load_plugins
@@ -92,9 +93,14 @@ class Daemon:
     """Runs the pipeline until a signal, the end of a finite input, or a failure."""
 
     def __init__(
-        self, config: Config, recognizer: Any, plugins: PluginHost, source: Source, stopper: Stopper | None = None
+        self, config: Config, recognizer: Any, plugins: PluginHost, source: Source, stopper: Stopper | None = None,
+        controls: Controls | None = None, lists_version: int = 0,
     ) -> None:
         self.config = config
+        self.controls = controls or Controls()  # what plugins change at run time (list values, pauses)
+        self._lists_version = lists_version  # the version of the list values the recogniser was compiled with
+        self._next_grammar: Any = None  # compiled by vcd-grammar, put to use by the asr stage between segments
+        self._grammar_lock = threading.Lock()
         self.site = config.daemon.site
         self.recognizer = recognizer
         self.plugins = plugins
@@ -237,6 +243,16 @@ class Daemon:
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
+        with self._grammar_lock:
+            grammar, self._next_grammar = self._next_grammar, None
+        if grammar is not None:
+            self.recognizer.use_grammar(grammar)
+            _LOGGER.info("asr: now decoding with the updated grammar")
+        paused = self.controls.paused_by()
+        if paused:
+            self.counts["skipped"] = self.counts.get("skipped", 0) + 1
+            _LOGGER.info("asr: %s not decoded: recognition paused (%s)", segment, paused)
+            return []
         if self._denoiser is not None:  # the stream was denoised ahead of the VAD
             result = self.recognizer.recognize(segment.samples, denoise=False)
         else:
@@ -297,6 +313,30 @@ class Daemon:
             self._failure = exc
         self.stopper.request(f"error: {exc}")
 
+    def _compile_grammars(self) -> None:
+        """Thread ``vcd-grammar``: recompile when plugins change list values; the asr stage swaps it in."""
+        compile_grammar = getattr(self.recognizer, "compile_grammar", None)
+        while not self._stopping.is_set():
+            if not self.controls.changed.wait(0.2):
+                continue
+            self.controls.changed.clear()
+            version, lists = self.controls.lists()
+            if version == self._lists_version:
+                continue
+            if compile_grammar is None:
+                _LOGGER.warning("grammar: this recogniser cannot take list values from plugins")
+                return
+            try:
+                grammar = compile_grammar(lists)
+                with self._grammar_lock:
+                    self._next_grammar = grammar
+            except VcdError as exc:
+                _LOGGER.error("grammar: the plugins' new list values are not used (the grammar stays as it was): %s",
+                              exc)
+            except Exception:
+                _LOGGER.exception("grammar: compiling the plugins' new list values failed (the grammar stays as it was)")
+            self._lists_version = version
+
     # --- control ---
 
     def _pipeline_alive(self) -> bool:
@@ -314,6 +354,7 @@ class Daemon:
             )
             thread.start()
             self._threads[stage.name] = thread
+        threading.Thread(target=self._compile_grammars, name="vcd-grammar", daemon=True).start()
         try:
             self.source.start(self._blocks)
         except VcdError as exc:
@@ -345,7 +386,9 @@ class Daemon:
     def _summary(self) -> str:
         c = self.counts
         dropped = f", {self._blocks.dropped} audio blocks dropped" if self._blocks.dropped else ""
-        return f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood{dropped}"
+        paused = f", {c['skipped']} not decoded (paused)" if c.get("skipped") else ""
+        return (f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood"
+                f"{paused}{dropped}")
 
     def _shutdown(self, notifier: _Notifier, reason: str, ended: bool) -> int:
         _LOGGER.info("stopping (%s)", reason)
@@ -416,14 +459,17 @@ class Stopper:
         self.request(f"signal {name}")
 
 
-def load_recognizer(config: Config) -> Any:
-    """Load the recogniser the ``[recognizer]`` section names (GrammarError/ModelError propagate)."""
+def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -> Any:
+    """Load the recogniser the ``[recognizer]`` section names (GrammarError/ModelError propagate).
+
+    ``extra_lists``: list values plugins add (:meth:`vcd.controls.Controls.lists`).
+    """
     from vcd.recognizer import Recognizer
 
     rec = config.recognizer
     return Recognizer.load(
         sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
-        front_end=rec.front_end,
+        front_end=rec.front_end, extra_lists=extra_lists or None,
     )
 
 
@@ -434,12 +480,14 @@ def run_daemon(config: Config) -> int:
         notifier.notify("STATUS=Loading plugins")
         plugins = load_plugins(config)
         _LOGGER.info("plugins loaded: %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
-        plugins.startup(config)
+        controls = Controls()
+        plugins.startup(config, controls)
         try:
             source = open_source(config.audio)  # reads a file / finds the device; starts nothing
             notifier.notify("STATUS=Loading the recogniser")
             started = time.monotonic()
-            recognizer = load_recognizer(config)
+            lists_version, lists = controls.lists()  # what the plugins added during start-up
+            recognizer = load_recognizer(config, lists)
             _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
         except BaseException as exc:
             plugins.shutdown(f"error: {exc}")
@@ -450,4 +498,4 @@ def run_daemon(config: Config) -> int:
             plugins.shutdown(stopper.reason)
             return ExitCode.OK
         plugins.start_workers()
-        return Daemon(config, recognizer, plugins, source, stopper).run(notifier)
+        return Daemon(config, recognizer, plugins, source, stopper, controls, lists_version).run(notifier)

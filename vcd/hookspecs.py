@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from vcd.config import Config
+    from vcd.controls import PluginControls
 
 PROJECT = "vcd"
 
@@ -25,13 +26,18 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def vcd_startup(config: Config, config_path: Path | None) -> None:
+def vcd_startup(config: Config, config_path: Path | None, controls: PluginControls) -> None:
     """The daemon is starting: validate your ``[plugins.NAME]`` table and connect.
 
     :param config: the validated :class:`vcd.Config`; ``config.plugin_table("NAME")``
         returns your raw table (a dict, ``{}`` when absent).
     :param config_path: the configuration file read, or None for built-in defaults;
         name it in error messages (``config.key_error("plugins.NAME.KEY", "…")`` does).
+    :param controls: this plugin's :class:`vcd.PluginControls`, to keep and call from any
+        thread: ``set_list(name, values)`` adds :class:`vcd.ListValue` s to a grammar list
+        (those set before this hook returns are compiled in before the first segment is
+        decoded; later ones take effect between segments), ``pause(reason)`` /
+        ``resume(reason)`` stop and restart decoding.  See :mod:`vcd.controls`.
 
     Called on the main thread, once, before the microphone opens and before
     READY is sent to systemd.  Raise :class:`vcd.ConfigError` to abort start-up

@@ -22,6 +22,7 @@ import pluggy
 
 from vcd import hookspecs
 from vcd.config import Config
+from vcd.controls import Controls
 from vcd.errors import ConfigError, PluginError, VcdError, did_you_mean
 
 _LOGGER = logging.getLogger(__name__)
@@ -185,9 +186,9 @@ class PluginHost:
         return getattr(self.pm.hook, hook).get_hookimpls()
 
     @staticmethod
-    def _call_config_hook(impl: Any, hook: str, config: Config, what: str) -> None:
+    def _call_config_hook(impl: Any, hook: str, config: Config, what: str, **extra: Any) -> None:
         """Call one plugin's ``vcd_check_config``/``vcd_startup``; any non-vcd exception becomes a one-line VcdError."""
-        kwargs = {"config": config, "config_path": config.path}
+        kwargs = {"config": config, "config_path": config.path, **extra}
         try:
             impl.function(*[kwargs[a] for a in impl.argnames])
         except VcdError:
@@ -201,14 +202,17 @@ class PluginHost:
         for impl in self._impls("vcd_check_config"):
             self._call_config_hook(impl, "vcd_check_config", config, "configuration check")
 
-    def startup(self, config: Config) -> None:
+    def startup(self, config: Config, controls: Controls | None = None) -> None:
         """Call ``vcd_startup`` of each plugin on this thread; the first failure aborts start-up.
 
+        Each plugin gets its own handle on ``controls`` (a fresh :class:`Controls` when None).
         Plugins already started are shut down again before the error propagates.
         """
+        controls = controls or Controls()
         for impl in self._impls("vcd_startup"):  # registration order
             try:
-                self._call_config_hook(impl, "vcd_startup", config, "start-up")
+                self._call_config_hook(impl, "vcd_startup", config, "start-up",
+                                       controls=controls.for_plugin(impl.plugin_name))
             except VcdError:
                 self.shutdown("start-up failed", only=self._started)
                 raise

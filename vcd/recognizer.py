@@ -47,6 +47,15 @@ class Recognition:
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 
+@dataclass(frozen=True)
+class Grammar:
+    """A compiled grammar: hassil intents, their word graph and its phone graph (what the search uses)."""
+
+    intents: Any
+    word_graph: Any
+    phone_graph: Any
+
+
 def segment_features(samples: np.ndarray, front_end=None):
     """(frames, n_mels) log-mel tensor of a 16 kHz segment as the recogniser computes it.
 
@@ -78,9 +87,11 @@ class Recognizer:
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float, front_end=None, fit_floor: float | None = None) -> None:
+                 confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None) -> None:
         self.model = model
         self.front_end = front_end
+        self.base_intents = intents  # the sentence files' intents, before plugins' list values (vcd.controls)
+        self.lexicon = lexicon
         self.intents = intents
         self.word_graph = word_graph
         self.graph = phone_graph
@@ -90,17 +101,19 @@ class Recognizer:
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
-             lexicon=None, front_end: str = "auto") -> "Recognizer":
+             lexicon=None, front_end: str = "auto", extra_lists=None) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones).
 
         ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
         ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
+        ``extra_lists`` (list name → :class:`vcd.ListValue` s) are added to the sentences' lists;
+        values that break the grammar (no pronunciation) are left out with an error logged.
         """
         import torch
 
-        from vcd.decoder import build_phone_graph
         from vcd.denoise import make_front_end
-        from vcd.grammar import compile_word_graph, load_intents
+        from vcd.errors import GrammarError
+        from vcd.grammar import load_intents
         from vcd.model import load_model
         from vcd.phonetics import Lexicon
 
@@ -108,14 +121,55 @@ class Recognizer:
         torch.set_flush_denormal(True)
         intents = load_intents(sentences)
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
-        word_graph = compile_word_graph(intents)
-        graph = build_phone_graph(word_graph, lexicon or Lexicon())
+        recognizer = cls(net, intents, None, None,
+                         DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
+                         float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
+                         None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon())
+        grammar = None
+        if extra_lists:
+            try:
+                grammar = recognizer.compile_grammar(extra_lists)
+            except GrammarError as exc:
+                _LOGGER.error("grammar: plugins' list values left out: %s", exc)
+        recognizer.use_grammar(grammar or recognizer.compile_grammar({}))
+        graph = recognizer.graph
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
                      graph.src.size)
-        return cls(net, intents, word_graph, graph,
-                   DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                   float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
-                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]))
+        return recognizer
+
+    def compile_grammar(self, extra_lists) -> Grammar:
+        """The sentences with ``extra_lists`` (list name → :class:`vcd.ListValue` s) added, compiled.
+
+        Any thread (touches neither the model nor the grammar in use).  A value with a word that has
+        no pronunciation is left out with a warning; GrammarError when the rest cannot be compiled.
+        """
+        from vcd.controls import with_list_values
+        from vcd.decoder import build_phone_graph
+        from vcd.grammar import compile_word_graph, words_of_chunk
+        from vcd.phonetics import Lexicon
+
+        started = time.perf_counter()
+        lexicon = self.lexicon = self.lexicon or Lexicon()
+        lexicon.prefetch([w for values in extra_lists.values() for v in values for w in words_of_chunk(v.text)])
+        sayable = {}
+        for name, values in extra_lists.items():
+            sayable[name] = [v for v in values if all(lexicon(w) for w in words_of_chunk(v.text))]
+            for value in values:
+                if value not in sayable[name]:
+                    _LOGGER.warning("grammar: %r left out of {%s}: a word has no pronunciation", value.text, name)
+        extra_lists = sayable
+        intents = with_list_values(self.base_intents, extra_lists)
+        word_graph = compile_word_graph(intents)
+        graph = build_phone_graph(word_graph, lexicon)
+        if extra_lists:
+            sizes = ", ".join(f"{{{name}}} +{len(values)}" for name, values in extra_lists.items())
+            _LOGGER.info("grammar: compiled with the plugins' list values (%s) in %.0f ms, %d phone states", sizes,
+                         (time.perf_counter() - started) * 1000.0, graph.size)
+        return Grammar(intents, word_graph, graph)
+
+    def use_grammar(self, grammar: Grammar) -> None:
+        """Decode the following segments with ``grammar`` (the thread that owns the recogniser)."""
+        self.intents, self.word_graph, self.graph = grammar.intents, grammar.word_graph, grammar.phone_graph
 
     def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.

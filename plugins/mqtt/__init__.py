@@ -1,5 +1,8 @@
 """MQTT plugin: publishes recognised commands (JSON events, mapped commands, Hermes, Home Assistant) to a broker.
 
+It also reads the broker: devices announced by Home Assistant MQTT discovery
+join the grammar and receive their commands, and Hermes toggles pause recognition.
+
 Configured by ``[plugins.mqtt]`` in config.toml (every key is described in
 docs/mqtt.md).  Publishing never blocks the pipeline: hooks only put messages
 into a bounded queue, and one sender thread (``vcd-mqtt``) delivers them in
@@ -10,7 +13,8 @@ the queue keeps the commands; when it is full the oldest is dropped and logged.
 This module holds only the hook implementations.  The rooms behind them:
 ``settings`` (the validated table), ``templates`` (``{field|filter}`` topics and
 payloads), ``payloads`` (what each hook call publishes, and where), ``hermes``
-(Rhasspy Hermes payloads) and ``publisher`` (the connection and the queue).
+(Rhasspy Hermes payloads and toggles), ``discovery`` (devices announced by Home
+Assistant MQTT discovery) and ``publisher`` (the connection and the queue).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import vcd
 
 from .payloads import MqttPlugin
-from .settings import MqttSettings, parse_settings, sentence_intents
+from .settings import MqttSettings, parse_settings, sentence_intents, sentence_language
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,8 +51,12 @@ def vcd_check_config(config: Any, config_path: Path | None) -> None:
 
 
 @vcd.hookimpl
-def vcd_startup(config: Any, config_path: Path | None) -> None:
-    """Validate ``[plugins.mqtt]`` and connect in the background; no table → the plugin stays idle."""
+def vcd_startup(config: Any, config_path: Path | None, controls: vcd.PluginControls) -> None:
+    """Validate ``[plugins.mqtt]``, connect, and wait up to ``discovery_wait_s`` for the devices on the broker.
+
+    No table → the plugin stays idle.  Discovered devices go into the grammar's lists through
+    ``controls``; Hermes toggles pause and resume recognition through it.
+    """
     global _plugin
     if _plugin is not None:  # started twice without a shutdown (tests): let go of the old connection
         _plugin.stop()
@@ -58,7 +66,7 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
         _LOGGER.info("no [plugins.mqtt] table in %s; not publishing", config.label)
         return
     intents = sentence_intents(config) if settings.homeassistant_discovery and not settings.event_types else []
-    _plugin = MqttPlugin(settings, intents)
+    _plugin = MqttPlugin(settings, intents, controls, sentence_language(config))
     _plugin.start()
     _LOGGER.info(
         "publishing to %s:%d under %s/ (qos %d, queue %d)",
@@ -68,6 +76,9 @@ def vcd_startup(config: Any, config_path: Path | None) -> None:
         settings.qos,
         settings.queue_size,
     )
+    if settings.discover_devices:
+        found = _plugin.wait_for_devices(settings.discovery_wait_s)
+        _LOGGER.info("discovery: %d devices under %s/ at start-up", found, settings.discovery_prefix)
 
 
 @vcd.hookimpl

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import vcd
 
 from . import hermes
+from .discovery import Devices, commands_for
 from .publisher import OFFLINE, ONLINE, Message, Publisher
 from .settings import CommandRule, MqttSettings
 from .templates import MissingField, topic_problem
@@ -137,15 +140,96 @@ def homeassistant_event(
 
 
 class MqttPlugin:
-    """Turns hook calls into MQTT messages for one configured broker."""
+    """Turns hook calls into MQTT messages for one configured broker, and obeys what it reads there."""
 
-    def __init__(self, settings: MqttSettings, intent_names: list[str] | None = None):
+    def __init__(
+        self,
+        settings: MqttSettings,
+        intent_names: list[str] | None = None,
+        controls: vcd.PluginControls | None = None,
+        language: str = "en",
+    ):
         self.settings = settings
+        self.controls = controls
+        self.language = language
         self.event_types = list(settings.event_types or intent_names or [])
         if UNRECOGNIZED_EVENT not in self.event_types:
             self.event_types.append(UNRECOGNIZED_EVENT)
-        self.publisher = Publisher(settings, self._discovery_messages())
+        self.devices = Devices(settings.discovery_prefix) if settings.discover_devices else None
+        subscriptions = list(self.devices.subscriptions) if self.devices is not None else []
+        if settings.hermes:
+            subscriptions += hermes.TOGGLE_TOPICS
+        self._last_device_change = 0.0  # time.monotonic() of the last discovery message that changed a device
+        self._toggled_off: dict[str, set[str]] = {"asr": set(), "hotword": set()}  # Hermes toggle reasons
+        self._toggle_lock = threading.Lock()
+        self._paused: set[str] = set()  # the pause reasons this plugin holds (Hermes toggles)
+        self.publisher = Publisher(settings, self._discovery_messages(), subscriptions, self._on_message)
         self._session: tuple[str, str, str] | None = None  # (site, text, sessionId) of the last transcript
+
+    # what vcd reads from the broker (on paho's network thread)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.devices is not None and self.devices.is_config(topic):
+            if self.devices.update(topic, payload):
+                self._last_device_change = time.monotonic()
+                self._update_lists()
+        elif topic in hermes.TOGGLE_TOPICS:
+            self._toggle(topic, payload)
+
+    def _update_lists(self) -> None:
+        if self.controls is None or self.devices is None:
+            return
+        for list_name, values in self.devices.list_values().items():
+            self.controls.set_list(list_name, values)
+
+    def wait_for_devices(self, wait_s: float) -> int:
+        """Start-up: wait (up to ``wait_s``) for the broker's retained discovery configs; returns the device count.
+
+        Done when the subscriptions are acknowledged and no config has changed a device for 0.3 s.
+        """
+        if self.devices is None or wait_s <= 0:
+            return 0
+        deadline = time.monotonic() + wait_s
+        if not self.publisher.subscribed.wait(wait_s):
+            _LOGGER.warning("discovery: no subscription to %s/… within %g s; devices will be added when they come",
+                            self.settings.discovery_prefix, wait_s)
+            return len(self.devices)
+        quiet_s = 0.3
+        while time.monotonic() < deadline:
+            since = time.monotonic() - max(self._last_device_change, deadline - wait_s)
+            if since >= quiet_s:
+                break
+            time.sleep(min(quiet_s - since, max(0.0, deadline - time.monotonic())) + 0.01)
+        return len(self.devices)
+
+    def _toggle(self, topic: str, payload: bytes) -> None:
+        try:
+            toggle = hermes.parse_toggle(topic, payload)
+        except ValueError as exc:
+            _LOGGER.warning("Hermes: %s ignored: %s", topic, exc)
+            return
+        if toggle.site != self.settings.site:
+            return
+        with self._toggle_lock:
+            reasons = self._toggled_off[toggle.component]
+            if not toggle.on:
+                reasons.add(toggle.reason)
+            elif toggle.reason == "":  # Rhasspy: the unknown reason overrides all the others
+                reasons.clear()
+            else:
+                reasons.discard(toggle.reason)
+            held = {f"hermes/{c}/toggleOff{f' ({r})' if r else ''}" for c, rs in self._toggled_off.items() for r in rs}
+            if self.controls is not None:
+                for reason in held - self._paused:
+                    self.controls.pause(reason)
+                for reason in self._paused - held:
+                    self.controls.resume(reason)
+            self._paused = held
+
+    @property
+    def toggled_off(self) -> bool:
+        """Whether a Hermes toggleOff for this site holds (recognition is paused)."""
+        return bool(self._paused)
 
     # Home Assistant
 
@@ -176,8 +260,13 @@ class MqttPlugin:
         self._session = (site, text, session_id)
         if self.settings.hermes:
             self._put(
+                hermes.SESSION_STARTED_TOPIC,
+                hermes.hermes_session_started(site, session_id, self.language),
+                "Hermes sessionStarted",
+            )
+            self._put(
                 hermes.TEXT_CAPTURED_TOPIC,
-                hermes.hermes_text_captured(site, text, confidence, audio_s, session_id),
+                hermes.hermes_text_captured(site, text, confidence, audio_s, session_id, self.language),
                 "Hermes textCaptured",
             )
 
@@ -199,12 +288,19 @@ class MqttPlugin:
             )
         for message in command_messages(s.commands, site, intent, slots, text, confidence):
             self.publisher.put(message)
+        if self.devices is not None:
+            for message in self.device_messages(intent, slots):
+                self.publisher.put(message)
         if s.hermes:
+            session_id = self._session_id(site, text)
             self._put(
                 hermes.intent_topic(intent),
-                hermes.hermes_intent(site, intent, slots, text, confidence, self._session_id(site, text)),
+                hermes.hermes_intent(site, intent, slots, text, confidence, session_id, str(uuid.uuid4()),
+                                     self.language),
                 f"Hermes intent {intent}",
             )
+            self._put(hermes.SESSION_ENDED_TOPIC, hermes.hermes_session_ended(site, session_id, True),
+                      "Hermes sessionEnded")
         if s.homeassistant_discovery:
             self._put(
                 self.event_state_topic,
@@ -221,17 +317,36 @@ class MqttPlugin:
                 "unrecognized speech",
             )
         if s.hermes:
+            session_id = self._session_id(site, text)
             self._put(
                 hermes.NOT_RECOGNIZED_TOPIC,
-                hermes.hermes_not_recognized(site, text, self._session_id(site, text)),
+                hermes.hermes_not_recognized(site, text, session_id, str(uuid.uuid4())),
                 "Hermes intentNotRecognized",
             )
+            self._put(hermes.SESSION_ENDED_TOPIC, hermes.hermes_session_ended(site, session_id, False),
+                      "Hermes sessionEnded")
         if s.homeassistant_discovery:
             self._put(
                 self.event_state_topic,
                 homeassistant_event(UNRECOGNIZED_EVENT, text, confidence),
                 "Home Assistant event unrecognized",
             )
+
+    def device_messages(self, intent: str, slots: dict[str, Any]) -> list[Message]:
+        """The commands for the discovered devices ``intent`` and ``slots`` name (none: logged at debug level)."""
+        assert self.devices is not None
+        messages = []
+        for device in self.devices.targets(intent, slots):
+            commands = commands_for(device, intent, slots)
+            if isinstance(commands, str):
+                _LOGGER.warning("discovery: %s on %s: nothing sent: %s", intent, device.describe(), commands)
+                continue
+            for command in commands:
+                what = f"{intent} for the discovered {device.describe()}"
+                messages.append(Message(command.topic, command.payload, command.qos, command.retain, what))
+        if not messages:
+            _LOGGER.debug("discovery: no discovered device for %s %s", intent, slots)
+        return messages
 
     def stop(self) -> bool:
         return self.publisher.stop(self.settings.shutdown_wait_s)

@@ -7,6 +7,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,18 @@ class Publisher:
     this class (QoS 0), so nothing is lost or, at QoS ≥ 1, duplicated by us.
     """
 
-    def __init__(self, settings: MqttSettings, discovery: list[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        settings: MqttSettings,
+        discovery: list[tuple[str, str]] | None = None,
+        subscriptions: list[str] | None = None,
+        on_message: Callable[[str, bytes], None] | None = None,
+    ):
         self.settings = settings
         self.discovery = discovery or []  # (topic, payload) published retained on every connect
+        self.subscriptions = subscriptions or []  # subscribed (QoS 1) on every connect
+        self.on_message = on_message  # called on paho's network thread with (topic, payload)
+        self.subscribed = threading.Event()  # set when the broker has acknowledged the subscriptions
         self._queue: collections.deque[Message] = collections.deque()
         self._cond = threading.Condition()
         self._connected = False
@@ -87,6 +97,8 @@ class Publisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -103,6 +115,8 @@ class Publisher:
         client.publish(s.availability_topic, ONLINE, qos=AVAILABILITY_QOS, retain=True)
         for topic, payload in self.discovery:
             client.publish(topic, payload, qos=AVAILABILITY_QOS, retain=True)
+        if self.subscriptions:
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
         with self._cond:
             self._connected = True
             self._generation += 1
@@ -137,6 +151,21 @@ class Publisher:
                 reason,
                 self.settings.queue_size,
             )
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            _LOGGER.error("broker %s:%d refused subscriptions: %s", self.settings.host, self.settings.port,
+                          ", ".join(refused))
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: Any) -> None:
+        if self.on_message is None:
+            return
+        try:
+            self.on_message(message.topic, message.payload)
+        except Exception:
+            _LOGGER.exception("failed to handle a message on %s", message.topic)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._cond:

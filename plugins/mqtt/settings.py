@@ -72,6 +72,8 @@ class MqttSettings:
     discovery_prefix: str = "homeassistant"
     node_id: str = ""  # "" → slug of "vcd_<site>"
     event_types: tuple[str, ...] = ()  # () → the intents of the sentence files
+    discover_devices: bool = True  # read devices from Home Assistant discovery configs under discovery_prefix
+    discovery_wait_s: float = 2.0  # start-up: how long to wait for the broker's retained discovery configs
     commands: tuple[CommandRule, ...] = ()
 
     @property
@@ -83,7 +85,8 @@ _KEYS = (
     "host", "port", "client_id", "keepalive_s", "connect_timeout_s", "qos", "retain", "tls", "username",
     "password", "password_env", "password_file", "topic_prefix", "availability_topic", "publish_intents",
     "publish_unrecognized", "queue_size", "reconnect_min_s", "reconnect_max_s", "shutdown_wait_s", "hermes",
-    "homeassistant_discovery", "discovery_prefix", "node_id", "event_types", "commands",
+    "homeassistant_discovery", "discovery_prefix", "node_id", "event_types", "commands", "discover_devices",
+    "discovery_wait_s",
 )
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure")
 _COMMAND_KEYS = ("intent", "slots", "topic", "payload", "qos", "retain")
@@ -235,6 +238,8 @@ def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | No
     if not isinstance(event_types, list) or not all(isinstance(e, str) and e for e in event_types):
         raise c.error("event_types", f"must be a list of intent names (got {event_types!r})")
     values["event_types"] = tuple(event_types)
+    values["discover_devices"] = c.bool_(table, "discover_devices", True)
+    values["discovery_wait_s"] = c.float_(table, "discovery_wait_s", 2.0, 0, 30)
     values["commands"] = _commands(c, table.get("commands", []), values["qos"], values["retain"])
     return MqttSettings(**values)
 
@@ -306,6 +311,17 @@ def _commands(c: _Checker, raw: Any, qos: int, retain: bool) -> tuple[CommandRul
             )
         )
     return tuple(rules)
+
+
+def sentence_language(config: Any) -> str:
+    """The ``language`` of the recogniser's sentence files (Hermes ``lang``); "en" when they do not say."""
+    try:
+        files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
+        doc = yaml.safe_load(files[0].read_text(encoding="utf-8")) or {}
+    except (vcd.VcdError, OSError, yaml.YAMLError, IndexError):
+        return "en"
+    language = doc.get("language") if isinstance(doc, dict) else None
+    return language if isinstance(language, str) and language else "en"
 
 
 def sentence_intents(config: Any) -> list[str]:

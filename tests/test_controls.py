@@ -1,0 +1,58 @@
+"""vcd.controls: list values plugins add to the grammar, and pausing recognition (no audio, no broker)."""
+
+from __future__ import annotations
+
+import vcd
+from vcd.controls import Controls, with_list_values
+from vcd.grammar import compile_word_graph, load_intents
+
+
+def test_list_values_of_each_plugin_replace_its_earlier_ones_and_merge() -> None:
+    controls = Controls()
+    a, b = controls.for_plugin("a"), controls.for_plugin("b")
+    version = controls.version
+    a.set_list("name", [vcd.ListValue("reading lamp"), vcd.ListValue("fish tank")])
+    b.set_list("name", [vcd.ListValue("fish tank"), vcd.ListValue("porch heater", context={"domain": "climate"})])
+    assert controls.changed.is_set() and controls.version > version
+    _, lists = controls.lists()
+    assert [v.text for v in lists["name"]] == ["reading lamp", "fish tank", "porch heater"]  # one "fish tank"
+    a.set_list("name", [])
+    _, lists = controls.lists()
+    assert [v.text for v in lists["name"]] == ["fish tank", "porch heater"]
+    same = controls.version
+    b.set_list("name", [vcd.ListValue("fish tank"), vcd.ListValue("porch heater", context={"domain": "climate"})])
+    assert controls.version == same  # nothing changed: no recompilation
+
+
+def test_added_values_are_parsed_with_their_value_and_context() -> None:
+    intents = load_intents()
+    extra = {
+        "name": [vcd.ListValue("reading lamp", context={"domain": "light"}), vcd.ListValue("kitchen light")],
+        "area": [vcd.ListValue("conservatory")],
+        "brightness": [vcd.ListValue("eleven")],  # a range list: left alone
+    }
+    grown = with_list_values(intents, extra)
+    graph = compile_word_graph(grown)
+    assert graph.parse("turn on the reading lamp".split()) == ("HassTurnOn", {"name": "reading lamp"})
+    assert graph.parse("turn off the conservatory lights".split()) == (
+        "HassTurnOff", {"domain": "light", "area": "conservatory"}
+    )
+    assert compile_word_graph(intents).parse("turn on the reading lamp".split()) is None  # the original is untouched
+    names = [v.text_in.text for v in grown.slot_lists["name"].values]
+    assert names.count("kitchen light") == 1  # already in the bundled list
+    added = grown.slot_lists["name"].values[-1]
+    assert (added.value_out, added.context) == ("reading lamp", {"domain": "light"})
+
+
+def test_pause_reasons_stack_per_plugin() -> None:
+    controls = Controls()
+    mqtt, other = controls.for_plugin("mqtt"), controls.for_plugin("other")
+    assert controls.paused_by() == ""
+    mqtt.pause("hermes/asr/toggleOff")
+    mqtt.pause("hermes/hotword/toggleOff (ttsSay)")
+    other.pause("muted")
+    mqtt.resume("hermes/asr/toggleOff")
+    assert controls.paused_by() == "mqtt: hermes/hotword/toggleOff (ttsSay); other: muted"
+    mqtt.resume()
+    other.resume("muted")
+    assert controls.paused_by() == ""

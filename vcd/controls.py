@@ -1,0 +1,170 @@
+"""What plugins may change while the daemon runs: values of the grammar's lists, and pausing the recogniser.
+
+A plugin receives its own :class:`PluginControls` as the ``controls`` argument
+of ``vcd_startup`` and may keep it and call it from any thread:
+
+- ``controls.set_list("name", [vcd.ListValue("kitchen light", context={"domain": "light"})])``
+  replaces this plugin's values in the list ``{name}``.  Values set during
+  ``vcd_startup`` are compiled into the grammar before the first segment is
+  decoded; later ones are compiled on the thread ``vcd-grammar`` and take
+  effect between two segments (the segment being decoded finishes with the
+  grammar it started with).
+- ``controls.pause("reason")`` / ``controls.resume("reason")``: while any
+  plugin holds a pause reason the daemon skips decoding (segments are logged
+  and dropped; ``vcd_speech_started``/``vcd_speech_ended`` still arrive).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hassil import Intents
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ListValue:
+    """One value a plugin adds to a grammar list.
+
+    :param text: the words said, e.g. ``"kitchen light"`` (plain words: no template syntax).
+    :param value: the slot's value when recognised; None → ``text``.
+    :param context: hassil context the value carries (what ``requires_context`` /
+        ``excludes_context`` in the sentences test), e.g. ``{"domain": "light", "area": "kitchen"}``.
+    """
+
+    text: str
+    value: str | int | float | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def value_out(self) -> str | int | float:
+        return self.text if self.value is None else self.value
+
+
+class Controls:
+    """The daemon's side: every plugin's list values and pause reasons (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lists: dict[str, dict[str, tuple[ListValue, ...]]] = {}  # plugin → list name → values
+        self._pauses: dict[str, set[str]] = {}  # plugin → reasons
+        self._version = 0
+        self.changed = threading.Event()  # set when list values change; the grammar thread clears it
+
+    def for_plugin(self, plugin: str) -> PluginControls:
+        return PluginControls(self, plugin)
+
+    @property
+    def version(self) -> int:
+        """Incremented by every change of list values."""
+        return self._version
+
+    def set_list(self, plugin: str, list_name: str, values: Iterable[ListValue]) -> None:
+        values = tuple(values)
+        with self._lock:
+            mine = self._lists.setdefault(plugin, {})
+            if mine.get(list_name, ()) == values:
+                return
+            mine[list_name] = values
+            self._version += 1
+        _LOGGER.debug('plugin "%s": list {%s} now has %d values of its own', plugin, list_name, len(values))
+        self.changed.set()
+
+    def lists(self) -> tuple[int, dict[str, list[ListValue]]]:
+        """(version, list name → the values all plugins add, in plugin order, duplicates of text and value removed)."""
+        with self._lock:
+            merged: dict[str, list[ListValue]] = {}
+            seen: set[tuple[str, str, Any]] = set()
+            for by_list in self._lists.values():
+                for list_name, values in by_list.items():
+                    out = merged.setdefault(list_name, [])
+                    for value in values:
+                        key = (list_name, value.text, value.value_out)
+                        if key not in seen:
+                            seen.add(key)
+                            out.append(value)
+            return self._version, merged
+
+    def pause(self, plugin: str, reason: str) -> None:
+        with self._lock:
+            reasons = self._pauses.setdefault(plugin, set())
+            if reason in reasons:
+                return
+            reasons.add(reason)
+        _LOGGER.info('plugin "%s" paused recognition (%s)', plugin, reason)
+
+    def resume(self, plugin: str, reason: str | None = None) -> None:
+        with self._lock:
+            reasons = self._pauses.get(plugin, set())
+            if not reasons or (reason is not None and reason not in reasons):
+                return
+            if reason is None:
+                reasons.clear()
+            else:
+                reasons.discard(reason)
+        _LOGGER.info('plugin "%s" resumed recognition (%s)', plugin, reason or "all reasons")
+
+    def paused_by(self) -> str:
+        """Who holds a pause and why (``'mqtt: hermes/asr/toggleOff'``), or "" when recognition runs."""
+        with self._lock:
+            return "; ".join(
+                f"{plugin}: {', '.join(sorted(reasons))}" for plugin, reasons in self._pauses.items() if reasons
+            )
+
+
+@dataclass(frozen=True)
+class PluginControls:
+    """One plugin's handle on :class:`Controls` (the ``controls`` argument of ``vcd_startup``); any thread."""
+
+    _controls: Controls
+    plugin: str
+
+    def set_list(self, list_name: str, values: Iterable[ListValue]) -> None:
+        """Replace this plugin's values in the grammar list ``list_name`` (an empty iterable removes them).
+
+        A list the sentences do not define is created (and used by no template
+        until one refers to it); a range or wildcard list of that name is left alone.
+        Returns at once; the grammar is recompiled in the background.
+        """
+        self._controls.set_list(self.plugin, list_name, values)
+
+    def pause(self, reason: str) -> None:
+        """Stop decoding speech until :meth:`resume` is called with the same reason (reasons stack)."""
+        self._controls.pause(self.plugin, reason)
+
+    def resume(self, reason: str | None = None) -> None:
+        """Drop one pause reason of this plugin (None: all of them)."""
+        self._controls.resume(self.plugin, reason)
+
+
+def with_list_values(intents: Intents, extra: Mapping[str, list[ListValue]]) -> Intents:
+    """A copy of ``intents`` whose text lists also hold ``extra`` (values the list has already are skipped)."""
+    from hassil.expression import TextChunk
+    from hassil.intents import TextSlotList, TextSlotValue
+
+    if not extra:
+        return intents
+    slot_lists = dict(intents.slot_lists)
+    for list_name, values in extra.items():
+        current = slot_lists.get(list_name)
+        if current is not None and not isinstance(current, TextSlotList):
+            _LOGGER.warning("list {%s} is not a list of words; %d values from plugins ignored", list_name, len(values))
+            continue
+        old = list(current.values) if current is not None else []
+        have = {(v.text_in.text if isinstance(v.text_in, TextChunk) else None, v.value_out) for v in old}
+        new = [
+            TextSlotValue(TextChunk(v.text), v.value_out, dict(v.context) or None)
+            for v in values
+            if v.text.strip() and (v.text, v.value_out) not in have
+        ]
+        if current is None:
+            slot_lists[list_name] = TextSlotList(name=list_name, values=new)
+        else:
+            slot_lists[list_name] = replace(current, values=old + new)
+    return replace(intents, slot_lists=slot_lists)
