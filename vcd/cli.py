@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vcd import __version__
 from vcd.config import load_config, with_overrides
-from vcd.errors import AudioError, ExitCode, VcdError
+from vcd.errors import AudioError, ExitCode, VcdError, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,11 +59,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Everything ``vcd run`` checks before the microphone opens, without connecting or listening.
+
+    The file and its keys, the plugins (importing them, each validating its own table: the MQTT
+    plugin loads its TLS files and checks the broker's host name), and the recogniser: the
+    model loads and the sentences compile to the grammar ``vcd run`` decodes with.
+    """
+    from vcd.daemon import load_recognizer
     from vcd.plugins import load_plugins
 
     config = load_config(args.config)
     host = load_plugins(config)
     host.check_config(config)
+    load_recognizer(config)
     plugins = ", ".join(host.names) or "none"
     print(f"{config.label}: OK (plugins: {plugins})")
     return ExitCode.OK
@@ -121,7 +129,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         try:
             audio = read_audio(file)
         except VcdError as exc:
-            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            print(f"Error: {one_line(str(exc))}", file=sys.stderr, flush=True)
             status = exc.exit_code
             continue
         r = recognizer.recognize(audio)
@@ -223,7 +231,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except VcdError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted", file=sys.stderr)
