@@ -119,15 +119,19 @@ def _load_recognizer(args: argparse.Namespace):
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
 
 
+# The longest command ``vad.max_speech_ms`` can let through; a file longer than this is not one command.
+MAX_COMMAND_S = 60.0
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    """Print one JSON line per file; unreadable files get a one-line error and the batch goes on."""
+    """Print one JSON line per file; unreadable or refused files get a one-line error and the batch goes on."""
     from vcd.audio import read_audio
 
     recognizer = _load_recognizer(args)
     status = ExitCode.OK
     for file in args.files:
         try:
-            audio = read_audio(file)
+            audio = read_audio(file, max_s=MAX_COMMAND_S)
         except VcdError as exc:
             print(f"Error: {one_line(str(exc))}", file=sys.stderr, flush=True)
             status = exc.exit_code

@@ -299,16 +299,22 @@ def _exists(path: Path, kind: str = "file or folder", folder: bool = False) -> P
     return path
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether arrays/tables in ``value`` nest deeper than ``limit`` (iterative: any depth is safe)."""
-    stack = [(value, 0)]
+def _too_deep(value: Any, limit: int) -> str | None:
+    """Where arrays/tables in ``value`` nest deeper than ``limit``: the table keys to there (``".host"``), else None.
+
+    Iterative, so any depth is safe; error messages then quote only values nested less deeply.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
-        item, depth = stack.pop()
+        item, depth, where = stack.pop()
         if isinstance(item, dict | list):
             if depth >= limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
+                return where
+            if isinstance(item, dict):
+                stack.extend((child, depth + 1, f"{where}.{key}") for key, child in item.items())
+            else:
+                stack.extend((child, depth + 1, where) for child in item)
+    return None
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
@@ -328,8 +334,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         values: dict[str, Any] = {}
         tables: dict[str, Any] = {}
         for key, value in table.items():
-            if _too_deep(value, MAX_DEPTH):
-                raise ConfigError(one_line(f"{label}: {name}.{key}: nested more than {MAX_DEPTH} levels deep"))
+            deep = _too_deep(value, MAX_DEPTH)
+            if deep is not None:
+                raise ConfigError(one_line(f"{label}: {name}.{key}{deep}: nested more than {MAX_DEPTH} levels deep"))
             if name == "plugins" and key not in checks and isinstance(value, dict):
                 tables[key] = MappingProxyType(dict(value))  # [plugins.NAME]: checked by plugin NAME
                 continue
