@@ -286,16 +286,20 @@ def _resolve(base: Path, value: str) -> Path:
 def _exists(path: Path, kind: str = "file or folder", folder: bool = False) -> Path:
     """``path`` when it exists (a folder if ``folder``); :class:`_Invalid` naming it otherwise.
 
-    A name too long for the system or holding a NUL byte is an error of its own, not a crash.
+    A name too long for the system or holding a NUL byte is an error of its own, not a crash;
+    so is a device or pipe (``/dev/zero`` would be read for ever).
     """
     try:
         found = path.is_dir() if folder else path.exists()
+        special = found and not folder and not (path.is_file() or path.is_dir())
     except OSError as exc:
         raise _Invalid(f"{show(str(path))}: {exc.strerror or exc}") from None
     except ValueError as exc:  # an embedded NUL byte
         raise _Invalid(f"{show(str(path))}: {exc}") from None
     if not found:
         raise _Invalid(f"{path}: no such {kind}")
+    if special:
+        raise _Invalid(f"{path}: not a regular {kind} (a device or a pipe)")
     return path
 
 
