@@ -277,9 +277,11 @@ def wav_files(draw: st.DrawFn) -> bytes:
         special = [0, 1, 2, 3, 7, 255, 256, 4000, 44101, 65535, 2**31 - 1, 2**32 - 1]
         value = draw(st.sampled_from([v for v in special if v < 2 ** (8 * size)]) | st.integers(0, 2 ** (8 * size) - 1))
         data[offset:offset + size] = value.to_bytes(size, "little")
-    for _ in range(draw(st.integers(0, 4))):
+    for _ in range(draw(st.integers(0, 4))):  # mostly the header (the fmt chunk, a fact chunk of a float file)
         at = draw(st.integers(0, min(len(data), 80) - 1))
         data[at] = draw(st.integers(0, 255))
+    for _ in range(draw(st.integers(0, 2))):  # and the samples (NaN, infinities in a float file)
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
     if draw(st.booleans()):
         data = data[: draw(st.integers(0, len(data)))]
     return bytes(data)
