@@ -126,7 +126,7 @@ class Config:
         ``config.key_error("plugins.mqtt.port", "must be 1..65535 (got 0)")`` reads
         ``config.toml: plugins.mqtt.port: must be 1..65535 (got 0)``.
         """
-        return ConfigError(f"{self.label}: {key_path}: {message}")
+        return ConfigError(one_line(f"{self.label}: {key_path}: {message}"))
 
 
 # --- validation ----------------------------------------------------------------------------
