@@ -52,7 +52,7 @@ def _parse(config: vcd.Config) -> tuple[float, dict[str, list[str]]]:
     """(timeout_s, intent → argv) from the table; ConfigError naming the file and key otherwise."""
     table = config.plugin_table(NAME)
     timeout = table.pop("timeout_s", 10)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
         raise config.key_error(f"plugins.{NAME}.timeout_s", f"must be a number of seconds > 0 (got {timeout!r})")
     for intent, argv in table.items():
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):

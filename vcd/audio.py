@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,40 +16,75 @@ from vcd.errors import AudioError
 
 _LOGGER = logging.getLogger(__name__)
 
+MIN_RATE_HZ = 8000  # audio files outside these sample rates are refused (audio.input_rate_hz has the same range)
+MAX_RATE_HZ = 192000
+MAX_CHANNELS = 32
+MAX_SINC_KERNEL = 2_000_000  # torchaudio's kernel for one rate ratio: above this many taps, soxr resamples
+
 
 def to_mono_16k(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     """Return ``samples`` (frames[, channels]) as float32 mono at 16 kHz.
 
     Channels are averaged; the rate is converted with torchaudio's
-    band-limited sinc resampler.
+    band-limited sinc resampler.  Its kernel has ``16000/g × rate/g`` taps
+    (``g`` the two rates' greatest common divisor): tiny for the usual rates,
+    gigabytes for an odd one such as 44101 Hz, which soxr converts instead.
     """
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     if rate_hz != SAMPLE_RATE_HZ and audio.size:
-        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), int(rate_hz), SAMPLE_RATE_HZ).numpy()
+        g = math.gcd(int(rate_hz), SAMPLE_RATE_HZ)
+        if (int(rate_hz) // g) * (SAMPLE_RATE_HZ // g) <= MAX_SINC_KERNEL:
+            audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), int(rate_hz), SAMPLE_RATE_HZ).numpy()
+        else:
+            import soxr
+
+            audio = soxr.resample(audio, int(rate_hz), SAMPLE_RATE_HZ)
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def read_audio(path: str | Path) -> np.ndarray:
+def read_audio(path: str | Path, max_s: float | None = None) -> np.ndarray:
     """Read a WAV/FLAC/OGG/Opus file into 16 kHz mono float32 in [-1, 1].
 
-    Raises :class:`AudioError` naming the file when it is missing, corrupt,
-    or holds no samples.
+    The header is checked before any sample is read, so a lying one costs
+    nothing: a rate outside 8000–192000 Hz, more than 32 channels, or more
+    than ``max_s`` seconds of audio (None: no limit) is refused.  Raises
+    :class:`AudioError` naming the file when it is missing, corrupt, refused,
+    holds no samples, or holds samples that are not numbers (NaN, infinity).
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        found = False
+    if not found:
         raise AudioError(f"{path}: no such file")
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as sound:
+            _check_header(path, sound.samplerate, sound.channels, sound.frames, max_s)
+            samples = sound.read(dtype="float32", always_2d=True)
+            rate = sound.samplerate
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
         detail = str(exc).split(":")[-1].strip() or type(exc).__name__
         raise AudioError(f"{path}: not a readable audio file ({detail})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: the audio file holds no samples")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: the audio file holds samples that are not numbers (NaN or infinity)")
     return to_mono_16k(samples, rate)
+
+
+def _check_header(path: Path, rate_hz: int, channels: int, frames: int, max_s: float | None) -> None:
+    """Refuse what a file's header claims before reading it (the frame count libsndfile gives is bounded by the file's size)."""
+    if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+        raise AudioError(f"{path}: sample rate {rate_hz} Hz is outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: {channels} channels (at most {MAX_CHANNELS})")
+    if max_s is not None and frames > max_s * rate_hz:
+        raise AudioError(f"{path}: {frames / rate_hz:.1f} s of audio; at most {max_s:g} s is recognised")
 
 
 

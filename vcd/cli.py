@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vcd import __version__
 from vcd.config import load_config, with_overrides
-from vcd.errors import AudioError, ExitCode, VcdError
+from vcd.errors import AudioError, ExitCode, VcdError, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,11 +73,19 @@ def _cmd_wyoming(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Everything ``vcd run`` checks before the microphone opens, without connecting or listening.
+
+    The file and its keys, the plugins (importing them, each validating its own table: the MQTT
+    plugin loads its TLS files and checks the broker's host name), and the recogniser: the
+    model loads and the sentences compile to the grammar ``vcd run`` decodes with.
+    """
+    from vcd.daemon import load_recognizer
     from vcd.plugins import load_plugins
 
     config = load_config(args.config)
     host = load_plugins(config)
     host.check_config(config)
+    load_recognizer(config)
     plugins = ", ".join(host.names) or "none"
     print(f"{config.label}: OK (plugins: {plugins})")
     return ExitCode.OK
@@ -125,17 +133,21 @@ def _load_recognizer(args: argparse.Namespace):
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
 
 
+# The longest command ``vad.max_speech_ms`` can let through; a file longer than this is not one command.
+MAX_COMMAND_S = 60.0
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    """Print one JSON line per file; unreadable files get a one-line error and the batch goes on."""
+    """Print one JSON line per file; unreadable or refused files get a one-line error and the batch goes on."""
     from vcd.audio import read_audio
 
     recognizer = _load_recognizer(args)
     status = ExitCode.OK
     for file in args.files:
         try:
-            audio = read_audio(file)
+            audio = read_audio(file, max_s=MAX_COMMAND_S)
         except VcdError as exc:
-            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            print(f"Error: {one_line(str(exc))}", file=sys.stderr, flush=True)
             status = exc.exit_code
             continue
         r = recognizer.recognize(audio)
@@ -247,7 +259,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except VcdError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import reprlib
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -11,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from vcd.errors import ConfigError, did_you_mean
+from vcd.errors import ConfigError, did_you_mean, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ ENV_VAR = "VCD_CONFIG"
 SEARCH_PATHS = (Path("config.toml"), Path("/etc/vcd/config.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 AUDIO_SOURCES = ("mic", "file", "stdin")
+MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is refused unread
+MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
 
 
 # --- the objects the rest of vcd reads -----------------------------------------------------
@@ -123,7 +126,7 @@ class Config:
         ``config.key_error("plugins.mqtt.port", "must be 1..65535 (got 0)")`` reads
         ``config.toml: plugins.mqtt.port: must be 1..65535 (got 0)``.
         """
-        return ConfigError(f"{self.label}: {key_path}: {message}")
+        return ConfigError(one_line(f"{self.label}: {key_path}: {message}"))
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -133,10 +136,21 @@ class _Invalid(Exception):
     """A value is wrong; the message is the part after ``key:``."""
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlist = _SHOW.maxdict = 6
+_SHOW.maxlevel = 3
+
+
+def show(value: Any) -> str:
+    """``value`` as error messages quote it: its repr, shortened (long strings, big or deep lists)."""
+    return _SHOW.repr(value)
+
+
 def _int(lo: int | None = None, hi: int | None = None, choices: tuple[int, ...] = ()) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"must be an integer (got {value!r})")
+            raise _Invalid(f"must be an integer (got {show(value)})")
         if choices and value not in choices:
             listed = ", ".join(str(c) for c in choices[:-1]) + f" or {choices[-1]}"
             raise _Invalid(f"must be {listed} (got {value})")
@@ -152,7 +166,7 @@ def _int(lo: int | None = None, hi: int | None = None, choices: tuple[int, ...] 
 def _float(lo: float, hi: float) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"must be a number (got {value!r})")
+            raise _Invalid(f"must be a number (got {show(value)})")
         if not lo <= value <= hi:
             raise _Invalid(f"must be {lo:g}..{hi:g} (got {value})")
         return float(value)
@@ -163,9 +177,9 @@ def _float(lo: float, hi: float) -> Callable[[Any], float]:
 def _str(choices: tuple[str, ...] = (), nonempty: bool = False) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
-            raise _Invalid(f"must be a string (got {value!r})")
+            raise _Invalid(f"must be a string (got {show(value)})")
         if choices and value not in choices:
-            raise _Invalid(f"must be one of {', '.join(repr(c) for c in choices)} (got {value!r})")
+            raise _Invalid(f"must be one of {', '.join(repr(c) for c in choices)} (got {show(value)})")
         if nonempty and not value.strip():
             raise _Invalid("must not be empty")
         return value
@@ -175,13 +189,13 @@ def _str(choices: tuple[str, ...] = (), nonempty: bool = False) -> Callable[[Any
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false (got {value!r})")
+        raise _Invalid(f"must be true or false (got {show(value)})")
     return value
 
 
 def _device(value: Any) -> str | int:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _Invalid(f"must be a device name or index (got {value!r})")
+        raise _Invalid(f"must be a device name or index (got {show(value)})")
     if isinstance(value, int) and value < 0:
         raise _Invalid(f"must be a device index ≥ 0 (got {value})")
     return value
@@ -189,20 +203,20 @@ def _device(value: Any) -> str | int:
 
 def _names(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _Invalid(f"must be a list of plugin names (got {value!r})")
+        raise _Invalid(f"must be a list of plugin names (got {show(value)})")
     return tuple(value)
 
 
 def _site(value: Any) -> str:
     site = _str(nonempty=True)(value)
     if any(c in site for c in "/+#") or site != site.strip():
-        raise _Invalid(f"must not contain '/', '+', '#' or surrounding spaces (got {site!r})")
+        raise _Invalid(f"must not contain '/', '+', '#' or surrounding spaces (got {show(site)})")
     return site
 
 
 def _paths(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _Invalid(f"must be a list of folder paths (got {value!r})")
+        raise _Invalid(f"must be a list of folder paths (got {show(value)})")
     return tuple(value)
 
 
@@ -261,8 +275,50 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
 
 
 def _resolve(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
+    """``value`` with ``~`` expanded, relative to ``base``; :class:`_Invalid` for ``~nosuchuser``."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~user/…" for a user that does not exist
+        raise _Invalid(f"{show(value)}: cannot expand '~': no such user") from None
     return path if path.is_absolute() else base / path
+
+
+def _exists(path: Path, kind: str = "file or folder", folder: bool = False) -> Path:
+    """``path`` when it exists (a folder if ``folder``); :class:`_Invalid` naming it otherwise.
+
+    A name too long for the system or holding a NUL byte is an error of its own, not a crash;
+    so is a device or pipe (``/dev/zero`` would be read for ever).
+    """
+    try:
+        found = path.is_dir() if folder else path.exists()
+        special = found and not folder and not (path.is_file() or path.is_dir())
+    except OSError as exc:
+        raise _Invalid(f"{show(str(path))}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise _Invalid(f"{show(str(path))}: {exc}") from None
+    if not found:
+        raise _Invalid(f"{path}: no such {kind}")
+    if special:
+        raise _Invalid(f"{path}: not a regular {kind} (a device or a pipe)")
+    return path
+
+
+def _too_deep(value: Any, limit: int) -> str | None:
+    """Where arrays/tables in ``value`` nest deeper than ``limit``: the table keys to there (``".host"``), else None.
+
+    Iterative, so any depth is safe; error messages then quote only values nested less deeply.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, where = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return where
+            if isinstance(item, dict):
+                stack.extend((child, depth + 1, f"{where}.{key}") for key, child in item.items())
+            else:
+                stack.extend((child, depth + 1, where) for child in item)
+    return None
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
@@ -275,22 +331,25 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     sections: dict[str, Any] = {}
     for name, table in data.items():
         if name not in _SCHEMA:
-            raise ConfigError(f"{label}: {name}: unknown section{did_you_mean(name, _SCHEMA)}")
+            raise ConfigError(one_line(f"{label}: {name}: unknown section{did_you_mean(name, _SCHEMA)}"))
         if not isinstance(table, dict):
             raise ConfigError(f"{label}: {name}: must be a table ([{name}])")
         cls, checks = _SCHEMA[name]
         values: dict[str, Any] = {}
         tables: dict[str, Any] = {}
         for key, value in table.items():
-            if name == "plugins" and isinstance(value, dict):
-                tables[key] = MappingProxyType(dict(value))
+            deep = _too_deep(value, MAX_DEPTH)
+            if deep is not None:
+                raise ConfigError(one_line(f"{label}: {name}.{key}{deep}: nested more than {MAX_DEPTH} levels deep"))
+            if name == "plugins" and key not in checks and isinstance(value, dict):
+                tables[key] = MappingProxyType(dict(value))  # [plugins.NAME]: checked by plugin NAME
                 continue
             if key not in checks:
-                raise ConfigError(f"{label}: {name}.{key}: unknown key{did_you_mean(key, checks)}")
+                raise ConfigError(one_line(f"{label}: {name}.{key}: unknown key{did_you_mean(key, checks)}"))
             try:
                 values[key] = checks[key](value)
             except _Invalid as exc:
-                raise ConfigError(f"{label}: {name}.{key}: {exc}") from None
+                raise ConfigError(one_line(f"{label}: {name}.{key}: {exc}")) from None
         if name == "plugins":
             values["tables"] = MappingProxyType(tables)
         sections[name] = _finish(name, values, base, label)
@@ -301,22 +360,25 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
 
 def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any:
     """Turn checked raw values into the section object: resolve paths, check files exist."""
-    if section == "audio" and "file" in values:
-        values["file"] = _resolve(base, values["file"]) if values["file"] else None
-    if section == "recognizer":
-        for key in ("sentences", "model"):
-            if key in values:
-                values[key] = _resolve(base, values[key]) if values[key] else None
-                if values[key] is not None and not values[key].exists():
-                    raise ConfigError(f"{label}: recognizer.{key}: {values[key]}: no such file or folder")
-    if section == "adapt" and "folder" in values:
-        values["folder"] = _resolve(base, values["folder"])
-    if section == "plugins" and "dirs" in values:
-        dirs = tuple(_resolve(base, d) for d in values["dirs"])
-        for d in dirs:
-            if not d.is_dir():
-                raise ConfigError(f"{label}: plugins.dirs: {d}: no such folder")
-        values["dirs"] = dirs
+    key = ""
+    try:
+        if section == "audio" and "file" in values:
+            key = "file"
+            values["file"] = _resolve(base, values["file"]) if values["file"] else None
+        if section == "recognizer":
+            for key in ("sentences", "model"):
+                if values.get(key):
+                    values[key] = _exists(_resolve(base, values[key]))
+                elif key in values:
+                    values[key] = None
+        if section == "adapt" and "folder" in values:
+            key = "folder"
+            values["folder"] = _resolve(base, values["folder"])
+        if section == "plugins" and "dirs" in values:
+            key = "dirs"
+            values["dirs"] = tuple(_exists(_resolve(base, d), "folder", folder=True) for d in values["dirs"])
+    except _Invalid as exc:
+        raise ConfigError(one_line(f"{label}: {section}.{key}: {exc}")) from None
     cls = _SCHEMA[section][0]
     return cls(**values)
 
@@ -341,8 +403,13 @@ def find_config_path(explicit: str | Path | None = None) -> Path | None:
     for given, origin in ((explicit, "--config"), (os.environ.get(ENV_VAR) or None, f"${ENV_VAR}")):
         if given:
             path = Path(given)
-            if not path.is_file():
-                raise ConfigError(f"{path}: no such configuration file (from {origin})")
+            try:
+                found = path.is_file()
+            except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+                detail = getattr(exc, "strerror", None) or exc
+                raise ConfigError(one_line(f"{show(str(path))}: cannot read: {detail} (from {origin})")) from None
+            if not found:
+                raise ConfigError(one_line(f"{path}: no such configuration file (from {origin})"))
             return path
     for path in SEARCH_PATHS:
         if path.is_file():
@@ -358,11 +425,22 @@ def load_config(explicit: str | Path | None = None) -> Config:
         return Config()
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(one_line(f"{path}: cannot read: {exc.strerror or exc}")) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(one_line(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB: not a configuration file"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(one_line(f"{path}: invalid TOML: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line})")) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(one_line(f"{path}: invalid TOML: {exc}")) from None
+    except RecursionError:
+        raise ConfigError(one_line(f"{path}: invalid TOML: arrays or tables nested too deeply")) from None
     return parse_config(data, path)
 
 

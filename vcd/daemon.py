@@ -18,7 +18,7 @@ import numpy as np
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.controls import Controls
-from vcd.errors import ExitCode, VcdError
+from vcd.errors import ConfigError, ExitCode, GrammarError, ModelError, VcdError, one_line
 from vcd.keeper import ClipKeeper
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
@@ -460,17 +460,36 @@ class Stopper:
 
 
 def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -> Any:
-    """Load the recogniser the ``[recognizer]`` section names (GrammarError/ModelError propagate).
+    """Load the recogniser the ``[recognizer]`` section names: the model, and the sentences compiled to its grammar.
 
+    ``vcd check-config`` and ``vcd run`` (before the microphone opens) both call this.  A
+    sentences or model file that the configuration names and that does not compile or load
+    is a :class:`ConfigError` naming the file and key (exit 78: restarting will not help);
+    the bundled ones failing stay :class:`GrammarError` / :class:`ModelError` (a broken install).
     ``extra_lists``: list values plugins add (:meth:`vcd.controls.Controls.lists`).
     """
     from vcd.recognizer import Recognizer
 
     rec = config.recognizer
-    return Recognizer.load(
-        sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
-        front_end=rec.front_end, extra_lists=extra_lists or None,
-    )
+    try:
+        return Recognizer.load(
+            sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
+            front_end=rec.front_end, extra_lists=extra_lists or None,
+        )
+    except GrammarError as exc:
+        if rec.sentences is None:
+            raise
+        message = str(exc)  # the grammar's own errors start "sentences:", the file's with its name
+        message = f"{rec.sentences}:{message[len('sentences:'):]}" if message.startswith("sentences:") else message
+        raise config.key_error("recognizer.sentences", one_line(message)) from None
+    except ModelError as exc:
+        if rec.model is None:
+            raise
+        raise config.key_error("recognizer.model", one_line(str(exc))) from None
+    except ConfigError as exc:  # the front end's, which does not know the file's name
+        if str(exc).startswith(f"{config.label}: "):
+            raise
+        raise ConfigError(one_line(f"{config.label}: {exc}")) from None
 
 
 def run_daemon(config: Config) -> int:

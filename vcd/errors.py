@@ -69,6 +69,17 @@ class AdaptError(VcdError):
     exit_code = ExitCode.FAILURE
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped, so that an error stays one line.
+
+    TOML keys, file names and exception messages may hold any character; ``\\n`` in one must not
+    split the ``Error: …`` line that systemd's journal and scripts read.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def did_you_mean(name: str, known: Iterable[str], quote: bool = True) -> str:
     """`` (did you mean 'NAME'?)`` for the known name closest to a misspelt ``name``, or "" if none is close.
 

@@ -157,7 +157,8 @@ def load_model(path: str | Path) -> tuple[AcousticModel, list[str], dict[str, An
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ModelError(f"{path}: not a vcd model ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:160]  # torch's messages run to many lines
+        raise ModelError(f"{path}: not a vcd model ({type(exc).__name__}: {first})") from None
     model.eval()
     return model, list(blob["labels"]), dict(blob.get("extra", {}))
 

@@ -23,7 +23,7 @@ import pluggy
 from vcd import hookspecs
 from vcd.config import Config
 from vcd.controls import Controls
-from vcd.errors import ConfigError, PluginError, VcdError, did_you_mean
+from vcd.errors import ConfigError, PluginError, VcdError, did_you_mean, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ def _dir_candidates(dirs: tuple[Path, ...]) -> list[_Candidate]:
             if not path.name.startswith("_"):
                 found.append(_Candidate(path.stem, str(path), lambda p=path: _load_file(p)))
     return found
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong in a plugin's own code, for a one-line error: ``RuntimeError: …`` or ``it called sys.exit(3)``."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _describe(hook: str, kwargs: dict[str, Any]) -> str:
@@ -193,9 +200,10 @@ class PluginHost:
             impl.function(*[kwargs[a] for a in impl.argnames])
         except VcdError:
             raise
-        except Exception as exc:
-            _LOGGER.exception('plugin "%s": %s failed', impl.plugin_name, hook)
-            raise VcdError(f'plugin "{impl.plugin_name}": {what} failed: {type(exc).__name__}: {exc}') from exc
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end vcd without a word
+            if not isinstance(exc, SystemExit):  # a bug in the plugin: its traceback goes to the log
+                _LOGGER.exception('plugin "%s": %s failed', impl.plugin_name, hook)
+            raise VcdError(one_line(f'plugin "{impl.plugin_name}": {what} failed: {_failure(exc)}')) from exc
 
     def check_config(self, config: Config) -> None:
         """Call ``vcd_check_config`` of each plugin; the first failure is raised as a one-line error."""
@@ -300,6 +308,7 @@ def load_plugins(config: Config) -> PluginHost:
     shipped = _shipped_candidates()
     others = _entry_point_candidates() + _dir_candidates(settings.dirs)
     other_names = {c.name for c in others}
+    _check_tables(config, set(shipped) | other_names)
     for name in settings.enabled:
         if name not in shipped and name not in other_names:
             available = ", ".join(sorted(set(shipped) | other_names)) or "none"
@@ -319,13 +328,14 @@ def load_plugins(config: Config) -> PluginHost:
             raise PluginError(f'plugin "{cand.name}" is found twice: {seen[cand.name]} and {cand.source}')
         try:
             module = cand.load()
-        except Exception as exc:
-            raise PluginError(f'plugin "{cand.name}" failed to import: {type(exc).__name__}: {exc}') from exc
+        except (Exception, SystemExit) as exc:  # sys.exit() at import time as well
+            _LOGGER.debug('plugin "%s" (%s) failed to import', cand.name, cand.source, exc_info=True)
+            raise PluginError(one_line(f'plugin "{cand.name}" failed to import: {_failure(exc)}')) from exc
         try:
             pm.register(module, name=cand.name)
         except pluggy.PluginValidationError as exc:
             detail = "; ".join(str(exc).splitlines()[1:]) or str(exc)
-            raise PluginError(f'plugin "{cand.name}" ({cand.source}): {detail}') from exc
+            raise PluginError(one_line(f'plugin "{cand.name}" ({cand.source}): {detail}')) from exc
         seen[cand.name] = cand.source
         callers = pm.get_hookcallers(module) or []
         for caller in callers:
@@ -338,5 +348,27 @@ def load_plugins(config: Config) -> PluginHost:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f'plugin "{pm.get_name(exc.plugin)}": {exc}') from exc
+        raise PluginError(one_line(f'plugin "{pm.get_name(exc.plugin)}": {exc}')) from exc
+    _warn_idle_tables(config, {p.name for p in loaded})
     return PluginHost(pm, loaded, settings.queue_size)
+
+
+def _check_tables(config: Config, known: set[str]) -> None:
+    """A ``[plugins.NAME]`` table for a plugin that exists nowhere is a misspelling: ConfigError, exit 78.
+
+    Without this check ``[plugins.mqqt]`` would be ignored and MQTT would publish nothing.
+    """
+    for name in config.plugins.tables:
+        if name not in known:
+            hint = did_you_mean(name, known) or f" (plugins: {', '.join(sorted(known)) or 'none'})"
+            raise ConfigError(one_line(f"{config.label}: plugins.{name}: unknown plugin table{hint}"))
+
+
+def _warn_idle_tables(config: Config, loaded: set[str]) -> None:
+    """One warning per ``[plugins.NAME]`` table of a plugin that exists but is not loaded (not enabled, disabled)."""
+    for name in config.plugins.tables:
+        if name not in loaded:
+            why = "plugins.disabled names it" if name in config.plugins.disabled else "it is not in plugins.enabled"
+            _LOGGER.warning(
+                one_line(f'{config.label}: plugins.{name}: the plugin "{name}" is not loaded ({why}); table ignored')
+            )

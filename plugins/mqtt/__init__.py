@@ -36,10 +36,13 @@ _plugin: MqttPlugin | None = None
 
 
 def _settings(config: Any, config_path: Path | None) -> MqttSettings | None:
-    """The validated ``[plugins.mqtt]`` table (paths relative to the config file); None when there is none."""
-    table = config.plugin_table(NAME)
-    if not table:
+    """The validated ``[plugins.mqtt]`` table (paths relative to the config file); None when there is none.
+
+    An empty ``[plugins.mqtt]`` table is a table: it publishes with every default (localhost:1883).
+    """
+    if NAME not in config.plugins.tables:
         return None
+    table = config.plugin_table(NAME)
     base = Path(config_path).parent if config_path else Path.cwd()
     return parse_settings(table, config.label, config.daemon.site, base)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
+import ssl
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,15 +165,100 @@ class _Checker:
             raise self.error(path, f"{value}: cannot expand '~': no such user") from None
         if not resolved.is_absolute():
             resolved = self.base / resolved
-        if not resolved.is_file():
+        try:
+            found = resolved.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise self.error(path, f"{_short(str(resolved))}: {exc.strerror or exc}") from None
+        if not found:
             raise self.error(path, f"{resolved}: no such file")
         return resolved
+
+    def host(self, table: dict[str, Any], key: str, default: str) -> str:
+        value = self.str_(table, key, default, nonempty=True)
+        problem = host_problem(value)
+        if problem:
+            raise self.error(key, f"{_short(repr(value))}: {problem}")
+        return value
+
+    def tls(self, raw: dict[str, Any]) -> TlsSettings:
+        """``[plugins.mqtt.tls]`` with its files loaded the way the connection will load them (``ssl``)."""
+        self.unknown(raw, _TLS_KEYS, "tls.")
+        tls = TlsSettings(
+            ca_file=self.file(raw, "ca_file", "tls.ca_file"),
+            cert_file=self.file(raw, "cert_file", "tls.cert_file"),
+            key_file=self.file(raw, "key_file", "tls.key_file"),
+            insecure=self.bool_(raw, "insecure", False, "tls.insecure"),
+        )
+        if tls.key_file and not tls.cert_file:
+            raise self.error("tls.key_file", "needs tls.cert_file as well")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        for key, path in (("tls.ca_file", tls.ca_file), ("tls.cert_file", tls.cert_file)):
+            if path is not None:
+                try:
+                    context.load_verify_locations(cafile=str(path))
+                except (ssl.SSLError, OSError, ValueError) as exc:
+                    raise self.error(key, f"{path}: not a PEM certificate file{_ssl_reason(exc)}") from None
+        if tls.cert_file is not None:
+            try:  # never prompts: an encrypted key gets an empty passphrase and fails
+                context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None, lambda: b"")
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                if tls.key_file is None:
+                    raise self.error("tls.cert_file", f"{tls.cert_file}: holds no private key; give tls.key_file"
+                                     f"{_ssl_reason(exc)}") from None
+                if getattr(exc, "reason", "") == "KEY_VALUES_MISMATCH":
+                    raise self.error("tls.key_file", f"{tls.key_file}: not the key of tls.cert_file") from None
+                raise self.error("tls.key_file", f"{tls.key_file}: not a PEM private key without a passphrase"
+                                 f"{_ssl_reason(exc)}") from None
+        return tls
 
     def topic(self, value: str, path: str) -> str:
         problem = topic_problem(value)
         if problem:
             raise self.error(path, problem)
         return value
+
+
+def _short(text: str, most: int = 80) -> str:
+    """``text`` cut to ``most`` characters for an error line."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """What OpenSSL said, shortly: ``NO_CERTIFICATE_OR_CRL_FOUND`` rather than the whole ``[X509: …] (_ssl.c:…)``."""
+    if isinstance(exc, ssl.SSLError):
+        return f" ({exc.reason})" if exc.reason else ""  # without one OpenSSL says only "PEM lib"
+    return f" ({getattr(exc, 'strerror', None) or exc})"
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def host_problem(host: str) -> str:
+    """Why ``host`` is not a broker address paho can resolve ("" when it is): an IP address or a host name.
+
+    A host name is what the C resolver takes after IDNA encoding (as ``socket.getaddrinfo`` does):
+    dot-separated labels of 1–63 letters, digits, '-' (not first or last) and '_', 253 characters
+    at most, one trailing dot allowed.  ``mqtt..lan`` would otherwise kill paho's network thread.
+    """
+    if host != host.strip():
+        return "spaces around the host name"
+    if "://" in host:
+        return "a URL; give the host name or IP address only"
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        return ""
+    except ValueError:
+        pass
+    if re.fullmatch(r"[^:]+:\d+", host):
+        return "give the port in plugins.mqtt.port, not in the host"
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "not a valid host name (an empty label, or one over 63 characters)"
+    name = ascii_name.removesuffix(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return "not a valid host name or IP address (letters, digits, '-' and '_' between dots)"
+    return ""
 
 
 def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | None = None) -> MqttSettings:
@@ -182,7 +270,7 @@ def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | No
     c = _Checker(label, base or Path.cwd())
     c.unknown(table, _KEYS, "")
     values: dict[str, Any] = {"site": site}
-    values["host"] = c.str_(table, "host", "localhost", nonempty=True)
+    values["host"] = c.host(table, "host", "localhost")
     values["client_id"] = c.str_(table, "client_id", "")
     values["keepalive_s"] = c.int_(table, "keepalive_s", 60, 5, 65535)
     values["connect_timeout_s"] = c.float_(table, "connect_timeout_s", 5.0, 0.1, 300)
@@ -193,15 +281,7 @@ def parse_settings(table: dict[str, Any], label: str, site: str, base: Path | No
     if isinstance(tls_raw, bool):
         values["tls"] = TlsSettings() if tls_raw else None
     elif isinstance(tls_raw, dict):
-        c.unknown(tls_raw, _TLS_KEYS, "tls.")
-        values["tls"] = TlsSettings(
-            ca_file=c.file(tls_raw, "ca_file", "tls.ca_file"),
-            cert_file=c.file(tls_raw, "cert_file", "tls.cert_file"),
-            key_file=c.file(tls_raw, "key_file", "tls.key_file"),
-            insecure=c.bool_(tls_raw, "insecure", False, "tls.insecure"),
-        )
-        if values["tls"].key_file and not values["tls"].cert_file:
-            raise c.error("tls.key_file", "needs tls.cert_file as well")
+        values["tls"] = c.tls(tls_raw)
     else:
         raise c.error("tls", f"must be true, false or a table [plugins.mqtt.tls] (got {tls_raw!r})")
     values["port"] = c.int_(table, "port", 8883 if values["tls"] else 1883, 1, 65535)
@@ -260,10 +340,25 @@ def _password(c: _Checker, table: dict[str, Any]) -> str | None:
         return os.environ[var]
     if "password_file" in table:
         path = c.file(table, "password_file", "password_file")
+        if path is None:
+            return None
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n") if path else None
+            data = path.read_bytes()
+            mode = path.stat().st_mode
         except OSError as exc:
             raise c.error("password_file", f"{path}: cannot read: {exc.strerror or exc}") from None
+        try:
+            password = data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise c.error("password_file", f"{path}: not a text file (not UTF-8)") from None
+        if "\n" in password or "\r" in password or "\x00" in password:
+            raise c.error("password_file", f"{path}: must hold the password on one line")
+        if mode & stat.S_IROTH:
+            _LOGGER.warning(
+                _one_line(f"{c.label}: plugins.mqtt.password_file: {path} is readable by every user; "
+                          f"chmod o-r it (e.g. 640, group vcd)")
+            )
+        return password
     return None
 
 
