@@ -47,21 +47,19 @@ class Recognition:
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 
-def segment_features(samples: np.ndarray, front_end=None):
-    """(frames, n_mels) log-mel tensor of a 16 kHz segment as the recogniser computes it.
+def segment_features(samples: np.ndarray, front_end=None) -> np.ndarray:
+    """(frames, n_mels) float32 log-mel of a 16 kHz segment as the recogniser computes it.
 
     The front end (a denoiser), when given, runs first; then the quiet margins the model expects
     (:func:`vcd.audio.with_quiet_margins`).  ``vcd adapt`` trains on exactly these features.
     """
-    import torch
-
     from vcd.audio import with_quiet_margins
     from vcd.features import log_mel
 
     samples = np.asarray(samples, dtype=np.float32)
     if front_end is not None:
         samples = front_end(samples)
-    return torch.from_numpy(log_mel(with_quiet_margins(samples)))
+    return log_mel(with_quiet_margins(samples))
 
 
 class Recognizer:
@@ -95,19 +93,18 @@ class Recognizer:
 
         ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
         ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
+        The model runs in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``);
+        ``threads`` limits the BLAS threads of its matrix products.
         """
-        import torch
-
         from vcd.decoder import build_phone_graph
         from vcd.denoise import make_front_end
         from vcd.grammar import compile_word_graph, load_intents
-        from vcd.model import load_model
+        from vcd.inference import load_numpy_model, set_threads
         from vcd.phonetics import Lexicon
 
-        torch.set_num_threads(max(1, int(threads)))
-        torch.set_flush_denormal(True)
+        set_threads(threads)
         intents = load_intents(sentences)
-        net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         word_graph = compile_word_graph(intents)
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
@@ -124,8 +121,7 @@ class Recognizer:
         (:func:`vcd.audio.with_quiet_margins`), so a tightly trimmed file
         decodes as well as one with silence around the speech.
         """
-        feats = segment_features(samples, self.front_end if denoise else None).unsqueeze(0)
-        return self.model.infer(feats)
+        return self.model.infer(segment_features(samples, self.front_end if denoise else None))
 
     def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:
         """Decode one speech segment (16 kHz mono float32) against the grammar.

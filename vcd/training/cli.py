@@ -74,6 +74,19 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.set_defaults(func=cmd_adapt)
 
+    p = subparsers.add_parser("export-model",
+                              help="write the numpy export (.npz) beside a model file (.pt): what vcd runs")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the model file (.pt) written by vcd train or adapt")
+    p.set_defaults(func=cmd_export_model)
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    """``vcd export-model MODEL.pt``: vcd train and adapt write the export themselves; this one is for older files."""
+    from vcd.model import export_numpy
+
+    print(f"{export_numpy(args.model)}: written", flush=True)
+    return ExitCode.OK
+
 
 def _extra_voice_sets(text: str) -> tuple[str, ...]:
     """The opt-in voice sets named by ``--extra-voices`` (comma-separated)."""

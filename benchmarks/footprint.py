@@ -1,0 +1,156 @@
+"""Benchmark vcd's footprint: peak memory and start-up of `vcd run`, memory of `vcd transcribe` on a long file.
+
+Prints figures; asserts nothing.
+
+    .venv/bin/python benchmarks/footprint.py                    # a 1-hour file for transcribe
+    .venv/bin/python benchmarks/footprint.py --hours 0.1        # a shorter one
+    .venv/bin/python benchmarks/footprint.py --install-size     # also pip-install the runtime into a
+                                                                # fresh venv and measure it (needs PyPI)
+
+Figures:
+- import of ``vcd.daemon``: wall time in a fresh interpreter (median of three), and whether
+  torch came with it.
+- ``vcd run``: process start → ``READY=1`` on a ``NOTIFY_SOCKET`` this script creates, and the
+  peak RSS (``ru_maxrss`` from ``wait4``) of the whole run, with the demo recording
+  (demo/commands.wav) as input and the console plugin only.
+- ``vcd transcribe``: peak RSS and wall time on a generated file of ``--hours`` hours (the demo
+  recording and 38 s of quiet noise, repeated; FLAC at 22.05 kHz, so it is decoded and
+  resampled as it is read), and the number of JSON lines it printed.
+- run-only install (``--install-size``): ``pip install`` of this checkout without extras into a
+  new virtual environment, its size on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo" / "commands.wav"
+PYTHON = sys.executable
+VCD = [PYTHON, "-m", "vcd"]
+LONG_RATE_HZ = 22050
+QUIET_S = 38.0  # noise after each copy of the demo recording
+
+
+def run_measured(argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL,
+                 notify: socket.socket | None = None) -> tuple[int, float, float | None]:
+    """Run ``argv``; returns (peak RSS in bytes, wall seconds, seconds to READY=1 or None)."""
+    started = time.monotonic()
+    process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.DEVNULL)
+    ready_s = None
+    if notify is not None:
+        notify.settimeout(0.2)
+        while ready_s is None and process.poll() is None:
+            try:
+                message = notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in message.split("\n"):
+                ready_s = time.monotonic() - started
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"footprint: {' '.join(argv)} exited {os.waitstatus_to_exitcode(status)}")
+    return usage.ru_maxrss * 1024, wall, ready_s
+
+
+def import_time() -> tuple[float, bool]:
+    code = ("import sys, time; t = time.perf_counter(); import vcd.daemon; "
+            "print(time.perf_counter() - t, 'torch' in sys.modules)")
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([PYTHON, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+        runs.append((float(out[0]), out[1] == "True"))
+    return statistics.median(r[0] for r in runs), runs[0][1]
+
+
+def run_daemon(workdir: Path) -> tuple[int, float, float]:
+    config = workdir / "config.toml"
+    config.write_text('[daemon]\nlog_level = "warning"\n\n[plugins]\nenabled = ["console"]\n')
+    path = str(workdir / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        env = {**os.environ, "NOTIFY_SOCKET": path}
+        rss, wall, ready = run_measured(VCD + ["run", "--config", str(config), "--input", str(DEMO)], env=env,
+                                        notify=notify)
+    if ready is None:
+        sys.exit("footprint: vcd run never sent READY=1")
+    return rss, wall, ready
+
+
+def write_long_file(path: Path, hours: float) -> float:
+    """The demo recording and quiet noise, repeated to ``hours``; written block by block. Returns seconds."""
+    import soxr
+
+    demo, rate = soundfile.read(str(DEMO), dtype="float32")
+    unit = soxr.resample(demo, rate, LONG_RATE_HZ)
+    rng = np.random.default_rng(0)
+    noise = (0.003 * rng.standard_normal(int(QUIET_S * LONG_RATE_HZ))).astype(np.float32)
+    unit = np.concatenate([unit, noise])
+    total = int(hours * 3600 * LONG_RATE_HZ)
+    with soundfile.SoundFile(str(path), "w", LONG_RATE_HZ, 1, subtype="PCM_16", format="FLAC") as out:
+        written = 0
+        while written < total:
+            piece = unit[: total - written]
+            out.write(piece)
+            written += piece.size
+    return total / LONG_RATE_HZ
+
+
+def transcribe(workdir: Path, hours: float) -> tuple[int, float, float, int]:
+    long_file = workdir / "long.flac"
+    audio_s = write_long_file(long_file, hours)
+    out_path = workdir / "transcribe.jsonl"
+    with out_path.open("w") as out:
+        rss, wall, _ = run_measured(VCD + ["transcribe", str(long_file)], stdout=out)
+    lines = sum(1 for _ in out_path.open())
+    return rss, wall, audio_s, lines
+
+
+def install_size(workdir: Path) -> int:
+    venv = workdir / "run-venv"
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+    source = workdir / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info"))
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-c", "import vcd.daemon, vcd.recognizer"], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", "pip"]
+    subprocess.run(pip, check=False)  # the installer is not part of what vcd needs
+    return sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hours", type=float, default=1.0, help="length of the file for transcribe (default 1)")
+    parser.add_argument("--install-size", action="store_true", help="measure a run-only install (needs PyPI)")
+    args = parser.parse_args()
+    mib = 1 / 2**20
+    seconds, torch_loaded = import_time()
+    print(f"{'import vcd.daemon':<44} {seconds:8.2f} s   (torch imported: {'yes' if torch_loaded else 'no'})")
+    with tempfile.TemporaryDirectory(prefix="vcd-footprint-") as tmp:
+        workdir = Path(tmp)
+        rss, wall, ready = run_daemon(workdir)
+        print(f"{'vcd run: process start -> READY=1':<44} {ready:8.2f} s")
+        print(f"{'vcd run: peak RSS (demo recording)':<44} {rss * mib:8.0f} MiB   (whole run {wall:.1f} s)")
+        rss, wall, audio_s, lines = transcribe(workdir, args.hours)
+        label = f"vcd transcribe: peak RSS ({audio_s / 3600:.2f} h file)"
+        print(f"{label:<44} {rss * mib:8.0f} MiB   ({wall:.0f} s wall, {lines} JSON lines)")
+        if args.install_size:
+            size = install_size(workdir)
+            print(f"{'run-only install (venv, no extras)':<44} {size * mib:8.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
