@@ -29,10 +29,10 @@ def _progress(clips: list, enabled: bool):
 
 def require_plotting() -> None:
     """Raise :class:`UsageError` when matplotlib (the train extra), which ``--plot`` needs, is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("eval --plot needs matplotlib: pip install 'vcd[train]'")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("eval --plot needs matplotlib: pip install 'vcd[train]'") from None
 
 
 def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, clips=None,
