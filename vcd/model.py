@@ -74,17 +74,20 @@ class AcousticModel(nn.Module):
 
 
 def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra: dict[str, Any] | None = None,
-               half: bool = False) -> None:
+               half: bool = False, export: bool = True) -> None:
     """Write weights, hyper-parameters and the label list to ``path``.
 
     Weights are stored as float32, or as float16 with ``half`` (the released model: half the file,
     and :func:`load_model` widens them back to float32, so decoding still computes in float32).
+    ``export`` also writes the numpy export recognition reads (:func:`export_numpy`); training's
+    intermediate snapshots, never run, skip it.
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"hparams": model.hparams, "labels": labels, "state_dict": state, "extra": extra or {}}, str(path))
-    export_numpy(path)
+    if export:
+        export_numpy(path)
 
 
 def export_numpy(path: str | Path) -> Path:
