@@ -10,7 +10,8 @@ Prints figures; asserts nothing.
 Figures:
 - import of ``vcd.daemon``: wall time in a fresh interpreter (median of three), and whether
   torch came with it.
-- ``vcd run``: process start → ``READY=1`` on a ``NOTIFY_SOCKET`` this script creates, and the
+- ``vcd run``: process start → ``READY=1`` on a ``NOTIFY_SOCKET`` this script creates (wall
+  time, and the CPU time the process had used by then, which a busy machine does not inflate), and the
   peak RSS (``ru_maxrss`` from ``wait4``) of the whole run, with the demo recording
   (demo/commands.wav) as input and the console plugin only.
 - ``vcd transcribe``: peak RSS and wall time on a generated file of ``--hours`` hours (the demo
@@ -44,26 +45,35 @@ LONG_RATE_HZ = 22050
 QUIET_S = 38.0  # noise after each copy of the demo recording
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL,
-                 notify: socket.socket | None = None) -> tuple[int, float, float | None]:
-    """Run ``argv``; returns (peak RSS in bytes, wall seconds, seconds to READY=1 or None)."""
+                 notify: socket.socket | None = None) -> dict[str, float]:
+    """Run ``argv``; returns its peak RSS (bytes), wall and CPU seconds, and seconds (wall, CPU) to READY=1."""
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.DEVNULL)
-    ready_s = None
+    figures: dict[str, float] = {}
     if notify is not None:
-        notify.settimeout(0.2)
-        while ready_s is None and process.poll() is None:
+        notify.settimeout(0.05)
+        while "ready_s" not in figures and process.poll() is None:
             try:
                 message = notify.recv(4096).decode()
             except TimeoutError:
                 continue
             if "READY=1" in message.split("\n"):
-                ready_s = time.monotonic() - started
+                figures["ready_s"] = time.monotonic() - started
+                figures["ready_cpu_s"] = cpu_seconds(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - started
+    figures["wall_s"] = time.monotonic() - started
+    figures["cpu_s"] = usage.ru_utime + usage.ru_stime
+    figures["rss"] = usage.ru_maxrss * 1024
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"footprint: {' '.join(argv)} exited {os.waitstatus_to_exitcode(status)}")
-    return usage.ru_maxrss * 1024, wall, ready_s
+    return figures
 
 
 def import_time() -> tuple[float, bool]:
@@ -76,18 +86,17 @@ def import_time() -> tuple[float, bool]:
     return statistics.median(r[0] for r in runs), runs[0][1]
 
 
-def run_daemon(workdir: Path) -> tuple[int, float, float]:
+def run_daemon(workdir: Path) -> dict[str, float]:
     config = workdir / "config.toml"
     config.write_text('[daemon]\nlog_level = "warning"\n\n[plugins]\nenabled = ["console"]\n')
     path = str(workdir / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(path)
         env = {**os.environ, "NOTIFY_SOCKET": path}
-        rss, wall, ready = run_measured(VCD + ["run", "--config", str(config), "--input", str(DEMO)], env=env,
-                                        notify=notify)
-    if ready is None:
+        figures = run_measured(VCD + ["run", "--config", str(config), "--input", str(DEMO)], env=env, notify=notify)
+    if "ready_s" not in figures:
         sys.exit("footprint: vcd run never sent READY=1")
-    return rss, wall, ready
+    return figures
 
 
 def write_long_file(path: Path, hours: float) -> float:
@@ -109,14 +118,14 @@ def write_long_file(path: Path, hours: float) -> float:
     return total / LONG_RATE_HZ
 
 
-def transcribe(workdir: Path, hours: float) -> tuple[int, float, float, int]:
+def transcribe(workdir: Path, hours: float) -> tuple[dict[str, float], float, int]:
     long_file = workdir / "long.flac"
     audio_s = write_long_file(long_file, hours)
     out_path = workdir / "transcribe.jsonl"
     with out_path.open("w") as out:
-        rss, wall, _ = run_measured(VCD + ["transcribe", str(long_file)], stdout=out)
+        figures = run_measured(VCD + ["transcribe", str(long_file)], stdout=out)
     lines = sum(1 for _ in out_path.open())
-    return rss, wall, audio_s, lines
+    return figures, audio_s, lines
 
 
 def install_size(workdir: Path) -> int:
@@ -138,15 +147,19 @@ def main() -> None:
     args = parser.parse_args()
     mib = 1 / 2**20
     seconds, torch_loaded = import_time()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times grow with it)")
     print(f"{'import vcd.daemon':<44} {seconds:8.2f} s   (torch imported: {'yes' if torch_loaded else 'no'})")
     with tempfile.TemporaryDirectory(prefix="vcd-footprint-") as tmp:
         workdir = Path(tmp)
-        rss, wall, ready = run_daemon(workdir)
-        print(f"{'vcd run: process start -> READY=1':<44} {ready:8.2f} s")
-        print(f"{'vcd run: peak RSS (demo recording)':<44} {rss * mib:8.0f} MiB   (whole run {wall:.1f} s)")
-        rss, wall, audio_s, lines = transcribe(workdir, args.hours)
+        run = run_daemon(workdir)
+        print(f"{'vcd run: process start -> READY=1':<44} {run['ready_s']:8.2f} s   "
+              f"({run['ready_cpu_s']:.2f} s of CPU)")
+        print(f"{'vcd run: peak RSS (demo recording)':<44} {run['rss'] * mib:8.0f} MiB   "
+              f"(whole run {run['wall_s']:.1f} s)")
+        long, audio_s, lines = transcribe(workdir, args.hours)
         label = f"vcd transcribe: peak RSS ({audio_s / 3600:.2f} h file)"
-        print(f"{label:<44} {rss * mib:8.0f} MiB   ({wall:.0f} s wall, {lines} JSON lines)")
+        print(f"{label:<44} {long['rss'] * mib:8.0f} MiB   ({long['wall_s']:.0f} s wall, {long['cpu_s']:.0f} s CPU, "
+              f"{lines} JSON lines)")
         if args.install_size:
             size = install_size(workdir)
             print(f"{'run-only install (venv, no extras)':<44} {size * mib:8.0f} MiB")
