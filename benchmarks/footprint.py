@@ -16,7 +16,8 @@ Figures:
   (demo/commands.wav) as input and the console plugin only.
 - ``vcd transcribe``: peak RSS and wall time on a generated file of ``--hours`` hours (the demo
   recording and 38 s of quiet noise, repeated; FLAC at 22.05 kHz, so it is decoded and
-  resampled as it is read), and the number of JSON lines it printed.
+  resampled as it is read), and the number of JSON lines it printed; then the peak RSS of
+  ``vcd run --input`` on the same file.
 - run-only install (``--install-size``): ``pip install`` of this checkout without extras into a
   new virtual environment, its size on disk.
 """
@@ -86,14 +87,14 @@ def import_time() -> tuple[float, bool]:
     return statistics.median(r[0] for r in runs), runs[0][1]
 
 
-def run_daemon(workdir: Path) -> dict[str, float]:
+def run_daemon(workdir: Path, audio: Path = DEMO) -> dict[str, float]:
     config = workdir / "config.toml"
     config.write_text('[daemon]\nlog_level = "warning"\n\n[plugins]\nenabled = ["console"]\n')
-    path = str(workdir / "notify.sock")
+    path = str(workdir / f"notify-{audio.stem}.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(path)
         env = {**os.environ, "NOTIFY_SOCKET": path}
-        figures = run_measured(VCD + ["run", "--config", str(config), "--input", str(DEMO)], env=env, notify=notify)
+        figures = run_measured(VCD + ["run", "--config", str(config), "--input", str(audio)], env=env, notify=notify)
     if "ready_s" not in figures:
         sys.exit("footprint: vcd run never sent READY=1")
     return figures
@@ -118,14 +119,12 @@ def write_long_file(path: Path, hours: float) -> float:
     return total / LONG_RATE_HZ
 
 
-def transcribe(workdir: Path, hours: float) -> tuple[dict[str, float], float, int]:
-    long_file = workdir / "long.flac"
-    audio_s = write_long_file(long_file, hours)
-    out_path = workdir / "transcribe.jsonl"
+def transcribe(long_file: Path) -> tuple[dict[str, float], int]:
+    out_path = long_file.with_suffix(".jsonl")
     with out_path.open("w") as out:
         figures = run_measured(VCD + ["transcribe", str(long_file)], stdout=out)
     lines = sum(1 for _ in out_path.open())
-    return figures, audio_s, lines
+    return figures, lines
 
 
 def install_size(workdir: Path) -> int:
@@ -133,7 +132,8 @@ def install_size(workdir: Path) -> int:
     subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
     source = workdir / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info"))
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)], check=True,
+                   stderr=subprocess.DEVNULL)
     subprocess.run([str(venv / "bin" / "python"), "-c", "import vcd.daemon, vcd.recognizer"], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", "pip"]
     subprocess.run(pip, check=False)  # the installer is not part of what vcd needs
@@ -156,10 +156,15 @@ def main() -> None:
               f"({run['ready_cpu_s']:.2f} s of CPU)")
         print(f"{'vcd run: peak RSS (demo recording)':<44} {run['rss'] * mib:8.0f} MiB   "
               f"(whole run {run['wall_s']:.1f} s)")
-        long, audio_s, lines = transcribe(workdir, args.hours)
+        long_file = workdir / "long.flac"
+        audio_s = write_long_file(long_file, args.hours)
+        long, lines = transcribe(long_file)
         label = f"vcd transcribe: peak RSS ({audio_s / 3600:.2f} h file)"
         print(f"{label:<44} {long['rss'] * mib:8.0f} MiB   ({long['wall_s']:.0f} s wall, {long['cpu_s']:.0f} s CPU, "
               f"{lines} JSON lines)")
+        run = run_daemon(workdir, long_file)
+        label = f"vcd run --input: peak RSS ({audio_s / 3600:.2f} h file)"
+        print(f"{label:<44} {run['rss'] * mib:8.0f} MiB   ({run['wall_s']:.0f} s wall, {run['cpu_s']:.0f} s CPU)")
         if args.install_size:
             size = install_size(workdir)
             print(f"{'run-only install (venv, no extras)':<44} {size * mib:8.0f} MiB")
