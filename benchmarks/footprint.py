@@ -77,14 +77,15 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None, stdout=subp
     return figures
 
 
-def import_time() -> tuple[float, bool]:
-    code = ("import sys, time; t = time.perf_counter(); import vcd.daemon; "
-            "print(time.perf_counter() - t, 'torch' in sys.modules)")
+def import_time() -> tuple[float, float, bool]:
+    """Wall and CPU seconds of ``import vcd.daemon`` (medians of three fresh interpreters), and whether torch came."""
+    code = ("import sys, time; t, c = time.perf_counter(), time.process_time(); import vcd.daemon; "
+            "print(time.perf_counter() - t, time.process_time() - c, 'torch' in sys.modules)")
     runs = []
     for _ in range(3):
         out = subprocess.run([PYTHON, "-c", code], check=True, capture_output=True, text=True).stdout.split()
-        runs.append((float(out[0]), out[1] == "True"))
-    return statistics.median(r[0] for r in runs), runs[0][1]
+        runs.append((float(out[0]), float(out[1]), out[2] == "True"))
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[0][2]
 
 
 def run_daemon(workdir: Path, audio: Path = DEMO) -> dict[str, float]:
@@ -146,9 +147,10 @@ def main() -> None:
     parser.add_argument("--install-size", action="store_true", help="measure a run-only install (needs PyPI)")
     args = parser.parse_args()
     mib = 1 / 2**20
-    seconds, torch_loaded = import_time()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times grow with it)")
-    print(f"{'import vcd.daemon':<44} {seconds:8.2f} s   (torch imported: {'yes' if torch_loaded else 'no'})")
+    seconds, cpu, torch_loaded = import_time()
+    print(f"{'import vcd.daemon':<44} {seconds:8.2f} s   ({cpu:.2f} s of CPU; torch imported: "
+          f"{'yes' if torch_loaded else 'no'})")
     with tempfile.TemporaryDirectory(prefix="vcd-footprint-") as tmp:
         workdir = Path(tmp)
         run = run_daemon(workdir)
