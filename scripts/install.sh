@@ -5,15 +5,20 @@
 # there), the virtual environment is reused, and pip runs again only when pyproject.toml
 # changed since the last install.  Run as root or as a user with sudo.
 #
-#   scripts/install.sh              # system packages + .venv with vcd and its test tools
+#   scripts/install.sh              # system packages + .venv with vcd, its test tools and training (torch)
+#   VCD_EXTRAS=run scripts/install.sh   # the runtime only: `vcd run`, `transcribe`, `eval` (no torch, no tests)
 #   PYTHON=python3.12 scripts/install.sh
 #   VCD_SKIP_APT=1 scripts/install.sh   # never call apt-get (packages installed another way)
+#
+# VCD_EXTRAS picks the pip extras: "test,train" (default: what the tests need), "train", "test", or
+# "run" for none.  The runtime needs no torch: the model runs in numpy.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 VENV="$REPO/.venv"
 PYTHON=${PYTHON:-python3}
+EXTRAS=${VCD_EXTRAS:-test,train}
 
 # mosquitto + clients: the MQTT plugin's tests, the demo and the latency benchmark;
 # espeak-ng + sox: speech synthesised by the tests and the demo; libportaudio2: the
@@ -70,26 +75,30 @@ install_venv() {
         log "creating $VENV with $("$PYTHON" -V 2>&1)"
         "$PYTHON" -m venv "$VENV"
     fi
-    local stamp="$VENV/.vcd-install-stamp" want
-    want="$(uname -m) $(sha256sum pyproject.toml | cut -d' ' -f1)"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$VENV/bin/python" -c 'import vcd, vcd_plugins, pytest' 2>/dev/null; then
+    local stamp="$VENV/.vcd-install-stamp" want check="import vcd, vcd_plugins"
+    want="$(uname -m) $EXTRAS $(sha256sum pyproject.toml | cut -d' ' -f1)"
+    [[ ",$EXTRAS," == *,test,* ]] && check+=", pytest"
+    [[ ",$EXTRAS," == *,train,* ]] && check+=", torch"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$VENV/bin/python" -c "$check" 2>/dev/null; then
         log "$VENV up to date"
         return
     fi
-    local pins=() extras="test"
-    case "$(uname -m)" in
-        # x86_64: the releases vcd is tested with (pip finds them on this project's machines' disk);
-        # aarch64 (Raspberry Pi): whatever CPU build PyPI has within pyproject.toml's ranges.
-        # The train extra (pyroomacoustics) only where it has a wheel: on a Pi, `vcd train` simulates
-        # rooms without it.
-        x86_64) pins=("torch==2.14.1" "torchaudio==2.11.0"); extras="test,train" ;;
-    esac
-    log "installing vcd into $VENV ${pins[*]:+(with ${pins[*]})}"
-    "$VENV/bin/python" -m pip install -q -e ".[$extras]" "${pins[@]}"
-    # The MQTT tests validate Hermes payloads against rhasspy-hermes' dataclasses; it pins paho-mqtt==1.5.0
-    # (vcd needs paho 2) but its message classes import only dataclasses-json (in the test extra).
-    log "installing rhasspy-hermes==0.6.2 without its dependencies (it pins paho-mqtt 1.5)"
-    "$VENV/bin/python" -m pip install -q --no-deps "rhasspy-hermes==0.6.2"
+    local pins=() spec="."
+    [[ "$EXTRAS" != "run" && -n "$EXTRAS" ]] && spec=".[$EXTRAS]"
+    # x86_64 with the train extra: the torch releases vcd is tested with (pip finds them on this
+    # project's machines' disk); aarch64 (Raspberry Pi): whatever CPU build PyPI has within
+    # pyproject.toml's ranges.  The run-only install has no torch at all.
+    if [[ "$(uname -m)" == x86_64 && ",$EXTRAS," == *,train,* ]]; then
+        pins=("torch==2.14.1" "torchaudio==2.11.0")
+    fi
+    log "installing vcd ($spec) into $VENV ${pins[*]:+(with ${pins[*]})}"
+    "$VENV/bin/python" -m pip install -q -e "$spec" "${pins[@]}"
+    if [[ ",$EXTRAS," == *,test,* ]]; then
+        # The MQTT tests validate Hermes payloads against rhasspy-hermes' dataclasses; it pins paho-mqtt==1.5.0
+        # (vcd needs paho 2) but its message classes import only dataclasses-json (in the test extra).
+        log "installing rhasspy-hermes==0.6.2 without its dependencies (it pins paho-mqtt 1.5)"
+        "$VENV/bin/python" -m pip install -q --no-deps "rhasspy-hermes==0.6.2"
+    fi
     printf '%s\n' "$want" >"$stamp"
 }
 

@@ -65,7 +65,8 @@ def test_worse_adaptation_is_rolled_back(tmp_path: Path) -> None:
     result = adapt(DEFAULT_MODEL, _clips(), tmp_path / "adapted.pt", method="finetune", steps=2, lr=10.0, l2=0.0,
                    augment=False)
     assert not result.report.accepted
-    assert result.report.heldout_loss_after > result.report.heldout_loss_before
+    # worse, or diverged to NaN (lr 10 does either, depending on the clips' last bits)
+    assert not result.report.heldout_loss_after <= result.report.heldout_loss_before
     saved, _, extra = load_model(tmp_path / "adapted.pt")
     for key, value in original.state_dict().items():
         assert torch.equal(saved.state_dict()[key], value), key

@@ -15,11 +15,33 @@ PACKAGE = Path(vcd.__file__).resolve().parent
 TRAINING = PACKAGE / "training"
 
 
-def test_the_vad_and_the_audio_sources_import_without_torch() -> None:
-    # torch set to None in sys.modules makes any `import torch` fail
-    code = "import sys; sys.modules['torch'] = None; import vcd.audio_format, vcd.vad, vcd.sources"
+def test_the_runtime_imports_without_the_training_packages() -> None:
+    # a module set to None in sys.modules makes any import of it fail
+    code = ("import sys\n"
+            "for name in ('torch', 'torchaudio', 'tqdm', 'matplotlib'):\n"
+            "    sys.modules[name] = None\n"
+            "import vcd.audio_format, vcd.vad, vcd.sources, vcd.daemon, vcd.cli, vcd.recognizer, vcd.transcribe\n"
+            "import vcd.evaluate, vcd.inference, vcd.features, vcd.audio, vcd.decoder, vcd.grammar, vcd.denoise\n"
+            "import vcd_plugins.console, vcd_plugins.mqtt\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# The runtime modules that may import torch: the torch model, used by training (and tests) only.
+TORCH_MODULES = {"vcd/model.py"}
+
+
+def test_only_the_training_side_imports_torch() -> None:
+    """Recognition runs on numpy (vcd.inference); torch and torchaudio are the train extra's."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = str(path.relative_to(PACKAGE.parent))
+        if TRAINING in path.parents or relative in TORCH_MODULES:
+            continue
+        for name in sorted(_imported_modules(path)):
+            if name.split(".")[0] in ("torch", "torchaudio") or name == "vcd.model":
+                offenders.append(f"{relative} imports {name}")
+    assert offenders == []
 
 
 def _imported_modules(path: Path) -> set[str]:

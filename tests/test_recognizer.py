@@ -310,7 +310,9 @@ def test_transcribe_prints_one_json_line_per_file_and_survives_bad_files(tmp_pat
     assert proc.returncode == ExitCode.NO_INPUT
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["file"] for line in lines] == [str(good), str(other)]
-    assert set(lines[0]) == {"file", "text", "intent", "slots", "confidence", "audio_s", "decode_ms"}
+    assert set(lines[0]) == {"file", "start_s", "end_s", "text", "intent", "slots", "confidence", "audio_s",
+                             "decode_ms"}
+    assert lines[0]["start_s"] == 0.0 and lines[0]["end_s"] == lines[0]["audio_s"]  # a clip: decoded whole
     assert (lines[0]["text"], lines[0]["intent"], lines[0]["slots"]) == (
         "turn on the kitchen light", "HassTurnOn", {"name": "kitchen light"})
     assert (lines[1]["text"], lines[1]["intent"]) == ("", None)

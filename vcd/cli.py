@@ -50,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     code = run_daemon(config)
     # The orderly shutdown is complete (plugins have run vcd_shutdown).  Skip the
-    # interpreter's teardown of torch, the model and PortAudio: on a busy 2-core box it
+    # interpreter's teardown of the model, numpy and PortAudio: on a busy 2-core box it
     # took several seconds, longer than the whole shutdown is allowed to take.
     logging.shutdown()
     sys.stdout.flush()
@@ -122,7 +122,7 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=Path, help="hassil sentence YAML file or folder (default: bundled)")
     p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
     p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads of the acoustic model (default 1)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
 
@@ -133,33 +133,30 @@ def _load_recognizer(args: argparse.Namespace):
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
 
 
-# The longest command ``vad.max_speech_ms`` can let through; a file longer than this is not one command.
-MAX_COMMAND_S = 60.0
-
-
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    """Print one JSON line per file; unreadable or refused files get a one-line error and the batch goes on."""
-    from vcd.audio import read_audio
+    """Print JSON lines per file (one for a command, one per speech segment of a recording over 10 s).
+
+    Unreadable files get a one-line error and the batch goes on.
+    """
+    from vcd.transcribe import transcribe_file
 
     recognizer = _load_recognizer(args)
     status = ExitCode.OK
     for file in args.files:
         try:
-            audio = read_audio(file, max_s=MAX_COMMAND_S)
+            for result in transcribe_file(recognizer, file):
+                print(json.dumps(result), flush=True)
         except VcdError as exc:
             print(f"Error: {one_line(str(exc))}", file=sys.stderr, flush=True)
             status = exc.exit_code
-            continue
-        r = recognizer.recognize(audio)
-        print(json.dumps({"file": str(file), "text": r.text, "intent": r.intent, "slots": r.slots,
-                          "confidence": round(r.confidence, 4), "audio_s": round(r.audio_s, 3),
-                          "decode_ms": round(r.decode_ms, 1)}), flush=True)
     return status
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vcd.evaluate import evaluate, print_report, write_plot
+    from vcd.evaluate import evaluate, print_report, require_plotting, write_plot
 
+    if args.plot:
+        require_plotting()
     recognizer = _load_recognizer(args)
     report = evaluate(recognizer, args.data, limit=args.limit, pad_s=args.pad_s)
     print_report(report)
@@ -227,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list the audio input devices")
     devices.set_defaults(func=_cmd_devices)
 
-    transcribe = sub.add_parser("transcribe", help="recognise audio files against the sentences; one JSON line each")
+    transcribe = sub.add_parser("transcribe", help="recognise audio files against the sentences: one JSON line for "
+                                "a file up to 10 s, one per speech segment of a longer one")
     _recognizer_arguments(transcribe)
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE",
                             help="WAV/FLAC/OGG files, any rate, mono or stereo")

@@ -70,7 +70,7 @@ class RecognizerConfig:
     sentences: Path | None = None  # sentence templates (file or folder); None = bundled
     model: Path | None = None  # acoustic model file; None = bundled
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
-    threads: int = 1  # torch CPU threads of the recogniser
+    threads: int = 1  # BLAS threads of the recogniser's model (numpy)
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import logging
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -15,6 +19,25 @@ _LOGGER = logging.getLogger(__name__)
 FRONT_ENDS = ("rnnoise", "none")
 _RNNOISE_RATE_HZ = 48000  # RNNoise works on 10 ms frames of 48 kHz audio
 _INT16_SCALE = 32767.0  # RNNoise expects samples on the int16 scale
+
+
+@lru_cache(maxsize=1)
+def _rnnoise_binding() -> ModuleType:
+    """pyrnnoise's ctypes binding of the librnnoise it ships (its ``rnnoise`` module), loaded on its own.
+
+    ``import pyrnnoise`` runs the package's ``__init__``, which imports its file tools' audiolab,
+    PyAV and tqdm: tens of MB of memory and start-up for nothing the daemon uses.
+    """
+    spec = importlib.util.find_spec("pyrnnoise")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("No module named 'pyrnnoise'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "rnnoise.py"
+    binding = importlib.util.spec_from_file_location("vcd._rnnoise", path)
+    if binding is None or binding.loader is None:
+        raise ImportError(f"{path}: not loadable")
+    module = importlib.util.module_from_spec(binding)
+    binding.loader.exec_module(module)
+    return module
 
 
 class RNNoise:
@@ -31,10 +54,10 @@ class RNNoise:
 
     def __init__(self) -> None:
         try:
-            from pyrnnoise import rnnoise
+            self._lib = _rnnoise_binding()
         except (ImportError, OSError) as exc:  # the wheel ships librnnoise; a broken install lands here
-            raise ConfigError(f"recognizer.front_end: rnnoise needs the pyrnnoise package ({exc})") from None
-        self._lib = rnnoise
+            raise ConfigError(f"recognizer.front_end: rnnoise needs the pyrnnoise package, pip install "
+                              f"'vcd[denoise]' ({exc})") from None
 
     def stream(self) -> "RNNoiseStream":
         """A denoiser for one continuous stream of 16 kHz blocks."""

@@ -9,14 +9,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from vcd.audio import read_audio
 from vcd.audio_format import SAMPLE_RATE_HZ
-from vcd.errors import AudioError, VcdError
+from vcd.errors import AudioError, UsageError, VcdError
 from vcd.transcripts import read_transcripts, word_errors, words_of
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def _progress(clips: list, enabled: bool):
+    """``clips`` behind tqdm's progress bar where tqdm is installed (the train extra), else as they are."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return clips
+    return tqdm(clips, desc="evaluating", unit="clip", disable=not enabled)
+
+
+def require_plotting() -> None:
+    """Raise :class:`UsageError` when matplotlib (the train extra), which ``--plot`` needs, is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("eval --plot needs matplotlib: pip install 'vcd[train]'") from None
 
 
 def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, clips=None,
@@ -37,7 +53,7 @@ def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, cli
     started = time.perf_counter()
     audio_total = decode_total = 0.0
     pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), dtype=np.float32)
-    for clip in tqdm(clips, desc="evaluating", unit="clip", disable=not progress):
+    for clip in _progress(clips, progress):
         try:
             audio = np.concatenate([pad, read_audio(clip.path), pad])
         except AudioError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from vcd.errors import ModelError
+from vcd.inference import META_KEY, NumpyModel, export_path, file_digest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,34 +44,25 @@ class AcousticModel(nn.Module):
         self.rnn = nn.GRU(proj, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, n_labels))
-        self._numpy_gru: NumpyGru | None = None
+        self._numpy: NumpyModel | None = None
 
     @staticmethod
     def output_frames(frames: torch.Tensor) -> torch.Tensor:
         """Number of output frames for ``frames`` input frames (the time stride is 2)."""
         return (frames + 1) // 2
 
-    def infer(self, feats: torch.Tensor) -> np.ndarray:
+    def infer(self, feats: torch.Tensor | np.ndarray) -> np.ndarray:
         """``forward`` of one utterance (1, frames, n_mels) in eval mode → (frames // 2, n_labels) numpy.
 
-        Same result as ``forward`` (to ~1e-5); the GRU stack runs in numpy
-        (:class:`NumpyGru`), which has a third of PyTorch's per-time-step overhead: the
-        recurrent steps, not the arithmetic, dominate decoding time on a small CPU.
+        Runs what recognition runs: :class:`vcd.inference.NumpyModel` on a copy of the weights
+        (the same result as ``forward`` to ~1e-5).
         """
-        if self._numpy_gru is None:
-            self._numpy_gru = NumpyGru(self.rnn)
-        with torch.inference_mode():
-            x = self.conv(feats.unsqueeze(1))
-            b, c, t, f = x.shape
-            x = self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))[0].numpy()
-        x = self._numpy_gru(x)
-        lin = self.out[1]
-        logits = x @ lin.weight.detach().numpy().T + lin.bias.detach().numpy()
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        if self._numpy is None:
+            self._numpy = NumpyModel(self.hparams, {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()})
+        return self._numpy.infer(feats.detach().cpu().numpy() if isinstance(feats, torch.Tensor) else feats)
 
     def train(self, mode: bool = True) -> "AcousticModel":
-        self._numpy_gru = None  # weights may change: take a fresh copy at the next infer()
+        self._numpy = None  # weights may change: take a fresh copy at the next infer()
         return super().train(mode)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -80,72 +73,43 @@ class AcousticModel(nn.Module):
         return self.out(x).log_softmax(dim=-1)
 
 
-class NumpyGru:
-    """Inference-only copy of a (bidirectional, multi-layer, batch-first) ``nn.GRU`` for one sequence.
-
-    PyTorch's gate equations: r, z = σ(W_i x + b_i + W_h h + b_h); n = tanh(W_in x + b_in +
-    r ⊙ (W_hn h + b_hn)); h' = n + z ⊙ (h − n).  Input projections are one matrix product per
-    layer; the loop does the recurrent part in place.
-    """
-
-    def __init__(self, gru: nn.GRU) -> None:
-        self.hidden = gru.hidden_size
-        self.layers = []
-        suffixes = ("", "_reverse") if gru.bidirectional else ("",)
-        for layer in range(gru.num_layers):
-            directions = []
-            for suffix in suffixes:
-                p = {name: getattr(gru, f"{name}_l{layer}{suffix}").detach().numpy().astype(np.float32)
-                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-                b_in = p["bias_ih"].copy()
-                b_in[: 2 * self.hidden] += p["bias_hh"][: 2 * self.hidden]  # r and z take both biases
-                directions.append((np.ascontiguousarray(p["weight_ih"].T), b_in,
-                                   np.ascontiguousarray(p["weight_hh"].T), p["bias_hh"][2 * self.hidden :].copy(),
-                                   suffix == "_reverse"))
-            self.layers.append(directions)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """(frames, input) → (frames, directions · hidden), float32."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        for directions in self.layers:
-            x = np.concatenate([self._run(x, *d) for d in directions], axis=1)
-        return x
-
-    def _run(self, x: np.ndarray, w_ih: np.ndarray, b_in: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray,
-             reverse: bool) -> np.ndarray:
-        size = self.hidden
-        gates_in = x @ w_ih + b_in
-        out = np.empty((x.shape[0], size), dtype=np.float32)
-        h = np.zeros(size, dtype=np.float32)
-        for t in range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0]):
-            gh = h @ w_hh
-            rz = gh[: 2 * size]
-            rz += gates_in[t, : 2 * size]
-            np.negative(rz, out=rz)
-            np.exp(rz, out=rz)
-            rz += 1.0
-            np.reciprocal(rz, out=rz)  # σ
-            n = gh[2 * size :]
-            n += b_hn
-            n *= rz[:size]
-            n += gates_in[t, 2 * size :]
-            np.tanh(n, out=n)
-            h = n + rz[size:] * (h - n)
-            out[t] = h
-        return out
-
-
 def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra: dict[str, Any] | None = None,
-               half: bool = False) -> None:
+               half: bool = False, export: bool = True) -> None:
     """Write weights, hyper-parameters and the label list to ``path``.
 
     Weights are stored as float32, or as float16 with ``half`` (the released model: half the file,
     and :func:`load_model` widens them back to float32, so decoding still computes in float32).
+    ``export`` also writes the numpy export recognition reads (:func:`export_numpy`); training's
+    intermediate snapshots, never run, skip it.
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"hparams": model.hparams, "labels": labels, "state_dict": state, "extra": extra or {}}, str(path))
+    if export:
+        export_numpy(path)
+
+
+def export_numpy(path: str | Path) -> Path:
+    """Write the numpy export of the checkpoint ``path`` beside it (``.pt`` → ``.npz``); returns its path.
+
+    The export holds the same weights (float16 stays float16), the hyper-parameters, labels,
+    extras and the checkpoint's sha256: what :func:`vcd.inference.load_numpy_model` reads, so
+    that recognition needs no torch.  :func:`save_model` calls it; ``vcd export-model`` too.
+    """
+    try:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise ModelError(f"{path}: not a vcd model ({type(exc).__name__}: {exc})") from None
+    meta = {"hparams": blob["hparams"], "labels": list(blob["labels"]), "extra": dict(blob.get("extra", {})),
+            "source_sha256": file_digest(path)}
+    arrays = {k: v.numpy() for k, v in blob["state_dict"].items() if v.is_floating_point()}
+    out = export_path(path)
+    with open(out, "wb") as f:  # np.savez_compressed would add ".npz" to a name that lacks it
+        np.savez_compressed(f, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+    return out
 
 
 def load_model(path: str | Path) -> tuple[AcousticModel, list[str], dict[str, Any]]:

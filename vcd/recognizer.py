@@ -56,21 +56,19 @@ class Grammar:
     phone_graph: Any
 
 
-def segment_features(samples: np.ndarray, front_end=None):
-    """(frames, n_mels) log-mel tensor of a 16 kHz segment as the recogniser computes it.
+def segment_features(samples: np.ndarray, front_end=None) -> np.ndarray:
+    """(frames, n_mels) float32 log-mel of a 16 kHz segment as the recogniser computes it.
 
     The front end (a denoiser), when given, runs first; then the quiet margins the model expects
     (:func:`vcd.audio.with_quiet_margins`).  ``vcd adapt`` trains on exactly these features.
     """
-    import torch
-
     from vcd.audio import with_quiet_margins
     from vcd.features import log_mel
 
     samples = np.asarray(samples, dtype=np.float32)
     if front_end is not None:
         samples = front_end(samples)
-    return torch.from_numpy(log_mel(with_quiet_margins(samples)))
+    return log_mel(with_quiet_margins(samples))
 
 
 class Recognizer:
@@ -108,19 +106,18 @@ class Recognizer:
         ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
         ``extra_lists`` (list name → :class:`vcd.ListValue` s) are added to the sentences' lists;
         values that break the grammar (no pronunciation) are left out with an error logged.
+        The model runs in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``);
+        ``threads`` limits the BLAS threads of its matrix products.
         """
-        import torch
-
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
         from vcd.grammar import load_intents
-        from vcd.model import load_model
+        from vcd.inference import load_numpy_model, set_threads
         from vcd.phonetics import Lexicon
 
-        torch.set_num_threads(max(1, int(threads)))
-        torch.set_flush_denormal(True)
+        set_threads(threads)
         intents = load_intents(sentences)
-        net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         recognizer = cls(net, intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
@@ -178,8 +175,7 @@ class Recognizer:
         (:func:`vcd.audio.with_quiet_margins`), so a tightly trimmed file
         decodes as well as one with silence around the speech.
         """
-        feats = segment_features(samples, self.front_end if denoise else None).unsqueeze(0)
-        return self.model.infer(feats)
+        return self.model.infer(segment_features(samples, self.front_end if denoise else None))
 
     def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:
         """Decode one speech segment (16 kHz mono float32) against the grammar.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import select
@@ -15,6 +14,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from vcd.audio import AudioFile, StreamResampler  # noqa: F401 - StreamResampler: where the daemon takes it from
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import AudioConfig
 from vcd.errors import AudioError, VcdError
@@ -80,61 +80,6 @@ class BlockQueue:
 
     def qsize(self) -> int:
         return self._queue.qsize()
-
-
-class StreamResampler:
-    """Converts consecutive blocks at ``rate_hz`` (any channels) to 16 kHz mono without seams.
-
-    Resampling each block on its own would put an edge at every block
-    boundary; this keeps some input either side of each chunk it converts and
-    outputs only the part whose filter saw real samples.
-    """
-
-    def __init__(self, rate_hz: int) -> None:
-        self.rate_hz = int(rate_hz)
-        gcd = math.gcd(self.rate_hz, SAMPLE_RATE_HZ)
-        self._unit_in = self.rate_hz // gcd  # input samples that map to exactly _unit_out outputs
-        self._unit_out = SAMPLE_RATE_HZ // gcd
-        self._context = self._unit_in * max(1, math.ceil(64 / self._unit_in))
-        self._left = np.zeros(0, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Convert the next block (float32 in [-1, 1], or int16 PCM); returns the 16 kHz samples ready so far."""
-        if block.dtype == np.int16:
-            mono = block.astype(np.float32) / 32768.0
-        else:
-            mono = np.asarray(block, dtype=np.float32)
-        if mono.ndim == 2:
-            mono = mono.mean(axis=1)
-        if self.rate_hz == SAMPLE_RATE_HZ:
-            return np.ascontiguousarray(mono)
-        self._pending = np.concatenate([self._pending, mono])
-        usable = len(self._pending) - self._context
-        n = (usable // self._unit_in) * self._unit_in if usable > 0 else 0
-        if n == 0:
-            return np.zeros(0, dtype=np.float32)
-        return self._convert(n, self._pending[: n + self._context])
-
-    def flush(self) -> np.ndarray:
-        if self.rate_hz == SAMPLE_RATE_HZ or not len(self._pending):
-            return np.zeros(0, dtype=np.float32)
-        n = len(self._pending)
-        padded = math.ceil(n / self._unit_in) * self._unit_in
-        tail = np.concatenate([self._pending, np.zeros(padded - n, dtype=np.float32)])
-        out = self._convert(padded, tail)
-        return out[: round(n * self._unit_out / self._unit_in)]
-
-    def _convert(self, n: int, chunk: np.ndarray) -> np.ndarray:
-        window = np.concatenate([self._left, chunk])
-        from vcd.audio import to_mono_16k
-
-        converted = to_mono_16k(window, self.rate_hz)
-        start = len(self._left) // self._unit_in * self._unit_out
-        out = converted[start : start + n // self._unit_in * self._unit_out]
-        self._left = np.concatenate([self._left, self._pending[:n]])[-self._context :]
-        self._pending = self._pending[n:]
-        return out
 
 
 class Source:
@@ -217,14 +162,32 @@ class MemorySource(_ThreadSource):
         _LOGGER.info("end of %s (%.1f s of audio)", self.description, len(self._samples) / SAMPLE_RATE_HZ)
 
 
-class FileSource(MemorySource):
-    """Plays an audio file (WAV/FLAC/OGG) once: read whole at start-up, then played from memory."""
+class FileSource(_ThreadSource):
+    """Plays an audio file (WAV/FLAC/OGG) once, read in blocks and converted to 16 kHz as it plays.
+
+    The file is opened (and its header checked) at start-up, so a missing or unusable file is an
+    :class:`AudioError` before READY; memory stays bounded at any length.
+    """
 
     def __init__(self, config: AudioConfig, path: Path) -> None:
-        from vcd.audio import read_audio
-
-        super().__init__(config, read_audio(path), f"file {path}")  # AudioError naming the file, before READY
+        super().__init__(config)
         self.path = path
+        self.description = f"file {path}"
+        self._file = AudioFile(path)  # AudioError naming the file, before READY
+        if self._file.duration_s == 0:
+            self._file.close()
+            raise AudioError(f"{path}: the audio file holds no samples")
+
+    def _run(self, blocks: BlockQueue) -> None:
+        started = time.monotonic()
+        played = 0
+        with self._file:
+            for block in self._file.blocks(self.config.block_ms / 1000):
+                if not blocks.put(block, self._stop):
+                    return
+                played += len(block)
+                self._pace(started, played / SAMPLE_RATE_HZ)
+        _LOGGER.info("end of %s (%.1f s of audio)", self.description, played / SAMPLE_RATE_HZ)
 
 
 class StdinSource(_ThreadSource):

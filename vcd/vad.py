@@ -31,6 +31,7 @@ class SpeechEnd:
     samples: np.ndarray  # float32 mono 16 kHz, including pre-roll
     kept: bool
     cut: bool = False  # closed by vad.max_speech_ms rather than by silence
+    start_sample: int = 0  # where ``samples`` begin in the stream fed to the segmenter (16 kHz samples)
 
     @property
     def audio_s(self) -> float:
@@ -66,6 +67,8 @@ class Segmenter:
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_seen = 0  # frames of the stream so far: where a segment starts
+        self._start_frame = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -107,6 +110,7 @@ class Segmenter:
         self._reset()
 
     def _frame(self, frame: np.ndarray, voiced: bool) -> list[Event]:
+        self._frames_seen += 1
         if not self._triggered:
             self._history.append((frame, voiced))
             self._window.append(voiced)
@@ -115,6 +119,7 @@ class Segmenter:
             ):
                 self._triggered = True
                 self._segment = list(self._history)
+                self._start_frame = self._frames_seen - len(self._segment)
                 self._tail.clear()
                 return [SpeechStart(timestamp=time.time())]
             return []
@@ -147,4 +152,5 @@ class Segmenter:
                 voiced_frames * self.config.frame_ms,
             )
         self._reset()
-        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut)
+        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut,
+                         start_sample=self._start_frame * self._frame_len)

@@ -198,7 +198,7 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
         if y is None:
             unpronounceable.append(text)
             continue
-        feats.append(segment_features(samples, denoise))
+        feats.append(torch.from_numpy(segment_features(samples, denoise)))
         targets.append(y)
     if len(feats) < MIN_CLIPS:
         why = f"; no pronunciation for {unpronounceable[:3]!r}" if unpronounceable else ""

@@ -7,6 +7,7 @@ group; ``python -m vcd.training`` runs the same command without it.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -60,7 +61,7 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
                         "piper (install: scripts/install-training-voices.sh SET...; use a new --work folder)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_with_torch(cmd_train))
 
     p = subparsers.add_parser("adapt", help="adapt the model to your household from the clips vcd run kept")
     p.add_argument("--config", type=Path, help="config.toml whose [adapt] folder holds the clips (default: as vcd run)")
@@ -72,7 +73,34 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                         "transform folded into the first GRU layer")
     p.add_argument("--steps", type=int, default=30, help="optimiser steps (default 30)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.set_defaults(func=cmd_adapt)
+    p.set_defaults(func=_with_torch(cmd_adapt))
+
+    p = subparsers.add_parser("export-model",
+                              help="write the numpy export (.npz) beside a model file (.pt): what vcd runs")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the model file (.pt) written by vcd train or adapt")
+    p.set_defaults(func=_with_torch(cmd_export_model))
+
+
+def _with_torch(command):
+    """``command``, or a one-line :class:`UsageError` where torch (the train extra) is not installed."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UsageError(f"vcd {args.command} needs the training packages: pip install 'vcd[train]'") from None
+        return command(args)
+
+    return run
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    """``vcd export-model MODEL.pt``: vcd train and adapt write the export themselves; this one is for older files."""
+    from vcd.model import export_numpy
+
+    print(f"{export_numpy(args.model)}: written", flush=True)
+    return ExitCode.OK
 
 
 def _extra_voice_sets(text: str) -> tuple[str, ...]:

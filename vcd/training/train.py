@@ -213,7 +213,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         if not v_feats or per < best_per:
             best_per = per if v_feats else best_per
             save_model(model, best_file, list(LABELS), extra)
-        save_model(model, snap_dir / f"step-{step:06d}.pt", list(LABELS), extra)
+        save_model(model, snap_dir / f"step-{step:06d}.pt", list(LABELS), extra, export=False)  # weights only
         for old in sorted(snap_dir.glob("step-*.pt"))[:-keep_snapshots]:
             old.unlink()
         tmp = ckpt_file.with_suffix(".tmp")
