@@ -41,7 +41,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert config.vad.frame_ms == 30
     assert config.recognizer.min_confidence == 0.5
     assert config.recognizer.threads == 1
-    assert config.recognizer.sentences is None and config.recognizer.model is None
+    assert config.recognizer.sentences == () and config.recognizer.model is None
+    assert config.recognizer.sentences_mode == "add"
     assert config.plugins.enabled == ("console", "mqtt")
     assert config.plugin_table("mqtt") == {}
 
@@ -96,7 +97,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkey
     )
     monkeypatch.chdir(tmp_path)
     config = load_config(path)
-    assert config.recognizer.sentences == tmp_path / "etc" / "my.yaml"
+    assert config.recognizer.sentences == (tmp_path / "etc" / "my.yaml",)
     assert config.audio.file == tmp_path / "etc" / "in.wav"
     assert config.plugins.dirs == (tmp_path / "etc" / "plugins",)
 

@@ -19,6 +19,7 @@ ENV_VAR = "VCD_CONFIG"
 SEARCH_PATHS = (Path("config.toml"), Path("/etc/vcd/config.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 AUDIO_SOURCES = ("mic", "file", "stdin")
+SENTENCES_MODES = ("add", "replace")
 
 
 # --- the objects the rest of vcd reads -----------------------------------------------------
@@ -64,7 +65,8 @@ class VadConfig:
 class RecognizerConfig:
     """``[recognizer]``: model, sentences and acceptance threshold."""
 
-    sentences: Path | None = None  # sentence templates (file or folder); None = bundled
+    sentences: tuple[Path, ...] = ()  # the user's sentence files or folders (a string or a list in the TOML)
+    sentences_mode: str = "add"  # "add": the bundled sentences, then these (their intents win ties); "replace"
     model: Path | None = None  # acoustic model file; None = bundled
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
     threads: int = 1  # torch CPU threads of the recogniser
@@ -200,6 +202,14 @@ def _site(value: Any) -> str:
     return site
 
 
+def _sentence_paths(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(f"must be a file or folder path, or a list of them (got {value!r})")
+    return tuple(value)
+
+
 def _paths(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Invalid(f"must be a list of folder paths (got {value!r})")
@@ -237,7 +247,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "recognizer": (
         RecognizerConfig,
         {
-            "sentences": _str(),
+            "sentences": _sentence_paths,
+            "sentences_mode": _str(choices=SENTENCES_MODES),
             "model": _str(),
             "min_confidence": _float(0.0, 1.0),
             "threads": _int(1, 64),
@@ -304,7 +315,15 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
     if section == "audio" and "file" in values:
         values["file"] = _resolve(base, values["file"]) if values["file"] else None
     if section == "recognizer":
-        for key in ("sentences", "model"):
+        if "sentences" in values:
+            paths = tuple(_resolve(base, p) for p in values["sentences"])
+            for path in paths:
+                if not path.exists():
+                    raise ConfigError(f"{label}: recognizer.sentences: {path}: no such file or folder")
+            values["sentences"] = paths
+        if values.get("sentences_mode") == "replace" and not values.get("sentences"):
+            raise ConfigError(f'{label}: recognizer.sentences_mode: "replace" needs recognizer.sentences')
+        for key in ("model",):
             if key in values:
                 values[key] = _resolve(base, values[key]) if values[key] else None
                 if values[key] is not None and not values[key].exists():

@@ -422,8 +422,8 @@ def load_recognizer(config: Config) -> Any:
 
     rec = config.recognizer
     return Recognizer.load(
-        sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
-        front_end=rec.front_end,
+        sentences=list(rec.sentences), model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
+        front_end=rec.front_end, bundled=rec.sentences_mode == "add",
     )
 
 

@@ -92,12 +92,18 @@ def load_intents(path: str | Path | Seq[str | Path] | None = None) -> Intents:
     return load_sentences(paths, bundled=False).intents
 
 
+# Lists Home Assistant makes from its registry; a grammar that does not define them has no such words yet.
+GENERATED_LISTS = ("name", "area", "floor")
+
+
 def slot_list_of(ref: ListReference, lists: Mapping[str, SlotList]) -> SlotList:
-    """The slot list a ``{name}`` reference names, or GrammarError."""
+    """The slot list a ``{name}`` reference names, or GrammarError (an undefined name/area/floor list is empty)."""
     slot_list = lists.get(ref.list_name)
     if slot_list is None and ref.is_inline_range:
         start, stop, step = ref.get_inline_range()
         return RangeSlotList(name=ref.list_name, start=start, stop=stop, step=step)
+    if slot_list is None and ref.list_name in GENERATED_LISTS:
+        return TextSlotList(name=ref.list_name, values=[])
     if slot_list is None:
         raise GrammarError(f"sentences: list {{{ref.list_name}}} is used but not defined under 'lists'")
     return slot_list
@@ -214,6 +220,7 @@ class WordGraph:
     blocks: list[Block] = field(default_factory=list)
     values: dict[int, Value] = field(default_factory=dict)  # list-use instance → its value
     skip_words: tuple[str, ...] = ()
+    intents: Intents | None = None  # what was compiled
     left_out: list[str] = field(default_factory=list)  # "file:line: Intent: template (why)"
     _instances: int = 0
     _index: Any = None
@@ -411,7 +418,7 @@ def compile_word_graph(intents: Intents | SentenceSet, slot_lists: Mapping[str, 
     sentence_set = intents if isinstance(intents, SentenceSet) else SentenceSet(intents)
     intents = sentence_set.intents
     context_keys = frozenset(context_keys)
-    graph = WordGraph(skip_words=tuple(intents.skip_words))
+    graph = WordGraph(skip_words=tuple(intents.skip_words), intents=intents)
     graph.node()
     graph.node()
     begin_all, end_all = graph.node(), graph.node()
@@ -450,10 +457,39 @@ def compile_word_graph(intents: Intents | SentenceSet, slot_lists: Mapping[str, 
                     raise GrammarError(f"{where}: intent {name}: {message}") from None
                 graph.arc(begin_all, begin)
                 graph.arc(end, end_all)
+    _prune(graph)
     if graph.left_out:
         _LOGGER.warning("sentences: %d templates need a wildcard list, which a closed grammar cannot hear, and are "
                         "left out: %s", len(graph.left_out), "; ".join(graph.left_out))
     return graph
+
+
+def _prune(graph: WordGraph) -> None:
+    """Drop the arcs no sentence uses: after a list with no values (none yet, or none the context allows)."""
+    forward = {graph.start}
+    stack = [graph.start]
+    while stack:
+        for v, _w, _t in graph.arcs[stack.pop()]:
+            if v not in forward:
+                forward.add(v)
+                stack.append(v)
+    incoming: list[list[int]] = [[] for _ in graph.arcs]
+    for u in forward:
+        for v, _w, _t in graph.arcs[u]:
+            incoming[v].append(u)
+    backward = {graph.final}
+    stack = [graph.final]
+    while stack:
+        for u in incoming[stack.pop()]:
+            if u not in backward:
+                backward.add(u)
+                stack.append(u)
+    for u, arcs in enumerate(graph.arcs):
+        if arcs and (u not in forward or u not in backward):
+            graph.arcs[u] = []
+        elif arcs:
+            graph.arcs[u] = [arc for arc in arcs if arc[0] in backward]
+    graph._index = None
 
 
 def _chain(graph: WordGraph, src: int, dst: int, words: Seq[str], tag: int) -> None:
@@ -643,8 +679,6 @@ def _compile_list(expr: ListReference, state: int, graph: WordGraph, ctx: _Conte
         values = [(TextChunk(number_words(v)), _plain(v * scale if scale is not None else v), None)
                   for v in range_values(slot_list)]
     elif isinstance(slot_list, TextSlotList):
-        if not slot_list.values:
-            raise GrammarError(f"sentences: list {{{expr.list_name}}} is empty")
         must = ctx.must_provide.get(expr.list_name, frozenset())
         values = [(v.text_in, _plain(v.value_out), v.context) for v in slot_list.values
                   if _value_allowed(ctx.data, v.context) and all(k in (v.context or {}) for k in must)]

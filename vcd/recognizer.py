@@ -78,8 +78,10 @@ class Recognizer:
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float, front_end=None, fit_floor: float | None = None) -> None:
+                 confidence_scale: float, front_end=None, fit_floor: float | None = None,
+                 context: dict[str, Any] | None = None) -> None:
         self.model = model
+        self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
         self.intents = intents
         self.word_graph = word_graph
@@ -90,32 +92,39 @@ class Recognizer:
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
-             lexicon=None, front_end: str = "auto") -> "Recognizer":
-        """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones).
+             lexicon=None, front_end: str = "auto", *, bundled: bool | None = None, slot_lists=None,
+             context: dict[str, Any] | None = None) -> "Recognizer":
+        """Load the model (None: the shipped one) and compile the sentences.
 
-        ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
-        ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
+        ``sentences`` is a file or folder, or a list of them.  ``bundled`` says whether vcd's
+        bundled sentences come first (the given files then add to them and win ties); None keeps
+        the older rule: bundled only when no ``sentences`` are given.  ``slot_lists`` add or
+        replace hassil lists (a home's ``{name}``, ``{area}``); ``context`` is the hassil intent
+        context every command is understood in.  ``front_end`` names the denoiser run on the
+        audio before the features (:mod:`vcd.denoise`): ``"auto"`` takes the one the model was
+        trained with (its ``front_end``, else none).
         """
         import torch
 
         from vcd.decoder import build_phone_graph
         from vcd.denoise import make_front_end
-        from vcd.grammar import compile_word_graph, load_intents
+        from vcd.grammar import load_grammar
         from vcd.model import load_model
         from vcd.phonetics import Lexicon
 
         torch.set_num_threads(max(1, int(threads)))
         torch.set_flush_denormal(True)
-        intents = load_intents(sentences)
+        paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
+        word_graph = load_grammar(paths, bundled=(not paths) if bundled is None else bundled,
+                                  slot_lists=slot_lists, context_keys=set(context or {}))
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
-        word_graph = compile_word_graph(intents)
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
-        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
+        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(word_graph.intents.intents), graph.size,
                      graph.src.size)
-        return cls(net, intents, word_graph, graph,
+        return cls(net, word_graph.intents, word_graph, graph,
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                    float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
-                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]))
+                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]), context)
 
     def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
@@ -137,7 +146,6 @@ class Recognizer:
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
         from vcd.decoder import viterbi
-        from vcd.grammar import meaning
 
         started = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
@@ -147,7 +155,9 @@ class Recognizer:
         hyp = viterbi(self.graph, self.posteriors(samples, denoise))
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
-        intent, slots = meaning(hyp.tags) or (None, {})
+        # The words the search found, understood as `vcd parse` understands typed words (context, priority).
+        parse = self.word_graph.understand(hyp.words, self.context) if hyp.words else None
+        intent, slots = (parse.intent, parse.slots) if parse is not None else (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
         if self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound

@@ -1,0 +1,106 @@
+"""Load time and peak memory of Home Assistant's full English sentence folder for a home of N devices in M areas.
+
+    .venv/bin/python benchmarks/ha_load.py --ha ../shared/ha-intents [--devices 50] [--areas 10] [--model]
+
+Runs what ``vcd run`` does before it listens, stage by stage: read and check the files
+(hassil), compile the word graph (the home's ``{name}`` list with each device's domain as
+context, ``{area}``, ``{floor}``), expand it to the phone graph the decoder searches (with the
+lexicon, espeak-ng for words it lacks) and, with ``--model``, the acoustic model and one decode
+of 3 s of silence through the full graph.  Prints seconds per stage, graph sizes and the
+process's peak resident memory (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DOMAINS = ["light", "light", "light", "switch", "fan", "cover", "lock", "climate", "media_player", "sensor"]
+KINDS = {"light": ["lamp", "ceiling light", "spotlight"], "switch": ["plug"], "fan": ["fan"], "cover": ["blinds"],
+         "lock": ["door lock"], "climate": ["thermostat"], "media_player": ["speaker"], "sensor": ["thermometer"]}
+AREAS = ["kitchen", "living room", "bedroom", "bathroom", "office", "hallway", "garage", "garden", "attic",
+         "dining room", "basement", "guest room", "laundry room", "nursery", "porch"]
+
+
+def home_lists(n_devices: int, n_areas: int):
+    """``{name}``, ``{area}``, ``{floor}`` of a home: n_devices named "<area> <kind> [<k>]" spread over n_areas."""
+    from hassil import TextSlotList
+
+    areas = [AREAS[i % len(AREAS)] + ("" if i < len(AREAS) else f" {i // len(AREAS) + 1}") for i in range(n_areas)]
+    names, seen = [], set()
+    for i in range(n_devices):
+        domain = DOMAINS[i % len(DOMAINS)]
+        kinds = KINDS[domain]
+        name = f"{areas[i % n_areas]} {kinds[(i // len(DOMAINS)) % len(kinds)]}"
+        k = 2
+        while name in seen:
+            name, k = f"{areas[i % n_areas]} {kinds[0]} {k}", k + 1
+        seen.add(name)
+        names.append((name, name, {"domain": domain}))
+    return {"name": TextSlotList.from_tuples(names), "area": TextSlotList.from_strings(areas),
+            "floor": TextSlotList.from_strings(["upstairs", "downstairs"])}
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ha", type=Path, required=True, help="copy of HA intents (its sentences/en is loaded)")
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--areas", type=int, default=10)
+    parser.add_argument("--model", action="store_true", help="also load the shipped model and decode 3 s once")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    folder = args.ha / "sentences" / "en"
+    if not folder.is_dir():
+        print(f"Error: {folder}: no such folder", file=sys.stderr)
+        return 66
+    import numpy as np  # noqa: F401 - imported before the baseline, as vcd run has it
+
+    from vcd.decoder import build_phone_graph
+    from vcd.grammar import compile_word_graph
+    from vcd.ha_sentences import load_sentences
+    from vcd.phonetics import Lexicon
+
+    lists = home_lists(args.devices, args.areas)
+    print(f"home: {args.devices} devices in {args.areas} areas; HA folder {folder}")
+    print(f"after imports: peak RSS {rss_mib():.0f} MiB")
+    t0 = time.perf_counter()
+    sentences = load_sentences([folder])  # added to the bundled sentences, as `recognizer.sentences` does
+    t1 = time.perf_counter()
+    graph = compile_word_graph(sentences, lists)
+    t2 = time.perf_counter()
+    phones = build_phone_graph(graph, Lexicon())
+    t3 = time.perf_counter()
+    print(f"read + check {len(sentences.files)} files ({len(sentences.intents.intents)} intents): {t1 - t0:.2f} s")
+    print(f"word graph: {t2 - t1:.2f} s ({len(graph.arcs)} nodes, {graph.word_count} word arcs, "
+          f"{len(graph.left_out)} wildcard templates left out)")
+    print(f"phone graph: {t3 - t2:.2f} s ({phones.size} states, {phones.src.size} edges, {len(phones.words)} words)")
+    print(f"total sentences → searchable graph: {t3 - t0:.2f} s; peak RSS {rss_mib():.0f} MiB")
+    if args.model:
+        from vcd.decoder import viterbi
+        from vcd.recognizer import DEFAULT_MODEL
+        from vcd.model import load_model
+        from vcd.recognizer import segment_features
+
+        t4 = time.perf_counter()
+        net = load_model(DEFAULT_MODEL)[0]
+        log_probs = net.infer(segment_features(np.zeros(48000, dtype=np.float32)).unsqueeze(0))
+        t5 = time.perf_counter()
+        viterbi(phones, log_probs)
+        t6 = time.perf_counter()
+        print(f"model + 3 s of features: {t5 - t4:.2f} s; one search of 3 s through the graph: {t6 - t5:.2f} s; "
+              f"peak RSS {rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
