@@ -29,7 +29,7 @@ from hassil.parse_expression import parse_sentence
 from hassil.util import check_excluded_context, check_required_context, remove_skip_words
 
 from vcd.errors import GrammarError
-from vcd.ha_sentences import (BUNDLED_SENTENCES, PRIORITY_BUNDLED, BlockSource, SentenceSet, load_sentences,
+from vcd.ha_sentences import (BUNDLED_SENTENCES, PRIORITY_BUNDLED, SentenceSet, load_sentences,
                               sentence_files)
 
 _LOGGER = logging.getLogger(__name__)
@@ -315,8 +315,8 @@ class WordGraph:
         return parse
 
     def parse(self, words: Seq[str], context: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]] | None:
-        """Intent and slots of a word sequence the grammar accepts, else None."""
-        parse = self.understand(words, context)
+        """Intent and slots of a word sequence the grammar accepts (typed words, normalised by :func:`text_words`)."""
+        parse = self.understand(text_words(" ".join(words)), context)
         return None if parse is None else (parse.intent, parse.slots)
 
     def meaning(self, tags: Seq[Tag], words: Seq[str], context: Mapping[str, Any] | None = None) -> Parse | None:

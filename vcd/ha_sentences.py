@@ -166,7 +166,7 @@ def _read_file(file: Path, priority: int) -> tuple[dict, list[tuple[str, BlockSo
     blocks: list[tuple[str, BlockSource]] = []
     for intent_name, intent in (data.get("intents") or {}).items():
         if not isinstance(intent, dict) or not isinstance(intent.get("data", []), list):
-            raise GrammarError(f"{file}:{_line(_child(intents_node, intent_name))}: intent {intent_name}: "
+            raise GrammarError(f"{file}:{_key_line(intents_node, intent_name)}: intent {intent_name}: "
                                "expected 'data:' with a list of blocks")
         block_nodes = node_blocks.get(intent_name)
         for k, block in enumerate(intent.get("data") or []):
@@ -184,7 +184,7 @@ def _read_file(file: Path, priority: int) -> tuple[dict, list[tuple[str, BlockSo
             blocks.append((intent_name, BlockSource(file, lines, priority)))
     lists_node = _child(node, "lists")
     for list_name, body in (data.get("lists") or {}).items():
-        line = _line(_child(lists_node, list_name))
+        line = _key_line(lists_node, list_name)
         if not isinstance(body, dict) or not any(k in body for k in ("values", "range", "wildcard")):
             raise GrammarError(f"{file}:{line}: list {list_name!r} needs 'values' or 'range'")
         if "values" in body and not body["values"]:
@@ -223,6 +223,14 @@ def _child(node: Any, key: str) -> Any:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
             return v
     return None
+
+
+def _key_line(node: Any, key: str) -> int:
+    if isinstance(node, yaml.MappingNode):
+        for k, _v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return k.start_mark.line + 1
+    return 0
 
 
 def _line(node: Any) -> int:
