@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.is_dir():
         print(f"Error: {folder}: no such folder", file=sys.stderr)
         return 66
-    import numpy as np  # noqa: F401 - imported before the baseline, as vcd run has it
+    import numpy as np
 
     from vcd.decoder import build_phone_graph
     from vcd.grammar import compile_word_graph
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from vcd.phonetics import Lexicon
 
     lists = home_lists(args.devices, args.areas)
-    print(f"home: {args.devices} devices in {args.areas} areas; HA folder {folder}")
-    print(f"after imports: peak RSS {rss_mib():.0f} MiB")
+    print(f"home: {args.devices} devices in {args.areas} areas; HA folder {folder} added to the bundled sentences")
+    print(f"after imports (numpy, hassil, vcd's grammar and decoder): peak RSS {rss_mib():.0f} MiB")
     t0 = time.perf_counter()
     sentences = load_sentences([folder])  # added to the bundled sentences, as `recognizer.sentences` does
     t1 = time.perf_counter()
@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total sentences → searchable graph: {t3 - t0:.2f} s; peak RSS {rss_mib():.0f} MiB")
     if args.model:
         from vcd.decoder import viterbi
-        from vcd.recognizer import DEFAULT_MODEL
         from vcd.model import load_model
-        from vcd.recognizer import segment_features
+        from vcd.recognizer import DEFAULT_MODEL, segment_features
 
         t4 = time.perf_counter()
         net = load_model(DEFAULT_MODEL)[0]

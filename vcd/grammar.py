@@ -48,6 +48,7 @@ def _number_engine():
     return RbnfEngine.for_language("en")
 
 
+@lru_cache(maxsize=65536)
 def number_words(value: int | float) -> str:
     """Spoken English for a number: 21 → "twenty one" (hyphens become spaces)."""
     text = _number_engine().format_number(value).text
@@ -70,6 +71,11 @@ def text_words(text: str) -> list[str]:
     Templates and typed sentences go through the same function, so ``vcd parse "set it to 50%"``
     meets the words ``fifty`` the template ``{brightness}[%| percent]`` compiled to.
     """
+    return list(_text_words(text))
+
+
+@lru_cache(maxsize=65536)
+def _text_words(text: str) -> tuple[str, ...]:
     text = _NOT_WORD_RE.sub(" ", text.casefold().replace("_", " "))
     text = _NUMBER_RE.sub(_spoken_number, text)
     words = []
@@ -77,11 +83,11 @@ def text_words(text: str) -> list[str]:
         word = word.strip("'.,")
         if word and re.search(r"\w", word):
             words.append(word)
-    return words
+    return tuple(words)
 
 
 def words_of_chunk(text: str) -> list[str]:
-    return text_words(text)
+    return list(_text_words(text))
 
 
 def load_intents(path: str | Path | Seq[str | Path] | None = None) -> Intents:
