@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import vcd_command
+from conftest import requires_espeak, utterances, vcd_command, write_wav
 from vcd.errors import ExitCode, GrammarError
 from vcd.grammar import compile_word_graph, load_grammar
 from vcd.ha_sentences import PRIORITY_USER, load_sentences
@@ -126,6 +126,38 @@ def test_conformance_benchmark_on_the_excerpt() -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "intent and slots as Home Assistant expects: 36 / 36 = 100.0 %" in proc.stdout
+
+
+HOME = ("language: en\nlists:\n  name:\n    values:\n      - in: desk lamp\n        out: light.desk\n"
+        "        context: {domain: light}\n      - in: ceiling fan\n        out: fan.ceiling\n"
+        "        context: {domain: fan}\n  area:\n    values: [Office, Kitchen]\n")
+
+
+@requires_espeak
+def test_spoken_commands_through_home_assistant_files_with_skip_words_and_context(tmp_path: Path) -> None:
+    from vcd.recognizer import Recognizer
+
+    home = tmp_path / "home.yaml"
+    home.write_text(HOME, encoding="utf-8")
+    recognizer = Recognizer.load([SENTENCES, home], bundled=False, context={"area": "Office"})
+    for said, intent, slots in [("please turn on the desk lamp", "HassTurnOn", {"name": "light.desk"}),
+                                ("turn on the ceiling fan for me", "HassTurnOn", {"name": "fan.ceiling"}),
+                                ("what is the temperature", "HassClimateGetTemperature", {"area": "Office"})]:
+        got = recognizer.recognize(utterances(said, lead_s=0.3, tail_s=0.5))
+        assert (got.text, got.intent, got.slots) == (said, intent, slots)
+
+
+@requires_espeak
+def test_transcribe_a_users_intent_wins_over_the_bundled_one(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text('language: en\nintents:\n  WatchTv:\n    data:\n      - sentences: ["turn on the tv"]\n',
+                    encoding="utf-8")
+    wav = write_wav(tmp_path / "tv.wav", utterances("turn on the tv", lead_s=0.3, tail_s=0.5))
+    proc = subprocess.run([*vcd_command(), "transcribe", "--sentences", str(mine), str(wav)], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    line = json.loads(proc.stdout)
+    assert (line["text"], line["intent"], line["slots"]) == ("turn on the tv", "WatchTv", {})
 
 
 # --- vcd parse -------------------------------------------------------------------------------------------

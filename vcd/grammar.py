@@ -34,7 +34,8 @@ from vcd.ha_sentences import (BUNDLED_SENTENCES, PRIORITY_BUNDLED, SentenceSet, 
 
 _LOGGER = logging.getLogger(__name__)
 
-__all__ = ["BUNDLED_SENTENCES", "Parse", "WordGraph", "compile_word_graph", "load_grammar", "load_intents",
+__all__ = ["BUNDLED_SENTENCES", "Parse", "WordGraph", "compile_word_graph", "load_configured_grammar",
+           "load_grammar", "load_intents",
            "number_words", "sample_sentence", "sentence_files", "text_words"]
 
 # Distinct paths kept per graph node while parsing one word sequence (they differ in intent or slots).
@@ -712,6 +713,11 @@ def _compile_list(expr: ListReference, state: int, graph: WordGraph, ctx: _Conte
         last = _compile(TextChunk(words[-1]), node, graph, inner, tag_index, depth + 1)
         graph.arc(last, end)
     return end
+
+
+def load_configured_grammar(recognizer_config: Any) -> WordGraph:
+    """The word graph ``vcd run`` compiles for a ``[recognizer]`` section (GrammarError names file and line)."""
+    return load_grammar(list(recognizer_config.sentences), bundled=recognizer_config.sentences_mode == "add")
 
 
 def load_grammar(paths: Seq[str | Path] = (), *, bundled: bool = True, slot_lists: Mapping[str, SlotList] | None = None,

@@ -117,6 +117,7 @@ class Recognizer:
         paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
         word_graph = load_grammar(paths, bundled=(not paths) if bundled is None else bundled,
                                   slot_lists=slot_lists, context_keys=set(context or {}))
+        word_graph.paths(())  # index the graph now, not on the first command
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(word_graph.intents.intents), graph.size,
