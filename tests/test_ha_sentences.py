@@ -214,3 +214,34 @@ def test_parse_errors_are_one_line_with_documented_codes(tmp_path: Path) -> None
     assert usage.returncode == ExitCode.USAGE and usage.stderr.startswith("Error: --context: expected KEY=VALUE")
     missing = run_parse("--sentences", str(tmp_path / "nope.yaml"), "x")
     assert missing.returncode == ExitCode.NO_INPUT and "no such sentences file or folder" in missing.stderr
+
+
+def test_a_heater_is_not_answered_with_a_sensors_slots(tmp_path: Path) -> None:
+    """The issue's case: a block for carbon-monoxide sensors must not take "is the kitchen heater on"."""
+    path = tmp_path / "state.yaml"
+    path.write_text("""language: en
+intents:
+  HassGetState:
+    data:
+      - sentences: ["is [the] {name} {co_states:state}"]
+        requires_context: {domain: binary_sensor, device_class: carbon_monoxide}
+        slots: {domain: binary_sensor, device_class: carbon_monoxide}
+      - sentences: ["is [the] {name} {on_off:state}"]
+        excludes_context: {domain: [binary_sensor, cover]}
+lists:
+  co_states:
+    values: [{in: "(detected|on)", out: "on"}, {in: clear, out: "off"}]
+  on_off:
+    values: ["on", "off"]
+  name:
+    values:
+      - {in: kitchen heater, out: climate.kitchen, context: {domain: climate}}
+      - {in: co sensor, out: binary_sensor.co, context: {domain: binary_sensor, device_class: carbon_monoxide}}
+""", encoding="utf-8")
+    graph = load_grammar([path], bundled=False)
+    assert graph.parse("is the kitchen heater on".split()) == ("HassGetState", {"name": "climate.kitchen",
+                                                                                "state": "on"})
+    assert graph.parse("is the co sensor on".split()) == (
+        "HassGetState", {"name": "binary_sensor.co", "state": "on", "domain": "binary_sensor",
+                         "device_class": "carbon_monoxide"})
+    assert graph.parse("is the kitchen heater detected".split()) is None
