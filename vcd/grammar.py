@@ -281,7 +281,7 @@ class WordGraph:
                 for v in eps[u]:
                     have = active.setdefault(v, set())
                     grew = False
-                    for p in active[u]:
+                    for p in list(active[u]):
                         if p not in have and len(have) < MAX_PATHS_PER_NODE:
                             have.add(p)
                             grew = True
@@ -465,6 +465,7 @@ def compile_word_graph(intents: Intents | SentenceSet, slot_lists: Mapping[str, 
                 graph.arc(begin_all, begin)
                 graph.arc(end, end_all)
     _prune(graph)
+    graph.forms = {}
     if graph.left_out:
         _LOGGER.warning("sentences: %d templates need a wildcard list, which a closed grammar cannot hear, and are "
                         "left out: %s", len(graph.left_out), "; ".join(graph.left_out))
