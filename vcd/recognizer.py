@@ -108,7 +108,7 @@ class Recognizer:
 
         from vcd.decoder import build_phone_graph
         from vcd.denoise import make_front_end
-        from vcd.grammar import load_grammar
+        from vcd.grammar import load_grammar, search_graph
         from vcd.model import load_model
         from vcd.phonetics import Lexicon
 
@@ -119,7 +119,7 @@ class Recognizer:
                                   slot_lists=slot_lists, context_keys=set(context or {}))
         word_graph.paths(())  # index the graph now, not on the first command
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
-        graph = build_phone_graph(word_graph, lexicon or Lexicon())
+        graph = build_phone_graph(search_graph(word_graph), lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(word_graph.intents.intents), graph.size,
                      graph.src.size)
         return cls(net, word_graph.intents, word_graph, graph,
