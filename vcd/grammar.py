@@ -734,15 +734,22 @@ def search_graph(graph: WordGraph) -> WordGraph:
     eps, by_word = graph._indexed()
     limit = MAX_SUBSETS_PER_NODE * max(len(graph.arcs), 16)
 
+    reach: dict[int, frozenset[int]] = {}
+
+    def node_closure(node: int) -> frozenset[int]:
+        if node not in reach:
+            out = {node}
+            stack = [node]
+            while stack:
+                for v in eps[stack.pop()]:
+                    if v not in out:
+                        out.add(v)
+                        stack.append(v)
+            reach[node] = frozenset(out)
+        return reach[node]
+
     def closure(nodes: Iterable[int]) -> frozenset[int]:
-        out = set(nodes)
-        stack = list(out)
-        while stack:
-            for v in eps[stack.pop()]:
-                if v not in out:
-                    out.add(v)
-                    stack.append(v)
-        return frozenset(out)
+        return frozenset().union(*(node_closure(v) for v in nodes))
 
     start = closure([graph.start])
     ids = {start: 0}
