@@ -1,6 +1,6 @@
 """Home Assistant's own intent tests through vcd's grammar: % of test sentences giving HA's intent and slots.
 
-    .venv/bin/python benchmarks/ha_conformance.py --ha ../shared/ha-intents [--failures 40]
+    .venv/bin/python benchmarks/ha_conformance.py --ha ../shared/ha-intents [--failures 40] [--spoken 60]
 
 ``--ha`` is a copy of Home Assistant's intents (``sentences/en`` and ``tests/en`` with
 ``_fixtures.yaml``; credit "Home Assistant intents, CC BY 4.0").  As HA's test harness does, the
@@ -9,7 +9,9 @@ domain and attributes as context; template names sampled); test files in an ``In
 add their own entities and areas.  Each test sentence goes through :meth:`WordGraph.understand_text`,
 the code path of ``vcd parse``, with the test's context; a sentence passes when the intent is HA's
 and the slots agree as HA's harness compares them (an expected list accepts any of its values).
-Sentences that hassil itself matches through a wildcard list (``{message}``, timer names …) are
+With ``--spoken N``, N of the sentences that pass as text (in the fixtures' home) are said by
+the synthetic voices training never uses and decoded by the recogniser, as ``vcd transcribe``
+does.  Sentences that hassil itself matches through a wildcard list (``{message}``, timer names …) are
 counted apart: a closed grammar cannot hear them.  hassil's own score on the same sentences and
 lists is printed beside vcd's.
 """
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ha", type=Path, required=True, help="copy of HA intents with sentences/en and tests/en")
     parser.add_argument("--failures", type=int, default=60, help="list at most this many failures (default 60)")
+    parser.add_argument("--spoken", type=int, default=0, metavar="N",
+                        help="also say N of the counted sentences (the fixtures' home, drawn with a fixed seed) with "
+                             "the synthetic voices training never uses, through the recogniser (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the wildcard templates left out are counted below instead
     sentences_dir, tests_dir = args.ha / "sentences" / "en", args.ha / "tests" / "en"
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     graph_for({})
     load_s = time.perf_counter() - started
     passed = wildcard = hassil_passed = 0
+    counted: list[tuple] = []  # sentences of the fixtures' home that pass as text
     failures: list[str] = []
     per_file: Counter = Counter()
     per_file_total: Counter = Counter()
@@ -142,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             why = f"intent {parse.intent} {parse.slots}, expected {intent}"
         else:
             why = slots_agree(slots, parse.slots)
+        if not why and not local:
+            counted.append((intent, context, slots, sentence))
         if why:
             if reference is None:
                 why += " (hassil finds no match either)"
@@ -163,7 +171,46 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{f} {n}/{per_file_total[f]}" for f, n in per_file.most_common()) + "):")
         for line in failures[: args.failures]:
             print(f"  {line}")
+    if args.spoken:
+        spoken_conformance(sentence_set, lists[repr({})], context_keys, counted, args.spoken, args.failures)
     return 0
+
+
+def spoken_conformance(sentence_set, lists, context_keys, counted, n: int, max_failures: int) -> None:
+    """Say ``n`` of ``counted`` (intent, context, slots, sentence) with held-out voices; decode as `vcd transcribe`."""
+    import random
+
+    from vcd.recognizer import Recognizer
+    from vcd.training.synth import available_voices, speak
+
+    rng = random.Random(0)
+    voices = available_voices(held_out=True, rng=rng)
+    if not voices:
+        print("spoken: no held-out synthetic voice installed (espeak-ng, flite)")
+        return
+    cases = rng.sample(counted, min(n, len(counted)))
+    recognizer = Recognizer.load([], bundled=False, slot_lists=lists, context=dict.fromkeys(context_keys, ""),
+                                 sentence_set=sentence_set)
+    right = rejected = 0
+    failures = []
+    for k, (intent, context, slots, sentence) in enumerate(cases):
+        voice = voices[k % len(voices)]
+        audio = speak(voice, sentence)
+        if audio is None:
+            continue
+        recognizer.context = dict(context)
+        got = recognizer.recognize(audio)
+        if got.intent == intent and not slots_agree(slots, got.slots):
+            right += 1
+            continue
+        rejected += got.intent is None
+        failures.append(f"{voice.label}: {sentence!r} → {got.best_text!r} {got.intent} {got.slots} "
+                        f"(confidence {got.confidence:.2f})")
+    said = len(cases)
+    print(f"spoken by {len(voices)} held-out voices ({', '.join(v.label for v in voices)}): intent and slots as "
+          f"Home Assistant expects: {right} / {said} = {100.0 * right / max(said, 1):.1f} %; rejected {rejected}")
+    for line in failures[:max_failures]:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

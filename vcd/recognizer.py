@@ -93,10 +93,11 @@ class Recognizer:
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
              lexicon=None, front_end: str = "auto", *, bundled: bool | None = None, slot_lists=None,
-             context: dict[str, Any] | None = None) -> "Recognizer":
+             context: dict[str, Any] | None = None, sentence_set=None) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
-        ``sentences`` is a file or folder, or a list of them.  ``bundled`` says whether vcd's
+        ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
+        read by :func:`vcd.ha_sentences.load_sentences`).  ``bundled`` says whether vcd's
         bundled sentences come first (the given files then add to them and win ties); None keeps
         the older rule: bundled only when no ``sentences`` are given.  ``slot_lists`` add or
         replace hassil lists (a home's ``{name}``, ``{area}``); ``context`` is the hassil intent
@@ -108,15 +109,18 @@ class Recognizer:
 
         from vcd.decoder import build_phone_graph
         from vcd.denoise import make_front_end
-        from vcd.grammar import load_grammar, search_graph
+        from vcd.grammar import compile_word_graph, load_grammar, search_graph
         from vcd.model import load_model
         from vcd.phonetics import Lexicon
 
         torch.set_num_threads(max(1, int(threads)))
         torch.set_flush_denormal(True)
         paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
-        word_graph = load_grammar(paths, bundled=(not paths) if bundled is None else bundled,
-                                  slot_lists=slot_lists, context_keys=set(context or {}))
+        if sentence_set is not None:
+            word_graph = compile_word_graph(sentence_set, slot_lists, set(context or {}))
+        else:
+            word_graph = load_grammar(paths, bundled=(not paths) if bundled is None else bundled,
+                                      slot_lists=slot_lists, context_keys=set(context or {}))
         word_graph.paths(())  # index the graph now, not on the first command
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
         graph = build_phone_graph(search_graph(word_graph), lexicon or Lexicon())
