@@ -160,6 +160,16 @@ def test_transcribe_a_users_intent_wins_over_the_bundled_one(tmp_path: Path) -> 
     assert (line["text"], line["intent"], line["slots"]) == ("turn on the tv", "WatchTv", {})
 
 
+@requires_espeak
+def test_conformance_benchmark_says_sentences_with_held_out_voices() -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "ha_conformance.py"), "--ha", str(HA), "--spoken", "6"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    spoken = [line for line in proc.stdout.splitlines() if line.startswith("spoken by")]
+    assert len(spoken) == 1 and "espeak-ng:en-us+Annie" in spoken[0]
+    assert "Home Assistant expects: 6 / 6 = 100.0 %; rejected 0" in spoken[0]
+
+
 # --- vcd parse -------------------------------------------------------------------------------------------
 
 
