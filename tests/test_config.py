@@ -41,7 +41,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert config.vad.frame_ms == 30
     assert config.recognizer.min_confidence == 0.5
     assert config.recognizer.threads == 1
-    assert config.recognizer.sentences is None and config.recognizer.model is None
+    assert config.recognizer.sentences == () and config.recognizer.model is None
+    assert config.recognizer.sentences_mode == "add"
     assert config.plugins.enabled == ("console", "mqtt")
     assert config.plugin_table("mqtt") == {}
 
@@ -96,7 +97,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkey
     )
     monkeypatch.chdir(tmp_path)
     config = load_config(path)
-    assert config.recognizer.sentences == tmp_path / "etc" / "my.yaml"
+    assert config.recognizer.sentences == (tmp_path / "etc" / "my.yaml",)
     assert config.audio.file == tmp_path / "etc" / "in.wav"
     assert config.plugins.dirs == (tmp_path / "etc" / "plugins",)
 
@@ -178,3 +179,19 @@ def test_documented_config_describes_every_key() -> None:
             match = re.search(rf"((?:^#.*\n)+)^{key} = ", body, re.MULTILINE)
             assert match, f"{section}.{key} is not in config.toml with a comment above it"
             assert "Default" in match.group(1), f"{section}.{key}: the comment does not state the default"
+
+
+def test_sentences_may_be_a_list_and_the_mode_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("language: en\n")
+    (tmp_path / "ha").mkdir()
+    config = load_config(write(tmp_path, '[recognizer]\nsentences = ["mine.yaml", "ha"]\nsentences_mode = "replace"\n'))
+    assert config.recognizer.sentences == (tmp_path / "mine.yaml", tmp_path / "ha")
+    assert config.recognizer.sentences_mode == "replace"
+    with pytest.raises(ConfigError, match=r"recognizer\.sentences_mode: must be one of 'add', 'replace'"):
+        load_config(write(tmp_path, '[recognizer]\nsentences = "mine.yaml"\nsentences_mode = "merge"\n'))
+    with pytest.raises(ConfigError, match=r'recognizer\.sentences_mode: "replace" needs recognizer\.sentences'):
+        load_config(write(tmp_path, '[recognizer]\nsentences_mode = "replace"\n'))
+    with pytest.raises(ConfigError, match=rf"recognizer\.sentences: {tmp_path / 'nope'}: no such file or folder"):
+        load_config(write(tmp_path, '[recognizer]\nsentences = ["mine.yaml", "nope"]\n'))
+    with pytest.raises(ConfigError, match=r"recognizer\.sentences: must be a file or folder path, or a list"):
+        load_config(write(tmp_path, "[recognizer]\nsentences = [1]\n"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vcd import __version__
 from vcd.config import load_config, with_overrides
-from vcd.errors import AudioError, ExitCode, VcdError, one_line
+from vcd.errors import AudioError, ExitCode, UsageError, VcdError, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,8 +118,16 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _sentences_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sentences", type=Path, action="append", default=[], metavar="PATH",
+                   help="hassil / Home Assistant sentence YAML file or folder, added to the bundled sentences "
+                        "(their intents win ties); may be given more than once")
+    p.add_argument("--replace-sentences", action="store_true",
+                   help="use only the --sentences files, not the bundled sentences")
+
+
 def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sentences", type=Path, help="hassil sentence YAML file or folder (default: bundled)")
+    _sentences_arguments(p)
     p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
     p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of the acoustic model (default 1)")
@@ -130,7 +138,10 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
 def _load_recognizer(args: argparse.Namespace):
     from vcd.recognizer import Recognizer
 
-    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
+    if args.replace_sentences and not args.sentences:
+        raise UsageError("--replace-sentences needs at least one --sentences PATH")
+    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end,
+                           bundled=not args.replace_sentences)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
@@ -149,6 +160,47 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         except VcdError as exc:
             print(f"Error: {one_line(str(exc))}", file=sys.stderr, flush=True)
             status = exc.exit_code
+    return status
+
+
+def _context(pairs: list[str]) -> dict[str, str]:
+    context: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--context: expected KEY=VALUE (got {pair!r})")
+        context[key.strip()] = value.strip()
+    return context
+
+
+def _cmd_parse(args: argparse.Namespace) -> int:
+    """One JSON line per sentence, as `transcribe` prints for audio; exit 1 if any was not understood."""
+    import time
+
+    from vcd.grammar import load_grammar
+
+    if args.replace_sentences and not args.sentences:
+        raise UsageError("--replace-sentences needs at least one --sentences PATH")
+    context = _context(args.context)
+    if args.text:
+        lines = iter(args.text)
+    elif sys.stdin.isatty():
+        raise UsageError("give sentences as arguments or on stdin, one a line")
+    else:
+        lines = (line.rstrip("\n") for line in sys.stdin)
+    graph = load_grammar(args.sentences, bundled=not args.replace_sentences, context_keys=set(context))
+    status = ExitCode.OK
+    for line in lines:
+        if not line.strip():
+            continue
+        started = time.perf_counter()
+        parse = graph.understand_text(line, context)
+        parse_ms = (time.perf_counter() - started) * 1000.0
+        if parse is None:
+            status = ExitCode.FAILURE
+        print(json.dumps({"input": line, "text": parse.text if parse else "", "intent": parse.intent if parse else None,
+                          "slots": parse.slots if parse else {}, "confidence": 1.0 if parse else 0.0,
+                          "audio_s": 0.0, "decode_ms": round(parse_ms, 1)}), flush=True)
     return status
 
 
@@ -230,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("files", nargs="+", type=Path, metavar="FILE",
                             help="WAV/FLAC/OGG files, any rate, mono or stereo")
     transcribe.set_defaults(func=_cmd_transcribe)
+
+    parse = sub.add_parser("parse", help="understand typed sentences through the compiled grammar; one JSON line each",
+                           description="Understand sentences as `vcd transcribe` understands audio: the same grammar "
+                                       "graph, the same JSON lines (\"input\" instead of \"file\"). Exit status: "
+                                       "0 every sentence understood, 1 some not, 2 bad usage, 66 bad sentence files.")
+    _sentences_arguments(parse)
+    parse.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                       help="hassil intent context, e.g. area=Kitchen (a satellite's area); may be repeated")
+    parse.add_argument("text", nargs="*", metavar="SENTENCE", help="sentences to understand (default: stdin lines)")
+    parse.set_defaults(func=_cmd_parse)
 
     evaluate = sub.add_parser("eval", help="accuracy, WER and false accepts on a folder with transcripts.jsonl")
     _recognizer_arguments(evaluate)

@@ -22,6 +22,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 AUDIO_SOURCES = ("mic", "file", "stdin")
 MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is refused unread
 MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
+SENTENCES_MODES = ("add", "replace")
 
 
 # --- the objects the rest of vcd reads -----------------------------------------------------
@@ -67,7 +68,8 @@ class VadConfig:
 class RecognizerConfig:
     """``[recognizer]``: model, sentences and acceptance threshold."""
 
-    sentences: Path | None = None  # sentence templates (file or folder); None = bundled
+    sentences: tuple[Path, ...] = ()  # the user's sentence files or folders (a string or a list in the TOML)
+    sentences_mode: str = "add"  # "add": the bundled sentences, then these (their intents win ties); "replace"
     model: Path | None = None  # acoustic model file; None = bundled
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
     threads: int = 1  # BLAS threads of the recogniser's model (numpy)
@@ -214,6 +216,14 @@ def _site(value: Any) -> str:
     return site
 
 
+def _sentence_paths(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(f"must be a file or folder path, or a list of them (got {value!r})")
+    return tuple(value)
+
+
 def _paths(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Invalid(f"must be a list of folder paths (got {show(value)})")
@@ -251,7 +261,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "recognizer": (
         RecognizerConfig,
         {
-            "sentences": _str(),
+            "sentences": _sentence_paths,
+            "sentences_mode": _str(choices=SENTENCES_MODES),
             "model": _str(),
             "min_confidence": _float(0.0, 1.0),
             "threads": _int(1, 64),
@@ -366,11 +377,15 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
             key = "file"
             values["file"] = _resolve(base, values["file"]) if values["file"] else None
         if section == "recognizer":
-            for key in ("sentences", "model"):
-                if values.get(key):
-                    values[key] = _exists(_resolve(base, values[key]))
-                elif key in values:
-                    values[key] = None
+            if "sentences" in values:
+                key = "sentences"
+                values["sentences"] = tuple(_exists(_resolve(base, p)) for p in values["sentences"])
+            if values.get("sentences_mode") == "replace" and not values.get("sentences"):
+                key = "sentences_mode"
+                raise _Invalid('"replace" needs recognizer.sentences')
+            if "model" in values:
+                key = "model"
+                values["model"] = _exists(_resolve(base, values["model"])) if values["model"] else None
         if section == "adapt" and "folder" in values:
             key = "folder"
             values["folder"] = _resolve(base, values["folder"])

@@ -473,15 +473,13 @@ def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -
     rec = config.recognizer
     try:
         return Recognizer.load(
-            sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
-            front_end=rec.front_end, extra_lists=extra_lists or None,
+            sentences=list(rec.sentences), model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
+            front_end=rec.front_end, extra_lists=extra_lists or None, bundled=rec.sentences_mode == "add",
         )
     except GrammarError as exc:
-        if rec.sentences is None:
+        if not rec.sentences:
             raise
-        message = str(exc)  # the grammar's own errors start "sentences:", the file's with its name
-        message = f"{rec.sentences}:{message[len('sentences:'):]}" if message.startswith("sentences:") else message
-        raise config.key_error("recognizer.sentences", one_line(message)) from None
+        raise config.key_error("recognizer.sentences", one_line(str(exc))) from None
     except ModelError as exc:
         if rec.model is None:
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +85,13 @@ class Recognizer:
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None) -> None:
+                 confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
+                 context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None) -> None:
         self.model = model
+        self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
-        self.base_intents = intents  # the sentence files' intents, before plugins' list values (vcd.controls)
+        self.sentence_set = sentence_set  # the sentence files, before plugins' list values (vcd.controls)
+        self.slot_lists = slot_lists
         self.lexicon = lexicon
         self.intents = intents
         self.word_graph = word_graph
@@ -99,29 +102,39 @@ class Recognizer:
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
-             lexicon=None, front_end: str = "auto", extra_lists=None) -> "Recognizer":
-        """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones).
+             lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
+             slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None) -> "Recognizer":
+        """Load the model (None: the shipped one) and compile the sentences.
 
-        ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
-        ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
-        ``extra_lists`` (list name → :class:`vcd.ListValue` s) are added to the sentences' lists;
-        values that break the grammar (no pronunciation) are left out with an error logged.
-        The model runs in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``);
-        ``threads`` limits the BLAS threads of its matrix products.
+        ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
+        read by :func:`vcd.ha_sentences.load_sentences`).  ``bundled`` says whether vcd's
+        bundled sentences come first (the given files then add to them and win ties); None keeps
+        the older rule: bundled only when no ``sentences`` are given.  ``slot_lists`` add or
+        replace hassil lists (a home's ``{name}``, ``{area}``); ``context`` is the hassil intent
+        context every command is understood in.  ``extra_lists`` (list name →
+        :class:`vcd.ListValue` s, from plugins) are added to the sentences' lists; values that
+        break the grammar (no pronunciation) are left out with an error logged.  ``front_end``
+        names the denoiser run on the audio before the features (:mod:`vcd.denoise`): ``"auto"``
+        takes the one the model was trained with (its ``front_end``, else none).  The model runs
+        in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``); ``threads``
+        limits the BLAS threads of its matrix products.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
-        from vcd.grammar import load_intents
+        from vcd.ha_sentences import load_sentences
         from vcd.inference import load_numpy_model, set_threads
         from vcd.phonetics import Lexicon
 
         set_threads(threads)
-        intents = load_intents(sentences)
+        if sentence_set is None:
+            paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
+            sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
-        recognizer = cls(net, intents, None, None,
+        recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
-                         None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon())
+                         None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
+                         context, sentence_set, slot_lists)
         grammar = None
         if extra_lists:
             try:
@@ -130,7 +143,7 @@ class Recognizer:
                 _LOGGER.error("grammar: plugins' list values left out: %s", exc)
         recognizer.use_grammar(grammar or recognizer.compile_grammar({}))
         graph = recognizer.graph
-        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
+        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(recognizer.intents.intents), graph.size,
                      graph.src.size)
         return recognizer
 
@@ -142,7 +155,7 @@ class Recognizer:
         """
         from vcd.controls import with_list_values
         from vcd.decoder import build_phone_graph
-        from vcd.grammar import compile_word_graph, words_of_chunk
+        from vcd.grammar import compile_word_graph, search_graph, words_of_chunk
         from vcd.phonetics import Lexicon
 
         started = time.perf_counter()
@@ -155,14 +168,15 @@ class Recognizer:
                 if value not in sayable[name]:
                     _LOGGER.warning("grammar: %r left out of {%s}: a word has no pronunciation", value.text, name)
         extra_lists = sayable
-        intents = with_list_values(self.base_intents, extra_lists)
-        word_graph = compile_word_graph(intents)
-        graph = build_phone_graph(word_graph, lexicon)
+        sentence_set = replace(self.sentence_set, intents=with_list_values(self.sentence_set.intents, extra_lists))
+        word_graph = compile_word_graph(sentence_set, self.slot_lists, set(self.context))
+        word_graph.paths(())  # index the graph now, not on the first command
+        graph = build_phone_graph(search_graph(word_graph), lexicon)
         if extra_lists:
             sizes = ", ".join(f"{{{name}}} +{len(values)}" for name, values in extra_lists.items())
             _LOGGER.info("grammar: compiled with the plugins' list values (%s) in %.0f ms, %d phone states", sizes,
                          (time.perf_counter() - started) * 1000.0, graph.size)
-        return Grammar(intents, word_graph, graph)
+        return Grammar(word_graph.intents, word_graph, graph)
 
     def use_grammar(self, grammar: Grammar) -> None:
         """Decode the following segments with ``grammar`` (the thread that owns the recogniser)."""
@@ -187,7 +201,6 @@ class Recognizer:
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
         from vcd.decoder import viterbi
-        from vcd.grammar import meaning
 
         started = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
@@ -197,7 +210,9 @@ class Recognizer:
         hyp = viterbi(self.graph, self.posteriors(samples, denoise))
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
-        intent, slots = meaning(hyp.tags) or (None, {})
+        # The words the search found, understood as `vcd parse` understands typed words (context, priority).
+        parse = self.word_graph.understand(hyp.words, self.context) if hyp.words else None
+        intent, slots = (parse.intent, parse.slots) if parse is not None else (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
         if self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound

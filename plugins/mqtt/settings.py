@@ -408,10 +408,18 @@ def _commands(c: _Checker, raw: Any, qos: int, retain: bool) -> tuple[CommandRul
     return tuple(rules)
 
 
+def _sentence_paths(config: Any) -> list[Any]:
+    """The recogniser's sentence files or folders: the user's, after the bundled ones unless they replace them."""
+    paths = list(config.recognizer.sentences)
+    if not paths or getattr(config.recognizer, "sentences_mode", "add") == "add":
+        paths.insert(0, vcd.BUNDLED_SENTENCES)
+    return paths
+
+
 def sentence_language(config: Any) -> str:
     """The ``language`` of the recogniser's sentence files (Hermes ``lang``); "en" when they do not say."""
     try:
-        files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
+        files = vcd.sentence_files(_sentence_paths(config)[-1])
         doc = yaml.safe_load(files[0].read_text(encoding="utf-8")) or {}
     except (vcd.VcdError, OSError, yaml.YAMLError, IndexError):
         return "en"
@@ -422,7 +430,7 @@ def sentence_language(config: Any) -> str:
 def sentence_intents(config: Any) -> list[str]:
     """The intent names of the sentence files the recogniser uses (for Home Assistant's event types)."""
     try:
-        files = vcd.sentence_files(config.recognizer.sentences or vcd.BUNDLED_SENTENCES)
+        files = vcd.sentence_files(_sentence_paths(config))
     except vcd.VcdError as exc:
         _LOGGER.warning("cannot list intent names for Home Assistant: %s", exc)
         return []
