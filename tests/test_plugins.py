@@ -68,7 +68,7 @@ def test_shipped_plugins_load_by_name(tmp_path: Path) -> None:
     assert host.names == ["console", "example_command"]
     console = host.loaded[0]
     assert console.source == "shipped"
-    assert set(console.hooks) == set(HOOKS)
+    assert set(console.hooks) == set(HOOKS) - {"vcd_health"}  # printing cannot fail in a way worth a restart
 
 
 def test_folder_plugins_load_and_can_be_disabled(tmp_path: Path) -> None:
