@@ -495,3 +495,239 @@ def test_the_example_plugin_runs_a_program_per_intent(tmp_path: Path, voices: di
     result = vcd_run(tmp_path, "--input", "command.wav")
     assert result.returncode == 0, result.stderr.decode()
     assert [p.name for p in flag.iterdir()] == ["on kitchen light"]
+
+
+# --- the watchdog means "working" -----------------------------------------------------------
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; records every line with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[tuple[float, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.1)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._done.is_set():
+            try:
+                message = self._sock.recv(65536).decode()
+            except TimeoutError:
+                continue
+            self.lines += [(time.monotonic(), line) for line in message.splitlines()]
+
+    def since(self, t: float, prefix: str) -> list[str]:
+        return [line for at, line in list(self.lines) if at >= t and line.startswith(prefix)]
+
+    def wait_for(self, prefix: str, timeout: float, after: float = 0.0) -> float:
+        """Wait for a line starting with ``prefix`` (after ``after``); returns when it came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if at >= after and line.startswith(prefix):
+                    return at
+            time.sleep(0.05)
+        raise AssertionError(f"no {prefix!r} from vcd in {timeout} s; got {[line for _, line in self.lines][-20:]}")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._sock.close()
+
+
+SICK = """
+import pathlib
+import vcd
+
+_flag = None
+
+
+@vcd.hookimpl
+def vcd_startup(config):
+    global _flag
+    _flag = pathlib.Path(config.plugin_table("sick")["flag"])
+
+
+@vcd.hookimpl
+def vcd_health():
+    return _flag.read_text().strip() if _flag.exists() else None
+"""
+
+
+@needs_model
+def test_vcd_health_problem_stops_the_watchdog_and_says_why_in_status(tmp_path: Path) -> None:
+    flag = tmp_path / "sick.flag"
+    setup(tmp_path, f'[plugins.sick]\nflag = "{flag}"\n', plugins={"sick": SICK})
+    write_wav(tmp_path / "quiet.wav", silence(120))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = environ(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000")  # a ping every 0.2 s while working
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime", env=env)
+    try:
+        notify.wait_for("WATCHDOG=1", 240)
+        flag.write_text("the widget is unplugged\n")
+        broken = notify.wait_for('STATUS=Not working: plugin "sick": the widget is unplugged', 10)
+        time.sleep(2.0)
+        assert notify.since(broken, "WATCHDOG=1") == []  # not one ping while the plugin says it is broken
+        flag.unlink()
+        mended = notify.wait_for("STATUS=Listening on file quiet.wav", 10, after=broken)
+        notify.wait_for("WATCHDOG=1", 5, after=mended)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+        notify.close()
+    log = (tmp_path / "stderr.log").read_text()
+    assert log.count('not working: plugin "sick": the widget is unplugged') == 1  # once, though checked every second
+    assert "working again: listening on file quiet.wav" in log
+
+
+class FakeMicrophone:
+    """The far end of an ALSA ``file`` pcm whose ``infile`` is a FIFO: a microphone a test can plug in and pull.
+
+    While plugged in, it writes silence at real time (30 ms chunks), or what :meth:`say` queued; PortAudio
+    opening and closing the pcm to list devices breaks the pipe, so it reopens it whenever that happens.
+    :meth:`pull` removes the FIFO (the device is gone: opening it fails) and stops writing (the open
+    stream stalls, as a USB microphone pulled out under PipeWire does).
+    """
+
+    CHUNK = SAMPLE_RATE_HZ * 30 // 1000
+
+    def __init__(self, fifo: Path) -> None:
+        self.fifo = fifo
+        self._queue: list[np.ndarray] = []
+        self._plugged = threading.Event()
+        self._done = threading.Event()
+        self.said = threading.Event()  # set when the queued speech has been written
+        self._thread: threading.Thread | None = None
+
+    def plug_in(self) -> None:
+        os.mkfifo(self.fifo)
+        self._plugged.set()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def say(self, audio: np.ndarray) -> None:
+        self.said.clear()
+        self._queue.append(audio)
+
+    def pull(self) -> None:
+        self._plugged.clear()
+        self.fifo.unlink()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def close(self) -> None:
+        self._done.set()
+        if self.fifo.exists():
+            self.pull()
+
+    def _write(self) -> None:
+        fd = None
+        started, written = time.monotonic(), 0
+        pending = np.zeros(0, dtype=np.float32)
+        try:
+            while self._plugged.is_set() and not self._done.is_set():
+                if fd is None:
+                    try:
+                        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader opens it
+                    except OSError:
+                        time.sleep(0.01)
+                        continue
+                    os.set_blocking(fd, True)
+                    started, written = time.monotonic(), 0
+                if not pending.size and self._queue:
+                    pending = self._queue.pop(0)
+                chunk, pending = (pending[: self.CHUNK], pending[self.CHUNK :]) if pending.size else (silence(0.03), pending)
+                if not pending.size and not self._queue:
+                    self.said.set()
+                try:
+                    os.write(fd, pcm16(chunk))
+                except BrokenPipeError:
+                    os.close(fd)
+                    fd = None
+                    continue
+                written += len(chunk)
+                time.sleep(max(0.0, started + written / SAMPLE_RATE_HZ - time.monotonic()))
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+@needs_model
+def test_a_microphone_missing_at_start_then_pulled_out_is_waited_for_and_picked_up(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    """No microphone at start: vcd starts, says so, and retries; it is plugged in, a command works; it is pulled
+    out (the stream stalls, the device is gone): no watchdog pings, STATUS says why; back in: a command works."""
+    fifo = tmp_path / "mic.fifo"
+    alsa_conf = tmp_path / "asound.conf"
+    alsa_conf.write_text(
+        textwrap.dedent(
+            f"""\
+            pcm.vcdtest_file {{
+                type file
+                slave.pcm "null"
+                file "/dev/null"
+                infile "{fifo}"
+                format "raw"
+            }}
+            pcm.vcdtest {{
+                type plug
+                slave {{
+                    pcm "vcdtest_file"
+                    format S16_LE
+                    rate 16000
+                    channels 1
+                }}
+            }}
+            """
+        )
+    )
+    setup(tmp_path)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = environ(
+        ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{alsa_conf}", NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000"
+    )
+    mic = FakeMicrophone(fifo)
+    process = start(tmp_path, "--device", "vcdtest", env=env)
+    log = tmp_path / "stderr.log"
+    try:
+        notify.wait_for("STATUS=Waiting for microphone 'vcdtest': microphone: no input device matches 'vcdtest'", 240)
+        time.sleep(3.5)  # a few retries (1 s, 2 s …)
+        assert notify.since(0, "WATCHDOG=1") == []  # no audio, no pings
+        mic.plug_in()
+        wait_for(lambda: "is there now; listening" in log.read_text(), 30, "the microphone to be opened")
+        notify.wait_for("WATCHDOG=1", 10)
+        mic.say(np.concatenate([voices[COMMAND], silence(1.5)]))
+        wait_for(lambda: sum(c["hook"] == "vcd_intent" for c in hooks(tmp_path)) == 1, 60, "the first intent")
+
+        mic.pull()
+        pulled = time.monotonic()
+        lost = notify.wait_for("STATUS=Not working: ", 10, after=pulled)
+        time.sleep(1.0)
+        assert notify.since(lost, "WATCHDOG=1") == []
+        mic = FakeMicrophone(fifo)
+        mic.plug_in()
+        wait_for(lambda: log.read_text().count("is there now; listening") == 2, 30, "the microphone to be back")
+        notify.wait_for("WATCHDOG=1", 10, after=lost + 1.0)
+        mic.say(np.concatenate([voices[COMMAND], silence(1.5)]))
+        wait_for(lambda: sum(c["hook"] == "vcd_intent" for c in hooks(tmp_path)) == 2, 60, "the second intent")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+        mic.close()
+        notify.close()
+    text = log.read_text()
+    assert text.count("microphone: no input device matches 'vcdtest' (see `vcd devices`); trying again in") == 1, text
+    assert "microphone 'vcdtest' (#" in text and ": no audio for 3 s; opening it again" in text
+    intents = [c for c in hooks(tmp_path) if c["hook"] == "vcd_intent"]
+    assert [(c["intent"], c["slots"]["name"]) for c in intents] == [("HassTurnOn", "kitchen light")] * 2
+    assert "Traceback" not in text

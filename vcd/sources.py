@@ -417,7 +417,7 @@ class MicSource(Source):
                 refresh = True
                 continue
             if self._logged is not None:
-                _LOGGER.warning("%s is back; listening again", self.description)
+                _LOGGER.warning("%s is there now; listening", self.description)
             else:
                 _LOGGER.debug("%s is open", self.description)
             self._problem = self._logged = None
