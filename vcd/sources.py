@@ -27,6 +27,7 @@ END = None  # put on the block queue after the last block of a finite source
 RETRY_MIN_S = 1.0  # a missing microphone: first wait before looking again, seconds (doubles each try)
 RETRY_MAX_S = 30.0  # … up to this, seconds
 STALL_S = 3.0  # an open microphone that delivers nothing for this long is closed and opened again, seconds
+CLOSE_WAIT_S = 2.0  # closing a microphone stream: give up after this long, seconds
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,7 @@ class MicSource(Source):
         self._stop = threading.Event()
         self._finished = threading.Event()  # PortAudio ended the stream (device gone, or our abort)
         self._thread: threading.Thread | None = None
+        self._stuck: threading.Thread | None = None  # closing a stream that did not close in time
         self._last_block = 0.0  # time.monotonic() of the last callback
         self._problem: str | None = None  # what is wrong now (None: delivering)
         self._logged: str | None = None  # the problem last logged, without its retry delay
@@ -451,6 +453,8 @@ class MicSource(Source):
 
     def _refresh_devices(self) -> None:
         """Re-initialise PortAudio so that devices plugged in since show up (only while no stream is open)."""
+        if self._stuck is not None and self._stuck.is_alive():
+            return  # terminating PortAudio would wait for the stream that does not close
         try:
             self._sd._terminate()
             self._sd._initialize()
@@ -508,13 +512,29 @@ class MicSource(Source):
             raise AudioError(f"{self.description}: cannot start ({exc})") from None
 
     def _close(self) -> None:
+        """Abort and close the stream, giving up after :data:`CLOSE_WAIT_S`.
+
+        A stream whose device stopped answering can block PortAudio's abort
+        indefinitely (its thread sits in a read); it is then left to a thread
+        of its own, and PortAudio is not re-initialised while that thread lives.
+        """
         stream, self._stream = self._stream, None
-        if stream is not None:
+        if stream is None:
+            return
+
+        def close() -> None:
             try:
                 stream.abort()
                 stream.close()
             except Exception:
                 _LOGGER.exception("closing %s failed", self.description)
+
+        closer = threading.Thread(target=close, name="vcd-mic-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_WAIT_S)
+        if closer.is_alive():
+            _LOGGER.warning("%s: the stream does not close (the device does not answer); leaving it", self.description)
+            self._stuck = closer
 
     def stop(self) -> None:
         self._stop.set()
