@@ -742,3 +742,41 @@ def test_a_microphone_missing_at_start_then_pulled_out_is_waited_for_and_picked_
     intents = [c for c in hooks(tmp_path) if c["hook"] == "vcd_intent"]
     assert [(c["intent"], c["slots"]["name"]) for c in intents] == [("HassTurnOn", "kitchen light")] * 2
     assert "Traceback" not in text
+
+
+# --- SIGTERM while starting up ----------------------------------------------------------------
+
+
+@needs_model
+def test_sigterm_during_start_up_takes_the_orderly_path(tmp_path: Path, broker, subscriber) -> None:  # noqa: ANN001
+    """At once after the configuration is read, and once the broker has the daemon "online" (the model is
+    loading or just loaded): exit 0, no traceback, and "offline" published when connected."""
+    setup(tmp_path, f'[plugins.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('enabled = ["console"]', 'enabled = ["console", "mqtt"]'))
+    write_wav(tmp_path / "quiet.wav", silence(60))
+    log = tmp_path / "stderr.log"
+
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime")
+    try:
+        wait_for(lambda: log.exists() and "configuration config.toml" in log.read_text(), 60, "the configuration")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    text = log.read_text()
+    assert "received SIGTERM" in text and "Traceback" not in text
+    assert "stopping before start (signal SIGTERM)" in text
+    assert [c["hook"] for c in hooks(tmp_path)] in ([], ["vcd_startup", "vcd_shutdown"])
+
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime")
+    try:
+        subscriber.wait_for("vcd/kitchen/status", timeout_s=60, payload="online")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    subscriber.wait_for("vcd/kitchen/status", timeout_s=10, payload="offline")
+    assert "Traceback" not in log.read_text()
