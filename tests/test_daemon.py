@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -748,7 +749,7 @@ def test_a_microphone_missing_at_start_then_pulled_out_is_waited_for_and_picked_
 
 
 @needs_model
-def test_sigterm_during_start_up_takes_the_orderly_path(tmp_path: Path, broker, subscriber) -> None:  # noqa: ANN001
+def test_sigterm_during_start_up_takes_the_orderly_path(tmp_path: Path, broker: Any, subscriber: Any) -> None:
     """At once after the configuration is read, and once the broker has the daemon "online" (the model is
     loading or just loaded): exit 0, no traceback, and "offline" published when connected."""
     setup(tmp_path, f'[plugins.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
