@@ -781,3 +781,24 @@ def test_sigterm_during_start_up_takes_the_orderly_path(tmp_path: Path, broker: 
         process.wait()
     subscriber.wait_for("vcd/kitchen/status", timeout_s=10, payload="offline")
     assert "Traceback" not in log.read_text()
+
+
+# --- noise that must not act ------------------------------------------------------------------
+
+
+@needs_model
+def test_white_noise_steady_and_in_bursts_gives_no_command(tmp_path: Path) -> None:
+    """Steady white noise is cut at vad.max_speech_ms and skipped before decoding; bursts of a command's
+    length are decoded and rejected by the recogniser.  (benchmarks/noise_commands.py: the long version.)"""
+    setup(tmp_path)
+    rng = np.random.default_rng(7)
+    steady = (rng.standard_normal(20 * SAMPLE_RATE_HZ) * 0.1).astype(np.float32)
+    bursts = [part for _ in range(6) for part in (silence(1.5), (rng.standard_normal(int(rng.uniform(0.5, 2.5) *
+              SAMPLE_RATE_HZ)) * 0.1).astype(np.float32))]
+    write_wav(tmp_path / "noise.wav", steady, *bursts, silence(1.5))
+    result = vcd_run(tmp_path, "--input", "noise.wav")
+    assert result.returncode == 0, result.stderr.decode()
+    names = [c["hook"] for c in hooks(tmp_path)]
+    assert "vcd_intent" not in names, hooks(tmp_path)
+    ended, decoded = names.count("vcd_speech_ended"), names.count("vcd_transcript")
+    assert ended >= 6 and decoded <= ended - 2  # the two 8 s cuts of steady noise were never decoded

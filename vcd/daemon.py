@@ -34,6 +34,23 @@ MAX_ASR_FAILURES = 3  # recogniser failures in a row that stop the daemon
 HEALTH_EVERY_S = 1.0  # how often the daemon checks that it is working (audio, threads, plugins' vcd_health)
 AUDIO_STALL_S = 3.0  # no audio block for this long while the source runs: not working
 STATUS_EVERY_S = 60.0  # the STATUS= summary while all is well
+STEADY_VOICED_SHARE = 0.98  # a segment cut at vad.max_speech_ms this voiced throughout is steady noise
+
+
+def noise_gate(end: SpeechEnd) -> str | None:
+    """Why a VAD segment is noise, not a command, from what the VAD knows; None: decode it.
+
+    A segment that the VAD had to cut at ``vad.max_speech_ms`` and whose frames
+    it called speech almost without a break (:data:`STEADY_VOICED_SHARE`) is a
+    steady sound — a fan, a tap, a vacuum cleaner, white noise — not a spoken
+    command, which has pauses and ends.  Skipping it also spares the
+    recogniser decoding 8 s of noise every 8 s.  (Sound that the model cannot
+    fit to a sentence is rejected by the recogniser itself: ``fit_floor``.)
+    """
+    if end.cut and end.voiced_share >= STEADY_VOICED_SHARE:
+        return (f"{end.audio_s:.1f} s of unbroken sound ({end.voiced_share:.0%} voiced) cut at vad.max_speech_ms: "
+                "steady noise, not a command")
+    return None
 
 
 class _Notifier:
@@ -245,6 +262,10 @@ class Daemon:
                 "vcd_speech_ended", site=self.site, timestamp=event.timestamp, audio_s=round(event.audio_s, 3)
             )
             if event.kept:
+                noise = noise_gate(event)
+                if noise is not None:
+                    _LOGGER.debug("vad: skipped %s", noise)
+                    continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
                 segments.append(_Segment(event.samples, event.timestamp))
         return segments
@@ -492,3 +513,4 @@ def run_daemon(config: Config, stopper: Stopper | None = None) -> int:
         return ExitCode.OK
     plugins.start_workers()
     return Daemon(config, recognizer, plugins, source, stopper).run(notifier)
+

@@ -31,6 +31,13 @@ class SpeechEnd:
     samples: np.ndarray  # float32 mono 16 kHz, including pre-roll
     kept: bool
     cut: bool = False  # closed by vad.max_speech_ms rather than by silence
+    voiced_frames: int = 0  # frames of the segment that webrtcvad called speech
+    frames: int = 0  # frames in the segment
+
+    @property
+    def voiced_share(self) -> float:
+        """The share of the segment's frames that webrtcvad called speech, 0..1."""
+        return self.voiced_frames / self.frames if self.frames else 0.0
 
     @property
     def audio_s(self) -> float:
@@ -147,4 +154,5 @@ class Segmenter:
                 voiced_frames * self.config.frame_ms,
             )
         self._reset()
-        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut)
+        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut, voiced_frames=int(voiced_frames),
+                         frames=len(segment))
