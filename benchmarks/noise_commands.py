@@ -106,10 +106,13 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data (noise/test)")
     ap.add_argument("--no-data", action="store_true", help="white noise only")
     ap.add_argument("--model", default=None, help="acoustic model (default: the shipped one)")
+    ap.add_argument("--no-fit-floor", action="store_true", help="without the model's fit_floor (what it is worth)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     recognizer = Recognizer.load(model=args.model, threads=1)
+    if args.no_fit_floor:
+        recognizer.fit_floor = None
     n = int(args.minutes * 60 * RATE)
     streams = {f"white noise, sd {level}": (rng.standard_normal(n) * float(level)).astype(np.float32)
                for level in args.levels.split(",")}
