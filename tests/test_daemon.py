@@ -802,3 +802,41 @@ def test_white_noise_steady_and_in_bursts_gives_no_command(tmp_path: Path) -> No
     assert "vcd_intent" not in names, hooks(tmp_path)
     ended, decoded = names.count("vcd_speech_ended"), names.count("vcd_transcript")
     assert ended >= 6 and decoded <= ended - 2  # the two 8 s cuts of steady noise were never decoded
+
+
+@needs_model
+def test_a_plugin_raising_in_every_hook_logs_each_traceback_once_then_counts(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    broken = """
+    import vcd
+
+    @vcd.hookimpl
+    def vcd_speech_started(site):
+        raise RuntimeError("broken at the start")
+
+    @vcd.hookimpl
+    def vcd_speech_ended(site):
+        raise RuntimeError("broken at the end")
+
+    @vcd.hookimpl
+    def vcd_transcript(text):
+        raise RuntimeError("broken transcript")
+
+    @vcd.hookimpl
+    def vcd_intent(intent):
+        raise RuntimeError("broken on purpose")
+    """
+    setup(tmp_path, plugins={"broken": broken})
+    parts = [silence(1)] + [p for _ in range(3) for p in (voices[COMMAND], silence(1.5))]
+    write_wav(tmp_path / "three.wav", *parts)
+    result = vcd_run(tmp_path, "--input", "three.wav")
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert [e["event"] for e in console(result)].count("intent") == 3  # the others still run
+    assert stderr.count("Traceback") == 4, stderr  # 12 failures: one traceback per hook
+    for hook, last in (("vcd_speech_started", "broken at the start"), ("vcd_speech_ended", "broken at the end"),
+                       ("vcd_transcript", "broken transcript"), ("vcd_intent", "broken on purpose")):
+        assert f'plugin "broken": {hook} failed while handling' in stderr
+        assert f'plugin "broken" raised in {hook} 2 more times in the last ' in stderr
+        assert f"(last: RuntimeError: {last})" in stderr
