@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -495,3 +496,347 @@ def test_the_example_plugin_runs_a_program_per_intent(tmp_path: Path, voices: di
     result = vcd_run(tmp_path, "--input", "command.wav")
     assert result.returncode == 0, result.stderr.decode()
     assert [p.name for p in flag.iterdir()] == ["on kitchen light"]
+
+
+# --- the watchdog means "working" -----------------------------------------------------------
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; records every line with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[tuple[float, str]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.1)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._done.is_set():
+            try:
+                message = self._sock.recv(65536).decode()
+            except TimeoutError:
+                continue
+            self.lines += [(time.monotonic(), line) for line in message.splitlines()]
+
+    def since(self, t: float, prefix: str) -> list[str]:
+        return [line for at, line in list(self.lines) if at >= t and line.startswith(prefix)]
+
+    def wait_for(self, prefix: str, timeout: float, after: float = 0.0) -> float:
+        """Wait for a line starting with ``prefix`` (after ``after``); returns when it came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if at >= after and line.startswith(prefix):
+                    return at
+            time.sleep(0.05)
+        raise AssertionError(f"no {prefix!r} from vcd in {timeout} s; got {[line for _, line in self.lines][-20:]}")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._sock.close()
+
+
+SICK = """
+import pathlib
+import vcd
+
+_flag = None
+
+
+@vcd.hookimpl
+def vcd_startup(config):
+    global _flag
+    _flag = pathlib.Path(config.plugin_table("sick")["flag"])
+
+
+@vcd.hookimpl
+def vcd_health():
+    return _flag.read_text().strip() if _flag.exists() else None
+"""
+
+
+@needs_model
+def test_vcd_health_problem_stops_the_watchdog_and_says_why_in_status(tmp_path: Path) -> None:
+    flag = tmp_path / "sick.flag"
+    setup(tmp_path, f'[plugins.sick]\nflag = "{flag}"\n', plugins={"sick": SICK})
+    write_wav(tmp_path / "quiet.wav", silence(120))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = environ(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000")  # a ping every 0.2 s while working
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime", env=env)
+    try:
+        notify.wait_for("WATCHDOG=1", 240)
+        flag.write_text("the widget is unplugged\n")
+        broken = notify.wait_for('STATUS=Not working: plugin "sick": the widget is unplugged', 10)
+        time.sleep(2.0)
+        assert notify.since(broken, "WATCHDOG=1") == []  # not one ping while the plugin says it is broken
+        flag.unlink()
+        mended = notify.wait_for("STATUS=Listening on file quiet.wav", 10, after=broken)
+        notify.wait_for("WATCHDOG=1", 5, after=mended)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+        notify.close()
+    log = (tmp_path / "stderr.log").read_text()
+    assert log.count('not working: plugin "sick": the widget is unplugged') == 1  # once, though checked every second
+    assert "working again: listening on file quiet.wav" in log
+
+
+class FakeMicrophone:
+    """The far end of an ALSA ``file`` pcm whose ``infile`` is a FIFO: a microphone a test can plug in and pull.
+
+    While plugged in, it writes silence at real time (30 ms chunks), or what :meth:`say` queued; PortAudio
+    opening and closing the pcm to list devices breaks the pipe, so it reopens it whenever that happens.
+    :meth:`pull` removes the FIFO (the device is gone: opening it fails) and stops writing, keeping its end
+    open (the open stream stalls, as one does when a USB microphone is pulled out under PipeWire; closing
+    it would make ALSA's file pcm deliver endless silence instead).
+    """
+
+    CHUNK = SAMPLE_RATE_HZ * 30 // 1000
+
+    def __init__(self, fifo: Path) -> None:
+        self.fifo = fifo
+        self._queue: list[np.ndarray] = []
+        self._plugged = threading.Event()
+        self._pulled = False
+        self._done = threading.Event()
+        self.said = threading.Event()  # set when the queued speech has been written
+        self._thread: threading.Thread | None = None
+
+    def plug_in(self) -> None:
+        os.mkfifo(self.fifo)
+        self._plugged.set()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def say(self, audio: np.ndarray) -> None:
+        self.said.clear()
+        self._queue.append(audio)
+
+    def pull(self) -> None:
+        self._pulled = True
+        self._plugged.clear()
+        self.fifo.unlink()
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if not self._pulled and self.fifo.exists():
+            self.fifo.unlink()
+
+    def _write(self) -> None:
+        fd = None
+        started, written = time.monotonic(), 0
+        pending = np.zeros(0, dtype=np.float32)
+        try:
+            while not self._done.is_set():
+                if not self._plugged.is_set():
+                    time.sleep(0.05)  # pulled out: silent, the pipe held open
+                    continue
+                if fd is None:
+                    try:
+                        fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader opens it
+                    except OSError:
+                        time.sleep(0.01)
+                        continue
+                    os.set_blocking(fd, True)
+                    started, written = time.monotonic(), 0
+                if not pending.size and self._queue:
+                    pending = self._queue.pop(0)
+                chunk, pending = (pending[: self.CHUNK], pending[self.CHUNK :]) if pending.size else (silence(0.03), pending)
+                if not pending.size and not self._queue:
+                    self.said.set()
+                try:
+                    os.write(fd, pcm16(chunk))
+                except BrokenPipeError:
+                    os.close(fd)
+                    fd = None
+                    continue
+                written += len(chunk)
+                time.sleep(max(0.0, started + written / SAMPLE_RATE_HZ - time.monotonic()))
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+@needs_model
+def test_a_microphone_missing_at_start_then_pulled_out_is_waited_for_and_picked_up(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    """No microphone at start: vcd starts, says so, and retries; it is plugged in, a command works; it is pulled
+    out (the stream stalls, the device is gone): no watchdog pings, STATUS says why; back in: a command works."""
+    fifo = tmp_path / "mic.fifo"
+    alsa_conf = tmp_path / "asound.conf"
+    alsa_conf.write_text(
+        textwrap.dedent(
+            f"""\
+            pcm.vcdtest_file {{
+                type file
+                slave.pcm "null"
+                file "/dev/null"
+                infile "{fifo}"
+                format "raw"
+            }}
+            pcm.vcdtest {{
+                type plug
+                slave {{
+                    pcm "vcdtest_file"
+                    format S16_LE
+                    rate 16000
+                    channels 1
+                }}
+            }}
+            """
+        )
+    )
+    setup(tmp_path)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = environ(
+        ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{alsa_conf}", NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000"
+    )
+    mic = FakeMicrophone(fifo)
+    pulled_mic = None
+    process = start(tmp_path, "--device", "vcdtest", env=env)
+    log = tmp_path / "stderr.log"
+    try:
+        # "no input device matches 'vcdtest'", or "no audio input devices found" where it would be the only one
+        notify.wait_for("STATUS=Waiting for microphone 'vcdtest': microphone: no ", 120)
+        time.sleep(3.5)  # a few retries (1 s, 2 s …)
+        assert notify.since(0, "WATCHDOG=1") == []  # no audio, no pings
+        mic.plug_in()
+        wait_for(lambda: "is there now; listening" in log.read_text(), 30, "the microphone to be opened")
+        notify.wait_for("WATCHDOG=1", 10)
+        mic.say(np.concatenate([voices[COMMAND], silence(1.5)]))
+        wait_for(lambda: sum(c["hook"] == "vcd_intent" for c in hooks(tmp_path)) == 1, 60, "the first intent")
+
+        mic.pull()
+        pulled = time.monotonic()
+        lost = notify.wait_for("STATUS=Not working: ", 10, after=pulled)
+        time.sleep(1.0)
+        assert notify.since(lost, "WATCHDOG=1") == []
+        pulled_mic, mic = mic, FakeMicrophone(fifo)
+        mic.plug_in()
+        wait_for(lambda: log.read_text().count("is there now; listening") == 2, 30, "the microphone to be back")
+        notify.wait_for("WATCHDOG=1", 10, after=lost + 1.0)
+        mic.say(np.concatenate([voices[COMMAND], silence(1.5)]))
+        wait_for(lambda: sum(c["hook"] == "vcd_intent" for c in hooks(tmp_path)) == 2, 60, "the second intent")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+        mic.close()
+        if pulled_mic is not None:
+            pulled_mic.close()
+        notify.close()
+    text = log.read_text()
+    missing = [line for line in text.splitlines() if "WARNING vcd.sources: microphone: no " in line]
+    assert len(missing) == 1, text  # logged once, though looked for again every 1, 2, 4 … s
+    assert "microphone 'vcdtest' (#" in text and ": no audio for 3 s; opening it again" in text
+    intents = [c for c in hooks(tmp_path) if c["hook"] == "vcd_intent"]
+    assert [(c["intent"], c["slots"]["name"]) for c in intents] == [("HassTurnOn", "kitchen light")] * 2
+    assert "Traceback" not in text
+
+
+# --- SIGTERM while starting up ----------------------------------------------------------------
+
+
+@needs_model
+def test_sigterm_during_start_up_takes_the_orderly_path(tmp_path: Path, broker: Any, subscriber: Any) -> None:
+    """At once after the configuration is read, and once the broker has the daemon "online" (the model is
+    loading or just loaded): exit 0, no traceback, and "offline" published when connected."""
+    setup(tmp_path, f'[plugins.mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n')
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('enabled = ["console"]', 'enabled = ["console", "mqtt"]'))
+    write_wav(tmp_path / "quiet.wav", silence(60))
+    log = tmp_path / "stderr.log"
+
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime")
+    try:
+        wait_for(lambda: log.exists() and "configuration config.toml" in log.read_text(), 60, "the configuration")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    text = log.read_text()
+    assert "received SIGTERM" in text and "Traceback" not in text
+    assert "stopping before start (signal SIGTERM)" in text
+    assert [c["hook"] for c in hooks(tmp_path)] in ([], ["vcd_startup", "vcd_shutdown"])
+
+    process = start(tmp_path, "--input", "quiet.wav", "--realtime")
+    try:
+        subscriber.wait_for("vcd/kitchen/status", timeout_s=60, payload="online")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    subscriber.wait_for("vcd/kitchen/status", timeout_s=10, payload="offline")
+    assert "Traceback" not in log.read_text()
+
+
+# --- noise that must not act ------------------------------------------------------------------
+
+
+@needs_model
+def test_white_noise_steady_and_in_bursts_gives_no_command(tmp_path: Path) -> None:
+    """Steady white noise is cut at vad.max_speech_ms and skipped before decoding; bursts of a command's
+    length are decoded and rejected by the recogniser.  (benchmarks/noise_commands.py: the long version.)"""
+    setup(tmp_path)
+    rng = np.random.default_rng(7)
+    steady = (rng.standard_normal(20 * SAMPLE_RATE_HZ) * 0.1).astype(np.float32)
+    bursts = [part for _ in range(6) for part in (silence(1.5), (rng.standard_normal(int(rng.uniform(0.5, 2.5) *
+              SAMPLE_RATE_HZ)) * 0.1).astype(np.float32))]
+    write_wav(tmp_path / "noise.wav", steady, *bursts, silence(1.5))
+    result = vcd_run(tmp_path, "--input", "noise.wav")
+    assert result.returncode == 0, result.stderr.decode()
+    names = [c["hook"] for c in hooks(tmp_path)]
+    assert "vcd_intent" not in names, hooks(tmp_path)
+    ended, decoded = names.count("vcd_speech_ended"), names.count("vcd_transcript")
+    assert ended >= 6 and decoded <= ended - 2  # the two 8 s cuts of steady noise were never decoded
+
+
+@needs_model
+def test_a_plugin_raising_in_every_hook_logs_each_traceback_once_then_counts(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    broken = """
+    import vcd
+
+    @vcd.hookimpl
+    def vcd_speech_started(site):
+        raise RuntimeError("broken at the start")
+
+    @vcd.hookimpl
+    def vcd_speech_ended(site):
+        raise RuntimeError("broken at the end")
+
+    @vcd.hookimpl
+    def vcd_transcript(text):
+        raise RuntimeError("broken transcript")
+
+    @vcd.hookimpl
+    def vcd_intent(intent):
+        raise RuntimeError("broken on purpose")
+    """
+    setup(tmp_path, plugins={"broken": broken})
+    parts = [silence(1)] + [p for _ in range(3) for p in (voices[COMMAND], silence(1.5))]
+    write_wav(tmp_path / "three.wav", *parts)
+    result = vcd_run(tmp_path, "--input", "three.wav")
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert [e["event"] for e in console(result)].count("intent") == 3  # the others still run
+    assert stderr.count("Traceback") == 4, stderr  # 12 failures: one traceback per hook
+    for hook, last in (("vcd_speech_started", "broken at the start"), ("vcd_speech_ended", "broken at the end"),
+                       ("vcd_transcript", "broken transcript"), ("vcd_intent", "broken on purpose")):
+        assert f'plugin "broken": {hook} failed while handling' in stderr
+        assert f'plugin "broken" raised in {hook} 2 more times in the last ' in stderr
+        assert f"(last: RuntimeError: {last})" in stderr

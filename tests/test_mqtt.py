@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -514,8 +515,8 @@ def test_hooks_through_a_real_config(broker: Broker, subscriber: Subscriber, tmp
 # --- TLS and passwords against a real broker -------------------------------------------------------
 
 
-def make_certificates(folder: Path) -> None:
-    """A throw-away CA and a server certificate for 127.0.0.1 (openssl)."""
+def make_certificates(folder: Path, san: str = "IP:127.0.0.1,DNS:localhost") -> None:
+    """A throw-away CA and a server certificate for ``san`` (openssl)."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
     def openssl(*args: str) -> None:
@@ -523,7 +524,7 @@ def make_certificates(folder: Path) -> None:
 
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=vcd test CA")
     openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (folder / "san.ext").write_text(f"subjectAltName={san}\n")
     openssl(
         "x509",
         "-req",
@@ -614,10 +615,130 @@ def test_password_from_a_file_against_a_real_broker(tmp_path: Path, caplog: pyte
         sub.wait_for("vcd/good/status", payload="online")
         assert wait_until(lambda: any("refused the connection" in r.getMessage() for r in caplog.records), 5)
         refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-        assert refused[0] == f"broker 127.0.0.1:{auth_port} refused the connection: Not authorized"
+        assert refused == [
+            f"broker 127.0.0.1:{auth_port} refused the connection: Not authorized (check username and password or "
+            "password_file)"
+        ]
         assert not made[1].publisher.connected
     finally:
         for plugin in made:
             plugin.stop()
         sub.close()
         broker.stop()
+
+
+# --- why a connection fails: each reason logged once, in words ---------------------------------------
+
+
+def tls_broker(folder: Path, tls_port: int, ca: str = "ca.pem") -> Broker:
+    """A mosquitto with a plain listener and a TLS listener on ``tls_port`` (certificates from make_certificates)."""
+    return Broker(
+        folder,
+        head=("per_listener_settings true",),
+        tail=(
+            f"listener {tls_port} 127.0.0.1",
+            "allow_anonymous true",
+            f"cafile {folder}/{ca}",
+            f"certfile {folder}/server.pem",
+            f"keyfile {folder}/server.key",
+        ),
+    )
+
+
+def connection_log(tmp_path: Path, caplog: pytest.LogCaptureFixture, table: dict[str, Any], wait_s: float = 1.5) -> list[str]:
+    """Start a plugin with ``table``, let it fail to connect a few times, stop it; its warnings and errors."""
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
+    raw = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.2, "connect_timeout_s": 2, **table}
+    plugin = MqttPlugin(parse_settings(raw, "config.toml", SITE, tmp_path))
+    plugin.start()
+    try:
+        time.sleep(wait_s)  # several attempts at 0.1..0.2 s
+        assert not plugin.publisher.connected
+        assert plugin.publisher.health() is None  # failing to connect is not broken: paho keeps retrying
+    finally:
+        plugin.stop()
+    return [r.getMessage() for r in caplog.records if "not delivered" not in r.getMessage()]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_each_reason_a_connection_fails_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_certificates(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    make_certificates(other)  # a second CA that did not sign the broker's certificate
+    tls_port = free_port()
+    broker = tls_broker(tmp_path, tls_port)
+    broker.start()
+    try:
+        plain = {"host": "127.0.0.1", "port": broker.port}
+        tls = {"host": "127.0.0.1", "port": tls_port, "tls": {"ca_file": "ca.pem"}}
+        # a CA that did not sign the broker's certificate
+        messages = connection_log(tmp_path, caplog, {**tls, "tls": {"ca_file": "other/ca.pem"}})
+        assert len(messages) == 1, messages  # logged once, though paho tried several times
+        assert messages[0].startswith(f"cannot reach broker 127.0.0.1:{tls_port}: TLS: the broker's certificate is "
+                                      "not trusted (")  # OpenSSL's words follow, e.g. "unable to get local issuer…"
+        assert messages[0].endswith("); check tls.ca_file; retrying every 0.1..0.2 s, commands are queued (up to 100)")
+        # plain MQTT to the TLS port: the broker hangs up before CONNACK
+        messages = connection_log(tmp_path, caplog, {"host": "127.0.0.1", "port": tls_port})
+        assert len(messages) == 1, messages
+        assert messages[0].startswith(f"broker 127.0.0.1:{tls_port} closed the connection before accepting it (")
+        assert messages[0].endswith("); is this a TLS port? (set [plugins.mqtt.tls]); retrying")
+        # TLS to the plain port
+        messages = connection_log(tmp_path, caplog, {**plain, "tls": {"ca_file": "ca.pem"}})
+        assert len(messages) == 1, messages
+        assert messages[0].startswith(f"cannot reach broker 127.0.0.1:{broker.port}: ")
+        assert "TLS handshake" in messages[0] and "is this port a TLS listener?" in messages[0]
+        # nothing listening, and a name that does not resolve
+        port = free_port()
+        messages = connection_log(tmp_path, caplog, {"host": "127.0.0.1", "port": port})
+        assert messages == [
+            f"cannot reach broker 127.0.0.1:{port}: connection refused (nothing listens on that port?); "
+            "retrying every 0.1..0.2 s, commands are queued (up to 100)"
+        ]
+        messages = connection_log(tmp_path, caplog, {"host": "vcd-test.invalid", "port": port})
+        assert len(messages) == 1, messages
+        assert messages[0].startswith(f"cannot reach broker vcd-test.invalid:{port}: cannot resolve the host name "
+                                      "'vcd-test.invalid' (")
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_a_certificate_for_another_host_name_is_named_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_certificates(tmp_path, san="DNS:broker.example")
+    tls_port = free_port()
+    broker = tls_broker(tmp_path, tls_port)
+    broker.start()
+    try:
+        messages = connection_log(tmp_path, caplog, {"host": "127.0.0.1", "port": tls_port, "tls": {"ca_file": "ca.pem"}})
+    finally:
+        broker.stop()
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(f"cannot reach broker 127.0.0.1:{tls_port}: TLS: the broker's certificate is not "
+                                  "for '127.0.0.1' (")
+    assert "connect by the name it was issued to" in messages[0]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # paho's thread dies on purpose
+def test_a_dead_network_thread_is_reported_by_vcd_health(broker: Broker, subscriber: Subscriber) -> None:
+    """paho's network thread dies on a host name the IDNA codec rejects (a UnicodeError, not an OSError)."""
+    settings = replace(parse_settings({"host": broker.host, "port": broker.port}, "config.toml", SITE),
+                       host="mqtt..lan")
+    plugin = MqttPlugin(settings)
+    plugin.start()
+    try:
+        assert wait_until(lambda: plugin.publisher.health() is not None, 10)
+        assert plugin.publisher.health() == "the MQTT network thread has died (broker mqtt..lan:%d); no reconnects" % (
+            broker.port)
+    finally:
+        plugin.stop()
+    healthy = make_plugin(broker)
+    try:
+        subscriber.wait_for("vcd/kitchen/status", payload="online")
+        assert healthy.publisher.health() is None
+        broker.stop()  # an outage is not broken: paho reconnects
+        assert wait_until(lambda: not healthy.publisher.connected, 10)
+        assert healthy.publisher.health() is None
+    finally:
+        healthy.stop()

@@ -522,3 +522,35 @@ def test_the_front_end_runs_as_a_stage_ahead_of_the_vad() -> None:
     assert pipeline.hooks().count("vcd_intent") == 2  # speech comes through the denoiser: two commands
     assert recognizer.denoise_flags == [False, False]  # segments are already denoised: not twice
     assert [thread for thread, _ in recognizer.calls] == ["vcd-asr", "vcd-asr"]
+
+
+class RateSwitchingSource(MemorySource):
+    """Plays its first part at 48 kHz, then a :class:`RateChange` and the rest at 16 kHz (a microphone reopened)."""
+
+    def __init__(self, config: Config, first: np.ndarray, rest: np.ndarray) -> None:
+        super().__init__(config.audio, rest, "a switching microphone")
+        self.rate_hz = 48000
+        self._first = first
+
+    def _run(self, blocks: Any) -> None:
+        from vcd.sources import RateChange
+
+        at_48k = np.repeat(self._first, 3)  # a crude upsampling: what matters is the count of samples
+        for offset in range(0, at_48k.size, 1440):
+            blocks.put(at_48k[offset : offset + 1440], self._stop)
+        blocks.put(RateChange(SAMPLE_RATE_HZ), self._stop)
+        super()._run(blocks)
+
+
+def test_a_rate_change_on_the_block_queue_switches_the_resampler() -> None:
+    recognizer = FakeRecognizer(COMMAND)
+    config = make_config()
+    plugins = plugin_host(Recorder([]))
+    plugins.startup(config)
+    plugins.start_workers()
+    source = RateSwitchingSource(config, commands(1), commands(1))
+    daemon = Daemon(config, recognizer, plugins, source)
+    assert daemon.run(Notes([])) == ExitCode.OK  # type: ignore[arg-type]
+    lengths = [n / SAMPLE_RATE_HZ for _, n in recognizer.calls]
+    assert len(lengths) == 2  # one burst before the switch, one after, each about 1 s long at 16 kHz
+    assert all(1.0 < s < 2.2 for s in lengths), lengths

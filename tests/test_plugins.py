@@ -68,7 +68,7 @@ def test_shipped_plugins_load_by_name(tmp_path: Path) -> None:
     assert host.names == ["console", "example_command"]
     console = host.loaded[0]
     assert console.source == "shipped"
-    assert set(console.hooks) == set(HOOKS)
+    assert set(console.hooks) == set(HOOKS) - {"vcd_health"}  # printing cannot fail in a way worth a restart
 
 
 def test_folder_plugins_load_and_can_be_disabled(tmp_path: Path) -> None:
@@ -232,3 +232,119 @@ def test_workers_are_named_after_their_plugin(tmp_path: Path) -> None:
     host.start_workers()
     assert "vcd-plugin-recorder" in {t.name for t in threading.enumerate()}
     host.drain(1.0)
+
+
+# --- repeated failures, health, undelivered events -------------------------------------------------
+
+RAISER = """
+import vcd
+
+@vcd.hookimpl
+def vcd_intent(intent):
+    raise RuntimeError(f"no {intent} today")
+
+@vcd.hookimpl
+def vcd_transcript(text):
+    raise ValueError("bad transcript")
+"""
+
+
+def test_a_plugin_raising_every_time_logs_one_traceback_then_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = host_for(make_plugins(tmp_path, {"raiser": RAISER}))
+    host.startup(load_config(tmp_path / "config.toml"))
+    host.start_workers()
+    caplog.set_level("ERROR", logger="vcd.plugins")
+    for i in range(20):
+        host.dispatch("vcd_transcript", site="s", text=f"t{i}", confidence=0.5, audio_s=1.0, decode_ms=1.0)
+        host.dispatch("vcd_intent", site="s", intent=f"I{i}", slots={}, text="t", confidence=0.9, timings={})
+    assert host.drain(5.0)
+    lines = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert ('plugin "raiser": vcd_transcript failed while handling transcript \'t0\'', True) in lines
+    assert ('plugin "raiser": vcd_intent failed while handling intent I0 (\'t\')', True) in lines
+    counts = [message for message, _ in lines if "more times" in message]
+    assert len(lines) == 4 and len(counts) == 2, lines  # 40 failures: 2 tracebacks and 2 counts
+    assert any(re.fullmatch(r'plugin "raiser" raised in vcd_intent 19 more times in the last \d+ s '
+                            r"\(last: RuntimeError: no I19 today\)", m) for m in counts), counts
+    assert any(m.startswith('plugin "raiser" raised in vcd_transcript 19 more times') for m in counts), counts
+
+
+def test_failure_counts_are_logged_when_the_window_is_over(caplog: pytest.LogCaptureFixture) -> None:
+    from vcd.plugins import FailureLog
+
+    caplog.set_level("ERROR", logger="vcd.plugins")
+    log = FailureLog(window_s=0.3)
+    for _ in range(3):
+        try:
+            raise OSError("disk full")
+        except OSError as exc:
+            log.failed("saver", "vcd_intent", "intent X", exc)
+    log.flush()
+    assert len(caplog.records) == 1  # the window is still open: only the first, in full
+    time.sleep(0.35)
+    log.flush()
+    assert caplog.records[-1].getMessage() == (
+        'plugin "saver" raised in vcd_intent 2 more times in the last 0 s (last: OSError: disk full)'
+    )
+    try:
+        raise OSError("disk full")
+    except OSError as exc:
+        log.failed("saver", "vcd_intent", "intent Y", exc)  # a new window: in full again
+    assert caplog.records[-1].exc_info is not None and len(caplog.records) == 3
+
+
+HANGER = """
+import threading
+import vcd
+
+release = threading.Event()
+
+@vcd.hookimpl
+def vcd_intent(intent):
+    release.wait(10)
+"""
+
+
+def test_events_not_delivered_at_shutdown_are_counted_without_the_stop_marker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = host_for(make_plugins(tmp_path, {"hanger": HANGER}))
+    host.start_workers()
+    for i in range(3):
+        host.dispatch("vcd_intent", site="s", intent=f"I{i}", slots={}, text="t", confidence=0.9, timings={})
+    time.sleep(0.2)  # the first is being handled, two wait
+    caplog.set_level("WARNING", logger="vcd.plugins")
+    assert host.drain(0.2) is False
+    assert caplog.records[-1].getMessage() == (
+        'plugin "hanger": still handling intent I0 (\'t\') at shutdown; 2 events not delivered'
+    )
+    host.loaded[0].module.release.set()
+
+
+SICKLY = """
+import vcd
+
+state = {"problem": None}
+
+@vcd.hookimpl
+def vcd_health():
+    if state["problem"] == "raise":
+        raise RuntimeError("cannot tell")
+    return state["problem"]
+"""
+
+
+def test_health_collects_each_plugins_problem_and_counts_a_raising_check_as_one(tmp_path: Path) -> None:
+    config_path = make_plugins(tmp_path, {"sickly": SICKLY})
+    host = host_for(config_path)
+    state = host.loaded[0].module.state
+    assert host.health() == []  # not started yet: not asked
+    host.startup(load_config(config_path))
+    assert host.health() == []
+    state["problem"] = "the lamp is out"
+    assert host.health() == ['plugin "sickly": the lamp is out']
+    state["problem"] = "raise"
+    assert host.health() == ['plugin "sickly": vcd_health failed: RuntimeError: cannot tell']
+    host.shutdown("test")
+    assert host.health() == []

@@ -117,3 +117,23 @@ def test_stream_resampler_matches_converting_the_whole_signal(rate_hz: int) -> N
     n = min(len(streamed), len(whole))
     # equal away from the very end (where the whole-signal conversion sees zero padding too)
     assert np.max(np.abs(streamed[: n - 64] - whole[: n - 64])) < 1e-3
+
+
+@needs_espeak
+def test_steady_noise_cut_at_max_speech_ms_is_gated_and_a_command_is_not(tmp_path: Path) -> None:
+    from vcd.daemon import noise_gate
+
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(20 * SAMPLE_RATE_HZ) * 0.1).astype(np.float32)  # loud enough for webrtcvad
+    ends = [e for e in run(Segmenter(VadConfig()), hiss) if isinstance(e, SpeechEnd) and e.kept]
+    cut = [e for e in ends if e.cut]
+    assert len(cut) == 2 and all(e.voiced_share > 0.98 for e in cut)
+    assert all(noise_gate(e) is not None for e in cut)
+    assert noise_gate(cut[0]) == (
+        "8.0 s of unbroken sound (100% voiced) cut at vad.max_speech_ms: steady noise, not a command"
+    )
+    words = speech(tmp_path, "turn on the kitchen light")
+    (end,) = [e for e in run(Segmenter(VadConfig()), np.concatenate([silence(1), words, silence(1.5)]))
+              if isinstance(e, SpeechEnd)]
+    assert 0.3 < end.voiced_share < 1.0 and end.frames == round(end.audio_s * 1000 / 30)
+    assert noise_gate(end) is None

@@ -40,6 +40,9 @@ def setup_logging(level: str = "info") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from vcd.stopper import Stopper
+
+    stopper = Stopper().install()  # first: a SIGTERM while starting up also stops vcd in order (exit 0)
     config = load_config(args.config)
     setup_logging(config.daemon.log_level)
     if args.input not in (None, "-") and not os.path.isfile(args.input):
@@ -48,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _LOGGER.info("vcd %s: configuration %s", __version__, config.label)
     from vcd.daemon import run_daemon
 
-    code = run_daemon(config)
+    code = run_daemon(config, stopper)
     # The orderly shutdown is complete (plugins have run vcd_shutdown).  Skip the
     # interpreter's teardown of the model, numpy and PortAudio: on a busy 2-core box it
     # took several seconds, longer than the whole shutdown is allowed to take.

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
-import sys
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,8 @@ from vcd.controls import Controls
 from vcd.errors import ConfigError, ExitCode, GrammarError, ModelError, VcdError, one_line
 from vcd.keeper import ClipKeeper
 from vcd.plugins import PluginHost, load_plugins
-from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
+from vcd.sources import END, BlockQueue, RateChange, Source, StreamResampler, open_source
+from vcd.stopper import Stopper
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,6 +32,26 @@ END_JOIN_S = 120.0  # how long end of input waits for queued segments to be deco
 DRAIN_STOP_S = 0.3  # plugins: time to deliver queued events after a signal
 DRAIN_END_S = 10.0  # plugins: time to deliver queued events at end of input
 MAX_ASR_FAILURES = 3  # recogniser failures in a row that stop the daemon
+HEALTH_EVERY_S = 1.0  # how often the daemon checks that it is working (audio, threads, plugins' vcd_health)
+AUDIO_STALL_S = 3.0  # no audio block for this long while the source runs: not working
+STATUS_EVERY_S = 60.0  # the STATUS= summary while all is well
+STEADY_VOICED_SHARE = 0.98  # a segment cut at vad.max_speech_ms this voiced throughout is steady noise
+
+
+def noise_gate(end: SpeechEnd) -> str | None:
+    """Why a VAD segment is noise, not a command, from what the VAD knows; None: decode it.
+
+    A segment that the VAD had to cut at ``vad.max_speech_ms`` and whose frames
+    it called speech almost without a break (:data:`STEADY_VOICED_SHARE`) is a
+    steady sound — a fan, a tap, a vacuum cleaner, white noise — not a spoken
+    command, which has pauses and ends.  Skipping it also spares the
+    recogniser decoding 8 s of noise every 8 s.  (Sound that the model cannot
+    fit to a sentence is rejected by the recogniser itself: ``fit_floor``.)
+    """
+    if end.cut and end.voiced_share >= STEADY_VOICED_SHARE:
+        return (f"{end.audio_s:.1f} s of unbroken sound ({end.voiced_share:.0%} voiced) cut at vad.max_speech_ms: "
+                "steady noise, not a command")
+    return None
 
 
 class _Notifier:
@@ -200,14 +220,25 @@ class Daemon:
         """An item of the pipeline, for log lines."""
         if isinstance(item, np.ndarray):
             return f"a {len(item) * 1000 / self.source.rate_hz:.0f} ms block of {self.source.description}"
+        if isinstance(item, RateChange):
+            return f"the switch of {self.source.description} to {item.rate_hz} Hz"
         return str(item)
 
     # --- the stages' steps ---
 
-    def _denoise(self, block: np.ndarray) -> list[np.ndarray]:
+    def _to_16k(self, block: np.ndarray | RateChange) -> np.ndarray:
+        """The first stage's resampling: a block at the source's rate → 16 kHz; a :class:`RateChange` switches rate."""
+        if isinstance(block, RateChange):  # the microphone was opened again at another rate
+            _LOGGER.info("audio now comes at %d Hz", block.rate_hz)
+            rest = self._resampler.flush()
+            self._resampler = StreamResampler(block.rate_hz)
+            return rest
+        return self._resampler.process(block)
+
+    def _denoise(self, block: np.ndarray | RateChange) -> list[np.ndarray]:
         """Front end: an audio block at the source's rate → the denoised 16 kHz audio that is ready."""
         assert self._denoiser is not None
-        out = self._denoiser.process(self._resampler.process(block))
+        out = self._denoiser.process(self._to_16k(block))
         return [out] if out.size else []
 
     def _denoise_rest(self) -> list[np.ndarray]:
@@ -215,9 +246,9 @@ class Daemon:
         assert self._denoiser is not None
         return [self._denoiser.process(self._resampler.flush()), self._denoiser.flush()]
 
-    def _segment(self, block: np.ndarray) -> list[_Segment]:
+    def _segment(self, block: np.ndarray | RateChange) -> list[_Segment]:
         """VAD: an audio block (at the source's rate, or 16 kHz after the front end) → the segments it closed."""
-        samples = block if self._denoiser is not None else self._resampler.process(block)
+        samples = block if self._denoiser is not None else self._to_16k(block)
         return self._speech(self._segmenter.process(samples))
 
     def _segment_rest(self) -> list[_Segment]:
@@ -237,6 +268,10 @@ class Daemon:
                 "vcd_speech_ended", site=self.site, timestamp=event.timestamp, audio_s=round(event.audio_s, 3)
             )
             if event.kept:
+                noise = noise_gate(event)
+                if noise is not None:
+                    _LOGGER.debug("vad: skipped %s", noise)
+                    continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
                 segments.append(_Segment(event.samples, event.timestamp))
         return segments
@@ -339,10 +374,51 @@ class Daemon:
 
     # --- control ---
 
-    def _pipeline_alive(self) -> bool:
-        source_ok = not self.source.live or self.source.is_alive()
-        stages_ok = all(self._threads[stage.name].is_alive() for stage in self.stages)
-        return source_ok and stages_ok and self.plugins.workers_alive()
+    def health(self) -> list[str]:
+        """What keeps the daemon from working now, one line each; empty while it works.
+
+        Working means: every stage's thread runs, the source delivers audio
+        blocks (a running source silent for :data:`AUDIO_STALL_S`, or one that
+        reports a problem such as a missing microphone, is not working), the
+        first stage takes them, every plugin's worker runs, and every plugin
+        that implements ``vcd_health`` reports no problem.
+        """
+        source = self.source
+        now = time.monotonic()
+        problems = []
+        if source.is_alive():  # after the end of a finite input the stages end one by one
+            problems += [f"the {s.name} thread has stopped" for s in self.stages if not self._threads[s.name].is_alive()]
+        if not self.plugins.workers_alive():
+            problems.append("a plugin's worker thread has stopped")
+        if source.live and not source.is_alive():
+            problems.append(f"{source.description}: its thread has stopped")
+        elif source.problem:
+            problems.append(source.problem)
+        elif source.is_alive():
+            blocks = self._blocks
+            if blocks.qsize() and now - blocks.taken_at > AUDIO_STALL_S:
+                problems.append(
+                    f"the {self.stages[0].name} stage has taken no audio for {now - blocks.taken_at:.0f} s "
+                    f"({blocks.qsize()} blocks waiting)"
+                )
+            elif now - blocks.offered_at > AUDIO_STALL_S:
+                problems.append(f"no audio from {source.description} for {now - blocks.offered_at:.0f} s")
+        return problems + self.plugins.health()
+
+    def _check_health(self, notifier: _Notifier, problems: list[str]) -> list[str]:
+        """Check the health; log and tell systemd (STATUS=) when it changes; returns the problems now."""
+        now_problems = self.health()
+        key = [re.sub(r"\d+(\.\d+)?", "N", p) for p in now_problems]  # "for 4 s" → "for 5 s" is no change
+        before = [re.sub(r"\d+(\.\d+)?", "N", p) for p in problems]
+        for problem, k in zip(now_problems, key, strict=True):
+            if k not in before:
+                _LOGGER.warning("not working: %s", problem)
+        if now_problems:
+            notifier.notify("STATUS=Not working: " + "; ".join(now_problems))
+        elif problems:
+            _LOGGER.warning("working again: listening on %s", self.source.description)
+            notifier.notify(f"STATUS=Listening on {self.source.description}; {self._summary()}")
+        return now_problems
 
     def run(self, notifier: _Notifier | None = None) -> int:
         """Start the threads and the source, wait for the end, shut down in order; returns the exit code."""
@@ -360,23 +436,33 @@ class Daemon:
         except VcdError as exc:
             self._fail(exc)
             return self._shutdown(notifier, self.stopper.reason, ended=False)
-        _LOGGER.info("listening on %s (site %r)", self.source.description, self.site)
-        notifier.notify("READY=1", f"STATUS=Listening on {self.source.description}")
+        if self.source.problem is None:
+            _LOGGER.info("listening on %s (site %r)", self.source.description, self.site)
+            notifier.notify("READY=1", f"STATUS=Listening on {self.source.description}")
+        else:  # a microphone not there (yet): the source retries and says so
+            _LOGGER.info("started (site %r); waiting for %s", self.site, self.source.description)
+            notifier.notify("READY=1", f"STATUS=Waiting for {self.source.description}: {self.source.problem}")
         next_ping = 0.0
-        next_status = time.monotonic() + 60
+        next_status = time.monotonic() + STATUS_EVERY_S
+        next_health = 0.0
+        problems: list[str] = []
         last = self._threads[self.stages[-1].name]
         while not self._stopping.is_set():
             if not last.is_alive():
                 break  # end of input through every stage, or a failure (recorded)
-            self._stopping.wait(0.2)
             now = time.monotonic()
-            self.plugins.check_stuck()
-            if notifier.watchdog_s and now >= next_ping and self._pipeline_alive():
+            if now >= next_health:
+                problems = self._check_health(notifier, problems)
+                next_health = now + HEALTH_EVERY_S
+            # the watchdog means "working": no ping while anything is wrong, so systemd restarts vcd
+            if notifier.watchdog_s and now >= next_ping and not problems:
                 notifier.notify("WATCHDOG=1")
                 next_ping = now + notifier.watchdog_s
-            if now >= next_status:
+            if now >= next_status and not problems:
                 notifier.notify(f"STATUS=Listening on {self.source.description}; {self._summary()}")
-                next_status = now + 60
+                next_status = now + STATUS_EVERY_S
+            self._stopping.wait(0.2)
+            self.plugins.check_stuck()
         ended = not self._stopping.is_set() and self._failure is None
         if self.source.error is not None:
             self._fail(self.source.error)
@@ -415,50 +501,6 @@ class Daemon:
         return ExitCode.OK
 
 
-class Stopper:
-    """The stop event and its reason; as a context manager, SIGTERM/SIGINT only set it.
-
-    ``with Stopper() as stopper:`` installs the handlers on entry and puts
-    the previous ones back on exit (uvicorn's ``capture_signals``), so vcd can
-    run inside another program.  A second SIGINT exits at once.  Unlike
-    uvicorn, a signal caught is not raised again on exit: the daemon has
-    shut down in order, and ``vcd run`` exits 0.  Outside the main thread,
-    where Python cannot install handlers, the context does nothing.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.reason = ""
-        self._previous: dict[int, Any] = {}
-
-    def request(self, reason: str) -> None:
-        if not self.reason:
-            self.reason = reason
-        self.event.set()
-
-    def __enter__(self) -> Self:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            # None: the handler was not installed from Python; the default is the best guess
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        self._previous = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.event.is_set() and signum == signal.SIGINT:
-            sys.stderr.write("vcd: second interrupt, exiting now\n")
-            sys.stderr.flush()
-            os._exit(130)
-        _LOGGER.info("received %s", name)
-        self.request(f"signal {name}")
-
-
 def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -> Any:
     """Load the recogniser the ``[recognizer]`` section names: the model, and the sentences compiled to its grammar.
 
@@ -490,29 +532,49 @@ def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -
         raise ConfigError(one_line(f"{config.label}: {exc}")) from None
 
 
-def run_daemon(config: Config) -> int:
-    """``vcd run``: load plugins, start them, load the model, open the audio, run until stopped."""
+def run_daemon(config: Config, stopper: Stopper | None = None) -> int:
+    """``vcd run``: load plugins, start them, load the model, open the audio, run until stopped.
+
+    ``stopper``: signal handlers the caller installed as early as it could
+    (``vcd run`` does so before reading the configuration), so that a
+    SIGTERM during start-up also takes the orderly path; None installs them here.
+    """
+    if stopper is None:
+        with Stopper() as own:
+            return run_daemon(config, own)
     notifier = _Notifier()
-    with Stopper() as stopper:
-        notifier.notify("STATUS=Loading plugins")
-        plugins = load_plugins(config)
-        _LOGGER.info("plugins loaded: %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
-        controls = Controls()
-        plugins.startup(config, controls)
-        try:
-            source = open_source(config.audio)  # reads a file / finds the device; starts nothing
-            notifier.notify("STATUS=Loading the recogniser")
-            started = time.monotonic()
-            lists_version, lists = controls.lists()  # what the plugins added during start-up
-            recognizer = load_recognizer(config, lists)
-            _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
-        except BaseException as exc:
-            plugins.shutdown(f"error: {exc}")
-            raise
-        if stopper.event.is_set():
-            _LOGGER.info("stopping before start (%s)", stopper.reason)
-            notifier.notify("STOPPING=1")
+
+    def stopped_early(plugins: PluginHost | None) -> bool:
+        if not stopper.event.is_set():
+            return False
+        _LOGGER.info("stopping before start (%s)", stopper.reason)
+        notifier.notify("STOPPING=1", f"STATUS=Stopping: {stopper.reason}")
+        if plugins is not None:
             plugins.shutdown(stopper.reason)
+        return True
+
+    notifier.notify("STATUS=Loading plugins")
+    plugins = load_plugins(config)
+    _LOGGER.info("plugins loaded: %s", ", ".join(f"{p.name} ({p.source})" for p in plugins.loaded) or "none")
+    if stopped_early(None):
+        return ExitCode.OK
+    controls = Controls()
+    plugins.startup(config, controls)
+    if stopped_early(plugins):
+        return ExitCode.OK
+    try:
+        source = open_source(config.audio)  # reads a file / finds the device; starts nothing
+        if stopped_early(plugins):
             return ExitCode.OK
-        plugins.start_workers()
-        return Daemon(config, recognizer, plugins, source, stopper, controls, lists_version).run(notifier)
+        notifier.notify("STATUS=Loading the recogniser")
+        started = time.monotonic()
+        lists_version, lists = controls.lists()  # what the plugins added during start-up
+        recognizer = load_recognizer(config, lists)
+        _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
+    except BaseException as exc:
+        plugins.shutdown(f"error: {exc}")
+        raise
+    if stopped_early(plugins):
+        return ExitCode.OK
+    plugins.start_workers()
+    return Daemon(config, recognizer, plugins, source, stopper, controls, lists_version).run(notifier)

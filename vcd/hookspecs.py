@@ -1,8 +1,8 @@
 """Hook specifications: the moments of the pipeline that plugins can react to.
 
 Every hook is called with keyword arguments only, so an implementation may
-accept any subset of the arguments.  Apart from ``vcd_startup`` (main thread)
-and ``vcd_shutdown`` (a thread of its own), hooks are delivered on the plugin's own worker thread
+accept any subset of the arguments.  Apart from ``vcd_startup`` and ``vcd_health`` (main
+thread) and ``vcd_shutdown`` (a thread of its own), hooks are delivered on the plugin's own worker thread
 (``vcd-plugin-NAME``) through a bounded queue: a slow plugin delays only itself,
 and when its queue is full new events for it are dropped (and logged).
 Return values are ignored unless a spec says otherwise.
@@ -133,6 +133,23 @@ def vcd_unrecognized(site: str, text: str, confidence: float, audio_s: float) ->
     :param audio_s: length of the decoded audio, seconds.
 
     Called on the plugin's worker thread; may block (only this plugin waits).
+    """
+
+
+@hookspec
+def vcd_health() -> str | None:
+    """Can this plugin do its work right now?  The daemon's liveness check (systemd's watchdog).
+
+    :return: None when the plugin is working (or recovering by itself, e.g. reconnecting
+        to a server), else a short description of what is wrong, e.g.
+        ``"network thread has died"``.  It goes to the log (once per change) and to
+        systemd's ``STATUS=``, and while any plugin reports a problem vcd stops
+        pinging the watchdog (so systemd restarts it).
+
+    Optional: a plugin without it counts as healthy.  Called on the main thread
+    about once a second while the daemon runs (after :func:`vcd_startup`);
+    must not block: look at state, do no I/O (well under 10 ms).  An
+    exception counts as a problem.
     """
 
 

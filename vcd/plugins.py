@@ -30,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "vcd"
 SHIPPED_PACKAGE = "vcd_plugins"
 STUCK_AFTER_S = 5.0  # a plugin busy this long with one event is reported
+REPEAT_WINDOW_S = 60.0  # a failure repeated within this long after its traceback is only counted
 
 
 @dataclass
@@ -113,11 +114,61 @@ def _describe(hook: str, kwargs: dict[str, Any]) -> str:
     return hook[4:].replace("_", " ")
 
 
+class FailureLog:
+    """Logs repeated plugin failures without flooding the log.
+
+    The first failure of a plugin in a hook (per exception type) is logged
+    with its traceback; the same failure again within ``window_s`` is only
+    counted, and the count is logged in one line when the window is over
+    (:meth:`flush`, called about every second and at shutdown):
+    ``plugin "X" raised in vcd_intent 19 more times in the last 60 s (last: RuntimeError: …)``.
+    Thread-safe: the plugin workers and the main thread report to one log.
+    """
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        # (plugin, hook, exception type) -> [window start, repeats since, last message]
+        self._open: dict[tuple[str, str, str], list[Any]] = {}
+
+    def failed(self, plugin: str, hook: str, what: str, exc: BaseException) -> None:
+        """Report that ``plugin`` raised ``exc`` in ``hook`` while handling ``what``; call from an ``except`` block."""
+        key = (plugin, hook, type(exc).__name__)
+        now = time.monotonic()
+        self.flush(now)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None:
+                entry[1] += 1
+                entry[2] = f"{type(exc).__name__}: {exc}"
+                return
+            self._open[key] = [now, 0, ""]
+        _LOGGER.error('plugin "%s": %s failed while handling %s', plugin, hook, what, exc_info=exc)
+
+    def flush(self, now: float | None = None, everything: bool = False) -> None:
+        """Log the counts of the windows that are over (``everything``: of all, at shutdown)."""
+        now = time.monotonic() if now is None else now
+        lines = []
+        with self._lock:
+            for key, (start, repeats, last) in list(self._open.items()):
+                if everything or now - start >= self.window_s:
+                    del self._open[key]
+                    if repeats:
+                        lines.append((key, repeats, now - start, last))
+        for (plugin, hook, _), repeats, span, last in lines:
+            _LOGGER.error(
+                'plugin "%s" raised in %s %d more time%s in the last %.0f s (last: %s)',
+                plugin, hook, repeats, "" if repeats == 1 else "s", span, last,
+            )
+
+
 class _Worker:
     """One plugin's thread and bounded event queue."""
 
-    def __init__(self, name: str, queue_size: int) -> None:
+    def __init__(self, name: str, queue_size: int, failures: FailureLog | None = None) -> None:
         self.name = name
+        self.failures = failures or FailureLog()
+        self._marker_queued = False  # close() put the stop marker, which qsize() counts
         self.queue: queue.Queue[tuple[Any, str, dict[str, Any]] | None] = queue.Queue(maxsize=queue_size)
         self.dropped = 0
         self.busy_since: float | None = None
@@ -142,8 +193,13 @@ class _Worker:
     def close(self) -> None:
         try:
             self.queue.put_nowait(None)
+            self._marker_queued = True
         except queue.Full:
             pass  # a stuck plugin: its daemon thread dies with the process
+
+    def waiting(self) -> int:
+        """Events queued and not yet started (the stop marker is not an event)."""
+        return max(0, self.queue.qsize() - (1 if self._marker_queued else 0))
 
     def check_stuck(self, now: float) -> None:
         since = self.busy_since
@@ -154,7 +210,7 @@ class _Worker:
                 self.name,
                 self.busy_with,
                 now - since,
-                self.queue.qsize(),
+                self.waiting(),
             )
 
     def _run(self) -> None:
@@ -168,8 +224,8 @@ class _Worker:
             self._warned = False
             try:
                 impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception:
-                _LOGGER.exception('plugin "%s": %s failed while handling %s', self.name, hook, self.busy_with)
+            except Exception as exc:  # noqa: BLE001 (logged with its traceback by FailureLog)
+                self.failures.failed(self.name, hook, self.busy_with, exc)
             finally:
                 self.busy_since = None
                 self.busy_with = ""
@@ -184,6 +240,7 @@ class PluginHost:
         self.queue_size = queue_size
         self._workers: dict[str, _Worker] = {}
         self._started: list[str] = []
+        self.failures = FailureLog()
 
     @property
     def names(self) -> list[str]:
@@ -230,8 +287,8 @@ class PluginHost:
     def start_workers(self) -> None:
         """Start one worker thread per plugin that implements an event hook."""
         for plugin in self.loaded:
-            if set(plugin.hooks) - {"vcd_check_config", "vcd_startup", "vcd_shutdown"}:
-                self._workers[plugin.name] = _Worker(plugin.name, self.queue_size)
+            if set(plugin.hooks) - {"vcd_check_config", "vcd_startup", "vcd_shutdown", "vcd_health"}:
+                self._workers[plugin.name] = _Worker(plugin.name, self.queue_size, self.failures)
 
     def dispatch(self, hook: str, **kwargs: Any) -> None:
         """Queue ``hook(**kwargs)`` for every plugin implementing it; never blocks, never raises."""
@@ -243,9 +300,30 @@ class PluginHost:
             worker.offer(impl, hook, copy.deepcopy(kwargs))
 
     def check_stuck(self) -> None:
+        """Report plugins busy with one event too long, and the counts of repeated failures that are due."""
         now = time.monotonic()
         for worker in self._workers.values():
             worker.check_stuck(now)
+        self.failures.flush(now)
+
+    def health(self) -> list[str]:
+        """Call ``vcd_health`` of every started plugin; the problems they report, each prefixed with the plugin's name.
+
+        A plugin that raises is reported as a problem (its traceback logged,
+        repeats rate-limited like any hook failure).
+        """
+        problems = []
+        for impl in self._impls("vcd_health"):
+            if impl.plugin_name not in self._started:
+                continue
+            try:
+                problem = impl.function()
+            except Exception as exc:  # noqa: BLE001 (logged with its traceback by FailureLog)
+                self.failures.failed(impl.plugin_name, "vcd_health", "a health check", exc)
+                problem = f"vcd_health failed: {type(exc).__name__}: {exc}"
+            if problem:
+                problems.append(f'plugin "{impl.plugin_name}": {problem}')
+        return problems
 
     def workers_alive(self) -> bool:
         return all(w.thread.is_alive() for w in self._workers.values())
@@ -264,8 +342,9 @@ class PluginHost:
                     'plugin "%s": still handling %s at shutdown; %d events not delivered',
                     worker.name,
                     worker.busy_with or "its queue",
-                    worker.queue.qsize(),
+                    worker.waiting(),
                 )
+        self.failures.flush(everything=True)
         return done
 
     def shutdown(self, reason: str, timeout_s: float = 1.2, only: list[str] | None = None) -> None:

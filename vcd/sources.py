@@ -9,6 +9,7 @@ import select
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,12 +18,23 @@ import numpy as np
 from vcd.audio import AudioFile, StreamResampler  # noqa: F401 - StreamResampler: where the daemon takes it from
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import AudioConfig
-from vcd.errors import AudioError, VcdError
+from vcd.errors import AudioError
 
 _LOGGER = logging.getLogger(__name__)
 
 LOG_EVERY_S = 10.0  # overrun warnings: at most one per this many seconds
 END = None  # put on the block queue after the last block of a finite source
+RETRY_MIN_S = 1.0  # a missing microphone: first wait before looking again, seconds (doubles each try)
+RETRY_MAX_S = 30.0  # … up to this, seconds
+STALL_S = 3.0  # an open microphone that delivers nothing for this long is closed and opened again, seconds
+CLOSE_WAIT_S = 2.0  # closing a microphone stream: give up after this long, seconds
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """On the block queue before the first block at another rate (a microphone opened again at its new rate)."""
+
+    rate_hz: int
 
 
 class BlockQueue:
@@ -33,11 +45,15 @@ class BlockQueue:
     """
 
     def __init__(self, maxsize: int) -> None:
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[np.ndarray | RateChange | None] = queue.Queue(maxsize=maxsize)
         self.dropped = 0
         self._next_log = 0.0
+        now = time.monotonic()
+        self.offered_at = now  # time.monotonic() when the source last delivered a block (kept or dropped)
+        self.taken_at = now  # … and when the first stage last took one
 
     def offer(self, block: np.ndarray) -> bool:
+        self.offered_at = time.monotonic()
         try:
             self._queue.put_nowait(block)
             return True
@@ -52,11 +68,12 @@ class BlockQueue:
                 )
             return False
 
-    def put(self, block: np.ndarray | None, stop: threading.Event) -> bool:
+    def put(self, block: np.ndarray | RateChange | None, stop: threading.Event) -> bool:
         """Wait for room; give up (False) when ``stop`` is set."""
         while not stop.is_set():
             try:
                 self._queue.put(block, timeout=0.1)
+                self.offered_at = time.monotonic()
                 return True
             except queue.Full:
                 continue
@@ -74,9 +91,11 @@ class BlockQueue:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> np.ndarray | None:
-        """The next block or :data:`END`; raises :class:`queue.Empty` after ``timeout`` seconds."""
-        return self._queue.get(timeout=timeout)
+    def get(self, timeout: float) -> np.ndarray | RateChange | None:
+        """The next block, a :class:`RateChange` or :data:`END`; raises :class:`queue.Empty` after ``timeout`` seconds."""
+        item = self._queue.get(timeout=timeout)
+        self.taken_at = time.monotonic()
+        return item
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -88,6 +107,11 @@ class Source:
     description = "audio"
     rate_hz = SAMPLE_RATE_HZ
     live = False  # True for the microphone: it never ends by itself
+
+    @property
+    def problem(self) -> str | None:
+        """Why the source delivers no audio now (while it retries by itself), or None."""
+        return None
 
     def start(self, blocks: BlockQueue) -> None:
         raise NotImplementedError
@@ -278,80 +302,214 @@ def find_device(device: str | int) -> dict[str, Any]:
 
 
 class MicSource(Source):
-    """A PortAudio input stream at the device's native rate and channels.
+    """A PortAudio input stream at the device's native rate and channels, kept open by a thread of its own.
 
     The callback runs on PortAudio's thread and only copies the block into
-    the queue; conversion to 16 kHz mono happens on the VAD thread.
+    the queue; conversion to 16 kHz mono happens on the VAD thread.  The
+    thread ``vcd-mic`` opens the stream and watches it: a microphone that is
+    missing (at start, or unplugged), whose stream stops, or that delivers no
+    audio for :data:`STALL_S` is opened again after a back-off of
+    :data:`RETRY_MIN_S` doubling to :data:`RETRY_MAX_S`, looked up again by
+    name (a USB microphone plugged in later is found).  Each change (lost,
+    back) is logged once; :attr:`problem` says what is wrong meanwhile.  When
+    it comes back at another rate, a :class:`RateChange` goes on the queue
+    before its first block.
     """
 
     live = True
 
     def __init__(self, config: AudioConfig, device: str | int) -> None:
         self.config = config
-        self.device = find_device(device)
-        self.rate_hz = self.device["rate_hz"]
+        self.wanted = device
+        self._sd = _sounddevice()  # no PortAudio at all: an error now, retrying cannot help
+        self.device: dict[str, Any] | None = None
         self.channels = 0  # chosen when the stream opens
-        self.description = f"microphone {self.device['name']!r} (#{self.device['index']}, {self.rate_hz} Hz)"
         self.overflows = 0
         self._stream: Any = None
         self._error: BaseException | None = None
-        self._stopping = False
+        self._stop = threading.Event()
+        self._finished = threading.Event()  # PortAudio ended the stream (device gone, or our abort)
+        self._thread: threading.Thread | None = None
+        self._stuck: threading.Thread | None = None  # closing a stream that did not close in time
+        self._last_block = 0.0  # time.monotonic() of the last callback
+        self._problem: str | None = None  # what is wrong now (None: delivering)
+        self._logged: str | None = None  # the problem last logged, without its retry delay
+        self.description = f"microphone {device!r}" if device != "" else "the default microphone"
+        try:
+            self._look_up()  # the rate and name for the log before the daemon starts, if it is there
+        except AudioError as exc:
+            self._problem = str(exc)
+
+    def _look_up(self) -> dict[str, Any]:
+        self.device = find_device(self.wanted)
+        self.rate_hz = self.device["rate_hz"]
+        self.description = f"microphone {self.device['name']!r} (#{self.device['index']}, {self.rate_hz} Hz)"
+        return self.device
+
+    @property
+    def problem(self) -> str | None:
+        """What keeps the microphone from delivering audio now (missing, stalled, reopening), or None."""
+        return self._problem
 
     def start(self, blocks: BlockQueue) -> None:
-        sd = _sounddevice()
+        self._thread = threading.Thread(target=self._guarded, args=(blocks,), name="vcd-mic", daemon=True)
+        self._thread.start()
+
+    def _guarded(self, blocks: BlockQueue) -> None:
+        try:
+            self._keep_open(blocks)
+        except Exception as exc:  # a bug: reported by the daemon as the reason it stops
+            _LOGGER.exception("%s: watching the microphone failed", self.description)
+            self._error = exc
+            blocks.end()
+        finally:
+            self._close()
+
+    def _keep_open(self, blocks: BlockQueue) -> None:
+        """Open the stream, watch it, and open it again (with back-off) whenever it fails, until stopped."""
+        delay = RETRY_MIN_S
+        refresh = False  # re-read the device list before the next look-up
+        while not self._stop.is_set():
+            try:
+                if refresh:
+                    self._refresh_devices()
+                self._open(blocks)
+            except AudioError as exc:
+                self._report(str(exc), f"; trying again in {delay:.0f} s")
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, RETRY_MAX_S)
+                refresh = True
+                continue
+            if self._logged is not None:
+                _LOGGER.warning("%s is there now; listening", self.description)
+            else:
+                _LOGGER.debug("%s is open", self.description)
+            self._problem = self._logged = None
+            delay = RETRY_MIN_S
+            lost = self._watch()
+            self._close()
+            if lost is None:
+                return  # stopped
+            self._report(lost, "; opening it again")
+            self.device = None  # look it up again: it may come back under another index
+            refresh = True
+
+    def _report(self, problem: str, retry: str) -> None:
+        """Set the current problem; log it when it differs from the one last logged."""
+        self._problem = problem + retry
+        if problem != self._logged:
+            self._logged = problem
+            _LOGGER.warning("%s%s", problem, retry)
+        else:
+            _LOGGER.debug("%s%s", problem, retry)
+
+    def _watch(self) -> str | None:
+        """Wait while the stream delivers; return why it stopped being usable, or None when asked to stop."""
+        while not self._stop.wait(0.2):
+            if self._finished.is_set():
+                return f"{self.description}: the input stream stopped (device unplugged?)"
+            idle = time.monotonic() - self._last_block
+            if idle > STALL_S:
+                return f"{self.description}: no audio for {idle:.0f} s"
+        return None
+
+    def _refresh_devices(self) -> None:
+        """Re-initialise PortAudio so that devices plugged in since show up (only while no stream is open)."""
+        if self._stuck is not None and self._stuck.is_alive():
+            return  # terminating PortAudio would wait for the stream that does not close
+        try:
+            self._sd._terminate()
+            self._sd._initialize()
+        except self._sd.PortAudioError as exc:
+            raise AudioError(f"{self.description}: cannot re-read the audio devices ({exc})") from None
+
+    def _open(self, blocks: BlockQueue) -> None:
+        """Look the device up (if needed) and start a stream on it; AudioError when that fails."""
+        sd = self._sd
+        expected_rate = self.rate_hz  # what the VAD thread converts from
+        device = self.device or self._look_up()
+        self._finished.clear()
 
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
             if status.input_overflow:
                 self.overflows += 1
+            self._last_block = time.monotonic()
             blocks.offer(indata.copy())
-
-        def finished() -> None:
-            if not self._stopping:
-                self._error = VcdError(f"{self.description}: the input stream stopped unexpectedly")
-            blocks.end()
 
         # One channel where the device (or ALSA's plug layer) can mix down itself; else the
         # fewest it takes.  Extra channels are averaged on the VAD thread.
-        max_ch = self.device["channels"]
+        max_ch = device["channels"]
         last: Exception | None = None
+        stream = None
         for channels in dict.fromkeys(c for c in (1, 2, max_ch) if c <= max_ch):
             try:
-                self._stream = sd.InputStream(
-                    device=self.device["index"],
+                stream = sd.InputStream(
+                    device=device["index"],
                     samplerate=self.rate_hz,
                     channels=channels,
                     dtype="int16",  # what microphones deliver; converted on the VAD thread
                     blocksize=self.rate_hz * self.config.block_ms // 1000,
                     callback=callback,
-                    finished_callback=finished,
+                    finished_callback=self._finished.set,
                 )
                 self.channels = channels
                 break
-            except sd.PortAudioError as exc:
+            except (sd.PortAudioError, ValueError) as exc:
                 last = exc
-        else:
+        if stream is None:
+            self.device = None
             raise AudioError(f"{self.description}: cannot open ({last})")
+        self._stream = stream
         self.description = (
-            f"microphone {self.device['name']!r} (#{self.device['index']}, {self.rate_hz} Hz, {self.channels} ch)"
+            f"microphone {device['name']!r} (#{device['index']}, {self.rate_hz} Hz, {self.channels} ch)"
         )
+        if self.rate_hz != expected_rate and not blocks.put(RateChange(self.rate_hz), self._stop):
+            return
+        self._last_block = time.monotonic()
         try:
-            self._stream.start()
+            stream.start()
         except sd.PortAudioError as exc:
+            self._close()
+            self.device = None
             raise AudioError(f"{self.description}: cannot start ({exc})") from None
 
-    def stop(self) -> None:
-        self._stopping = True
-        if self._stream is not None:
+    def _close(self) -> None:
+        """Abort and close the stream, giving up after :data:`CLOSE_WAIT_S`.
+
+        A stream whose device stopped answering can block PortAudio's abort
+        indefinitely (its thread sits in a read); it is then left to a thread
+        of its own, and PortAudio is not re-initialised while that thread lives.
+        """
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+
+        def close() -> None:
             try:
-                self._stream.abort()
-                self._stream.close()
+                stream.abort()
+                stream.close()
             except Exception:
                 _LOGGER.exception("closing %s failed", self.description)
+
+        closer = threading.Thread(target=close, name="vcd-mic-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_WAIT_S)
+        if closer.is_alive():
+            _LOGGER.warning("%s: the stream does not close (the device does not answer); leaving it", self.description)
+            self._stuck = closer
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        else:
+            self._close()
         if self.overflows:
             _LOGGER.warning("%s reported %d input overflows", self.description, self.overflows)
 
     def is_alive(self) -> bool:
-        return self._stream is not None and self._stream.active
+        return self._thread is not None and self._thread.is_alive()
 
 
 def open_source(config: AudioConfig) -> Source:

@@ -32,6 +32,13 @@ class SpeechEnd:
     kept: bool
     cut: bool = False  # closed by vad.max_speech_ms rather than by silence
     start_sample: int = 0  # where ``samples`` begin in the stream fed to the segmenter (16 kHz samples)
+    voiced_frames: int = 0  # frames of the segment that webrtcvad called speech
+    frames: int = 0  # frames in the segment
+
+    @property
+    def voiced_share(self) -> float:
+        """The share of the segment's frames that webrtcvad called speech, 0..1."""
+        return self.voiced_frames / self.frames if self.frames else 0.0
 
     @property
     def audio_s(self) -> float:
@@ -153,4 +160,5 @@ class Segmenter:
             )
         self._reset()
         return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut,
-                         start_sample=self._start_frame * self._frame_len)
+                         start_sample=self._start_frame * self._frame_len, voiced_frames=int(voiced_frames),
+                         frames=len(segment))

@@ -105,6 +105,12 @@ def vcd_unrecognized(site: str, text: str, confidence: float, audio_s: float) ->
 
 
 @vcd.hookimpl
+def vcd_health() -> str | None:
+    """Not working when paho's network thread or the sender thread has died (a broker outage is fine: it reconnects)."""
+    return _plugin.publisher.health() if _plugin is not None else None
+
+
+@vcd.hookimpl
 def vcd_shutdown(reason: str) -> None:
     """Deliver what is queued, publish ``offline`` and wait for it (``shutdown_wait_s``), disconnect."""
     global _plugin

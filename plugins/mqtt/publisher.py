@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,35 @@ class Message:
     qos: int
     retain: bool
     what: str  # for log lines: "intent HassTurnOn", "command 0 (HassTurnOn)" …
+
+
+def describe_connect_error(exc: BaseException | None, host: str, tls: bool) -> str:
+    """Why a connection attempt failed, in words a user can act on (the exception paho's reconnect raised)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        if "hostname" in detail.lower() or "ip address mismatch" in detail.lower():
+            return f"TLS: the broker's certificate is not for {host!r} ({detail}); connect by the name it was issued to"
+        return f"TLS: the broker's certificate is not trusted ({detail}); check tls.ca_file"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if reason in ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE") or (
+            "wrong version" in str(exc)
+        ):
+            return f"TLS handshake failed ({reason}): is this port a TLS listener?"
+        return f"TLS handshake failed: {reason}"
+    if tls and isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return f"the broker hung up during the TLS handshake ({exc.strerror or exc}): is this port a TLS listener?"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name {host!r} ({exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port?)"
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if exc is None:
+        return "unknown reason"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Publisher:
@@ -61,11 +92,11 @@ class Publisher:
         self._acked: set[int] = set()
         self._stopping = False
         self._flush_deadline = 0.0
-        self._outage_logged = False
-        self._refusal_logged = False
+        self._problem_logged: str | None = None  # the connection problem last logged (each is logged once)
         self.dropped = 0
         self.delivered = 0
         self._thread = threading.Thread(target=self._run, name="vcd-mqtt", daemon=True)
+        self._network_started = False  # loop_start() was called
         self.client_id = settings.client_id or f"vcd-{settings.site}"
         self.client = self._make_client()
 
@@ -101,17 +132,28 @@ class Publisher:
         client.on_message = self._on_message
         return client
 
+    def _problem(self, level: int, message: str) -> None:
+        """Log a connection problem once per change; paho retries with back-off, repeats go to debug."""
+        if message != self._problem_logged:
+            self._problem_logged = message
+            _LOGGER.log(level, "%s", message)
+        else:
+            _LOGGER.debug("again: %s", message)
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         s = self.settings
         if reason.is_failure:
-            if not self._refusal_logged:  # paho retries with back-off: say it once, not every attempt
-                self._refusal_logged = True
-                _LOGGER.error("broker %s:%d refused the connection: %s", s.host, s.port, reason)
-            else:
-                _LOGGER.debug("broker %s:%d refused the connection again: %s", s.host, s.port, reason)
+            hint = ""
+            if reason.value in (4, 5, 134, 135):  # bad user name or password / not authorised (v3.1.1, v5)
+                hint = " (check username and password or password_file)"
+            self._problem(logging.ERROR, f"broker {s.host}:{s.port} refused the connection: {reason}{hint}")
             return
-        _LOGGER.info("connected to %s:%d as %r", s.host, s.port, self.client_id)
-        self._outage_logged = self._refusal_logged = False
+        if self._problem_logged is not None:
+            _LOGGER.info("connected to %s:%d as %r (the problem before: %s)", s.host, s.port, self.client_id,
+                         self._problem_logged)
+        else:
+            _LOGGER.info("connected to %s:%d as %r", s.host, s.port, self.client_id)
+        self._problem_logged = None
         client.publish(s.availability_topic, ONLINE, qos=AVAILABILITY_QOS, retain=True)
         for topic, payload in self.discovery:
             client.publish(topic, payload, qos=AVAILABILITY_QOS, retain=True)
@@ -123,33 +165,36 @@ class Publisher:
             self._cond.notify_all()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the attempt: the exception is the reason
         s = self.settings
-        if not self._outage_logged:
-            self._outage_logged = True
-            _LOGGER.warning(
-                "cannot reach broker %s:%d; retrying every %g..%g s, commands are queued (up to %d)",
-                s.host,
-                s.port,
-                s.reconnect_min_s,
-                s.reconnect_max_s,
-                s.queue_size,
-            )
-        else:
-            _LOGGER.debug("broker %s:%d still unreachable", s.host, s.port)
+        reason = describe_connect_error(sys.exc_info()[1], s.host, s.tls is not None)
+        level = logging.ERROR if reason.startswith(("TLS", "cannot resolve")) else logging.WARNING
+        self._problem(
+            level,
+            f"cannot reach broker {s.host}:{s.port}: {reason}; retrying every {s.reconnect_min_s:g}.."
+            f"{s.reconnect_max_s:g} s, commands are queued (up to {s.queue_size})",
+        )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._cond:
             was_connected, self._connected = self._connected, False
             stopping = self._stopping
             self._cond.notify_all()
-        if was_connected and not stopping:
-            self._outage_logged = True
-            _LOGGER.warning(
-                "lost the connection to %s:%d (%s); reconnecting, commands are queued (up to %d)",
-                self.settings.host,
-                self.settings.port,
-                reason,
-                self.settings.queue_size,
+        if stopping:
+            return
+        s = self.settings
+        if was_connected:
+            self._problem(
+                logging.WARNING,
+                f"lost the connection to {s.host}:{s.port} ({reason}); reconnecting, commands are queued "
+                f"(up to {s.queue_size})",
+            )
+        elif self._problem_logged is None or not self._problem_logged.startswith(f"broker {s.host}:{s.port} refused"):
+            # closed before CONNACK: what a TLS listener does with plain MQTT, or a broker that drops us
+            hint = "; is this a TLS port? (set [plugins.mqtt.tls])" if s.tls is None else ""
+            self._problem(
+                logging.ERROR,
+                f"broker {s.host}:{s.port} closed the connection before accepting it ({reason}){hint}; retrying",
             )
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
@@ -179,11 +224,21 @@ class Publisher:
         s = self.settings
         self.client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self.client.loop_start()
+        self._network_started = True
         self._thread.start()
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def health(self) -> str | None:
+        """None while the client works (connected, or paho reconnecting by itself); else what is broken."""
+        # paho forgets its network thread (``_thread``, no public API) when it ends, and only we stop it
+        if self._network_started and not self._stopping and getattr(self.client, "_thread", False) is None:
+            return f"the MQTT network thread has died (broker {self.settings.host}:{self.settings.port}); no reconnects"
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stopping:
+            return "the MQTT sender thread has died; commands are not published"
+        return None
 
     def pending(self) -> int:
         with self._cond:
