@@ -14,8 +14,8 @@
    the test noise at 10 dB over the whole stream.  Also the model alone on the continuous stream
    (no VAD; detections less than 2 s apart count once), to show what the VAD gate changes.
 3. *CPU*: process CPU time (all threads, TensorFlow Lite's included) of the VAD, of the wake
-   stage and of the model alone, as % of one core per second of audio listened to.  The stream is almost all speech, the worst case: in a
-   quiet room the wake model does not run at all.
+   stage and of the model alone, as % of one core per second of audio listened to.  The stream
+   is almost all speech, the worst case: in a quiet room the wake model does not run at all.
 
 Every figure is given at the model's own cutoff (0.9) and at the thresholds of ``--thresholds``.
 ``--openwakeword`` also measures ``pyopen-wakeword``'s "alexa" model (if installed) alone on the
