@@ -51,6 +51,13 @@ def test_the_wheel_ships_four_wake_words() -> None:
     assert set(builtin_wake_words()) >= {"alexa", "hey_jarvis", "hey_mycroft", "okay_nabu"}
 
 
+def test_the_wake_stage_imports_without_torch() -> None:
+    """A small board (a satellite) can run the VAD and the wake word without the recogniser's torch."""
+    code = "import sys; sys.modules['torch'] = None; import vcd.wake; vcd.wake.WakeWordModel('alexa')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 @requires_espeak
 def test_the_model_hears_alexa_and_not_a_command(alexa: WakeWordModel) -> None:
     assert alexa.name == "alexa" and alexa.threshold == alexa.model_threshold == 0.9
