@@ -1,6 +1,6 @@
 """Wake-word benchmark: the shipped microWakeWord "alexa" model behind vcd's VAD, as the daemon runs it.
 
-    .venv/bin/python benchmarks/wake.py --data ../shared/data [--minutes 45] [--openwakeword]
+    .venv/bin/python benchmarks/wake.py --data ../shared/data [--minutes 45] [--phrases] [--openwakeword]
 
 1. *Detection*: every real "alexa" clip of ``wakewords/`` (Picovoice's crowd-sourced benchmark,
    ~3 s each with room noise), with 1 s of silence before and after, cut by the VAD (default
@@ -18,7 +18,9 @@
    is almost all speech, the worst case: in a quiet room the wake model does not run at all.
 
 Every figure is given at the model's own cutoff (0.9) and at the thresholds of ``--thresholds``.
-``--openwakeword`` also measures ``pyopen-wakeword``'s "alexa" model (if installed) alone on the
+``--phrases`` also measures the typed-phrase spotter (``wake.phrase``: vcd's own phone model against
+its free phone loop) on the first ``--phrase-clips`` clips of each of the four phrases of
+``wakewords/``, and on the same clean talk.  ``--openwakeword`` also measures ``pyopen-wakeword``'s "alexa" model (if installed) alone on the
 same clips and on the first ``--oww-minutes`` of the clean stream, for the comparison in
 docs/daemon.md.  A fixed seed: a rerun prints the same figures (the CPU figures vary).
 """
@@ -41,10 +43,11 @@ from vcd.config import VadConfig  # noqa: E402
 from vcd.training.augment import mix_at_snr  # noqa: E402
 from vcd.training.corpora import noise_files  # noqa: E402
 from vcd.vad import Segmenter, SpeechEnd, float_to_pcm16  # noqa: E402
-from vcd.wake import FEATURE_STEP_S, WakeWordModel  # noqa: E402
+from vcd.wake import FEATURE_STEP_S, PHRASE_THRESHOLD, PhraseSpotter, WakeWordModel  # noqa: E402
 
 RATE = 16000
 TALK_CORPORA = ("commonvoice", "speechocean762", "an4-train")
+PHRASES = ("alexa", "smart mirror", "snowboy", "view glass")  # the phrases of wakewords/
 PAD = np.zeros(RATE, dtype=np.float32)
 
 
@@ -121,6 +124,38 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def phrases(data: Path, rows: list[dict], talk: list[np.ndarray], hours: float, limit: int,
+            thresholds: list[float], vad: VadConfig) -> None:
+    """The typed-phrase spotter (vcd's phone model) on each phrase of wakewords/ and on the talk."""
+    spotters = {p: PhraseSpotter(p) for p in PHRASES}
+    audio_s = hours * 3600
+    started = time.process_time()
+    talk_posteriors = [spotters["alexa"].posteriors(t) for t in talk]  # the same model for every phrase
+    posterior_cpu = time.process_time() - started
+    print(f"\nTyped phrases (`wake.phrase`, vcd's phone model; default threshold {PHRASE_THRESHOLD:g}), behind the "
+          f"VAD, clean; the first {limit} clips of each phrase; false accepts on the same {hours * 60:.0f} min of talk:")
+    print("| phrase | phones | " + " | ".join(f"{t:g}: detected, FA/h" for t in thresholds)
+          + " | lowest threshold with no false accept: detected |")
+    print("|---|---|" + "---|" * (len(thresholds) + 1))
+    search_cpu = 0.0
+    for phrase, spotter in spotters.items():
+        clips = [read_audio(data / "wakewords" / r["file"]) for r in rows if r["text"] == phrase][:limit]
+        best = []
+        for clip in clips:
+            parts = segments(np.concatenate([PAD, clip, PAD]), vad, {})
+            best.append(max((spotter.scores(p).max(initial=0.0) for p in parts), default=0.0))
+        detected = np.array(best)
+        started = time.process_time()
+        fa = np.array([spotter.scores_of(lp).max(initial=0.0) for lp in talk_posteriors])
+        search_cpu += time.process_time() - started
+        cells = [f"{pct(float((detected > t).mean()))}, {int((fa > t).sum()) / hours:.2f}" for t in thresholds]
+        zero = float(fa.max(initial=0.0))
+        print(f"| {phrase} | {' '.join(spotter.phones)} | {' | '.join(cells)} | "
+              f"> {zero:.3f}: {pct(float((detected > zero).mean()))} |")
+    print(f"CPU on the talk: the phone model {100 * posterior_cpu / audio_s:.2f} % of one core, the phrase search "
+          f"{100 * search_cpu / len(spotters) / audio_s:.2f} % per phrase")
+
+
 def openwakeword(clips: list[np.ndarray], stream: np.ndarray, thresholds: list[float]) -> None:
     """pyopen-wakeword's alexa model alone on the clips and a stream: detection, false accepts, CPU."""
     try:
@@ -160,6 +195,8 @@ def main() -> int:
     parser.add_argument("--model", default="alexa", help="wake word model (default alexa: the clips say alexa)")
     parser.add_argument("--minutes", type=float, default=45.0, help="minutes of talk for false accepts (default 45)")
     parser.add_argument("--thresholds", default="0.5,0.7,0.8,0.95", help="thresholds besides the model's own")
+    parser.add_argument("--phrases", action="store_true", help="also measure typed phrases (wake.phrase)")
+    parser.add_argument("--phrase-clips", type=int, default=100, help="clips per phrase for it (default 100)")
     parser.add_argument("--openwakeword", action="store_true", help="also measure pyopen-wakeword's alexa model")
     parser.add_argument("--oww-minutes", type=float, default=10.0, help="minutes of talk for it (default 10)")
     parser.add_argument("--clips", type=int, default=0, help="use only the first N alexa clips (0: all)")
@@ -199,10 +236,11 @@ def main() -> int:
           + ", ".join(f"{c} {s / 60:.1f} min" for c, s in seconds.items()) + ")")
     fa: dict[str, np.ndarray] = {}
     listen_cpu: dict[str, dict[str, float]] = {}
+    talk_parts: dict[str, list[np.ndarray]] = {}
     noisy = mix_at_snr(stream, noise_track(noises, stream.size, rng), 10.0)
     for label, audio in (("clean", stream), ("10 dB", noisy)):
         listen_cpu[label] = {}
-        parts = segments(audio, vad, listen_cpu[label])
+        parts = talk_parts[label] = segments(audio, vad, listen_cpu[label])
         fa[label] = peaks(model, parts, listen_cpu[label])
         listen_cpu[label]["segments"] = len(parts)
         listen_cpu[label]["speech_s"] = sum(p.size for p in parts) / RATE
@@ -231,6 +269,8 @@ def main() -> int:
               f"together {100 * (c['vad'] + c['wake']) / audio_s:.2f} %")
     print(f"  the model alone on every 10 ms of the stream (no VAD): {100 * alone_cpu / audio_s:.2f} %")
 
+    if args.phrases:
+        phrases(args.data, rows, talk_parts["clean"], hours, args.phrase_clips, [0.5, 0.6, PHRASE_THRESHOLD, 0.8], vad)
     if args.openwakeword:
         openwakeword(clips, stream[: int(args.oww_minutes * 60 * RATE)], thresholds)
     return 0

@@ -87,6 +87,7 @@ class WakeConfig:
 
     enabled: bool = False  # only speech that follows the wake word goes to the recogniser
     model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
+    phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
     threshold: float = 0.0  # detection probability 0..1; 0 = the model's own cutoff (0.9 for alexa)
     window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
 
@@ -269,6 +270,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         {
             "enabled": _bool,
             "model": _str(nonempty=True),
+            "phrase": _str(),
             "threshold": _float(0.0, 1.0),
             "window_ms": _int(500, 60000),
         },
@@ -353,9 +355,9 @@ def _cross_check(config: Config, label: str) -> None:
     if config.audio.source == "file" and config.audio.file is None:
         raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')
     if config.wake.enabled:  # load the model now, so that `vcd check-config` finds one that does not load
-        from vcd.wake import WakeWordModel
+        from vcd.wake import load_wake_model
 
-        WakeWordModel(config.wake.model, config.wake.threshold, key=f"{label}: wake.model")
+        load_wake_model(config)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path | None:

@@ -109,7 +109,7 @@ class Daemon:
         front_end = getattr(recognizer, "front_end", None)
         self._denoiser = front_end.stream() if front_end is not None else None  # the denoise stage's state
         self._segmenter = Segmenter(config.vad)
-        self._wake = WakeGate.from_config(config.wake, config.vad, config.label) if config.wake.enabled else None
+        self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
         self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]

