@@ -29,7 +29,7 @@ from vcd.daemon import Daemon
 from vcd.errors import ConfigError, ExitCode
 from vcd.plugins import LoadedPlugin, PluginHost
 from vcd.sources import MemorySource
-from vcd.wake import WakeGate, WakeWordModel, builtin_wake_words
+from vcd.wake import PHRASE_THRESHOLD, PhraseSpotter, WakeGate, WakeWordModel, builtin_wake_words
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "vcd" / "models" / "default.pt"
@@ -84,6 +84,40 @@ def test_a_higher_threshold_is_harder_to_pass() -> None:
     strict = WakeWordModel("alexa", threshold=0.999)
     assert strict.threshold == 0.999
     assert strict.detect(utterances("alexa")) is None
+
+
+# --- a typed phrase (vcd's own phone model) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hey_computer() -> PhraseSpotter:
+    if not MODEL.exists():
+        pytest.skip(f"no model at {MODEL}")
+    return PhraseSpotter("Hey computer")
+
+
+@requires_espeak
+def test_a_typed_phrase_is_spotted_and_other_speech_is_not(hey_computer: PhraseSpotter) -> None:
+    assert hey_computer.name == "hey computer" and hey_computer.threshold == PHRASE_THRESHOLD
+    assert hey_computer.phones == ["HH", "EY", "K", "AH", "M", "P", "Y", "UW", "T", "ER"]
+    heard = hey_computer.detect(utterances("hey computer"))
+    assert heard is not None and heard.name == "hey computer" and heard.score > PHRASE_THRESHOLD
+    assert 0.5 + 0.4 < heard.end_s < 0.5 + len(speak("hey computer")) / 16000 + 0.2
+    for text in (COMMAND, OTHER_COMMAND, "computer", "alexa", "the quick brown fox jumps over the lazy dog"):
+        assert hey_computer.detect(utterances(text)) is None, text
+    assert hey_computer.detect(silence(2)) is None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "message"),
+    [
+        ("hi", "wake.phrase: 'hi' is too short to spot (2 phones; use at least 4)"),
+        ("hey !!!", "wake.phrase: '!!!' is not a word"),
+    ],
+)
+def test_a_phrase_that_cannot_be_spotted_is_one_line(tmp_path: Path, phrase: str, message: str) -> None:
+    text = f'[wake]\nenabled = true\nphrase = "{phrase}"\n'
+    assert error_of(tmp_path, text) == f"{tmp_path / 'config.toml'}: {message}"
 
 
 # --- the command window (the gate alone, with explicit times) ------------------------------------
@@ -150,7 +184,7 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 
 def test_wake_is_off_by_default(tmp_path: Path) -> None:
-    assert Config().wake == WakeConfig(enabled=False, model="alexa", threshold=0.0, window_ms=5000)
+    assert Config().wake == WakeConfig(enabled=False, model="alexa", phrase="", threshold=0.0, window_ms=5000)
     path = tmp_path / "config.toml"
     path.write_text('[wake]\nmodel = "no such word"\n')  # checked only when enabled
     assert load_config(path).wake.enabled is False
@@ -317,6 +351,16 @@ def test_the_stage_passes_only_the_command_after_the_wake_word(recognizer: Any) 
     wake = recorder.calls[0]
     assert wake[1] == "vcd-plugin-recorder" and wake[2]["site"] == "hall" and 0.9 < wake[2]["score"] <= 1.0
     assert daemon.counts["segments"] == 1
+
+
+@requires_espeak
+@needs_model
+def test_the_stage_with_a_typed_phrase(recognizer: Any) -> None:
+    audio = utterances(OTHER_COMMAND, 1.5, "hey computer", 1.5, COMMAND)
+    recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, phrase="hey computer"))
+    hooks = [(hook, kwargs.get("intent") or kwargs.get("name") or kwargs.get("text")) for hook, _, kwargs in
+             recorder.calls]
+    assert hooks == [("vcd_wake", "hey computer"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn")]
 
 
 @requires_espeak

@@ -241,16 +241,19 @@ class PhraseSpotter:
     def __init__(self, phrase: str, model: str | Path | None = None, threshold: float = 0.0,
                  key: str = "wake.phrase") -> None:
         from vcd.errors import ModelError
-        from vcd.phonetics import LABEL_ID, Lexicon
+        from vcd.phonetics import LABEL_ID, Lexicon, normalize_word
 
         words = phrase.lower().split()
+        for word in words:
+            if not normalize_word(word):
+                raise ConfigError(f"{key}: {word!r} is not a word")
         lexicon = Lexicon()
         lexicon.prefetch(words)
         phones: list[str] = []
         for word in words:
             prons = lexicon(word)
             if not prons:
-                raise ConfigError(f"{key}: no pronunciation for {word!r} (not in cmudict, and espeak-ng does not know it)")
+                raise ConfigError(f"{key}: no pronunciation for {word!r} (not in cmudict; espeak-ng missing?)")
             phones += prons[0]
         if len(phones) < 4:
             raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
