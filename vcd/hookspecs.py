@@ -87,9 +87,11 @@ def vcd_wake(site: str, name: str, score: float, timestamp: float) -> None:
     """The wake word was heard: the next command goes to the recogniser (only with ``[wake] enabled``).
 
     :param site: the ``daemon.site`` of this hub.
-    :param name: which wake word, e.g. ``"alexa"`` (a built-in model's name, or the stem of
-        the ``.tflite`` file of a model named by its ``.json`` path).
-    :param score: the model's probability when it crossed ``wake.threshold``, 0..1.
+    :param name: which wake word, e.g. ``"alexa"`` (a built-in model's name, the stem of
+        the ``.tflite`` file of a model named by its ``.json`` path, or the typed
+        ``wake.phrase`` in lower case, e.g. ``"hey computer"``).
+    :param score: the model's probability (a typed phrase: its confidence) when it crossed
+        ``wake.threshold``, 0..1.
     :param timestamp: when the wake word ended, ``time.time()`` seconds (estimated from the
         end of its speech segment; the hook comes after that segment closed).
 
