@@ -88,7 +88,7 @@ class WakeConfig:
     enabled: bool = False  # only speech that follows the wake word goes to the recogniser
     model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
     phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
-    threshold: float = 0.0  # detection probability 0..1; 0 = the model's own cutoff (0.9 for alexa)
+    threshold: float = 0.0  # detection score 0..1; 0 = the model's own cutoff (0.9 for alexa; 0.7 for a phrase)
     window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
 
 
