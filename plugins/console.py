@@ -4,7 +4,7 @@ Configured by an optional ``[plugins.console]`` table::
 
     [plugins.console]
     format = "text"        # "text" for people, "json" for one JSON object per line
-    events = ["speech", "intent", "unrecognized"]   # any of: speech, transcript, intent, unrecognized
+    events = ["speech", "wake", "intent", "unrecognized"]   # any of: speech, wake, transcript, intent, unrecognized
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 import vcd
 
 NAME = "console"
-EVENTS = ("speech", "transcript", "intent", "unrecognized")
-_settings: dict[str, Any] = {"format": "text", "events": {"speech", "intent", "unrecognized"}}
+EVENTS = ("speech", "wake", "transcript", "intent", "unrecognized")
+DEFAULT_EVENTS = ["speech", "wake", "intent", "unrecognized"]
+_settings: dict[str, Any] = {"format": "text", "events": set(DEFAULT_EVENTS)}
 _lock = threading.Lock()
 
 
@@ -52,7 +53,7 @@ def _parse(config: vcd.Config) -> dict[str, Any]:
     fmt = table.get("format", "text")
     if fmt not in ("text", "json"):
         raise config.key_error(f"plugins.{NAME}.format", f"must be 'text' or 'json' (got {fmt!r})")
-    events = table.get("events", ["speech", "intent", "unrecognized"])
+    events = table.get("events", DEFAULT_EVENTS)
     if not isinstance(events, list) or not all(e in EVENTS for e in events):
         raise config.key_error(f"plugins.{NAME}.events", f"must be a list of {', '.join(EVENTS)} (got {events!r})")
     return {"format": fmt, "events": set(events)}
@@ -66,6 +67,12 @@ def vcd_speech_started(site: str, timestamp: float) -> None:
 @vcd.hookimpl
 def vcd_speech_ended(site: str, timestamp: float, audio_s: float) -> None:
     _emit("speech_ended", f"[{site}] speech ended ({audio_s:.2f} s)", site=site, timestamp=timestamp, audio_s=audio_s)
+
+
+@vcd.hookimpl
+def vcd_wake(site: str, name: str, score: float, timestamp: float) -> None:
+    _emit("wake", f"[{site}] wake word {name!r} (score {score:.2f})", site=site, name=name, score=score,
+          timestamp=timestamp)
 
 
 @vcd.hookimpl

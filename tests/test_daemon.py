@@ -83,6 +83,11 @@ def vcd_unrecognized(site, text, confidence, audio_s):
 
 
 @vcd.hookimpl
+def vcd_wake(site, name, score, timestamp):
+    _write("vcd_wake", site=site, name=name, score=score, timestamp=timestamp)
+
+
+@vcd.hookimpl
 def vcd_shutdown(reason):
     _write("vcd_shutdown", reason=reason)
 '''
@@ -840,3 +845,32 @@ def test_a_plugin_raising_in_every_hook_logs_each_traceback_once_then_counts(
         assert f'plugin "broken": {hook} failed while handling' in stderr
         assert f'plugin "broken" raised in {hook} 2 more times in the last ' in stderr
         assert f"(last: RuntimeError: {last})" in stderr
+
+
+@needs_model
+def test_with_a_wake_word_only_the_command_after_it_is_recognised(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    """[wake] enabled: "turn off the tv" before "alexa" is ignored; the command after it calls vcd_intent."""
+    setup(tmp_path, "[wake]\nenabled = true\nmodel = \"alexa\"\nwindow_ms = 4000\n")
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('events = ["speech", ', 'events = ["wake", '))
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "alexa.wav"), "alexa"], check=True)
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "tv.wav"), "turn off the tv"], check=True)
+    alexa, tv = read_audio(tmp_path / "alexa.wav"), read_audio(tmp_path / "tv.wav")
+    write_wav(tmp_path / "wake.wav", silence(1), tv, silence(1.5), alexa, silence(1.2), voices[COMMAND], silence(1.5))
+    before = time.time()
+    result = vcd_run(tmp_path, "--input", "wake.wav")
+    assert result.returncode == 0, result.stderr.decode()
+    calls = [c for c in hooks(tmp_path) if c["hook"] not in ("vcd_speech_started", "vcd_speech_ended")]
+    assert [c["hook"] for c in calls] == [
+        "vcd_startup", "vcd_wake", "vcd_transcript", "vcd_intent", "vcd_shutdown"
+    ], result.stderr.decode()
+    wake, intent = calls[1], calls[3]
+    assert wake["thread"] == "vcd-plugin-recorder" and wake["site"] == "kitchen" and wake["name"] == "alexa"
+    assert 0.9 < wake["score"] <= 1.0 and before < wake["timestamp"] < intent["timings"]["speech_end"]
+    assert (intent["intent"], intent["slots"]["name"]) == ("HassTurnOn", "kitchen light")
+    assert [c["hook"] for c in hooks(tmp_path)].count("vcd_speech_ended") == 3  # the VAD still hears everything
+    events = console(result)
+    assert [e["event"] for e in events] == ["wake", "transcript", "intent"]
+    assert events[0]["name"] == "alexa" and events[0]["site"] == "kitchen"

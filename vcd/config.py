@@ -87,6 +87,17 @@ class AdaptConfig:
 
 
 @dataclass(frozen=True)
+class WakeConfig:
+    """``[wake]``: an optional wake word in front of the recogniser (off by default)."""
+
+    enabled: bool = False  # only speech that follows the wake word goes to the recogniser
+    model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
+    phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
+    threshold: float = 0.0  # detection score 0..1; 0 = the model's own cutoff (0.9 for alexa; 0.7 for a phrase)
+    window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
 
@@ -107,6 +118,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    wake: WakeConfig = field(default_factory=WakeConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @property
@@ -278,6 +290,16 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "max_clips": _int(1, 100000),
         },
     ),
+    "wake": (
+        WakeConfig,
+        {
+            "enabled": _bool,
+            "model": _str(nonempty=True),
+            "phrase": _str(),
+            "threshold": _float(0.0, 1.0),
+            "window_ms": _int(500, 60000),
+        },
+    ),
     "plugins": (
         PluginsConfig,
         {"enabled": _names, "disabled": _names, "dirs": _paths, "queue_size": _int(1, 100000)},
@@ -389,6 +411,9 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
         if section == "adapt" and "folder" in values:
             key = "folder"
             values["folder"] = _resolve(base, values["folder"])
+        if section == "wake" and str(values.get("model", "")).endswith(".json"):
+            key = "model"
+            values["model"] = _resolve(base, values["model"])
         if section == "plugins" and "dirs" in values:
             key = "dirs"
             values["dirs"] = tuple(_exists(_resolve(base, d), "folder", folder=True) for d in values["dirs"])
@@ -407,6 +432,10 @@ def _cross_check(config: Config, label: str) -> None:
         )
     if config.audio.source == "file" and config.audio.file is None:
         raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')
+    if config.wake.enabled:  # load the model now, so that `vcd check-config` finds one that does not load
+        from vcd.wake import load_wake_model
+
+        load_wake_model(config)
 
 
 def find_config_path(explicit: str | Path | None = None) -> Path | None:

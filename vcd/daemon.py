@@ -23,6 +23,7 @@ from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, RateChange, Source, StreamResampler, open_source
 from vcd.stopper import Stopper
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
+from vcd.wake import WakeGate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Daemon:
         front_end = getattr(recognizer, "front_end", None)
         self._denoiser = front_end.stream() if front_end is not None else None  # the denoise stage's state
         self._segmenter = Segmenter(config.vad)
+        self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
         self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]
@@ -150,13 +152,16 @@ class Daemon:
         recogniser takes segments, calls the plugins and returns nothing.  A
         recogniser's front end (a denoiser), when it has one, runs first on the
         stream (blocks in, 16 kHz blocks out), so that when a command ends only
-        the model is left to run; a wake-word gate would go between the VAD and
-        the recogniser (segments in, those to decode out).
+        the model is left to run; the wake-word gate, when ``[wake]`` enables
+        it, goes between the VAD and the recogniser (segments in, those to
+        decode out).
         """
         stages = [  # the VAD's inbox holds audio blocks when the front end is ahead of it
             Stage("vad", self._segment, finish=self._segment_rest, inbox_size=self.config.audio.queue_blocks),
             Stage("asr", self._recognize, max_failures=MAX_ASR_FAILURES),
         ]
+        if self._wake is not None:
+            stages.insert(-1, Stage("wake", self._gate, max_failures=MAX_ASR_FAILURES))
         if self._denoiser is not None:
             stages.insert(0, Stage("denoise", self._denoise, finish=self._denoise_rest))
         return stages
@@ -275,6 +280,18 @@ class Daemon:
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
                 segments.append(_Segment(event.samples, event.timestamp))
         return segments
+
+    def _gate(self, segment: _Segment) -> list[_Segment]:
+        """Wake word: a speech segment → the command to decode, if it follows the wake word; calls vcd_wake."""
+        assert self._wake is not None
+        heard = self._wake.process(segment.samples, segment.speech_end)
+        if heard.detection is not None:
+            detection = heard.detection
+            heard_at = segment.speech_end - (len(segment.samples) / SAMPLE_RATE_HZ - detection.end_s)
+            self.plugins.dispatch(
+                "vcd_wake", site=self.site, name=detection.name, score=detection.score, timestamp=round(heard_at, 3)
+            )
+        return [] if heard.command is None else [_Segment(heard.command, segment.speech_end)]
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""

@@ -89,6 +89,27 @@ def vcd_speech_ended(site: str, timestamp: float, audio_s: float) -> None:
 
 
 @hookspec
+def vcd_wake(site: str, name: str, score: float, timestamp: float) -> None:
+    """The wake word was heard: the next command goes to the recogniser (only with ``[wake] enabled``).
+
+    :param site: the ``daemon.site`` of this hub.
+    :param name: which wake word, e.g. ``"alexa"`` (a built-in model's name, the stem of
+        the ``.tflite`` file of a model named by its ``.json`` path, or the typed
+        ``wake.phrase`` in lower case, e.g. ``"hey computer"``).
+    :param score: the model's probability (a typed phrase: its confidence) when it crossed
+        ``wake.threshold``, 0..1.
+    :param timestamp: when the wake word ended, ``time.time()`` seconds (estimated from the
+        end of its speech segment; the hook comes after that segment closed).
+
+    The command that follows is reported by :func:`vcd_transcript` and
+    :func:`vcd_intent` or :func:`vcd_unrecognized` as usual; when none
+    comes within ``wake.window_ms`` nothing more is called.
+    Called on the plugin's worker thread; may block (only this plugin waits),
+    but a plugin that plays a sound should do so at once.
+    """
+
+
+@hookspec
 def vcd_transcript(site: str, text: str, confidence: float, audio_s: float, decode_ms: float) -> None:
     """The recogniser decoded a segment, whether or not it is a known command.
 

