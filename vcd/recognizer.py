@@ -45,6 +45,8 @@ class Recognition:
 
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+# Beam of the pruned search, log-probability (0: the exact search over every phone state); see docs/benchmarks.md.
+DEFAULT_BEAM = 20.0
 
 
 def segment_features(samples: np.ndarray, front_end=None):
@@ -78,7 +80,8 @@ class Recognizer:
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
-                 confidence_scale: float, front_end=None, fit_floor: float | None = None) -> None:
+                 confidence_scale: float, front_end=None, fit_floor: float | None = None,
+                 beam: float = DEFAULT_BEAM) -> None:
         self.model = model
         self.front_end = front_end
         self.intents = intents
@@ -87,14 +90,16 @@ class Recognizer:
         self.min_confidence = min_confidence
         self.confidence_scale = confidence_scale
         self.fit_floor = fit_floor
+        self.beam = beam
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
-             lexicon=None, front_end: str = "auto") -> "Recognizer":
+             lexicon=None, front_end: str = "auto", beam: float = DEFAULT_BEAM) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences (None: the bundled ones).
 
         ``front_end`` names the denoiser run on the audio before the features (:mod:`vcd.denoise`):
         ``"auto"`` takes the one the model was trained with (its ``front_end``, else none).
+        ``beam`` prunes the search (:func:`vcd.decoder.search`; 0 = exact).
         """
         import torch
 
@@ -109,13 +114,14 @@ class Recognizer:
         intents = load_intents(sentences)
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
         word_graph = compile_word_graph(intents)
+        started = time.perf_counter()
         graph = build_phone_graph(word_graph, lexicon or Lexicon())
-        _LOGGER.info("grammar: %d intents, %d phone states, %d edges", len(intents.intents), graph.size,
-                     graph.src.size)
+        _LOGGER.info("grammar: %d intents, %d phone states, %d edges (built in %.2f s)", len(intents.intents),
+                     graph.size, graph.src.size, time.perf_counter() - started)
         return cls(net, intents, word_graph, graph,
                    DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                    float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
-                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]))
+                   None if extra.get("fit_floor") is None else float(extra["fit_floor"]), float(beam))
 
     def posteriors(self, samples: np.ndarray, denoise: bool = True) -> np.ndarray:
         """CTC log-posteriors (frames, labels) of 16 kHz mono float32 audio.
@@ -136,7 +142,7 @@ class Recognizer:
 
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
-        from vcd.decoder import viterbi
+        from vcd.decoder import search
         from vcd.grammar import meaning
 
         started = time.perf_counter()
@@ -144,7 +150,7 @@ class Recognizer:
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
-        hyp = viterbi(self.graph, self.posteriors(samples, denoise))
+        hyp = search(self.graph, self.posteriors(samples, denoise), self.beam)
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
         intent, slots = meaning(hyp.tags) or (None, {})
