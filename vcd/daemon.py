@@ -60,6 +60,7 @@ class _Notifier:
 class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
+    result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
 
     def __str__(self) -> str:
         return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment"
@@ -107,7 +108,11 @@ class Daemon:
         self._resampler = StreamResampler(source.rate_hz)  # the first stage's state: to 16 kHz
         front_end = getattr(recognizer, "front_end", None)
         self._denoiser = front_end.stream() if front_end is not None else None  # the denoise stage's state
-        self._segmenter = Segmenter(config.vad)
+        # the recogniser is not thread-safe: the VAD's completeness check and the recogniser stage take turns
+        self._recognizer_lock = threading.Lock()
+        # a recogniser without a completeness check (a test double) is endpointed by silence alone
+        complete = self._complete if hasattr(recognizer, "complete") else None
+        self._segmenter = Segmenter(config.vad, complete=complete)
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
         self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]
@@ -219,6 +224,20 @@ class Daemon:
         rest = np.zeros(0, dtype=np.float32) if self._denoiser is not None else self._resampler.flush()
         return self._speech(self._segmenter.process(rest) + self._segmenter.flush())
 
+    def _recognize_segment(self, samples: np.ndarray) -> Any:
+        """The recogniser's Recognition of a segment (recogniser thread)."""
+        with self._recognizer_lock:
+            if self._denoiser is not None:  # the stream was denoised ahead of the VAD
+                return self.recognizer.recognize(samples, denoise=False)
+            return self.recognizer.recognize(samples)
+
+    def _complete(self, samples: np.ndarray) -> Any:
+        """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None."""
+        with self._recognizer_lock:
+            if self._denoiser is not None:
+                return self.recognizer.complete(samples, denoise=False)
+            return self.recognizer.complete(samples)
+
     def _speech(self, events: list[SpeechStart | SpeechEnd]) -> list[_Segment]:
         source = self.source.description
         segments = []
@@ -232,15 +251,12 @@ class Daemon:
             )
             if event.kept:
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                segments.append(_Segment(event.samples, event.timestamp))
+                segments.append(_Segment(event.samples, event.timestamp, event.result))
         return segments
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
-        if self._denoiser is not None:  # the stream was denoised ahead of the VAD
-            result = self.recognizer.recognize(segment.samples, denoise=False)
-        else:
-            result = self.recognizer.recognize(segment.samples)
+        result = segment.result if segment.result is not None else self._recognize_segment(segment.samples)
         recognized_at = time.time()
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)
@@ -423,7 +439,7 @@ def load_recognizer(config: Config) -> Any:
     rec = config.recognizer
     return Recognizer.load(
         sentences=rec.sentences, model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
-        front_end=rec.front_end,
+        front_end=rec.front_end, beam=rec.beam,
     )
 
 

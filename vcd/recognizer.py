@@ -140,6 +140,21 @@ class Recognizer:
         """
         return self.decode(samples, denoise)[0]
 
+    def complete(self, samples: np.ndarray, denoise: bool = True) -> Recognition | None:
+        """The recognition of a segment that may not be over yet, if it is a whole command; else None.
+
+        Whole: recognised (confident, the sentence fits the sound) and no longer sentence of the grammar
+        starts with its words, so more audio could only make it another command or none.  The daemon asks
+        this after a short pause (``vad.early_silence_ms``) to end the command without waiting for the
+        full ``vad.silence_ms``.
+        """
+        result, hyp = self.decode(samples, denoise)
+        if not result.recognized or hyp is None or hyp.continues:
+            _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
+                          "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
+            return None
+        return result
+
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
         from vcd.decoder import search

@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import webrtcvad
@@ -31,6 +33,12 @@ class SpeechEnd:
     samples: np.ndarray  # float32 mono 16 kHz, including pre-roll
     kept: bool
     cut: bool = False  # closed by vad.max_speech_ms rather than by silence
+    result: Any = None  # what the completeness check decoded when it closed the segment early (None otherwise)
+
+    @property
+    def early(self) -> bool:
+        """Closed after ``vad.early_silence_ms`` because the command was complete."""
+        return self.result is not None
 
     @property
     def audio_s(self) -> float:
@@ -53,16 +61,24 @@ class Segmenter:
     share of the last ``silence_ms`` is unvoiced, or at ``max_speech_ms``.
     The segment keeps ``preroll_ms`` before the trigger window and at most
     ``preroll_ms`` of the trailing silence.  Not thread-safe: one thread feeds it.
+
+    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, once that much
+    silence follows speech the segment so far is passed to ``complete``; when it returns something
+    (the decoded command: complete, confident, nothing in the grammar could follow it) the segment
+    closes at once, carrying that result.  Otherwise the silence runs on to ``silence_ms`` as usual;
+    the check runs again after the next pause if speech resumes.
     """
 
-    def __init__(self, config: VadConfig) -> None:
+    def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None) -> None:
         self.config = config
+        self._complete = complete if config.early_silence_ms else None
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._frame_len = SAMPLE_RATE_HZ * config.frame_ms // 1000
         frames = lambda ms: max(1, round(ms / config.frame_ms))  # noqa: E731
         self._window_frames = frames(config.trigger_window_ms)
         self._preroll_frames = round(config.preroll_ms / config.frame_ms)
         self._silence_frames = frames(config.silence_ms)
+        self._early_frames = frames(config.early_silence_ms)
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
@@ -76,6 +92,8 @@ class Segmenter:
         self._window: collections.deque[bool] = collections.deque(maxlen=self._window_frames)
         self._tail: collections.deque[bool] = collections.deque(maxlen=self._silence_frames)
         self._segment: list[tuple[np.ndarray, bool]] = []
+        self._quiet_frames = 0  # unvoiced frames since the last voiced one
+        self._checked = False  # the completeness check ran during this pause
 
     @property
     def in_speech(self) -> bool:
@@ -120,6 +138,20 @@ class Segmenter:
             return []
         self._segment.append((frame, voiced))
         self._tail.append(voiced)
+        if voiced:
+            self._quiet_frames, self._checked = 0, False
+        else:
+            self._quiet_frames += 1
+        if self._complete is not None and not self._checked and self._quiet_frames >= self._early_frames:
+            self._checked = True
+            started = time.time()
+            samples, voiced_frames = self._audio()
+            if voiced_frames >= self._min_voiced_frames:
+                result = self._complete(samples)
+                if result is not None:
+                    _LOGGER.debug("vad: a complete command after %d ms of silence; closing early",
+                                  self._quiet_frames * self.config.frame_ms)
+                    return [self._close(cut=False, result=result, timestamp=started)]
         silent = len(self._tail) - sum(self._tail)
         if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
             return [self._close(cut=False)]
@@ -128,7 +160,8 @@ class Segmenter:
             return [self._close(cut=True)]
         return []
 
-    def _close(self, cut: bool) -> SpeechEnd:
+    def _audio(self) -> tuple[np.ndarray, int]:
+        """The open segment's audio (at most ``preroll_ms`` of its trailing silence) and its voiced frames."""
         segment = self._segment
         trailing = 0
         for _, voiced in reversed(segment):
@@ -139,6 +172,10 @@ class Segmenter:
             segment = segment[: len(segment) - (trailing - self._preroll_frames)]
         voiced_frames = sum(v for _, v in segment)
         samples = np.concatenate([f for f, _ in segment]) if segment else np.zeros(0, dtype=np.float32)
+        return samples, voiced_frames
+
+    def _close(self, cut: bool, result: Any = None, timestamp: float | None = None) -> SpeechEnd:
+        samples, voiced_frames = self._audio()
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
             _LOGGER.debug(
@@ -147,4 +184,5 @@ class Segmenter:
                 voiced_frames * self.config.frame_ms,
             )
         self._reset()
-        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut)
+        when = time.time() if timestamp is None else timestamp
+        return SpeechEnd(timestamp=when, samples=samples, kept=kept, cut=cut, result=result)
