@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import speak
+from conftest import speak, utterances, vcd_command, write_wav
+from vcd.errors import ExitCode
 from vcd.decoder import beam_search, build_phone_graph, minimize, search, viterbi
 from vcd.grammar import compile_word_graph, load_intents, meaning, sample_sentence
 from vcd.phonetics import LABELS, Lexicon
@@ -157,3 +161,16 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
         assert pruned.words == exact.words, text
         assert pruned.score == pytest.approx(exact.score, abs=1e-2)
         assert pruned.tags == exact.tags and pruned.continues == exact.continues
+
+
+def test_transcribe_takes_the_beam_and_refuses_a_negative_one(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "command.wav", utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.5))
+    for beam in ("0", "12"):
+        proc = subprocess.run([*vcd_command(), "transcribe", "--beam", beam, str(wav)],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["text"] == "turn on the kitchen light"
+    proc = subprocess.run([*vcd_command(), "transcribe", "--beam", "-1", str(wav)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.strip().splitlines() == ["Error: --beam: must be 0 or more (got -1)"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vcd import __version__
 from vcd.config import load_config, with_overrides
-from vcd.errors import AudioError, ExitCode, VcdError
+from vcd.errors import AudioError, ExitCode, UsageError, VcdError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,12 +103,17 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
+    p.add_argument("--beam", type=float, default=20.0,
+                   help="search beam in log-probability, 0 = the exact search (default 20, as recognizer.beam)")
 
 
 def _load_recognizer(args: argparse.Namespace):
     from vcd.recognizer import Recognizer
 
-    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end)
+    if args.beam < 0:
+        raise UsageError(f"--beam: must be 0 or more (got {args.beam:g})")
+    return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end,
+                           beam=args.beam)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
