@@ -259,8 +259,10 @@ def _build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
         seg_state = dst_arr[seg_start]
     else:
         seg_start = seg_state = np.zeros(0, dtype=np.int64)
-    return PhoneGraph(phone_arr, np.asarray(word_of, dtype=np.int64), words, entry, final, more, src_arr,
-                      dst_arr, phone_arr[src_arr] == phone_arr[dst_arr], seg_start, seg_state, graph)
+    phones = PhoneGraph(phone_arr, np.asarray(word_of, dtype=np.int64), words, entry, final, more, src_arr,
+                        dst_arr, phone_arr[src_arr] == phone_arr[dst_arr], seg_start, seg_state, graph)
+    _ = phones.out_edges  # built now, not on the first command
+    return phones
 
 
 @dataclass(frozen=True)
@@ -422,17 +424,17 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     ptr, out_dst, out_same = graph.out_edges
     phone, n = graph.phone, graph.size
     entry_idx = np.flatnonzero(graph.entry)
-    entry_src = np.full(entry_idx.size, -1, dtype=np.int64)
-    entry_kind = np.full(entry_idx.size, _START, dtype=np.int8)
+    # where a phone token came from, packed in one integer: source state << 4 | b_from_b << 3 | kind << 1 | via blank
+    entry_code = np.full(entry_idx.size, _START << 1 | 1, dtype=np.int64)
     best_in = np.full(n, _NEG, dtype=np.float32)  # scratch, indexed by state; _NEG again after each frame
     slot = np.zeros(n, dtype=np.int64)
     carry_b = np.full(n, _NEG, dtype=np.float32)
-    b_from_b = np.zeros(n, dtype=bool)
+    b_from_b = np.zeros(n, dtype=np.int64)
     act = np.zeros(0, dtype=np.int64)
     P = B = np.zeros(0, dtype=np.float32)
     b0 = np.float32(0.0)
     start_open = True
-    history: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    history: list[tuple[np.ndarray, np.ndarray]] = []  # per frame: the states kept and their packed codes
     for t in range(lp.shape[0]):
         row = lp[t]
         blank = row[0]
@@ -440,18 +442,15 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         counts = ptr[act + 1] - starts
         rep = np.repeat(np.arange(act.size), counts)
         edges = np.arange(rep.size) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        via_blank = out_same[edges] | (B[rep] >= P[rep])
+        src_b, src_p = B[rep], P[rep]
+        via_blank = out_same[edges] | (src_b >= src_p)
         parts_ids = [act, out_dst[edges]]
-        parts_val = [P, np.where(via_blank, B[rep], P[rep]) + bonus]
-        parts_src = [act, act[rep]]
-        parts_kind = [np.full(act.size, _HELD, dtype=np.int8), np.full(rep.size, _EDGE, dtype=np.int8)]
-        parts_blank = [np.zeros(act.size, dtype=bool), via_blank]
+        parts_val = [P, np.where(via_blank, src_b, src_p) + bonus]
+        parts_code = [act << 4, (act[rep] << 4) | (_EDGE << 1) | via_blank]
         if start_open:
             parts_ids.append(entry_idx)
             parts_val.append(np.full(entry_idx.size, b0 + bonus, dtype=np.float32))
-            parts_src.append(entry_src)
-            parts_kind.append(entry_kind)
-            parts_blank.append(np.ones(entry_idx.size, dtype=bool))
+            parts_code.append(entry_code)
         ids = np.concatenate(parts_ids)
         vals = np.concatenate(parts_val)
         np.maximum.at(best_in, ids, vals)
@@ -461,10 +460,9 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         new_ids = ids[chosen]
         best_in[ids] = _NEG
         carry_b[act] = np.maximum(P, B) + blank
-        b_from_b[act] = B >= P
+        b_from_b[act] = (B >= P) << 3
         new_P = vals[chosen] + row[phone[new_ids]]
         new_B = carry_b[new_ids]
-        new_b_from_b = b_from_b[new_ids]
         carry_b[act] = _NEG
         b0 = np.float32(b0 + blank)
         score = np.maximum(new_P, new_B)
@@ -473,11 +471,9 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         if np.count_nonzero(keep) > max_active:
             keep &= score >= np.partition(score, score.size - max_active)[score.size - max_active]
         start_open = bool(b0 >= top - beam)
-        act, P, B = new_ids[keep], new_P[keep], new_B[keep]
-        src = np.concatenate(parts_src)[chosen][keep]
-        kind = np.concatenate(parts_kind)[chosen][keep]
-        from_blank = np.concatenate(parts_blank)[chosen][keep]
-        history.append((act, src, kind, from_blank, new_b_from_b[keep]))
+        kept = chosen[keep]
+        act, P, B = ids[kept], new_P[keep], new_B[keep]
+        history.append((act, np.concatenate(parts_code)[kept] | b_from_b[act]))
     end_scores = np.where(graph.final[act], np.maximum(P, B), _NEG) if act.size else np.zeros(0, np.float32)
     if not end_scores.size or end_scores.max() <= _NEG / 2:
         return Hypothesis([], [], float(_NEG), free, speech)
@@ -486,17 +482,18 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     words_rev: list[int] = []
     s, in_blank, entered = best, bool(B[k] >= P[k]), 0
     for t in range(len(history) - 1, -1, -1):
-        ids, src, kind, from_blank, b_flag = history[t]
-        i = int(np.flatnonzero(ids == s)[0])
+        ids, codes = history[t]
+        code = int(codes[np.flatnonzero(ids == s)[0]])
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
-            in_blank = bool(b_flag[i])
+            in_blank = bool(code & 8)
             continue
-        if kind[i] == _HELD:
+        kind = (code >> 1) & 3
+        if kind == _HELD:
             continue
         entered += 1
         if graph.word[s] >= 0:
             words_rev.append(int(graph.word[s]))
-        if kind[i] == _START:
+        if kind == _START:
             break
-        s, in_blank = int(src[i]), bool(from_blank[i])
+        s, in_blank = code >> 4, bool(code & 1)
     return _hypothesis(graph, words_rev, score - float(bonus) * entered, free, speech, best)
