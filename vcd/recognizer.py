@@ -103,7 +103,7 @@ class Recognizer:
         """
         import torch
 
-        from vcd.decoder import build_phone_graph
+        from vcd.decoder import build_phone_graph, without_collection
         from vcd.denoise import make_front_end
         from vcd.grammar import compile_word_graph, load_intents
         from vcd.model import load_model
@@ -113,9 +113,10 @@ class Recognizer:
         torch.set_flush_denormal(True)
         intents = load_intents(sentences)
         net, _labels, extra = load_model(model or DEFAULT_MODEL)
-        word_graph = compile_word_graph(intents)
         started = time.perf_counter()
-        graph = build_phone_graph(word_graph, lexicon or Lexicon())
+        with without_collection():
+            word_graph = compile_word_graph(intents)
+            graph = build_phone_graph(word_graph, lexicon or Lexicon())
         _LOGGER.info("grammar: %d intents, %d phone states, %d edges (built in %.2f s)", len(intents.intents),
                      graph.size, graph.src.size, time.perf_counter() - started)
         return cls(net, intents, word_graph, graph,
