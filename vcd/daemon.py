@@ -232,11 +232,20 @@ class Daemon:
             return self.recognizer.recognize(samples)
 
     def _complete(self, samples: np.ndarray) -> Any:
-        """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None."""
-        with self._recognizer_lock:
-            if self._denoiser is not None:
-                return self.recognizer.complete(samples, denoise=False)
-            return self.recognizer.complete(samples)
+        """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None.
+
+        A failure here is logged and the command left to the silence rule: the recogniser stage decodes it
+        again and counts its failures; the VAD must not stop on them.
+        """
+        try:
+            with self._recognizer_lock:
+                if self._denoiser is not None:
+                    return self.recognizer.complete(samples, denoise=False)
+                return self.recognizer.complete(samples)
+        except Exception:
+            _LOGGER.exception("vad: the completeness check failed on a %.2f s segment; waiting for the silence",
+                              len(samples) / SAMPLE_RATE_HZ)
+            return None
 
     def _speech(self, events: list[SpeechStart | SpeechEnd]) -> list[_Segment]:
         source = self.source.description
