@@ -62,11 +62,12 @@ class Segmenter:
     The segment keeps ``preroll_ms`` before the trigger window and at most
     ``preroll_ms`` of the trailing silence.  Not thread-safe: one thread feeds it.
 
-    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, once that much
-    silence follows speech the segment so far is passed to ``complete``; when it returns something
-    (the decoded command: complete, confident, nothing in the grammar could follow it) the segment
-    closes at once, carrying that result.  Otherwise the silence runs on to ``silence_ms`` as usual;
-    the check runs again after the next pause if speech resumes.
+    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, halfway through
+    that much silence after speech the segment so far is passed to ``complete`` (so its decode runs
+    while the silence goes on); when it returned something (the decoded command: whole, confident,
+    nothing in the grammar could follow it) and the silence reaches ``early_silence_ms``, the segment
+    closes, carrying that result.  Otherwise the silence runs on to ``silence_ms`` as usual; if
+    speech resumes, the result is dropped and the check runs again at the next pause.
     """
 
     def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None) -> None:
@@ -79,6 +80,8 @@ class Segmenter:
         self._preroll_frames = round(config.preroll_ms / config.frame_ms)
         self._silence_frames = frames(config.silence_ms)
         self._early_frames = frames(config.early_silence_ms)
+        # the check starts halfway through that silence, so that its decode overlaps the wait
+        self._check_frames = max(1, (self._early_frames + 1) // 2)
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
@@ -94,6 +97,7 @@ class Segmenter:
         self._segment: list[tuple[np.ndarray, bool]] = []
         self._quiet_frames = 0  # unvoiced frames since the last voiced one
         self._checked = False  # the completeness check ran during this pause
+        self._whole: Any = None  # what it found: the command, when the segment so far is a whole one
 
     @property
     def in_speech(self) -> bool:
@@ -139,19 +143,18 @@ class Segmenter:
         self._segment.append((frame, voiced))
         self._tail.append(voiced)
         if voiced:
-            self._quiet_frames, self._checked = 0, False
+            self._quiet_frames, self._checked, self._whole = 0, False, None
         else:
             self._quiet_frames += 1
-        if self._complete is not None and not self._checked and self._quiet_frames >= self._early_frames:
-            self._checked = True
-            started = time.time()
-            samples, voiced_frames = self._audio()
-            if voiced_frames >= self._min_voiced_frames:
-                result = self._complete(samples)
-                if result is not None:
-                    _LOGGER.debug("vad: a complete command after %d ms of silence; closing early",
-                                  self._quiet_frames * self.config.frame_ms)
-                    return [self._close(cut=False, result=result, timestamp=started)]
+        if self._complete is not None:
+            if not self._checked and self._quiet_frames >= self._check_frames:
+                self._checked = True
+                samples, voiced_frames = self._audio()
+                self._whole = self._complete(samples) if voiced_frames >= self._min_voiced_frames else None
+            if self._whole is not None and self._quiet_frames >= self._early_frames:
+                _LOGGER.debug("vad: a whole command and %d ms of silence; closing early",
+                              self._quiet_frames * self.config.frame_ms)
+                return [self._close(cut=False, result=self._whole)]
         silent = len(self._tail) - sum(self._tail)
         if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
             return [self._close(cut=False)]
@@ -174,7 +177,7 @@ class Segmenter:
         samples = np.concatenate([f for f, _ in segment]) if segment else np.zeros(0, dtype=np.float32)
         return samples, voiced_frames
 
-    def _close(self, cut: bool, result: Any = None, timestamp: float | None = None) -> SpeechEnd:
+    def _close(self, cut: bool, result: Any = None) -> SpeechEnd:
         samples, voiced_frames = self._audio()
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
@@ -184,5 +187,4 @@ class Segmenter:
                 voiced_frames * self.config.frame_ms,
             )
         self._reset()
-        when = time.time() if timestamp is None else timestamp
-        return SpeechEnd(timestamp=when, samples=samples, kept=kept, cut=cut, result=result)
+        return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut, result=result)
