@@ -81,7 +81,7 @@ class Segmenter:
         self._silence_frames = frames(config.silence_ms)
         self._early_frames = frames(config.early_silence_ms)
         # the check starts halfway through that silence, so that its decode overlaps the wait
-        self._check_frames = max(1, (self._early_frames + 1) // 2)
+        self._check_frames = max(1, self._early_frames // 2)
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
