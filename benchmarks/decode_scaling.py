@@ -142,6 +142,8 @@ def main() -> int:
             t2 = time.perf_counter()
             graph = build_phone_graph(word_graph, Lexicon())
             t3 = time.perf_counter()
+        lexicon = Lexicon()
+        unminimised = sum(len(p) for arcs in word_graph.arcs for _, w, _ in arcs if w for p in lexicon(w))
         rng = random.Random(args.seed)
         exact_ms, pruned_ms, audio_s, net_ms, exact_cpu, pruned_cpu = [], [], [], [], [], []
         agree = ties = exact_text = pruned_text = exact_meaning = pruned_meaning = 0
@@ -170,16 +172,20 @@ def main() -> int:
                 exact_meaning += meaning(exact.tags) == truth
         rows.append((spec, left_out, len(word_graph.arcs), graph.size, graph.src.size, t1 - t0, t2 - t1, t3 - t2,
                      exact_ms, pruned_ms, agree, exact_text, pruned_text, exact_meaning, pruned_meaning,
-                     audio_s, net_ms, ties, exact_cpu, pruned_cpu))
+                     audio_s, net_ms, ties, exact_cpu, pruned_cpu, unminimised))
         print(f"decode_scaling: {spec} done", file=sys.stderr)
 
     n = args.clips
     print(f"\nvcd decode scaling — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, one thread, "
           f"beam {args.beam:g}, {n} espeak-ng clips per grammar (seed {args.seed})\n")
-    print(f"{'grammar':<16} {'word nodes':>10} {'phone states':>12} {'edges':>8} {'load s':>7} {'compile s':>9} "
-          f"{'phones s':>8} {'left out':>8}")
+    print(f"{'grammar':<16} {'word nodes':>10} {'unminimised':>11} {'phone states':>12} {'edges':>8} {'load s':>7} "
+          f"{'compile s':>9} {'phones s':>8} {'left out':>8}")
     for r in rows:
-        print(f"{r[0]:<16} {r[2]:>10} {r[3]:>12} {r[4]:>8} {r[5]:7.2f} {r[6]:9.2f} {r[7]:8.2f} {r[1]:>8}")
+        print(f"{r[0]:<16} {r[2]:>10} {r[20]:>11} {r[3]:>12} {r[4]:>8} {r[5]:7.2f} {r[6]:9.2f} {r[7]:8.2f} {r[1]:>8}")
+    print("word nodes: the templates' word graph; unminimised: the phone states it would expand to (what vcd "
+          "searched before);\nphone states, edges: after minimising; load: reading the files; compile: templates → "
+          "word graph; phones: minimising + phone graph;\nleft out: sentences with free-text (wildcard) or undefined "
+          "lists")
     print(f"\n{'search ms':<16} {'exact p50':>9} {'p95':>7} {'max':>7}   {'pruned p50':>10} {'p95':>7} {'max':>7}"
           f"   {'agree+ties':>10} {'text ex/pr':>11} {'meaning ex/pr':>13}")
     for r in rows:

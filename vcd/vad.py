@@ -62,7 +62,7 @@ class Segmenter:
     The segment keeps ``preroll_ms`` before the trigger window and at most
     ``preroll_ms`` of the trailing silence.  Not thread-safe: one thread feeds it.
 
-    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, halfway through
+    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, a third of the way into
     that much silence after speech the segment so far is passed to ``complete`` (so its decode runs
     while the silence goes on); when it returned something (the decoded command: whole, confident,
     nothing in the grammar could follow it) and the silence reaches ``early_silence_ms``, the segment
@@ -80,8 +80,8 @@ class Segmenter:
         self._preroll_frames = round(config.preroll_ms / config.frame_ms)
         self._silence_frames = frames(config.silence_ms)
         self._early_frames = frames(config.early_silence_ms)
-        # the check starts halfway through that silence, so that its decode overlaps the wait
-        self._check_frames = max(1, self._early_frames // 2)
+        # the check starts a third of the way into that silence, so that its decode overlaps the wait
+        self._check_frames = max(1, self._early_frames // 3)
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
