@@ -97,7 +97,7 @@ class Segmenter:
         self._segment: list[tuple[np.ndarray, bool]] = []
         self._quiet_frames = 0  # unvoiced frames since the last voiced one
         self._checked = False  # the completeness check ran during this pause
-        self._whole: Any = None  # what it found: the command, when the segment so far is a whole one
+        self._whole: tuple[Any, np.ndarray] | None = None  # what it found when whole: (the command, the audio decoded)
 
     @property
     def in_speech(self) -> bool:
@@ -150,11 +150,12 @@ class Segmenter:
             if not self._checked and self._quiet_frames >= self._check_frames:
                 self._checked = True
                 samples, voiced_frames = self._audio()
-                self._whole = self._complete(samples) if voiced_frames >= self._min_voiced_frames else None
+                result = self._complete(samples) if voiced_frames >= self._min_voiced_frames else None
+                self._whole = None if result is None else (result, samples)
             if self._whole is not None and self._quiet_frames >= self._early_frames:
                 _LOGGER.debug("vad: a whole command and %d ms of silence; closing early",
                               self._quiet_frames * self.config.frame_ms)
-                return [self._close(cut=False, result=self._whole)]
+                return [self._close(cut=False, whole=self._whole)]
         silent = len(self._tail) - sum(self._tail)
         if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
             return [self._close(cut=False)]
@@ -177,8 +178,12 @@ class Segmenter:
         samples = np.concatenate([f for f, _ in segment]) if segment else np.zeros(0, dtype=np.float32)
         return samples, voiced_frames
 
-    def _close(self, cut: bool, result: Any = None) -> SpeechEnd:
+    def _close(self, cut: bool, whole: tuple[Any, np.ndarray] | None = None) -> SpeechEnd:
+        """End the segment; closed early on a whole command, it is the audio that was decoded, with its result."""
         samples, voiced_frames = self._audio()
+        result = None
+        if whole is not None:
+            result, samples = whole
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
             _LOGGER.debug(
