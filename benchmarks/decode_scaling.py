@@ -146,7 +146,7 @@ def main() -> int:
         unminimised = sum(len(p) for arcs in word_graph.arcs for _, w, _ in arcs if w for p in lexicon(w))
         rng = random.Random(args.seed)
         exact_ms, pruned_ms, audio_s, net_ms, exact_cpu, pruned_cpu = [], [], [], [], [], []
-        agree = ties = exact_text = pruned_text = exact_meaning = pruned_meaning = 0
+        agree = ties = whole = exact_text = pruned_text = exact_meaning = pruned_meaning = 0
         for k in range(args.clips):
             intent, text = sample_sentence(intents, rng)
             audio = speak(text, VOICES[k % len(VOICES)])
@@ -160,6 +160,7 @@ def main() -> int:
             pruned_ms.append((time.perf_counter() - s1) * 1000)
             pruned_cpu.append((time.process_time() - c1) * 1000)
             pruned_text += same_words(pruned.words, text.split())
+            whole += not pruned.continues
             pruned_meaning += meaning(pruned.tags) == truth
             if not args.no_exact:
                 s2, c2 = time.perf_counter(), time.process_time()
@@ -172,7 +173,7 @@ def main() -> int:
                 exact_meaning += meaning(exact.tags) == truth
         rows.append((spec, left_out, len(word_graph.arcs), graph.size, graph.src.size, t1 - t0, t2 - t1, t3 - t2,
                      exact_ms, pruned_ms, agree, exact_text, pruned_text, exact_meaning, pruned_meaning,
-                     audio_s, net_ms, ties, exact_cpu, pruned_cpu, unminimised))
+                     audio_s, net_ms, ties, exact_cpu, pruned_cpu, unminimised, whole))
         print(f"decode_scaling: {spec} done", file=sys.stderr)
 
     n = args.clips
@@ -197,6 +198,8 @@ def main() -> int:
     for r in rows:
         exact = stats(r[18]) if r[18] else f"{'-':>7} {'-':>7} {'-':>7}"
         print(f"{r[0]:<16} {'':>2}{exact}   {'':>3}{stats(r[19])}")
+    print("\nclips whose sentence nothing in the grammar continues (they may end after vad.early_silence_ms): "
+          + ", ".join(f"{r[0]} {r[21]}/{n}" for r in rows))
     audio = [a for r in rows for a in r[15]]
     net = [a for r in rows for a in r[16]]
     print("\nagree: the same words; ties: other words that score the same (\"what's\" / \"whats\": one sound);"
