@@ -174,3 +174,9 @@ def test_transcribe_takes_the_beam_and_refuses_a_negative_one(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == ExitCode.USAGE
     assert proc.stderr.strip().splitlines() == ["Error: --beam: must be 0 or more (got -1)"]
+
+
+def test_the_config_default_beam_is_the_recognizer_s() -> None:
+    from vcd.config import RecognizerConfig
+
+    assert RecognizerConfig().beam == DEFAULT_BEAM > 0
