@@ -6,6 +6,7 @@ spoken commands from espeak-ng mixed in).  Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/daemon_latency.py                 # 20 commands, 60 s of silence
     .venv/bin/python benchmarks/daemon_latency.py --commands 40 --silence-s 120
+    .venv/bin/python benchmarks/daemon_latency.py --early-silence-ms 0   # silence-only endpointing (before)
 
 Figures:
 - latency: from the moment the block holding the last voiced sample of a command is
@@ -13,7 +14,13 @@ Figures:
   receives the command's PUBLISH on ``vcd/<site>/intent/<Intent>``.  Most of it is the
   VAD waiting for trailing silence (``vad.silence_ms``, by design), so it is split into
   that wait (up to the segment's ``speech_end`` time stamp in the payload) and the
-  compute after it (recogniser ``decode_ms``, then plugin dispatch and MQTT).
+  compute after it (recogniser ``decode_ms``, then plugin dispatch and MQTT).  With grammar-aware
+  endpointing (``vad.early_silence_ms``) a whole command closes after that shorter silence; the
+  decode that decided it is the command's decode.
+- cut short: commands published as another sentence.  Some commands are two spoken pieces with
+  espeak-ng's own pause between them (about 0.4 s, under ``vad.silence_ms``) where the first piece is a
+  whole sentence of the grammar too ("what is the temperature" … "in the kitchen"): publishing the
+  first piece alone would be a command cut short.
 - idle CPU: user+system CPU time of the daemon (from /proc) while it listens to
   real-time-paced silence for ``--silence-s`` seconds, as a percentage of one core and
   scaled to CPU seconds per 10 minutes of listening.
@@ -48,7 +55,9 @@ REPO = Path(__file__).resolve().parent.parent
 RATE_HZ = 16000
 BLOCK_S = 0.02
 SITE = "bench"
+# a phrase with " / " is spoken in pieces with espeak-ng's trailing silence (about 0.4 s) between them
 PHRASES = [
+    "what is the temperature / in the kitchen",
     "turn on the kitchen light",
     "turn off the kitchen light",
     "turn on the bedroom light",
@@ -57,6 +66,7 @@ PHRASES = [
     "open the garage door",
     "turn on the tv",
     "set the office lamp to fifty percent",
+    "how warm is it / in the bedroom",
 ]
 
 
@@ -75,6 +85,14 @@ def speak(text: str) -> np.ndarray:
     ).stdout
     samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     return to_mono_16k(samples, rate)
+
+
+def say_phrase(phrase: str) -> np.ndarray:
+    return np.concatenate([speak(piece.strip()) for piece in phrase.split("/")])
+
+
+def sentence(phrase: str) -> str:
+    return " ".join(phrase.replace("/", " ").split())
 
 
 def last_voiced_sample(audio: np.ndarray, threshold: float = 0.02) -> int:
@@ -225,12 +243,16 @@ def main() -> int:
         type=float,
         help="override recognizer.min_confidence (e.g. 0 to time an undertrained model that rejects)",
     )
+    parser.add_argument("--early-silence-ms", type=int, help="override vad.early_silence_ms (0: silence only)")
+    parser.add_argument("--beam", type=float, help="override recognizer.beam (0: the exact search)")
+    parser.add_argument("--sentences", help="override recognizer.sentences")
     parser.add_argument("--vcd", default=str(Path(sys.executable).parent / "vcd"), help="the vcd command")
     args = parser.parse_args()
 
     from vcd.config import VadConfig
 
     silence_ms = VadConfig().silence_ms
+    early_ms = VadConfig().early_silence_ms if args.early_silence_ms is None else args.early_silence_ms
     workdir = Path(tempfile.mkdtemp(prefix="vcd-bench-"))
     broker, port = start_broker(workdir)
     subscriber = Subscriber(port)
@@ -241,9 +263,12 @@ def main() -> int:
         + "\n[recognizer]\n"
         + (f"model = {json.dumps(str(Path(args.model).resolve()))}\n" if args.model else "")
         + (f"min_confidence = {args.min_confidence}\n" if args.min_confidence is not None else "")
+        + (f"beam = {args.beam}\n" if args.beam is not None else "")
+        + (f"sentences = {json.dumps(str(Path(args.sentences).resolve()))}\n" if args.sentences else "")
+        + f"\n[vad]\nearly_silence_ms = {early_ms}\n"
     )
     print(f"daemon_latency: synthesising {len(PHRASES)} phrases …", file=sys.stderr)
-    voices = {text: speak(text) for text in PHRASES}
+    voices = {text: say_phrase(text) for text in PHRASES}
     notify_path = workdir / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -282,9 +307,10 @@ def main() -> int:
     rows = []
     missed = 0
     for n in range(args.commands):
-        text = PHRASES[n % len(PHRASES)]
-        audio = np.concatenate([voices[text], np.zeros(int(args.gap_s * RATE_HZ), dtype=np.float32)])
-        utterance = Utterance(text, audio, last_voiced_sample(voices[text]))
+        phrase = PHRASES[n % len(PHRASES)]
+        text = sentence(phrase)
+        audio = np.concatenate([voices[phrase], np.zeros(int(args.gap_s * RATE_HZ), dtype=np.float32)])
+        utterance = Utterance(text, audio, last_voiced_sample(voices[phrase]))
         feeder.say(utterance)
         assert utterance.done is not None
         utterance.done.wait()
@@ -293,6 +319,13 @@ def main() -> int:
         except queue.Empty:
             missed += 1
             continue
+        while True:  # a command cut short publishes twice: count the pieces as one command heard wrong
+            try:
+                extra = subscriber.events.get(timeout=0.05)
+            except queue.Empty:
+                break
+            print(f"  also heard {extra[2].get('text')!r} for {text!r}", file=sys.stderr)
+            payload = {**payload, "text": f"{payload.get('text')} | {extra[2].get('text')}"}
         if payload.get("text") != text:
             print(f"  heard {payload.get('text')!r} for {text!r}", file=sys.stderr)
         rows.append(
@@ -326,7 +359,8 @@ def main() -> int:
     )
     print(
         f"{len(rows)} of {args.commands} commands published ({missed} missed, "
-        f"{sum(not r['correct'] for r in rows)} with another sentence); vad.silence_ms = {silence_ms}"
+        f"{sum(not r['correct'] for r in rows)} with another sentence or cut short); vad.silence_ms = {silence_ms}, "
+        f"vad.early_silence_ms = {early_ms}"
     )
     print()
     print(f"{'latency (ms)':<46} {'p50':>9} {'p95':>9}")

@@ -73,6 +73,9 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
         ("[plugins]\nenabled = 'console'", "plugins.enabled: must be a list of plugin names (got 'console')"),
         ("[vad]\nmin_speech_ms = 9000", "vad.max_speech_ms: must be greater than vad.min_speech_ms (8000 ≤ 9000)"),
         ("vad = 3", "vad: must be a table ([vad])"),
+        ("[vad]\nearly_silence_ms = 700", "vad.early_silence_ms: must be less than vad.silence_ms or 0 (700 ≥ 700)"),
+        ("[vad]\nearly_silence_ms = -1", "vad.early_silence_ms: must be 0..10000 (got -1)"),
+        ("[recognizer]\nbeam = -2", "recognizer.beam: must be 0..1000 (got -2)"),
     ],
 )
 def test_bad_values_name_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:

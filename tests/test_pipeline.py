@@ -554,3 +554,43 @@ def test_a_rate_change_on_the_block_queue_switches_the_resampler() -> None:
     lengths = [n / SAMPLE_RATE_HZ for _, n in recognizer.calls]
     assert len(lengths) == 2  # one burst before the switch, one after, each about 1 s long at 16 kHz
     assert all(1.0 < s < 2.2 for s in lengths), lengths
+
+
+# --- grammar-aware endpointing (the real recogniser and VAD: tests/test_endpointing.py) ---------------
+
+
+class EndpointingRecognizer(FakeRecognizer):
+    """Answers the VAD's completeness check with ``complete`` (a Recognition, None, or an exception to raise)."""
+
+    def __init__(self, complete: Recognition | Exception | None, *results: Recognition) -> None:
+        super().__init__(*results)
+        self.answer = complete
+        self.checks: list[str] = []  # threads
+
+    def complete(self, samples: np.ndarray) -> Recognition | None:
+        self.checks.append(threading.current_thread().name)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_a_whole_command_is_decoded_once_by_the_vad_s_check() -> None:
+    recognizer = EndpointingRecognizer(COMMAND, NOT_A_COMMAND)
+    pipeline = Pipeline(commands(1), recognizer)
+    assert pipeline.run() == ExitCode.OK
+    assert recognizer.checks == ["vcd-vad"] and recognizer.calls == []  # its decode is the command's decode
+    assert pipeline.hooks() == ["vcd_startup", "vcd_speech_started", "vcd_speech_ended", "vcd_transcript",
+                                "vcd_intent", "vcd_shutdown"]
+    [ended], [intent] = pipeline.calls("vcd_speech_ended"), pipeline.calls("vcd_intent")
+    assert intent["text"] == COMMAND.text and intent["timings"]["speech_end"] == ended["timestamp"]
+
+
+def test_a_failing_completeness_check_leaves_the_command_to_the_silence_rule(caplog: pytest.LogCaptureFixture) -> None:
+    recognizer = EndpointingRecognizer(RuntimeError("model exploded"), COMMAND)
+    pipeline = Pipeline(commands(2), recognizer)
+    with caplog.at_level(logging.ERROR, logger="vcd.daemon"):
+        assert pipeline.run() == ExitCode.OK
+    assert recognizer.checks == ["vcd-vad", "vcd-vad"]
+    assert [thread for thread, _ in recognizer.calls] == ["vcd-asr", "vcd-asr"]
+    assert pipeline.hooks().count("vcd_intent") == 2
+    assert sum("completeness check failed" in r.getMessage() for r in caplog.records) == 2

@@ -136,6 +136,8 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of the acoustic model (default 1)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
+    p.add_argument("--beam", type=float, default=20.0,
+                   help="search beam in log-probability, 0 = the exact search (default 20, as recognizer.beam)")
 
 
 def _load_recognizer(args: argparse.Namespace):
@@ -143,8 +145,10 @@ def _load_recognizer(args: argparse.Namespace):
 
     if args.replace_sentences and not args.sentences:
         raise UsageError("--replace-sentences needs at least one --sentences PATH")
+    if args.beam < 0:
+        raise UsageError(f"--beam: must be 0 or more (got {args.beam:g})")
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end,
-                           bundled=not args.replace_sentences)
+                           bundled=not args.replace_sentences, beam=args.beam)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ class VadConfig:
     preroll_ms: int = 300  # audio kept from before the trigger, milliseconds
     min_speech_ms: int = 300  # shorter segments (clicks, coughs) are dropped, milliseconds
     silence_ms: int = 700  # trailing non-speech that ends a command, milliseconds
+    early_silence_ms: int = 150  # a complete command (see docs/daemon.md) ends after this much silence; 0 = off
     max_speech_ms: int = 8000  # a segment is cut at this length, milliseconds
     trigger_window_ms: int = 240  # window the start decision looks at, milliseconds
     trigger_ratio: float = 0.7  # start when this share of the window is speech (end: this share is not)
@@ -74,6 +75,7 @@ class RecognizerConfig:
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
     threads: int = 1  # BLAS threads of the recogniser's model (numpy)
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
+    beam: float = 20.0  # search beam, log-probability; 0 = the exact search over every phone state
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "preroll_ms": _int(0, 5000),
             "min_speech_ms": _int(0, 60000),
             "silence_ms": _int(30, 10000),
+            "early_silence_ms": _int(0, 10000),
             "max_speech_ms": _int(500, 60000),
             "trigger_window_ms": _int(30, 5000),
             "trigger_ratio": _float(0.0, 1.0),
@@ -279,6 +282,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "min_confidence": _float(0.0, 1.0),
             "threads": _int(1, 64),
             "front_end": _str(choices=("auto", "rnnoise", "none")),
+            "beam": _float(0.0, 1000.0),
         },
     ),
     "adapt": (
@@ -429,6 +433,11 @@ def _cross_check(config: Config, label: str) -> None:
         raise ConfigError(
             f"{label}: vad.max_speech_ms: must be greater than vad.min_speech_ms "
             f"({vad.max_speech_ms} ≤ {vad.min_speech_ms})"
+        )
+    if vad.early_silence_ms and vad.early_silence_ms >= vad.silence_ms:
+        raise ConfigError(
+            f"{label}: vad.early_silence_ms: must be less than vad.silence_ms or 0 "
+            f"({vad.early_silence_ms} ≥ {vad.silence_ms})"
         )
     if config.audio.source == "file" and config.audio.file is None:
         raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')

@@ -82,6 +82,7 @@ class _Notifier:
 class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
+    result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
 
     def __str__(self) -> str:
         return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment"
@@ -134,7 +135,11 @@ class Daemon:
         self._resampler = StreamResampler(source.rate_hz)  # the first stage's state: to 16 kHz
         front_end = getattr(recognizer, "front_end", None)
         self._denoiser = front_end.stream() if front_end is not None else None  # the denoise stage's state
-        self._segmenter = Segmenter(config.vad)
+        # the recogniser is not thread-safe: the VAD's completeness check and the recogniser stage take turns
+        self._recognizer_lock = threading.Lock()
+        # a recogniser without a completeness check (a test double) is endpointed by silence alone
+        complete = self._complete if hasattr(recognizer, "complete") else None
+        self._segmenter = Segmenter(config.vad, complete=complete)
         self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
@@ -261,6 +266,29 @@ class Daemon:
         rest = np.zeros(0, dtype=np.float32) if self._denoiser is not None else self._resampler.flush()
         return self._speech(self._segmenter.process(rest) + self._segmenter.flush())
 
+    def _recognize_segment(self, samples: np.ndarray) -> Any:
+        """The recogniser's Recognition of a segment (recogniser thread)."""
+        with self._recognizer_lock:
+            if self._denoiser is not None:  # the stream was denoised ahead of the VAD
+                return self.recognizer.recognize(samples, denoise=False)
+            return self.recognizer.recognize(samples)
+
+    def _complete(self, samples: np.ndarray) -> Any:
+        """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None.
+
+        A failure here is logged and the command left to the silence rule: the recogniser stage decodes it
+        again and counts its failures; the VAD must not stop on them.
+        """
+        try:
+            with self._recognizer_lock:
+                if self._denoiser is not None:
+                    return self.recognizer.complete(samples, denoise=False)
+                return self.recognizer.complete(samples)
+        except Exception:
+            _LOGGER.exception("vad: the completeness check failed on a %.2f s segment; waiting for the silence",
+                              len(samples) / SAMPLE_RATE_HZ)
+            return None
+
     def _speech(self, events: list[SpeechStart | SpeechEnd]) -> list[_Segment]:
         source = self.source.description
         segments = []
@@ -278,7 +306,7 @@ class Daemon:
                     _LOGGER.debug("vad: skipped %s", noise)
                     continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                segments.append(_Segment(event.samples, event.timestamp))
+                segments.append(_Segment(event.samples, event.timestamp, event.result))
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:
@@ -298,17 +326,15 @@ class Daemon:
         with self._grammar_lock:
             grammar, self._next_grammar = self._next_grammar, None
         if grammar is not None:
-            self.recognizer.use_grammar(grammar)
+            with self._recognizer_lock:  # the VAD's completeness check decodes with it too
+                self.recognizer.use_grammar(grammar)
             _LOGGER.info("asr: now decoding with the updated grammar")
         paused = self.controls.paused_by()
         if paused:
             self.counts["skipped"] = self.counts.get("skipped", 0) + 1
             _LOGGER.info("asr: %s not decoded: recognition paused (%s)", segment, paused)
             return []
-        if self._denoiser is not None:  # the stream was denoised ahead of the VAD
-            result = self.recognizer.recognize(segment.samples, denoise=False)
-        else:
-            result = self.recognizer.recognize(segment.samples)
+        result = segment.result if segment.result is not None else self._recognize_segment(segment.samples)
         recognized_at = time.time()
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)
@@ -534,6 +560,7 @@ def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -
         return Recognizer.load(
             sentences=list(rec.sentences), model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
             front_end=rec.front_end, extra_lists=extra_lists or None, bundled=rec.sentences_mode == "add",
+            beam=rec.beam,
         )
     except GrammarError as exc:
         if not rec.sentences:

@@ -1,9 +1,13 @@
-"""Grammar-constrained CTC search: the word graph expanded to phones, Viterbi over the model's posteriors."""
+"""Grammar-constrained CTC search: the word graph made a minimal automaton, expanded to phones, searched over the model's posteriors."""
 
 from __future__ import annotations
 
+import gc
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,54 +20,204 @@ _LOGGER = logging.getLogger(__name__)
 _NEG = np.float32(-1e30)
 
 
+@contextmanager
+def without_collection() -> Iterator[None]:
+    """Garbage collection paused: building graphs makes millions of small containers and no cycles, and the
+    collector's passes over them cost a quarter to half of the building time."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@dataclass
+class WordAutomaton:
+    """The sentences of a grammar as a minimal deterministic automaton over words.
+
+    ``arcs[node]`` lists ``(word, next node)`` with each word at most once; node 0 starts; a sentence may
+    end at the nodes in ``finals``.  Meanings (tags) stay in the :class:`vcd.grammar.WordGraph` it came from.
+    """
+
+    arcs: list[list[tuple[str, int]]]
+    finals: frozenset[int]
+
+
+def _determinize(eps: list[list[int]], lab: list[list[tuple[int, int]]], starts: set[int],
+                 finals: set[int]) -> tuple[list[list[tuple[int, int]]], set[int]]:
+    """Subset construction of an automaton with epsilon arcs (``eps``) and labelled arcs (``lab``: label, dst)."""
+    cache: dict[int, frozenset[int]] = {}
+
+    def closure_of(u: int) -> frozenset[int]:
+        """Epsilon closure of ``u``, from its successors' closures (the graph is acyclic; post-order, no recursion)."""
+        found = cache.get(u)
+        if found is not None:
+            return found
+        stack = [u]
+        while stack:
+            x = stack[-1]
+            todo = [y for y in eps[x] if y not in cache]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            if x not in cache:
+                cache[x] = frozenset((x,)).union(*(cache[y] for y in eps[x])) if eps[x] else frozenset((x,))
+        return cache[u]
+
+    has_eps = any(eps)
+
+    def closure(nodes: set[int]) -> frozenset[int]:
+        if not has_eps:
+            return frozenset(nodes)
+        out = set(nodes)
+        for u in nodes:
+            if eps[u]:
+                out |= closure_of(u)
+        return frozenset(out)
+
+    first = closure(set(starts))
+    index = {first: 0}
+    todo = [first]
+    arcs: list[list[tuple[int, int]]] = [[]]
+    out_finals: set[int] = set()
+    while todo:
+        subset = todo.pop()
+        k = index[subset]
+        moves: dict[int, set[int]] = defaultdict(set)
+        for u in subset:
+            for label, v in lab[u]:
+                moves[label].add(v)
+        for label in sorted(moves):
+            target = closure(moves[label])
+            j = index.get(target)
+            if j is None:
+                j = index[target] = len(arcs)
+                arcs.append([])
+                todo.append(target)
+            arcs[k].append((label, j))
+        if not finals.isdisjoint(subset):
+            out_finals.add(k)
+    return arcs, out_finals
+
+
+def _reverse(arcs: list[list[tuple[int, int]]]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    lab: list[list[tuple[int, int]]] = [[] for _ in arcs]
+    for u, out in enumerate(arcs):
+        for label, v in out:
+            lab[v].append((label, u))
+    return [[] for _ in arcs], lab
+
+
+def minimize(graph: WordGraph) -> WordAutomaton:
+    """The minimal deterministic automaton accepting the word sequences of ``graph`` (Brzozowski's method).
+
+    Templates expand to many parallel copies of the same words ("turn on the" in every sentence block,
+    each list once per use); determinising the reversed graph and then its reverse merges them, so the
+    phone graph and the search shrink by an order of magnitude on Home Assistant's sentences.
+    """
+    with without_collection():
+        return _minimize(graph)
+
+
+def _minimize(graph: WordGraph) -> WordAutomaton:
+    words: list[str] = []
+    word_id: dict[str, int] = {}
+    eps_rev: list[list[int]] = [[] for _ in graph.arcs]
+    lab_rev: list[list[tuple[int, int]]] = [[] for _ in graph.arcs]
+    for u, arcs in enumerate(graph.arcs):
+        for v, w, _tag in arcs:
+            if w is None:
+                eps_rev[v].append(u)
+            else:
+                wid = word_id.setdefault(w, len(words))
+                if wid == len(words):
+                    words.append(w)
+                lab_rev[v].append((wid, u))
+    back, back_finals = _determinize(eps_rev, lab_rev, {graph.final}, {graph.start})
+    eps, lab = _reverse(back)
+    arcs, finals = _determinize(eps, lab, back_finals, {0})
+    return WordAutomaton([[(words[label], v) for label, v in out] for out in arcs], frozenset(finals))
+
+
+def tags_of(graph: WordGraph, words: list[str]) -> list:
+    """The :class:`vcd.grammar.Tag` of each word of a sentence ``graph`` accepts (first reading), else []."""
+    active = graph.closure({graph.start: ()})
+    for word in words:
+        step: dict[int, tuple[int, ...]] = {}
+        for u, tags in active.items():
+            for v, w, tag in graph.arcs[u]:
+                if w == word and v not in step:
+                    step[v] = tags + (tag,)
+        if not step:
+            return []
+        active = graph.closure(step)
+    return [graph.tags[t] for t in active.get(graph.final, ())]
+
+
 @dataclass
 class PhoneGraph:
     """Phone states of the grammar, CTC-ready.
 
     State ``s`` emits phone ``phone[s]``; ``word[s]`` is the word a state
     starts (-1 inside a word); edges ``src[e] → dst[e]`` are sorted by dst.
+    ``more[s]``: ``s`` ends a word after which the grammar goes on (a longer sentence continues it).
     """
 
     phone: np.ndarray  # (S,) label ids
     word: np.ndarray  # (S,) index into words, or -1
-    tag: np.ndarray  # (S,) index into tags of the word a state starts (-1 inside a word)
-    tags: list  # vcd.grammar.Tag of each word use
     words: list[str]
     entry: np.ndarray  # (S,) bool: may start the utterance
     final: np.ndarray  # (S,) bool: may end the utterance
+    more: np.ndarray  # (S,) bool: ends a word that more words may follow
     src: np.ndarray  # (E,)
     dst: np.ndarray  # (E,) sorted
     same: np.ndarray  # (E,) bool: src and dst emit the same phone (CTC needs a blank between)
     seg_start: np.ndarray  # start offset into the edges of each state with incoming edges
     seg_state: np.ndarray  # the states those segments belong to
+    source: WordGraph | None = None  # where the meanings (tags) of a decoded sentence are looked up
+    _out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
         return int(self.phone.size)
 
+    @property
+    def out_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edges by source state: ``(ptr, dst, same)`` with state ``s``'s edges at ``ptr[s]:ptr[s + 1]``."""
+        if self._out is None:
+            order = np.argsort(self.src, kind="stable")
+            ptr = np.zeros(self.size + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.src, minlength=self.size), out=ptr[1:])
+            self._out = (ptr, self.dst[order], self.same[order])
+        return self._out
+
+    def tags_of(self, words: list[str]) -> list:
+        return tags_of(self.source, words) if self.source is not None else []
+
 
 def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
-    """Expand each word arc into phone chains (one per pronunciation) and remove epsilons."""
-    lexicon.prefetch([w for arcs in graph.arcs for _, w, _ in arcs if w])
-    n_nodes = len(graph.arcs)
-    closure_cache: dict[int, list[int]] = {}
+    """Minimise the word graph (:func:`minimize`), then expand each word arc into phone chains (one per pronunciation)."""
+    with without_collection():
+        return _build_phone_graph(graph, lexicon)
 
-    def closure(node: int) -> list[int]:
-        if node not in closure_cache:
-            closure_cache[node] = sorted(graph.closure({node: ()}))
-        return closure_cache[node]
 
-    phone, word_of, tag_of = [], [], []
+def _build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
+    automaton = minimize(graph)
+    lexicon.prefetch(sorted({w for arcs in automaton.arcs for w, _ in arcs}))
+    phone: list[int] = []
+    word_of: list[int] = []
     words: list[str] = []
     word_index: dict[str, int] = {}
-    first_states: list[list[int]] = [[] for _ in range(n_nodes)]  # word-start states of arcs leaving node
+    first_states: list[list[int]] = [[] for _ in automaton.arcs]  # word-start states of arcs leaving node
     ends: list[tuple[int, int]] = []  # (last state of a chain, node it leads to)
-    src, dst = [], []
+    src: list[int] = []
+    dst: list[int] = []
     missing: set[str] = set()
-    for u in range(n_nodes):
-        for v, w, tag in graph.arcs[u]:
-            if w is None:
-                continue
+    for u, arcs in enumerate(automaton.arcs):
+        for w, v in arcs:
             prons = lexicon(w)
             if not prons:
                 missing.add(w)
@@ -72,40 +226,29 @@ def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
             if wid == len(words):
                 words.append(w)
             for pron in prons:
-                prev = -1
-                for k, p in enumerate(pron):
-                    s = len(phone)
-                    phone.append(LABEL_ID[p])
-                    word_of.append(wid if k == 0 else -1)
-                    tag_of.append(tag if k == 0 else -1)
-                    if prev >= 0:
-                        src.append(prev)
-                        dst.append(s)
-                    else:
-                        first_states[u].append(s)
-                    prev = s
-                ends.append((prev, v))
+                s = len(phone)
+                phone.extend(LABEL_ID[p] for p in pron)
+                word_of.append(wid)
+                word_of.extend([-1] * (len(pron) - 1))
+                src.extend(range(s, s + len(pron) - 1))
+                dst.extend(range(s + 1, s + len(pron)))
+                first_states[u].append(s)
+                ends.append((s + len(pron) - 1, v))
     if missing:
         raise GrammarError(f"sentences: no pronunciation for: {', '.join(sorted(missing))}")
     if not phone:
         raise GrammarError("sentences: the grammar has no words")
     n = len(phone)
-    reach_first: dict[int, list[int]] = {}
-
-    def starts_after(node: int) -> list[int]:
-        if node not in reach_first:
-            reach_first[node] = [s for c in closure(node) for s in first_states[c]]
-        return reach_first[node]
-
     final = np.zeros(n, dtype=bool)
+    more = np.zeros(n, dtype=bool)
     for last, v in ends:
-        nxt = starts_after(v)
+        nxt = first_states[v]
         src.extend([last] * len(nxt))
         dst.extend(nxt)
-        if graph.final in closure(v):
-            final[last] = True
+        final[last] = v in automaton.finals
+        more[last] = bool(nxt)
     entry = np.zeros(n, dtype=bool)
-    entry[starts_after(graph.start)] = True
+    entry[first_states[0]] = True
     phone_arr = np.asarray(phone, dtype=np.int64)
     src_arr = np.asarray(src, dtype=np.int64)
     dst_arr = np.asarray(dst, dtype=np.int64)
@@ -117,9 +260,10 @@ def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
         seg_state = dst_arr[seg_start]
     else:
         seg_start = seg_state = np.zeros(0, dtype=np.int64)
-    return PhoneGraph(phone_arr, np.asarray(word_of, dtype=np.int64), np.asarray(tag_of, dtype=np.int64),
-                      graph.tags, words, entry, final, src_arr,
-                      dst_arr, phone_arr[src_arr] == phone_arr[dst_arr], seg_start, seg_state)
+    phones = PhoneGraph(phone_arr, np.asarray(word_of, dtype=np.int64), words, entry, final, more, src_arr,
+                        dst_arr, phone_arr[src_arr] == phone_arr[dst_arr], seg_start, seg_state, graph)
+    _ = phones.out_edges  # built now, not on the first command
+    return phones
 
 
 @dataclass(frozen=True)
@@ -129,6 +273,7 @@ class Hypothesis:
     score: float  # log-probability of the best grammar path (without the phone bonus that helped choose it)
     free_score: float  # log-probability of the best unconstrained phone path
     speech_frames: int  # frames where the model's best label is not blank
+    continues: bool = False  # the grammar has longer sentences that start with these words
 
     @property
     def gap_per_frame(self) -> float:
@@ -149,6 +294,9 @@ PHONE_BONUS = 1.5
 # Runs of frames where the blank is at least this likely are searched as one frame (see collapse_blank_runs).
 BLANK_RUN_LOG_PROB = float(np.log(0.99))
 
+# The pruned search keeps at most this many phone states per frame (the best ones), whatever the beam.
+MAX_ACTIVE = 4000
+
 
 def collapse_blank_runs(log_probs: np.ndarray, threshold: float = BLANK_RUN_LOG_PROB) -> np.ndarray:
     """Merge every run of blank-dominated frames into one frame whose scores are the run's sums.
@@ -163,9 +311,30 @@ def collapse_blank_runs(log_probs: np.ndarray, threshold: float = BLANK_RUN_LOG_
     return np.add.reduceat(log_probs, np.flatnonzero(starts), axis=0) if len(log_probs) else log_probs
 
 
+def _prepare(log_probs: np.ndarray, collapse: bool) -> tuple[np.ndarray, float, int]:
+    lp = np.ascontiguousarray(log_probs, dtype=np.float32)
+    free = float(lp.max(axis=1).sum())
+    speech = int((lp.argmax(axis=1) != 0).sum())
+    return (collapse_blank_runs(lp) if collapse else lp), free, speech
+
+
+def search(graph: PhoneGraph, log_probs: np.ndarray, beam: float = 0.0, collapse: bool = True,
+           phone_bonus: float | None = None) -> Hypothesis:
+    """The best sentence: :func:`viterbi` (exact) when ``beam`` is 0, else :func:`beam_search` with that beam."""
+    if beam > 0:
+        return beam_search(graph, log_probs, beam, collapse=collapse, phone_bonus=phone_bonus)
+    return viterbi(graph, log_probs, collapse=collapse, phone_bonus=phone_bonus)
+
+
+def _hypothesis(graph: PhoneGraph, words_rev: list[int], score: float, free: float, speech: int,
+                end: int) -> Hypothesis:
+    words = [graph.words[w] for w in reversed(words_rev)]
+    return Hypothesis(words, graph.tags_of(words), score, free, speech, bool(graph.more[end]))
+
+
 def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
             phone_bonus: float | None = None) -> Hypothesis:
-    """Best path of ``graph`` through CTC ``log_probs`` (frames, labels) and the free-loop score.
+    """Best path of ``graph`` through CTC ``log_probs`` (frames, labels) and the free-loop score: every state, every frame.
 
     The free-loop score and the speech-frame count come from every frame; the grammar search runs on
     :func:`collapse_blank_runs` of them unless ``collapse`` is false.  Each phone the path enters earns
@@ -173,11 +342,7 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     so confidence still compares plain log-probabilities.
     """
     bonus = np.float32(PHONE_BONUS if phone_bonus is None else phone_bonus)
-    lp = np.ascontiguousarray(log_probs, dtype=np.float32)
-    free = float(lp.max(axis=1).sum())
-    speech = int((lp.argmax(axis=1) != 0).sum())
-    if collapse:
-        lp = collapse_blank_runs(lp)
+    lp, free, speech = _prepare(log_probs, collapse)
     frames = lp.shape[0]
     n = graph.size
     P_hist = np.empty((frames, n), dtype=np.float32)
@@ -211,7 +376,6 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     if score <= _NEG / 2:
         return Hypothesis([], [], score, free, speech)
     words_rev: list[int] = []
-    tags_rev: list[int] = []
     s = best
     entered = 0
     in_blank = B[best] >= P[best]
@@ -238,10 +402,99 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
             entered += 1
             if graph.word[s] >= 0:
                 words_rev.append(int(graph.word[s]))
-                tags_rev.append(int(graph.tag[s]))
         if kind == "start":
             break
         if kind == "edge":
             s, in_blank = pred, pred_blank
-    return Hypothesis([graph.words[w] for w in reversed(words_rev)], [graph.tags[t] for t in reversed(tags_rev)],
-                      score - float(bonus) * entered, free, speech)
+    return _hypothesis(graph, words_rev, score - float(bonus) * entered, free, speech, best)
+
+
+_HELD, _EDGE, _START = 0, 1, 2
+
+
+def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse: bool = True,
+                phone_bonus: float | None = None, max_active: int = MAX_ACTIVE) -> Hypothesis:
+    """:func:`viterbi` over the states whose score is within ``beam`` (log-probability) of the frame's best.
+
+    Token passing: each frame, only the surviving states (at most ``max_active``) send their scores along
+    their outgoing edges, all at once in numpy; each frame keeps, per surviving state, where its phone
+    token came from, so the memory is the states searched, not frames × states.
+    """
+    bonus = np.float32(PHONE_BONUS if phone_bonus is None else phone_bonus)
+    lp, free, speech = _prepare(log_probs, collapse)
+    ptr, out_dst, out_same = graph.out_edges
+    phone, n = graph.phone, graph.size
+    entry_idx = np.flatnonzero(graph.entry)
+    # where a phone token came from, packed in one integer: source state << 4 | b_from_b << 3 | kind << 1 | via blank
+    entry_code = np.full(entry_idx.size, _START << 1 | 1, dtype=np.int64)
+    best_in = np.full(n, _NEG, dtype=np.float32)  # scratch, indexed by state; _NEG again after each frame
+    slot = np.zeros(n, dtype=np.int64)
+    carry_b = np.full(n, _NEG, dtype=np.float32)
+    b_from_b = np.zeros(n, dtype=np.int64)
+    act = np.zeros(0, dtype=np.int64)
+    P = B = np.zeros(0, dtype=np.float32)
+    b0 = np.float32(0.0)
+    start_open = True
+    history: list[tuple[np.ndarray, np.ndarray]] = []  # per frame: the states kept and their packed codes
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        blank = row[0]
+        starts = ptr[act]
+        counts = ptr[act + 1] - starts
+        rep = np.repeat(np.arange(act.size), counts)
+        edges = np.arange(rep.size) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        src_b, src_p = B[rep], P[rep]
+        via_blank = out_same[edges] | (src_b >= src_p)
+        parts_ids = [act, out_dst[edges]]
+        parts_val = [P, np.where(via_blank, src_b, src_p) + bonus]
+        parts_code = [act << 4, (act[rep] << 4) | (_EDGE << 1) | via_blank]
+        if start_open:
+            parts_ids.append(entry_idx)
+            parts_val.append(np.full(entry_idx.size, b0 + bonus, dtype=np.float32))
+            parts_code.append(entry_code)
+        ids = np.concatenate(parts_ids)
+        vals = np.concatenate(parts_val)
+        np.maximum.at(best_in, ids, vals)
+        winners = np.flatnonzero(vals >= best_in[ids])
+        slot[ids[winners]] = winners  # one winner per state (the last written)
+        chosen = winners[slot[ids[winners]] == winners]
+        new_ids = ids[chosen]
+        best_in[ids] = _NEG
+        carry_b[act] = np.maximum(P, B) + blank
+        b_from_b[act] = (B >= P) << 3
+        new_P = vals[chosen] + row[phone[new_ids]]
+        new_B = carry_b[new_ids]
+        carry_b[act] = _NEG
+        b0 = np.float32(b0 + blank)
+        score = np.maximum(new_P, new_B)
+        top = max(float(score.max()) if score.size else float(_NEG), float(b0))
+        keep = score >= top - beam
+        if np.count_nonzero(keep) > max_active:
+            keep &= score >= np.partition(score, score.size - max_active)[score.size - max_active]
+        start_open = bool(b0 >= top - beam)
+        kept = chosen[keep]
+        act, P, B = ids[kept], new_P[keep], new_B[keep]
+        history.append((act, np.concatenate(parts_code)[kept] | b_from_b[act]))
+    end_scores = np.where(graph.final[act], np.maximum(P, B), _NEG) if act.size else np.zeros(0, np.float32)
+    if not end_scores.size or end_scores.max() <= _NEG / 2:
+        return Hypothesis([], [], float(_NEG), free, speech)
+    k = int(end_scores.argmax())
+    score, best = float(end_scores[k]), int(act[k])
+    words_rev: list[int] = []
+    s, in_blank, entered = best, bool(B[k] >= P[k]), 0
+    for t in range(len(history) - 1, -1, -1):
+        ids, codes = history[t]
+        code = int(codes[np.flatnonzero(ids == s)[0]])
+        if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
+            in_blank = bool(code & 8)
+            continue
+        kind = (code >> 1) & 3
+        if kind == _HELD:
+            continue
+        entered += 1
+        if graph.word[s] >= 0:
+            words_rev.append(int(graph.word[s]))
+        if kind == _START:
+            break
+        s, in_blank = code >> 4, bool(code & 1)
+    return _hypothesis(graph, words_rev, score - float(bonus) * entered, free, speech, best)

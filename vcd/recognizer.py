@@ -45,6 +45,8 @@ class Recognition:
 
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+# Beam of the pruned search, log-probability (0: the exact search over every phone state); see docs/benchmarks.md.
+DEFAULT_BEAM = 20.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class Recognizer:
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
-                 context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None) -> None:
+                 context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
+                 beam: float = DEFAULT_BEAM) -> None:
         self.model = model
         self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
@@ -99,11 +102,13 @@ class Recognizer:
         self.min_confidence = min_confidence
         self.confidence_scale = confidence_scale
         self.fit_floor = fit_floor
+        self.beam = beam
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
-             slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None) -> "Recognizer":
+             slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
+             beam: float = DEFAULT_BEAM) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -117,7 +122,8 @@ class Recognizer:
         names the denoiser run on the audio before the features (:mod:`vcd.denoise`): ``"auto"``
         takes the one the model was trained with (its ``front_end``, else none).  The model runs
         in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``); ``threads``
-        limits the BLAS threads of its matrix products.
+        limits the BLAS threads of its matrix products.  ``beam`` prunes the search
+        (:func:`vcd.decoder.search`; 0 = exact).
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -134,7 +140,7 @@ class Recognizer:
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
-                         context, sentence_set, slot_lists)
+                         context, sentence_set, slot_lists, float(beam))
         grammar = None
         if extra_lists:
             try:
@@ -154,7 +160,7 @@ class Recognizer:
         no pronunciation is left out with a warning; GrammarError when the rest cannot be compiled.
         """
         from vcd.controls import with_list_values
-        from vcd.decoder import build_phone_graph
+        from vcd.decoder import build_phone_graph, without_collection
         from vcd.grammar import compile_word_graph, search_graph, words_of_chunk
         from vcd.phonetics import Lexicon
 
@@ -169,9 +175,10 @@ class Recognizer:
                     _LOGGER.warning("grammar: %r left out of {%s}: a word has no pronunciation", value.text, name)
         extra_lists = sayable
         sentence_set = replace(self.sentence_set, intents=with_list_values(self.sentence_set.intents, extra_lists))
-        word_graph = compile_word_graph(sentence_set, self.slot_lists, set(self.context))
-        word_graph.paths(())  # index the graph now, not on the first command
-        graph = build_phone_graph(search_graph(word_graph), lexicon)
+        with without_collection():  # many small objects: the collector would run often and find nothing
+            word_graph = compile_word_graph(sentence_set, self.slot_lists, set(self.context))
+            word_graph.paths(())  # index the graph now, not on the first command
+            graph = build_phone_graph(search_graph(word_graph), lexicon)
         if extra_lists:
             sizes = ", ".join(f"{{{name}}} +{len(values)}" for name, values in extra_lists.items())
             _LOGGER.info("grammar: compiled with the plugins' list values (%s) in %.0f ms, %d phone states", sizes,
@@ -198,16 +205,31 @@ class Recognizer:
         """
         return self.decode(samples, denoise)[0]
 
+    def complete(self, samples: np.ndarray, denoise: bool = True) -> Recognition | None:
+        """The recognition of a segment that may not be over yet, if it is a whole command; else None.
+
+        Whole: recognised (confident, the sentence fits the sound) and no longer sentence of the grammar
+        starts with its words, so more audio could only make it another command or none.  The daemon asks
+        this after a short pause (``vad.early_silence_ms``) to end the command without waiting for the
+        full ``vad.silence_ms``.
+        """
+        result, hyp = self.decode(samples, denoise)
+        if not result.recognized or hyp is None or hyp.continues:
+            _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
+                          "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
+            return None
+        return result
+
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
-        from vcd.decoder import viterbi
+        from vcd.decoder import search
 
         started = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
-        hyp = viterbi(self.graph, self.posteriors(samples, denoise))
+        hyp = search(self.graph, self.posteriors(samples, denoise), self.beam)
         confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
         text = " ".join(hyp.words)
         # The words the search found, understood as `vcd parse` understands typed words (context, priority).

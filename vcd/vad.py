@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import webrtcvad
@@ -39,6 +41,12 @@ class SpeechEnd:
     def voiced_share(self) -> float:
         """The share of the segment's frames that webrtcvad called speech, 0..1."""
         return self.voiced_frames / self.frames if self.frames else 0.0
+    result: Any = None  # what the completeness check decoded when it closed the segment early (None otherwise)
+
+    @property
+    def early(self) -> bool:
+        """Closed after ``vad.early_silence_ms`` because the command was complete."""
+        return self.result is not None
 
     @property
     def audio_s(self) -> float:
@@ -61,16 +69,27 @@ class Segmenter:
     share of the last ``silence_ms`` is unvoiced, or at ``max_speech_ms``.
     The segment keeps ``preroll_ms`` before the trigger window and at most
     ``preroll_ms`` of the trailing silence.  Not thread-safe: one thread feeds it.
+
+    Grammar-aware endpointing: with a ``complete`` check and ``early_silence_ms``, a third of the way into
+    that much silence after speech the segment so far is passed to ``complete`` (so its decode runs
+    while the silence goes on); when it returned something (the decoded command: whole, confident,
+    nothing in the grammar could follow it) and the silence reaches ``early_silence_ms``, the segment
+    closes, carrying that result.  Otherwise the silence runs on to ``silence_ms`` as usual; if
+    speech resumes, the result is dropped and the check runs again at the next pause.
     """
 
-    def __init__(self, config: VadConfig) -> None:
+    def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None) -> None:
         self.config = config
+        self._complete = complete if config.early_silence_ms else None
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._frame_len = SAMPLE_RATE_HZ * config.frame_ms // 1000
         frames = lambda ms: max(1, round(ms / config.frame_ms))  # noqa: E731
         self._window_frames = frames(config.trigger_window_ms)
         self._preroll_frames = round(config.preroll_ms / config.frame_ms)
         self._silence_frames = frames(config.silence_ms)
+        self._early_frames = frames(config.early_silence_ms)
+        # the check starts a third of the way into that silence, so that its decode overlaps the wait
+        self._check_frames = max(1, self._early_frames // 3)
         self._max_frames = frames(config.max_speech_ms)
         self._min_voiced_frames = config.min_speech_ms / config.frame_ms
         self._pending = np.zeros(0, dtype=np.float32)
@@ -86,6 +105,9 @@ class Segmenter:
         self._window: collections.deque[bool] = collections.deque(maxlen=self._window_frames)
         self._tail: collections.deque[bool] = collections.deque(maxlen=self._silence_frames)
         self._segment: list[tuple[np.ndarray, bool]] = []
+        self._quiet_frames = 0  # unvoiced frames since the last voiced one
+        self._checked = False  # the completeness check ran during this pause
+        self._whole: tuple[Any, np.ndarray] | None = None  # what it found when whole: (the command, the audio decoded)
 
     @property
     def in_speech(self) -> bool:
@@ -132,6 +154,20 @@ class Segmenter:
             return []
         self._segment.append((frame, voiced))
         self._tail.append(voiced)
+        if voiced:
+            self._quiet_frames, self._checked, self._whole = 0, False, None
+        else:
+            self._quiet_frames += 1
+        if self._complete is not None:
+            if not self._checked and self._quiet_frames >= self._check_frames:
+                self._checked = True
+                samples, voiced_frames = self._audio()
+                result = self._complete(samples) if voiced_frames >= self._min_voiced_frames else None
+                self._whole = None if result is None else (result, samples)
+            if self._whole is not None and self._quiet_frames >= self._early_frames:
+                _LOGGER.debug("vad: a whole command and %d ms of silence; closing early",
+                              self._quiet_frames * self.config.frame_ms)
+                return [self._close(cut=False, whole=self._whole)]
         silent = len(self._tail) - sum(self._tail)
         if len(self._tail) == self._tail.maxlen and silent >= self.config.trigger_ratio * len(self._tail):
             return [self._close(cut=False)]
@@ -140,7 +176,8 @@ class Segmenter:
             return [self._close(cut=True)]
         return []
 
-    def _close(self, cut: bool) -> SpeechEnd:
+    def _audio(self) -> tuple[np.ndarray, int]:
+        """The open segment's audio (at most ``preroll_ms`` of its trailing silence) and its voiced frames."""
         segment = self._segment
         trailing = 0
         for _, voiced in reversed(segment):
@@ -151,6 +188,15 @@ class Segmenter:
             segment = segment[: len(segment) - (trailing - self._preroll_frames)]
         voiced_frames = sum(v for _, v in segment)
         samples = np.concatenate([f for f, _ in segment]) if segment else np.zeros(0, dtype=np.float32)
+        return samples, voiced_frames
+
+    def _close(self, cut: bool, whole: tuple[Any, np.ndarray] | None = None) -> SpeechEnd:
+        """End the segment; closed early on a whole command, it is the audio that was decoded, with its result."""
+        samples, voiced_frames = self._audio()
+        frames = len(self._segment)
+        result = None
+        if whole is not None:
+            result, samples = whole
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
             _LOGGER.debug(
@@ -161,4 +207,4 @@ class Segmenter:
         self._reset()
         return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut,
                          start_sample=self._start_frame * self._frame_len, voiced_frames=int(voiced_frames),
-                         frames=len(segment))
+                         frames=frames, result=result)

@@ -258,10 +258,10 @@ class PhraseSpotter:
         if len(phones) < 4:
             raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
         try:
-            from vcd.model import load_model
+            from vcd.inference import load_numpy_model
             from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
 
-            self._net, _labels, extra = load_model(model or DEFAULT_MODEL)
+            self._net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         except ModelError as exc:
             raise ConfigError(f"{key}: {exc}") from None
         self.name = " ".join(words)
@@ -274,12 +274,9 @@ class PhraseSpotter:
         self.threshold = threshold or self.model_threshold
 
     def posteriors(self, samples: np.ndarray) -> np.ndarray:
-        import torch
-
         from vcd.features import log_mel
 
-        feats = torch.from_numpy(log_mel(np.asarray(samples, dtype=np.float32))).unsqueeze(0)
-        return self._net.infer(feats)
+        return self._net.infer(log_mel(np.asarray(samples, dtype=np.float32)))
 
     def scores(self, samples: np.ndarray) -> np.ndarray:
         """The phrase's confidence (0..1) ending at each model frame (:data:`PHRASE_FRAME_S`) of a clip."""

@@ -1,0 +1,182 @@
+"""The search that scales: the minimal word automaton, the pruned (beam) search against the exact one."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import speak, utterances, vcd_command, write_wav
+from vcd.errors import ExitCode
+from vcd.decoder import beam_search, build_phone_graph, minimize, search, viterbi
+from vcd.grammar import compile_word_graph, load_intents, meaning, sample_sentence
+from vcd.phonetics import LABELS, Lexicon
+from vcd.recognizer import DEFAULT_BEAM, Recognizer
+
+LIGHTS = """
+language: en
+intents:
+  HassTurnOn:
+    data:
+      - sentences:
+          - "(turn | switch) on [the] light [in [the] {area}]"
+          - "(turn | switch) on [the] {area} light"
+  HassTurnOff:
+    data:
+      - sentences:
+          - "(turn | switch) off [the] light [in [the] {area}]"
+          - "(turn | switch) [the] {area} light off"
+  HassClimateSetTemperature:
+    data:
+      - sentences:
+          - "set [the] {area} to {temperature} [degrees]"
+lists:
+  area:
+    values:
+      - kitchen
+      - in: living room
+        out: lounge
+      - bedroom
+  temperature:
+    range: {from: 15, to: 25}
+"""
+
+
+@pytest.fixture(scope="module")
+def lights(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("grammar") / "lights.yaml"
+    path.write_text(LIGHTS)
+    intents = load_intents(path)
+    word_graph = compile_word_graph(intents)
+    return intents, word_graph, build_phone_graph(word_graph, Lexicon())
+
+
+def accepts(automaton, words: list[str]) -> bool:
+    node = 0
+    for word in words:
+        nxt = [v for w, v in automaton.arcs[node] if w == word]
+        if not nxt:
+            return False
+        node = nxt[0]
+    return node in automaton.finals
+
+
+def peaky(words: list[str], lexicon: Lexicon) -> np.ndarray:
+    """Log-posteriors a perfect CTC model would give for the words' first pronunciations."""
+    ids = {p: i for i, p in enumerate(LABELS)}
+    seq = [0] * 6
+    for word in words:
+        for phone in lexicon(word)[0]:
+            seq += [ids[phone]] * 4 + [0] * 2
+    seq += [0] * 6
+    lp = np.full((len(seq), len(LABELS)), np.log(0.002 / (len(LABELS) - 1)), dtype=np.float32)
+    lp[np.arange(len(seq)), seq] = np.log(0.998)
+    return lp
+
+
+def test_the_minimal_automaton_accepts_exactly_the_sentences_of_the_grammar(lights) -> None:
+    intents, word_graph, _ = lights
+    automaton = minimize(word_graph)
+    for arcs in automaton.arcs:
+        assert len({w for w, _ in arcs}) == len(arcs)  # deterministic: each word once per node
+    rng = random.Random(0)
+    for _ in range(200):
+        _, text = sample_sentence(intents, rng)
+        assert accepts(automaton, text.split()), text
+    for text in ("turn on the", "turn on the light in", "set the kitchen to twenty six", "light on turn"):
+        assert not accepts(automaton, text.split()), text
+        assert word_graph.parse(text.split()) is None
+    # "turn" and "switch" lead to the same future, "the" optional: parallel copies merged
+    assert len(automaton.arcs) < len(word_graph.arcs) / 3
+
+
+def test_copies_of_a_list_in_many_sentences_are_searched_once() -> None:
+    """30 sentence blocks that differ only in their fixed slots give the phone graph of one block."""
+    from hassil import Intents
+
+    devices = {"values": [f"lamp number {n}" for n in range(20)]}
+
+    def graph(blocks: int):
+        data = {"language": "en", "lists": {"device": devices},
+                "intents": {"Switch": {"data": [{"sentences": ["switch [the] {device} [on]"], "slots": {"k": k}}
+                                                for k in range(blocks)]}}}
+        return build_phone_graph(compile_word_graph(Intents.from_dict(data)), Lexicon())
+
+    assert graph(30).size == graph(1).size
+
+
+def test_meanings_come_from_the_word_graph(lights) -> None:
+    _, word_graph, graph = lights
+    lexicon = Lexicon()
+    for text, expected in [
+        ("switch on the light in the living room", ("HassTurnOn", {"area": "lounge"})),
+        ("turn the bedroom light off", ("HassTurnOff", {"area": "bedroom"})),
+        ("set kitchen to twenty one degrees", ("HassClimateSetTemperature", {"area": "kitchen", "temperature": 21})),
+    ]:
+        for hyp in (viterbi(graph, peaky(text.split(), lexicon)), beam_search(graph, peaky(text.split(), lexicon), 20)):
+            assert hyp.words == text.split()
+            assert meaning(hyp.tags) == expected == word_graph.parse(text.split())
+
+
+def test_the_pruned_search_finds_what_the_exact_search_finds_in_ideal_posteriors(lights) -> None:
+    intents, _, graph = lights
+    lexicon = Lexicon()
+    rng = random.Random(1)
+    for _ in range(15):
+        _, text = sample_sentence(intents, rng)
+        lp = peaky(text.split(), lexicon)
+        exact, pruned = viterbi(graph, lp), beam_search(graph, lp, 10.0)
+        assert pruned.words == exact.words == text.split()
+        assert pruned.score == pytest.approx(exact.score, abs=1e-3)
+        assert pruned.free_score == exact.free_score and pruned.speech_frames == exact.speech_frames
+    lp = peaky(["switch", "on", "light"], lexicon)
+    assert search(graph, lp, beam=0).score == viterbi(graph, lp).score  # beam 0: the exact search
+
+
+def test_a_sentence_the_grammar_continues_says_so(lights) -> None:
+    _, _, graph = lights
+    lexicon = Lexicon()
+    for text, continues in [("turn on the light", True), ("turn on the light in the kitchen", False),
+                            ("turn on the kitchen light", False), ("set the bedroom to twenty", True),
+                            ("set the bedroom to twenty degrees", False)]:
+        lp = peaky(text.split(), lexicon)
+        for hyp in (viterbi(graph, lp), beam_search(graph, lp, DEFAULT_BEAM)):
+            assert hyp.words == text.split()
+            assert hyp.continues is continues, text
+
+
+def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> None:
+    """The shipped model, the bundled sentences, espeak-ng voices: the same sentences and scores."""
+    recognizer = Recognizer.load()
+    rng = random.Random(3)
+    voices = ["en-us", "en", "en-us+f2"]
+    for k in range(9):
+        _, text = sample_sentence(recognizer.intents, rng)
+        lp = recognizer.posteriors(speak(text, voice=voices[k % len(voices)]))
+        exact, pruned = viterbi(recognizer.graph, lp), beam_search(recognizer.graph, lp, DEFAULT_BEAM)
+        assert pruned.words == exact.words, text
+        assert pruned.score == pytest.approx(exact.score, abs=1e-2)
+        assert pruned.tags == exact.tags and pruned.continues == exact.continues
+
+
+def test_transcribe_takes_the_beam_and_refuses_a_negative_one(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "command.wav", utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.5))
+    for beam in ("0", "12"):
+        proc = subprocess.run([*vcd_command(), "transcribe", "--beam", beam, str(wav)],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["text"] == "turn on the kitchen light"
+    proc = subprocess.run([*vcd_command(), "transcribe", "--beam", "-1", str(wav)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.strip().splitlines() == ["Error: --beam: must be 0 or more (got -1)"]
+
+
+def test_the_config_default_beam_is_the_recognizer_s() -> None:
+    from vcd.config import RecognizerConfig
+
+    assert RecognizerConfig().beam == DEFAULT_BEAM > 0
