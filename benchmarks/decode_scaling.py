@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from vcd.audio import to_mono_16k  # noqa: E402
 from vcd.decoder import beam_search, build_phone_graph, viterbi, without_collection  # noqa: E402
-from vcd.grammar import compile_word_graph, load_intents, meaning, sample_sentence  # noqa: E402
+from vcd.grammar import compile_word_graph, load_intents, sample_sentence  # noqa: E402
 from vcd.phonetics import Lexicon  # noqa: E402
 from vcd.recognizer import DEFAULT_BEAM, Recognizer  # noqa: E402
 
@@ -161,7 +161,7 @@ def main() -> int:
             pruned_cpu.append((time.process_time() - c1) * 1000)
             pruned_text += same_words(pruned.words, text.split())
             whole += not pruned.continues
-            pruned_meaning += meaning(pruned.tags) == truth
+            pruned_meaning += word_graph.parse(pruned.words) == truth
             if not args.no_exact:
                 s2, c2 = time.perf_counter(), time.process_time()
                 exact = viterbi(graph, lp)
@@ -170,7 +170,7 @@ def main() -> int:
                 agree += exact.words == pruned.words
                 ties += exact.words != pruned.words and abs(exact.score - pruned.score) < 1e-3
                 exact_text += same_words(exact.words, text.split())
-                exact_meaning += meaning(exact.tags) == truth
+                exact_meaning += word_graph.parse(exact.words) == truth
         rows.append((spec, left_out, len(word_graph.arcs), graph.size, graph.src.size, t1 - t0, t2 - t1, t3 - t2,
                      exact_ms, pruned_ms, agree, exact_text, pruned_text, exact_meaning, pruned_meaning,
                      audio_s, net_ms, ties, exact_cpu, pruned_cpu, unminimised, whole))

@@ -129,6 +129,7 @@ def main() -> int:
                     help="clips per command set also decoded under noise (0: all; the rest clean only)")
     ap.add_argument("--talk-limit", type=int, default=0, help="clips of non-command talk (0: all)")
     ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
+    ap.add_argument("--beam", type=float, default=None, help="search beam (default: the recogniser's; 0: exact search)")
     ap.add_argument("--seed", type=int, default=28)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--dump", type=Path, help="also write one JSON line per decode (scores, for studying rejection)")
@@ -151,6 +152,8 @@ def main() -> int:
     conditions = ["clean", *(f"{s:g} dB" for s in snrs), "room+12 dB"]
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end)
+    if args.beam is not None:
+        load["beam"] = args.beam
     with tempfile.TemporaryDirectory() as tmp:
         for name, grammar, clips in commands(args.data, args.split, Path(tmp)):
             recognizer = Recognizer.load(grammar, **load)
