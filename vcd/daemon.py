@@ -294,6 +294,8 @@ class Daemon:
                 confidence=confidence,
                 timings=timings,
             )
+            self.plugins.dispatch("vcd_feedback", site=self.site, kind="recognized",
+                                  text=getattr(result, "answer", None))
         else:
             self.counts["unrecognized"] += 1
             _LOGGER.info(
@@ -306,6 +308,7 @@ class Daemon:
             self.plugins.dispatch(
                 "vcd_unrecognized", site=self.site, text=text, confidence=confidence, audio_s=audio_s
             )
+            self.plugins.dispatch("vcd_feedback", site=self.site, kind="not_understood", text=None)
         return []  # the last stage: its results went to the plugins
 
     def _fail(self, exc: BaseException) -> None:
