@@ -126,7 +126,7 @@ ALSA_OUTPUT = """\
 pcm.vcdout_file {{
     type file
     slave.pcm "null"
-    file "{raw}"
+    file "| cat >> {raw}"
     format "raw"
 }}
 pcm.vcdout {{
