@@ -243,6 +243,14 @@ def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -
     assert seen == ["feedback: feedback playing"]
     assert controls.paused_by() == "feedback: feedback playing"  # the guard: silence_ms + 0.5 s
     assert wait_until(lambda: controls.paused_by() == "", 3.0)
+    # audio from a file: no microphone hears the speaker, and no command of the file may be lost
+    seen.clear()
+    host = host_with(("feedback", feedback.Feedback(output=Watching())))
+    host.startup(replace(config, audio=replace(config.audio, source="stdin")), controls)
+    host.start_workers()
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
+    assert host.drain(5)
+    assert seen == [""] and controls.paused_by() == ""
 
 
 # --- speech ---------------------------------------------------------------------------------------

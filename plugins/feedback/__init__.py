@@ -80,7 +80,7 @@ class Feedback:
         self.controls: vcd.PluginControls | None = None
         self._lock = threading.Lock()  # one sound or answer at a time
         self._plays = 0  # playbacks started; the echo guard's timer resumes only after the last one
-        self.guard_s = ECHO_GUARD_S
+        self.guard_s: float | None = ECHO_GUARD_S  # None: no pause (the audio does not come from a microphone)
 
     @vcd.hookimpl
     def vcd_check_config(self, config: Any, config_path: Path | None) -> None:
@@ -89,7 +89,8 @@ class Feedback:
     @vcd.hookimpl
     def vcd_startup(self, config: Any, config_path: Path | None, controls: vcd.PluginControls) -> None:
         self.site, self.controls = config.daemon.site, controls
-        self.guard_s = config.vad.silence_ms / 1000 + ECHO_GUARD_S
+        # only a microphone hears the speaker; a file or stdin played through the daemon must not lose commands
+        self.guard_s = config.vad.silence_ms / 1000 + ECHO_GUARD_S if config.audio.source == "mic" else None
         self.settings, self.sounds, self.speaker = check(config, config_path)
         self.output = self._given_output
         if self.output is None and (self.sounds or self.speaker is not None):
@@ -136,24 +137,28 @@ class Feedback:
     def _play(self, samples: Any, rate_hz: int) -> None:
         """Scaled by ``volume``, with a short silent tail, to the output (which resamples for its device).
 
-        The microphone hears it too ("Turned on the kitchen light" would be decoded as a command): recognition
-        pauses while it plays and until the VAD has closed the segment that holds it.
+        The microphone hears it too ("Turned on the kitchen light" would be decoded as a command): when the
+        audio comes from a microphone, recognition pauses while it plays and until the VAD has closed the
+        segment that holds it.
         """
         assert self.output is not None
+        audio = prepare(samples, rate_hz, rate_hz, self.settings.volume)
+        if self.guard_s is None or self.controls is None:
+            self.output.play(audio, rate_hz)
+            return
         self._plays += 1
-        if self.controls is not None:
-            self.controls.pause(PAUSE_REASON)
+        self.controls.pause(PAUSE_REASON)
         try:
-            self.output.play(prepare(samples, rate_hz, rate_hz, self.settings.volume), rate_hz)
+            self.output.play(audio, rate_hz)
         finally:
-            self._resume_later(self._plays)
+            self._resume_later(self._plays, self.guard_s)
 
-    def _resume_later(self, play: int) -> None:
+    def _resume_later(self, play: int, guard_s: float) -> None:
         def resume() -> None:
             if self._plays == play and self.controls is not None:
                 self.controls.resume(PAUSE_REASON)
 
-        timer = threading.Timer(self.guard_s, resume)
+        timer = threading.Timer(guard_s, resume)
         timer.name, timer.daemon = f"vcd-{NAME}-guard", True
         timer.start()
 
