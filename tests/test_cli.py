@@ -44,14 +44,14 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
 def test_check_config_accepts_the_documented_config(tmp_path: Path) -> None:
     result = vcd("check-config", "--config", str(REPO / "config.toml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{REPO / 'config.toml'}: OK (plugins: console, mqtt)\n"
+    assert result.stdout == f"{REPO / 'config.toml'}: OK (plugins: console, mqtt, feedback)\n"
 
 
 def test_check_config_without_a_file_uses_defaults(tmp_path: Path) -> None:
     result = vcd("check-config", cwd=tmp_path)
     if Path("/etc/vcd/config.toml").exists():
         pytest.skip("/etc/vcd/config.toml exists on this machine")
-    assert result.stdout == "<defaults>: OK (plugins: console, mqtt)\n"
+    assert result.stdout == "<defaults>: OK (plugins: console, mqtt, feedback)\n"
 
 
 @pytest.mark.parametrize(

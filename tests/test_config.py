@@ -43,7 +43,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert config.recognizer.threads == 1
     assert config.recognizer.sentences == () and config.recognizer.model is None
     assert config.recognizer.sentences_mode == "add"
-    assert config.plugins.enabled == ("console", "mqtt")
+    assert config.plugins.enabled == ("console", "mqtt", "feedback")
     assert config.plugin_table("mqtt") == {}
 
 

@@ -440,6 +440,80 @@ def test_systemd_notifications(tmp_path: Path) -> None:
 # --- the microphone path, without hardware ------------------------------------------------
 
 
+ASKER = """
+import json
+
+import vcd
+
+_controls = None
+_path = None
+
+
+def _write(hook, **fields):
+    with open(_path, "a") as fh:
+        fh.write(json.dumps({"hook": hook, **fields}) + "\\n")
+
+
+@vcd.hookimpl
+def vcd_startup(config, controls):
+    global _controls, _path
+    _controls, _path = controls, config.plugin_table("asker")["path"]
+
+
+@vcd.hookimpl
+def vcd_feedback(site, kind, text):
+    _write("vcd_feedback", site=site, kind=kind, text=text)
+    if kind == "recognized":
+        _controls.say("The kettle is on", request_id="kettle")  # answered by the feedback plugin's vcd_say
+
+
+@vcd.hookimpl
+def vcd_said(site, text, request_id):
+    _write("vcd_said", site=site, text=text, request_id=request_id)
+"""
+
+
+@needs_model
+def test_feedback_sound_answer_and_vcd_say_play_on_an_alsa_output(tmp_path: Path, voices: dict[str, np.ndarray]) -> None:
+    """The real daemon with the feedback plugin on an ALSA ``file`` output: chime, response, then a plugin's say."""
+    raw = tmp_path / "played.raw"
+    (tmp_path / "asound.conf").write_text(textwrap.dedent(f"""\
+        pcm.vcdout_file {{
+            type file
+            slave.pcm "null"
+            file "| cat >> {raw}"
+            format "raw"
+        }}
+        pcm.vcdout {{
+            type plug
+            slave {{ pcm "vcdout_file"; format S16_LE; rate 48000; channels 1 }}
+        }}
+    """))
+    setup(tmp_path, f'[plugins.asker]\npath = "{tmp_path / "asked.jsonl"}"\n'
+                    '[plugins.feedback]\ndevice = "vcdout"\nvolume = 1.0\n', plugins={"asker": ASKER})
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace('enabled = ["console"]', 'enabled = ["console", "feedback"]'))
+    write_wav(tmp_path / "command.wav", silence(1), voices[COMMAND], silence(1.5))
+    env = environ(ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{tmp_path / 'asound.conf'}")
+    result = subprocess.run([sys.executable, "-m", "vcd", "run", "--config", "config.toml", "--input", "command.wav"],
+                            cwd=tmp_path, env=env, capture_output=True, timeout=240)
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    if "feedback off: no audio output" in stderr:
+        pytest.skip("PortAudio finds no ALSA output here")
+    assert "feedback on vcdout (48000 Hz): sounds on, answers espeak-ng" in stderr
+    asked = [json.loads(line) for line in (tmp_path / "asked.jsonl").read_text().splitlines()]
+    assert asked == [
+        {"hook": "vcd_feedback", "site": "kitchen", "kind": "recognized", "text": "Turned on the kitchen light"},
+        {"hook": "vcd_said", "site": "kitchen", "text": "The kettle is on", "request_id": "kettle"},
+    ]
+    played = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
+    loud = np.sqrt(np.mean(played[: len(played) // 960 * 960].reshape(-1, 960) ** 2, axis=1)) > 0.02  # 20 ms
+    # the chime (0.34 s), "Turned on the kitchen light" and "The kettle is on": ~3 s of sound in all
+    assert 2.5 < len(played) / 48000 < 5.0, len(played) / 48000
+    assert loud.mean() > 0.4, loud.mean()
+
+
 @needs_model
 def test_a_microphone_through_alsa(tmp_path: Path, voices: dict[str, np.ndarray]) -> None:
     """An ALSA ``file`` pcm reading raw PCM (behind ``plug``) is a microphone to PortAudio."""

@@ -103,7 +103,7 @@ class WakeConfig:
 class PluginsConfig:
     """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
 
-    enabled: tuple[str, ...] = ("console", "mqtt")  # shipped plugins to load
+    enabled: tuple[str, ...] = ("console", "mqtt", "feedback")  # shipped plugins to load
     disabled: tuple[str, ...] = ()  # names never loaded, whatever their source
     dirs: tuple[Path, ...] = ()  # folders whose *.py files are loaded as plugins
     queue_size: int = 64  # events waiting per plugin before new ones are dropped

@@ -12,13 +12,17 @@ of ``vcd_startup`` and may keep it and call it from any thread:
 - ``controls.pause("reason")`` / ``controls.resume("reason")``: while any
   plugin holds a pause reason the daemon skips decoding (segments are logged
   and dropped; ``vcd_speech_started``/``vcd_speech_ended`` still arrive).
+- ``controls.say("It is five o'clock", site=None, request_id="")`` asks the plugin that speaks
+  (the shipped ``feedback`` plugin: espeak-ng or Piper) to say a text at a site (None: this
+  daemon's ``daemon.site``); it answers with the ``vcd_said`` hook when done.  Returns at once;
+  call it once the daemon runs (after ``vcd_startup``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +60,30 @@ class Controls:
         self._pauses: dict[str, set[str]] = {}  # plugin → reasons
         self._version = 0
         self.changed = threading.Event()  # set when list values change; the grammar thread clears it
+        self._dispatch: Callable[..., None] | None = None  # the plugin host's, for say/said
+        self._speaks: Callable[[], bool] = lambda: False
+        self.site = ""
+
+    def connect(self, dispatch: Callable[..., None], speaks: Callable[[], bool], site: str) -> None:
+        """The plugin host's ``dispatch(hook, **kwargs)``, whether any plugin implements ``vcd_say``, the site."""
+        self._dispatch, self._speaks, self.site = dispatch, speaks, site
+
+    def say(self, plugin: str, text: str, site: str | None, request_id: str) -> None:
+        site = site or self.site
+        if self._dispatch is None:
+            _LOGGER.warning('plugin "%s" asked to say %r before the plugins were started; not said', plugin, text)
+            return
+        if self._speaks():
+            _LOGGER.debug('plugin "%s" asks to say %r at %s', plugin, text, site)
+            self._dispatch("vcd_say", site=site, text=text, request_id=request_id)
+        else:
+            _LOGGER.info('plugin "%s" asked to say %r at %s, but no plugin speaks (enable "feedback")',
+                         plugin, text, site)
+            self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
+
+    def said(self, site: str, text: str, request_id: str) -> None:
+        if self._dispatch is not None:
+            self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
 
     def for_plugin(self, plugin: str) -> PluginControls:
         return PluginControls(self, plugin)
@@ -141,6 +169,17 @@ class PluginControls:
     def resume(self, reason: str | None = None) -> None:
         """Drop one pause reason of this plugin (None: all of them)."""
         self._controls.resume(self.plugin, reason)
+
+    def say(self, text: str, site: str | None = None, request_id: str = "") -> None:
+        """Have ``text`` spoken at ``site`` (None: this daemon's site); ``vcd_said`` follows when it is done.
+
+        Returns at once.  When no plugin speaks, ``vcd_said`` follows straight away.
+        """
+        self._controls.say(self.plugin, text, site, request_id)
+
+    def said(self, site: str, text: str, request_id: str = "") -> None:
+        """For the plugin that speaks: a ``vcd_say`` request is done (spoken or not); sends ``vcd_said``."""
+        self._controls.said(site, text, request_id)
 
 
 def with_list_values(intents: Intents, extra: Mapping[str, list[ListValue]]) -> Intents:

@@ -310,7 +310,7 @@ class Daemon:
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:
-        """Wake word: a speech segment → the command to decode, if it follows the wake word; calls vcd_wake."""
+        """Wake word: a speech segment → the command to decode, if it follows the wake word; calls vcd_wake, vcd_feedback."""
         assert self._wake is not None
         heard = self._wake.process(segment.samples, segment.speech_end)
         if heard.detection is not None:
@@ -319,6 +319,7 @@ class Daemon:
             self.plugins.dispatch(
                 "vcd_wake", site=self.site, name=detection.name, score=detection.score, timestamp=round(heard_at, 3)
             )
+            self.plugins.dispatch("vcd_feedback", site=self.site, kind="wake", text=None)
         return [] if heard.command is None else [_Segment(heard.command, segment.speech_end)]
 
     def _recognize(self, segment: _Segment) -> list[Any]:
@@ -372,6 +373,8 @@ class Daemon:
                 confidence=confidence,
                 timings=timings,
             )
+            self.plugins.dispatch("vcd_feedback", site=self.site, kind="recognized",
+                                  text=getattr(result, "answer", None))
         else:
             self.counts["unrecognized"] += 1
             _LOGGER.info(
@@ -384,6 +387,7 @@ class Daemon:
             self.plugins.dispatch(
                 "vcd_unrecognized", site=self.site, text=text, confidence=confidence, audio_s=audio_s
             )
+            self.plugins.dispatch("vcd_feedback", site=self.site, kind="not_understood", text=None)
         return []  # the last stage: its results went to the plugins
 
     def _fail(self, exc: BaseException) -> None:

@@ -55,6 +55,9 @@ class SentenceSet:
     intents: Intents
     sources: dict[tuple[str, int], BlockSource] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    # intent → response key → template: the files' ``responses: intents:`` (Home Assistant's layout);
+    # a later source's template replaces an earlier one of the same intent and key
+    responses: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def sentence_files(path: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -91,6 +94,7 @@ def load_sentences(paths: Sequence[str | Path] = (), *, bundled: bool = True) ->
     merged: dict[str, Any] = {}
     sources: dict[tuple[str, int], BlockSource] = {}
     files: list[Path] = []
+    responses: dict[str, dict[str, str]] = {}
     for group_files, priority in groups:
         group: dict[str, Any] = {}
         group_sources: list[tuple[str, BlockSource]] = []
@@ -103,6 +107,8 @@ def load_sentences(paths: Sequence[str | Path] = (), *, bundled: bool = True) ->
                              "<domain>_<Intent>.yaml", ", ".join(doc["intents"]))
                 continue
             merge_dict(group, doc)
+            for intent_name, templates in _responses(file, doc).items():
+                responses.setdefault(intent_name, {}).update(templates)
             group_sources.extend(blocks)
             files.append(file)
         _stack(merged, group, sources, group_sources)
@@ -115,7 +121,7 @@ def load_sentences(paths: Sequence[str | Path] = (), *, bundled: bool = True) ->
     except Exception as exc:  # noqa: BLE001 - hassil raises KeyError/ValueError/TypeError for malformed files
         names = ", ".join(str(p) for p in (paths or [BUNDLED_SENTENCES]))
         raise GrammarError(f"{names}: invalid sentences ({type(exc).__name__}: {exc})") from None
-    return SentenceSet(intents, sources, files)
+    return SentenceSet(intents, sources, files, responses)
 
 
 def _stack(merged: dict, group: dict, sources: dict, group_sources: list[tuple[str, BlockSource]]) -> None:
@@ -152,7 +158,10 @@ def _read_file(file: Path, priority: int) -> tuple[dict, list[tuple[str, BlockSo
         raise GrammarError(f"{file}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise GrammarError(f"{file}: expected a mapping with 'language' and 'intents'")
-    data = {k: v for k, v in data.items() if k != "responses"}  # answers Home Assistant speaks; not vcd's
+    raw_responses = data.get("responses")
+    data = {k: v for k, v in data.items() if k != "responses"}  # hassil's Intents does not take them
+    if raw_responses is not None:
+        data[_RESPONSES] = raw_responses  # read by load_sentences (_responses), removed before hassil sees it
     folder = "intents" not in data and isinstance(data.get("data"), list)
     if folder:
         data = _from_intent_folder(file, data)
@@ -190,6 +199,28 @@ def _read_file(file: Path, priority: int) -> tuple[dict, list[tuple[str, BlockSo
         if "values" in body and not body["values"]:
             raise GrammarError(f"{file}:{line}: list {list_name!r} is empty")
     return data, blocks, folder
+
+
+_RESPONSES = " vcd responses"  # not a key YAML files use
+
+
+def _responses(file: Path, doc: dict) -> dict[str, dict[str, str]]:
+    """Take a file's ``responses: {intents: {Intent: {key: template}}}`` out of its document (checked).
+
+    The answers Home Assistant speaks; vcd speaks them through a plugin (``vcd_feedback``).  Other
+    parts of ``responses`` (``errors:``) are Home Assistant's own and ignored.
+    """
+    raw = doc.pop(_RESPONSES, None)
+    if raw is None:
+        return {}
+    intents = raw.get("intents", {}) if isinstance(raw, dict) else None
+    if not isinstance(intents, dict) or not all(
+        isinstance(t, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in t.items())
+        for t in intents.values()
+    ):
+        raise GrammarError(f"{file}: responses: expected 'intents:' mapping each intent to "
+                           "response keys and their texts (as Home Assistant's responses files)")
+    return {str(name): dict(templates) for name, templates in intents.items()}
 
 
 def _from_intent_folder(file: Path, data: dict) -> dict:

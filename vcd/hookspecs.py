@@ -175,6 +175,48 @@ def vcd_health() -> str | None:
 
 
 @hookspec
+def vcd_feedback(site: str, kind: str, text: str | None) -> None:
+    """Something happened that the person speaking should hear about: play a sound, speak an answer.
+
+    :param site: where the person is: the ``daemon.site`` of this hub, or the satellite's site.
+    :param kind: ``"wake"`` (a wake word was heard), ``"recognized"`` (a command was understood)
+        or ``"not_understood"`` (speech was heard but is not a command).
+    :param text: an answer to speak (the rendered ``response`` of the sentence file), or None.
+
+    The daemon calls it after each decoded segment (after ``vcd_intent`` / ``vcd_unrecognized``);
+    the wake-word stage calls it with ``"wake"``; a satellite calls it on its own plugin host.
+    Called on the plugin's worker thread; may block while the sound plays (only this plugin waits).
+    """
+
+
+@hookspec
+def vcd_say(site: str, text: str, request_id: str) -> None:
+    """Speak ``text`` at ``site``: asked by a plugin through ``controls.say(text, site)`` (:mod:`vcd.controls`).
+
+    :param site: where to speak it.
+    :param text: what to say, plain words.
+    :param request_id: the asker's id for this request ("" when none), handed back in :func:`vcd_said`.
+
+    A plugin that speaks (the shipped ``feedback`` plugin) implements it and calls
+    ``controls.said(site, text, request_id)`` when it has finished, spoken or not.
+    Called on the plugin's worker thread; may block while it speaks (only this plugin waits).
+    """
+
+
+@hookspec
+def vcd_said(site: str, text: str, request_id: str) -> None:
+    """A :func:`vcd_say` request is done (spoken, or given up on): e.g. publish Hermes ``sayFinished``.
+
+    :param site: the site of the request.
+    :param text: what was to be said.
+    :param request_id: the id the asker gave ("" when none).
+
+    When no plugin speaks (none implements ``vcd_say``) it follows the request at once.
+    Called on the plugin's worker thread; may block (only this plugin waits).
+    """
+
+
+@hookspec
 def vcd_shutdown(reason: str) -> None:
     """The daemon is stopping: flush, say goodbye, release resources.
 

@@ -274,6 +274,7 @@ class PluginHost:
         Plugins already started are shut down again before the error propagates.
         """
         controls = controls or Controls()
+        controls.connect(self.dispatch, lambda: bool(self._impls("vcd_say")), config.daemon.site)
         for impl in self._impls("vcd_startup"):  # registration order
             try:
                 self._call_config_hook(impl, "vcd_startup", config, "start-up",

@@ -35,6 +35,7 @@ class Recognition:
     audio_s: float = 0.0  # length of the audio decoded, seconds
     decode_ms: float = 0.0  # features + network + search, milliseconds
     best_text: str = ""  # best grammar sentence even when rejected (diagnostics)
+    answer: str | None = None  # what to say back: the sentences' response, rendered (vcd.responses)
 
     @property
     def recognized(self) -> bool:
@@ -240,4 +241,14 @@ class Recognizer:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         if confidence < self.min_confidence or intent is None:
             return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
-        return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text), hyp
+        return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text,
+                           answer=self.answer(parse)), hyp
+
+    def answer(self, parse) -> str | None:
+        """The spoken answer for a :class:`vcd.grammar.Parse`: its response rendered (:func:`vcd.responses.answer`)."""
+        from vcd.responses import answer
+
+        responses = getattr(self.sentence_set, "responses", None)
+        if parse is None or not responses:
+            return None
+        return answer(responses, parse.intent, parse.response, parse.slots)

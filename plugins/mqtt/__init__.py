@@ -111,6 +111,13 @@ def vcd_health() -> str | None:
 
 
 @vcd.hookimpl
+def vcd_said(site: str, text: str, request_id: str) -> None:
+    """A ``hermes/tts/say`` this plugin passed on is spoken: publish ``hermes/tts/sayFinished``."""
+    if _plugin is not None:
+        _plugin.said(site, text, request_id)
+
+
+@vcd.hookimpl
 def vcd_shutdown(reason: str) -> None:
     """Deliver what is queued, publish ``offline`` and wait for it (``shutdown_wait_s``), disconnect."""
     global _plugin

@@ -20,6 +20,8 @@ NOT_RECOGNIZED_TOPIC = "hermes/nlu/intentNotRecognized"
 SESSION_STARTED_TOPIC = "hermes/dialogueManager/sessionStarted"
 SESSION_ENDED_TOPIC = "hermes/dialogueManager/sessionEnded"
 WAKEWORD_ID = "default"  # Rhasspy's wake-word id when none is configured; vcd's "wake word" is its VAD
+TTS_SAY_TOPIC = "hermes/tts/say"
+TTS_SAY_FINISHED_TOPIC = "hermes/tts/sayFinished"
 TOGGLE_TOPICS = ("hermes/asr/toggleOff", "hermes/asr/toggleOn", "hermes/hotword/toggleOff", "hermes/hotword/toggleOn")
 
 
@@ -46,6 +48,38 @@ def parse_toggle(topic: str, payload: bytes) -> Toggle:
     if not isinstance(site, str) or not isinstance(reason, str):
         raise ValueError("siteId and reason must be strings")
     return Toggle(component, action == "toggleOn", site, reason)
+
+
+@dataclass(frozen=True)
+class TtsSay:
+    """A ``hermes/tts/say`` request (``rhasspyhermes.tts.TtsSay``): what to say, where, and the ids to answer with."""
+
+    text: str
+    site: str
+    id: str  # "" when the request has none
+    session_id: str
+
+
+def parse_tts_say(payload: bytes) -> TtsSay:
+    """The request a ``hermes/tts/say`` message makes (ValueError for a malformed payload)."""
+    try:
+        data = json.loads(payload or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    text, site = data.get("text"), data.get("siteId", "default")
+    ident, session = data.get("id") or "", data.get("sessionId") or ""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("'text' must be a non-empty string")
+    if not all(isinstance(v, str) for v in (site, ident, session)):
+        raise ValueError("siteId, id and sessionId must be strings")
+    return TtsSay(text, site, ident, session)
+
+
+def hermes_say_finished(site: str, request_id: str, session_id: str) -> dict[str, Any]:
+    """The payload of ``hermes/tts/sayFinished`` (``rhasspyhermes.tts.TtsSayFinished``)."""
+    return {"id": request_id or None, "siteId": site, "sessionId": session_id or None}
 
 
 def spoken_value(value: Any, text: str) -> str:

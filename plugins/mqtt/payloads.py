@@ -158,7 +158,8 @@ class MqttPlugin:
         self.devices = Devices(settings.discovery_prefix) if settings.discover_devices else None
         subscriptions = list(self.devices.subscriptions) if self.devices is not None else []
         if settings.hermes:
-            subscriptions += hermes.TOGGLE_TOPICS
+            subscriptions += [*hermes.TOGGLE_TOPICS, hermes.TTS_SAY_TOPIC]
+        self._says: dict[str, hermes.TtsSay] = {}  # vcd_say request id → the Hermes request waiting for sayFinished
         self._last_device_change = 0.0  # time.monotonic() of the last discovery message that changed a device
         self._toggled_off: dict[str, set[str]] = {"asr": set(), "hotword": set()}  # Hermes toggle reasons
         self._toggle_lock = threading.Lock()
@@ -175,6 +176,28 @@ class MqttPlugin:
                 self._update_lists()
         elif topic in hermes.TOGGLE_TOPICS:
             self._toggle(topic, payload)
+        elif topic == hermes.TTS_SAY_TOPIC:
+            self._tts_say(payload)
+
+    def _tts_say(self, payload: bytes) -> None:
+        """``hermes/tts/say`` for this site: ask the plugin that speaks (``controls.say``); sayFinished follows."""
+        try:
+            say = hermes.parse_tts_say(payload)
+        except ValueError as exc:
+            _LOGGER.warning("Hermes: %s ignored: %s", hermes.TTS_SAY_TOPIC, exc)
+            return
+        if say.site != self.settings.site or self.controls is None:
+            return
+        request_id = f"hermes-{uuid.uuid4()}"
+        self._says[request_id] = say
+        self.controls.say(say.text, say.site, request_id)
+
+    def said(self, site: str, text: str, request_id: str) -> None:
+        """``vcd_said``: a Hermes request is done → ``hermes/tts/sayFinished`` with its id and session."""
+        say = self._says.pop(request_id, None)
+        if say is not None:
+            self._put(hermes.TTS_SAY_FINISHED_TOPIC, hermes.hermes_say_finished(say.site, say.id, say.session_id),
+                      "Hermes sayFinished")
 
     def _update_lists(self) -> None:
         if self.controls is None or self.devices is None:

@@ -1,0 +1,478 @@
+"""The feedback plugin: bundled sounds, playback on a real ALSA output stream and an in-memory sink, espeak-ng,
+spoken answers from the sentences' responses, controls.say / vcd_said, bad input; the daemon's vcd_feedback
+calls for real spoken segments; Hermes hermes/tts/say on a real mosquitto.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import soundfile
+
+import vcd
+from conftest import REPO, requires_espeak, utterances, wait_until
+from test_pipeline import plugin_host
+from vcd.config import AudioConfig, Config, DaemonConfig, PluginsConfig
+from vcd.daemon import Daemon, load_recognizer
+from vcd.errors import ConfigError, GrammarError
+from vcd.plugins import LoadedPlugin, PluginHost
+from vcd.ha_sentences import load_sentences
+from vcd.responses import FALLBACK, answer, render
+from vcd.sources import MemorySource
+from vcd_plugins import feedback
+from vcd_plugins.feedback.playback import SoundError, load_sound
+from vcd_plugins.feedback.settings import KINDS, SOUNDS_DIR
+from vcd_plugins.feedback.speech import Espeak, Piper
+
+SITE = "kitchen"
+
+
+class MemorySink:
+    """An output that keeps what it is given to play: (samples, rate) per sound or answer."""
+
+    def __init__(self) -> None:
+        self.played: list[tuple[np.ndarray, int]] = []
+        self.done = threading.Event()
+
+    def play(self, samples: np.ndarray, rate_hz: int) -> None:
+        self.played.append((np.array(samples, dtype=np.float32), rate_hz))
+        self.done.set()
+
+
+class Said:
+    """A plugin recording vcd_feedback and vcd_said, as another plugin on the same host would see them."""
+
+    def __init__(self) -> None:
+        self.feedback: list[dict[str, Any]] = []
+        self.said: list[dict[str, Any]] = []
+        self.controls: vcd.PluginControls | None = None
+
+    @vcd.hookimpl
+    def vcd_startup(self, controls: vcd.PluginControls) -> None:
+        self.controls = controls
+
+    @vcd.hookimpl
+    def vcd_feedback(self, site: str, kind: str, text: str | None) -> None:
+        self.feedback.append({"site": site, "kind": kind, "text": text})
+
+    @vcd.hookimpl
+    def vcd_said(self, site: str, text: str, request_id: str) -> None:
+        self.said.append({"site": site, "text": text, "request_id": request_id})
+
+
+def config_with(table: dict[str, Any] | None = None, **tables: dict[str, Any]) -> Config:
+    all_tables = {"feedback": table or {}, **tables}
+    return Config(daemon=DaemonConfig(site=SITE), plugins=PluginsConfig(enabled=("feedback",), tables=all_tables))
+
+
+def host_with(*plugins: tuple[str, object]) -> PluginHost:
+    """A plugin host with ``plugins`` (name, plugin object) registered, as load_plugins registers them."""
+    host = plugin_host(plugins[0][1], plugins[0][0])
+    for name, plugin in plugins[1:]:
+        host.pm.register(plugin, name=name)
+        hooks = sorted(c.name for c in host.pm.get_hookcallers(plugin) or [])
+        host.loaded.append(LoadedPlugin(name, "test", plugin, hooks))
+    return host
+
+
+def started(config: Config, *plugins: tuple[str, object]) -> PluginHost:
+    host = host_with(*plugins)
+    host.startup(config)
+    host.start_workers()
+    return host
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+# --- the bundled sounds ---------------------------------------------------------------------------
+
+
+def test_the_bundled_sounds_are_the_generated_ones_and_small() -> None:
+    spec = importlib.util.spec_from_file_location("make_feedback_sounds", REPO / "scripts" / "make_feedback_sounds.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for kind in KINDS:
+        path = SOUNDS_DIR / f"{kind}.wav"
+        assert path.stat().st_size < 20_000
+        sound = load_sound(path)
+        assert sound.rate_hz == script.RATE_HZ and 0.15 <= sound.seconds <= 0.5
+        # the file is the script's formula, to 16-bit rounding
+        assert np.abs(sound.samples - script.SOUNDS[kind]).max() < 1.5 / 32768
+        assert 0.45 < np.abs(sound.samples).max() < 0.55  # -6 dBFS
+    low = [np.argmax(np.abs(np.fft.rfft(load_sound(SOUNDS_DIR / f"{k}.wav").samples))) for k in KINDS]
+    assert low[2] < low[0] and low[2] < low[1]  # "not understood" is the low one
+
+
+# --- playback: a real output stream (ALSA through PortAudio), and the in-memory sink ----------------
+
+
+ALSA_OUTPUT = """\
+pcm.vcdout_file {{
+    type file
+    slave.pcm "null"
+    file "| cat >> {raw}"
+    format "raw"
+}}
+pcm.vcdout {{
+    type plug
+    slave {{ pcm "vcdout_file"; format S16_LE; rate 48000; channels 1 }}
+}}
+"""
+
+
+def alsa_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    raw = tmp_path / "played.raw"
+    conf = tmp_path / "asound.conf"
+    conf.write_text(ALSA_OUTPUT.format(raw=raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("VCD_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
+    return env, raw
+
+
+def played_pcm(raw: Path) -> np.ndarray:
+    return np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
+
+
+def test_a_sound_plays_on_a_real_output_stream(tmp_path: Path) -> None:
+    """DeviceOutput opens a PortAudio stream on an ALSA ``file`` pcm: the samples written are the sound's."""
+    if not Path("/usr/share/alsa/alsa.conf").exists():
+        pytest.skip("no ALSA configuration here")
+    env, raw = alsa_env(tmp_path)
+    code = textwrap.dedent("""\
+        from vcd_plugins.feedback.playback import DeviceOutput, load_sound
+        from vcd_plugins.feedback.settings import SOUNDS_DIR
+        out = DeviceOutput("vcdout")
+        sound = load_sound(SOUNDS_DIR / "recognized.wav")
+        out.play(sound.samples, sound.rate_hz)
+        print(out.name, out.rate_hz)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0 and "Error querying device" in result.stderr:
+        pytest.skip(f"PortAudio has no ALSA here: {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, result.stderr
+    name, rate = result.stdout.split()
+    assert name == "vcdout"
+    assert int(rate) == 48000
+    played = played_pcm(raw)  # the plug pcm writes 48 kHz mono
+    sound = load_sound(SOUNDS_DIR / "recognized.wav")
+    assert abs(len(played) / 48000 - sound.seconds) < 0.05
+    assert rms(played) == pytest.approx(rms(sound.samples), rel=0.1)
+
+
+def test_no_output_device_is_one_info_line_and_the_plugin_stays_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    plugin = feedback.Feedback()  # no sink: it looks for the device
+    said = Said()
+    with caplog.at_level(logging.INFO, logger="vcd_plugins.feedback"):
+        host = started(config_with({"device": "no such speaker 42", "tts": False}), ("feedback", plugin),
+                       ("said", said))
+    lines = [r.getMessage() for r in caplog.records if r.name == "vcd_plugins.feedback"]
+    assert len(lines) == 1 and lines[0].startswith("feedback off: no audio output (output device 'no such speaker 42'")
+    assert plugin.output is None
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+    assert host.drain(5)  # nothing to play, and the other plugins still hear it
+    assert said.feedback == [{"site": SITE, "kind": "recognized", "text": "Turned on the kitchen light"}]
+
+
+@requires_espeak
+def test_feedback_plays_the_sound_then_speaks_the_answer_through_the_host() -> None:
+    sink = MemorySink()
+    plugin = feedback.Feedback(output=sink)
+    said = Said()
+    host = started(config_with({"volume": 0.8}), ("feedback", plugin), ("said", said))
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+    host.dispatch("vcd_feedback", site="garage", kind="recognized", text="not for this site")
+    host.dispatch("vcd_feedback", site=SITE, kind="not_understood", text=None)
+    assert host.drain(20)
+    (chime, chime_rate), (speech, speech_rate), (huh, _) = sink.played
+    recognized = load_sound(SOUNDS_DIR / "recognized.wav")
+    assert chime_rate == recognized.rate_hz
+    assert np.allclose(chime[: len(recognized.samples)], recognized.samples * 0.8, atol=1e-6)
+    assert speech_rate == 22050 and 1.0 < len(speech) / speech_rate < 3.5 and rms(speech) > 0.02
+    assert np.allclose(huh[: len(load_sound(SOUNDS_DIR / "not_understood.wav").samples)],
+                       load_sound(SOUNDS_DIR / "not_understood.wav").samples * 0.8, atol=1e-6)
+
+
+def test_every_site_and_sounds_off() -> None:
+    sink = MemorySink()
+    host = started(config_with({"sites": ["*"], "tts": False}), ("feedback", feedback.Feedback(output=sink)))
+    host.dispatch("vcd_feedback", site="garage", kind="wake", text="spoken only with tts on")
+    assert host.drain(5)
+    assert len(sink.played) == 1 and len(sink.played[0][0]) >= len(load_sound(SOUNDS_DIR / "wake.wav").samples)
+    quiet = MemorySink()
+    host = started(config_with({"sounds": False, "tts": False}), ("feedback", feedback.Feedback(output=quiet)))
+    host.dispatch("vcd_feedback", site=SITE, kind="wake", text=None)
+    assert host.drain(5)
+    assert quiet.played == []
+
+
+def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -> None:
+    """The microphone hears the answer; the segment holding it must not be decoded as a command."""
+    from vcd.controls import Controls
+
+    controls = Controls()
+    seen: list[str] = []
+
+    class Watching(MemorySink):
+        def play(self, samples: np.ndarray, rate_hz: int) -> None:
+            seen.append(controls.paused_by())
+            super().play(samples, rate_hz)
+
+    plugin = feedback.Feedback(output=Watching())
+    host = host_with(("feedback", plugin))
+    config = replace(config_with({"tts": False}), vad=replace(Config().vad, silence_ms=100))
+    host.startup(config, controls)
+    host.start_workers()
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
+    assert host.drain(5)
+    assert seen == ["feedback: feedback playing"]
+    assert controls.paused_by() == "feedback: feedback playing"  # the guard: silence_ms + 0.5 s
+    assert wait_until(lambda: controls.paused_by() == "", 3.0)
+    # audio from a file: no microphone hears the speaker, and no command of the file may be lost
+    seen.clear()
+    host = host_with(("feedback", feedback.Feedback(output=Watching())))
+    host.startup(replace(config, audio=replace(config.audio, source="stdin")), controls)
+    host.start_workers()
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
+    assert host.drain(5)
+    assert seen == [""] and controls.paused_by() == ""
+
+
+# --- speech ---------------------------------------------------------------------------------------
+
+
+@requires_espeak
+def test_espeak_ng_really_speaks_to_a_wav(tmp_path: Path) -> None:
+    samples, rate = Espeak("en-us").synthesize("Turned on the lights in the garden")
+    path = tmp_path / "answer.wav"
+    soundfile.write(str(path), samples, rate)
+    audio, rate = soundfile.read(str(path), dtype="float32")
+    assert rate == 22050
+    assert 1.2 < len(audio) / rate < 4.0
+    frames = audio[: len(audio) // 441 * 441].reshape(-1, 441)  # 20 ms frames
+    voiced = np.sqrt(np.mean(frames**2, axis=1)) > 0.02
+    assert 0.4 < voiced.mean() < 0.95  # speech with pauses, not silence or noise
+    assert Espeak("en-us").problem() is None
+
+
+@requires_espeak
+def test_espeak_takes_the_text_as_words_only() -> None:
+    """The text goes on stdin, no shell: quotes, semicolons and a leading dash are just read out."""
+    samples, rate = Espeak("en-us").synthesize("-v xx; rm -rf / 'quoted' $(echo hi)")
+    assert len(samples) / rate > 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="piper-tts is not installed")
+def test_piper_speaks_when_a_voice_is_installed() -> None:
+    model = os.environ.get("VCD_TEST_PIPER_MODEL")
+    if not model:
+        pytest.skip("set VCD_TEST_PIPER_MODEL to a Piper voice (.onnx) to test Piper")
+    voice = Piper(Path(model))
+    assert voice.problem() is None
+    samples, rate = voice.synthesize("Turned on the kitchen light")
+    assert 0.8 < len(samples) / rate < 4.0 and rms(samples) > 0.01
+
+
+# --- bad input: one line, that part off, nothing else stops ----------------------------------------
+
+
+@requires_espeak
+def test_an_unknown_voice_turns_answers_off_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    sink = MemorySink()
+    plugin = feedback.Feedback(output=sink)
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        host = started(config_with({"voice": "xx-nope"}), ("feedback", plugin))
+    assert [r.getMessage() for r in caplog.records] == [
+        "<defaults>: plugins.feedback.voice: espeak-ng -v xx-nope: The specified espeak-ng voice does not exist; "
+        "answers are not spoken"]
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+    assert host.drain(5)
+    assert len(sink.played) == 1  # the sound still plays
+
+
+def test_no_espeak_program_and_no_piper_voice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # espeak-ng is nowhere on it
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        feedback.check(config_with({}), None)
+        feedback.check(config_with({"piper_model": str(tmp_path / "en_US-x.onnx")}), None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "<defaults>: plugins.feedback.voice: espeak-ng is not installed (Debian: apt install espeak-ng); "
+        "answers are not spoken",
+        f"<defaults>: plugins.feedback.piper_model: {tmp_path / 'en_US-x.onnx'}: no such Piper voice file; "
+        "answers are not spoken",
+    ]
+
+
+def test_a_sound_file_that_does_not_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot a wav at all")
+    long = tmp_path / "song.wav"
+    soundfile.write(str(long), np.zeros(22050 * 6, dtype=np.float32), 22050)
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        settings, sounds, _ = feedback.check(
+            config_with({"wake_sound": str(tmp_path / "broken.wav"), "recognized_sound": str(long), "tts": False}),
+            None)
+    assert sorted(sounds) == ["not_understood"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"<defaults>: plugins.feedback.wake_sound: {tmp_path / 'broken.wav'}: cannot be read")
+    assert lines[0].endswith("; no wake sound")
+    assert lines[1] == (f"<defaults>: plugins.feedback.recognized_sound: {long}: 6.0 s long; a feedback sound may "
+                        "last 5 s; no recognized sound")
+    with pytest.raises(SoundError, match="no such file"):
+        load_sound(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"volume": 2}, "plugins.feedback.volume: must be a number from 0 to 1 (got 2)"),
+        ({"volum": 0.5}, "plugins.feedback.volum: unknown key (did you mean 'volume'?)"),
+        ({"tts": "yes"}, "plugins.feedback.tts: must be true or false (got 'yes')"),
+        ({"sites": "kitchen"}, "plugins.feedback.sites: must be a list of site names (got 'kitchen')"),
+        ({"device": True}, "plugins.feedback.device: must be a device name or index (got True)"),
+        ({"voice": ""}, "plugins.feedback.voice: must be a non-empty string (got '')"),
+    ],
+)
+def test_bad_values_are_config_errors(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        feedback.check(config_with(table), None)
+    assert str(info.value) == f"<defaults>: {message}"
+
+
+def test_check_config_reports_a_missing_sound_and_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[plugins.feedback]\nwake_sound = "nope.wav"\n')
+    result = subprocess.run([sys.executable, "-m", "vcd", "check-config", "--config", "config.toml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "config.toml: OK (plugins: console, mqtt, feedback)\n"
+    assert result.stderr.endswith(
+        " WARNING vcd_plugins.feedback: config.toml: plugins.feedback.wake_sound: nope.wav: no such file; no wake sound\n")
+
+
+# --- controls.say → vcd_say → vcd_said --------------------------------------------------------------
+
+
+@requires_espeak
+def test_a_plugin_asks_to_say_something_and_hears_when_it_is_said() -> None:
+    sink = MemorySink()
+    said = Said()
+    host = started(config_with(), ("feedback", feedback.Feedback(output=sink)), ("said", said))
+    assert said.controls is not None
+    said.controls.say("It is five o'clock", request_id="r1")
+    assert wait_until(lambda: said.said, 20)
+    assert said.said == [{"site": SITE, "text": "It is five o'clock", "request_id": "r1"}]
+    assert len(sink.played) == 1 and len(sink.played[0][0]) / sink.played[0][1] > 0.8
+    host.drain(2)
+
+
+def test_with_no_plugin_that_speaks_said_follows_at_once() -> None:
+    said = Said()
+    host = started(config_with(), ("said", said))
+    assert said.controls is not None
+    said.controls.say("hello", site="garage", request_id="r2")
+    assert wait_until(lambda: said.said, 5)
+    assert said.said == [{"site": "garage", "text": "hello", "request_id": "r2"}]
+    host.drain(2)
+
+
+# --- responses: the sentence files' answers ----------------------------------------------------------
+
+
+def test_responses_render_with_slots_or_fall_back() -> None:
+    assert render("Turned on the {{ slots.name }}", {"name": "kitchen light"}) == "Turned on the kitchen light"
+    assert render("{{ slots.name }} is {{ state.state }}", {"name": "tv"}) is None  # needs Home Assistant
+    assert render("{% for x in ().__class__.__base__.__subclasses__() %}{% endfor %}", {}) is None  # sandboxed
+    responses = {"HassTurnOn": {"default": "Turned on the {{ slots.name }}", "area": "Lights on in {{ slots.area }}"}}
+    assert answer(responses, "HassTurnOn", "area", {"area": "garden"}) == "Lights on in garden"
+    assert answer(responses, "HassTurnOn", "other", {"name": "tv"}) == "Turned on the tv"
+    assert answer(responses, "HassTurnOn", "default", {"area": "garden"}) == FALLBACK
+    assert answer(responses, "HassGetWeather", "default", {}) is None
+
+
+def test_home_assistant_responses_files_load_and_the_users_win(tmp_path: Path) -> None:
+    (tmp_path / "HassTurnOn.yaml").write_text(textwrap.dedent("""\
+        language: en
+        responses:
+          intents:
+            HassTurnOn:
+              default: "Okay, {{ slots.name }} is on"
+          errors:
+            no_intent: "Sorry, I couldn't understand that"
+    """))
+    sentences = load_sentences([tmp_path])
+    assert sentences.responses["HassTurnOn"]["default"] == "Okay, {{ slots.name }} is on"
+    assert sentences.responses["HassTurnOn"]["lights_area"].startswith("Turned on the lights")  # bundled, kept
+    (tmp_path / "HassTurnOn.yaml").write_text("language: en\nresponses:\n  intents:\n    HassTurnOn: [a, b]\n")
+    with pytest.raises(GrammarError, match="HassTurnOn.yaml: responses: expected 'intents:'"):
+        load_sentences([tmp_path])
+
+
+# --- the daemon: vcd_feedback after real spoken segments ---------------------------------------------
+
+
+@requires_espeak
+def test_the_daemon_calls_vcd_feedback_for_a_recognised_and_a_rejected_segment() -> None:
+    config = replace(config_with(), audio=replace(AudioConfig(), realtime=False))
+    recognizer = load_recognizer(config)
+    said = Said()
+    sink = MemorySink()
+    host = started(config, ("said", said), ("feedback", feedback.Feedback(output=sink)))
+    audio = utterances("turn on the kitchen light", 1.5, "the quick brown fox jumps over the lazy dog")
+    daemon = Daemon(config, recognizer, host, MemorySource(config.audio, audio))
+    assert daemon.run() == 0
+    assert said.feedback == [
+        {"site": SITE, "kind": "recognized", "text": "Turned on the kitchen light"},
+        {"site": SITE, "kind": "not_understood", "text": None},
+    ]
+    assert len(sink.played) == 3  # the chime, the answer, the "not understood" sound
+
+
+# --- Hermes hermes/tts/say on a real broker -----------------------------------------------------------
+
+
+@requires_espeak
+def test_hermes_tts_say_is_spoken_and_answered_with_say_finished(broker: Any, subscriber: Any) -> None:
+    sink = MemorySink()
+    mqtt_table = {"host": broker.host, "port": broker.port, "hermes": True}
+    config = config_with({}, mqtt=mqtt_table)
+    from vcd_plugins import mqtt as mqtt_plugin
+
+    host = started(config, ("mqtt", mqtt_plugin), ("feedback", feedback.Feedback(output=sink)))
+    try:
+        assert wait_until(lambda: mqtt_plugin._plugin is not None and mqtt_plugin._plugin.publisher.subscribed.is_set(),
+                          10)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-tts")
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        say = {"text": "The garage door is open", "siteId": SITE, "id": "say-1", "sessionId": "s-1", "lang": None}
+        client.publish("hermes/tts/say", json.dumps(say), qos=1).wait_for_publish(5)
+        client.publish("hermes/tts/say", json.dumps({**say, "siteId": "garage", "id": "say-2"}), qos=1)
+        client.publish("hermes/tts/say", b"not json", qos=1).wait_for_publish(5)
+        finished = subscriber.wait_for("hermes/tts/sayFinished", timeout_s=20)
+        assert finished.json() == {"id": "say-1", "siteId": SITE, "sessionId": "s-1"}
+        from rhasspyhermes.tts import TtsSayFinished
+
+        assert TtsSayFinished.from_dict(finished.json()).id == "say-1"
+        assert len(sink.played) == 1 and len(sink.played[0][0]) / sink.played[0][1] > 1.0
+        assert [m.topic for m in subscriber.drain(0.5) if m.topic == "hermes/tts/sayFinished"] == []  # not garage's
+        client.loop_stop()
+        client.disconnect()
+    finally:
+        host.drain(2)
+        host.shutdown("test over")
