@@ -145,7 +145,10 @@ def test_event_types_come_from_the_sentence_files(tmp_path: Path) -> None:
     sentences = tmp_path / "mine.yaml"
     sentences.write_text("language: en\nintents:\n  OpenGarage:\n    data:\n      - sentences: [open the garage]\n")
     config = parse_config({"recognizer": {"sentences": str(sentences)}}, tmp_path / "config.toml")
-    assert sentence_intents(config) == ["OpenGarage"]
+    intents = sentence_intents(config)  # the bundled sentences, then the user's, which add to them
+    assert intents[-1] == "OpenGarage" and "HassTurnOn" in intents
+    replaced = {"recognizer": {"sentences": str(sentences), "sentences_mode": "replace"}}
+    assert sentence_intents(parse_config(replaced, tmp_path / "config.toml")) == ["OpenGarage"]
     bundled = sentence_intents(parse_config({}))
     assert {"HassTurnOn", "HassTurnOff", "HassClimateSetTemperature"} <= set(bundled)
 

@@ -193,10 +193,10 @@ class Segmenter:
     def _close(self, cut: bool, whole: tuple[Any, np.ndarray] | None = None) -> SpeechEnd:
         """End the segment; closed early on a whole command, it is the audio that was decoded, with its result."""
         samples, voiced_frames = self._audio()
-        frames = len(self._segment)
         result = None
         if whole is not None:
             result, samples = whole
+        frames = len(samples) // self._frame_len
         kept = voiced_frames >= self._min_voiced_frames
         if not kept:
             _LOGGER.debug(

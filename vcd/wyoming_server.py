@@ -62,6 +62,7 @@ DEFAULT_MAX_AUDIO_S = 30.0  # one transcription longer than this is refused (an 
 MAX_HEADER_BYTES = 64 * 1024  # the JSON line (asyncio's default line limit)
 MAX_DATA_BYTES = 64 * 1024  # the JSON data block after it
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # the binary payload (4 MiB: over 10 s of 48 kHz 32-bit stereo)
+LINGER_S = 1.0  # after an error event, what the client still sends is read and dropped this long before closing
 RATE_RANGE_HZ = (1000, 384000)
 MAX_CHANNELS = 32
 SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes: unsigned 8-bit, signed 16, 24 and 32-bit little-endian PCM
@@ -305,6 +306,7 @@ class WyomingHandler(AsyncEventHandler):
             _LOGGER.warning("wyoming: client %s: %s; closing the connection", self.peer, exc)
             with suppress(OSError, RuntimeError):
                 await self.write_event(Error(text=str(exc), code=exc.code).event())
+                await self._linger()
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             _LOGGER.info("wyoming: client %s: connection lost (%s)", self.peer, type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - one client's failure must not reach the server
@@ -315,6 +317,22 @@ class WyomingHandler(AsyncEventHandler):
             self.writer.close()
             with suppress(OSError, RuntimeError):
                 await self.writer.wait_closed()
+
+    async def _linger(self) -> None:
+        """Read and drop what the client is still sending (at most :data:`LINGER_S`, :data:`MAX_PAYLOAD_BYTES`).
+
+        Closing a socket with unread data sends a reset, which can destroy the error event on its way
+        to a client that is still streaming audio; draining first lets it arrive.
+        """
+        dropped = 0
+
+        async def drain() -> None:
+            nonlocal dropped
+            while dropped < MAX_PAYLOAD_BYTES and (chunk := await self.reader.read(65536)):
+                dropped += len(chunk)
+
+        with suppress(TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(drain(), LINGER_S)
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
