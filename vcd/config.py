@@ -19,7 +19,7 @@ _LOGGER = logging.getLogger(__name__)
 ENV_VAR = "VCD_CONFIG"
 SEARCH_PATHS = (Path("config.toml"), Path("/etc/vcd/config.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
-AUDIO_SOURCES = ("mic", "file", "stdin")
+AUDIO_SOURCES = ("mic", "file", "stdin", "none")
 MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is refused unread
 MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
 SENTENCES_MODES = ("add", "replace")
@@ -40,7 +40,7 @@ class DaemonConfig:
 class AudioConfig:
     """``[audio]``: where the audio comes from and how it is buffered."""
 
-    source: str = "mic"  # mic | file | stdin
+    source: str = "mic"  # mic | file | stdin | none (a hub that only hears satellites)
     file: Path | None = None  # the file played when source = "file"
     device: str | int = ""  # microphone: "" = system default, a name (substring) or an index
     input_rate_hz: int = 16000  # stdin: sample rate of the raw s16le PCM
@@ -87,6 +87,19 @@ class AdaptConfig:
 
 
 @dataclass(frozen=True)
+class SatelliteConfig:
+    """``[satellite]``: how ``vcd satellite`` reaches its hub through the MQTT broker (docs/satellites.md)."""
+
+    host: str = "localhost"  # the broker's host name or IP address
+    port: int = 1883  # the broker's TCP port
+    keepalive_s: int = 30  # MQTT keep-alive, seconds; the broker publishes the last will after 1.5 × this
+    topic_prefix: str = "vcd"  # the hubs' plugins.satellites.topic_prefix
+    protocol: str = "vcd"  # "vcd": whole segments; "hermes": Rhasspy audioFrame WAV chunks (a Rhasspy hub)
+    hold_s: float = 10.0  # segments wait this long for a hub to be online before being sent anyway, seconds
+    queue_segments: int = 20  # segments waiting for the broker; when full the oldest is dropped (logged)
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
 
@@ -107,6 +120,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @property
@@ -276,6 +290,18 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "folder": _str(nonempty=True),
             "min_confidence": _float(0.0, 1.0),
             "max_clips": _int(1, 100000),
+        },
+    ),
+    "satellite": (
+        SatelliteConfig,
+        {
+            "host": _str(nonempty=True),
+            "port": _int(1, 65535),
+            "keepalive_s": _int(5, 65535),
+            "topic_prefix": _site,
+            "protocol": _str(choices=("vcd", "hermes")),
+            "hold_s": _float(0.0, 3600.0),
+            "queue_segments": _int(1, 100000),
         },
     ),
     "plugins": (

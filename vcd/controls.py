@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ class Controls:
         self._pauses: dict[str, set[str]] = {}  # plugin → reasons
         self._version = 0
         self.changed = threading.Event()  # set when list values change; the grammar thread clears it
+        self.segment_sink: Callable[..., bool] | None = None  # set by the daemon: takes audio from plugins
 
     def for_plugin(self, plugin: str) -> PluginControls:
         return PluginControls(self, plugin)
@@ -141,6 +142,23 @@ class PluginControls:
     def resume(self, reason: str | None = None) -> None:
         """Drop one pause reason of this plugin (None: all of them)."""
         self._controls.resume(self.plugin, reason)
+
+    def recognize(
+        self, samples: Any, site: str, speech_end: float, done: Callable[[], None] | None = None,
+        timeout_s: float = 5.0,
+    ) -> bool:
+        """Hand a speech segment heard elsewhere (a satellite) to the recogniser, as if the VAD had closed it.
+
+        :param samples: 16 kHz mono float32 audio of one command.
+        :param site: the site its hooks carry instead of ``daemon.site``.
+        :param speech_end: ``time.time()`` when the segment closed (the ``speech_end`` of ``vcd_intent``'s timings).
+        :param done: called on the recogniser's thread once the segment's hooks are dispatched (or it was
+            skipped or failed), e.g. to acknowledge the message it came in.
+        Waits up to ``timeout_s`` for room in the recogniser's queue; False when there was none, or no
+        daemon is running (``done`` is then not called).
+        """
+        sink = self._controls.segment_sink
+        return sink is not None and sink(samples, site, speech_end, done, timeout_s)
 
 
 def with_list_values(intents: Intents, extra: Mapping[str, list[ListValue]]) -> Intents:

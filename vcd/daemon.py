@@ -61,9 +61,12 @@ class _Notifier:
 class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
+    site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
+    done: Callable[[], None] | None = None  # called once its hooks are dispatched, skipped or failed
 
     def __str__(self) -> str:
-        return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment"
+        where = f" from site {self.site!r}" if self.site else ""
+        return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment{where}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,20 @@ class Daemon:
         self._threads: dict[str, threading.Thread] = {}  # by stage name
         adapt = config.adapt
         self.keeper = ClipKeeper(adapt.folder, adapt.min_confidence, adapt.max_clips) if adapt.keep_clips else None
+        self.controls.segment_sink = self._take_segment  # segments plugins bring (satellites)
+
+    def _take_segment(
+        self, samples: np.ndarray, site: str, speech_end: float, done: Callable[[], None] | None, timeout_s: float
+    ) -> bool:
+        """A segment from a plugin (any thread) → the recogniser's inbox; False when it stayed full or stopping."""
+        inbox = self._inboxes[[stage.name for stage in self.stages].index("asr")]
+        try:
+            if self._stopping.is_set():
+                return False
+            inbox.put(_Segment(samples, speech_end, site, done), timeout=timeout_s)
+            return True
+        except queue.Full:
+            return False
 
     def _pipeline(self) -> list[Stage]:
         """The stages from the source's blocks to the plugins, in order; adding one is one entry here.
@@ -243,6 +260,13 @@ class Daemon:
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
+        try:
+            return self._recognize_segment(segment, segment.site or self.site)
+        finally:
+            if segment.done is not None:
+                segment.done()
+
+    def _recognize_segment(self, segment: _Segment, site: str) -> list[Any]:
         with self._grammar_lock:
             grammar, self._next_grammar = self._next_grammar, None
         if grammar is not None:
@@ -264,7 +288,7 @@ class Daemon:
         decode_ms = round(float(result.decode_ms), 1)
         text = result.text if result.recognized else (result.best_text or result.text or "")
         self.plugins.dispatch(
-            "vcd_transcript", site=self.site, text=text, confidence=confidence, audio_s=audio_s, decode_ms=decode_ms
+            "vcd_transcript", site=site, text=text, confidence=confidence, audio_s=audio_s, decode_ms=decode_ms
         )
         if result.recognized:
             self.counts["intents"] += 1
@@ -287,7 +311,7 @@ class Daemon:
             }
             self.plugins.dispatch(
                 "vcd_intent",
-                site=self.site,
+                site=site,
                 intent=result.intent,
                 slots=dict(result.slots),
                 text=result.text,
@@ -304,7 +328,7 @@ class Daemon:
                 decode_ms,
             )
             self.plugins.dispatch(
-                "vcd_unrecognized", site=self.site, text=text, confidence=confidence, audio_s=audio_s
+                "vcd_unrecognized", site=site, text=text, confidence=confidence, audio_s=audio_s
             )
         return []  # the last stage: its results went to the plugins
 

@@ -137,6 +137,21 @@ def vcd_unrecognized(site: str, text: str, confidence: float, audio_s: float) ->
 
 
 @hookspec
+def vcd_feedback(site: str, kind: str, text: str | None) -> None:
+    """Let the user hear what happened: play a short sound for ``kind``, and speak ``text`` when given.
+
+    :param site: where the command was heard: ``daemon.site`` for this device's microphone, or
+        the satellite's site (the satellites plugin sends it on to that satellite, whose own
+        feedback plugins then get this hook with the same arguments).
+    :param kind: ``"wake"`` (the wake word was heard), ``"recognized"`` (a command was
+        understood) or ``"not_understood"`` (speech, but no command).
+    :param text: an answer to speak (a sentence's ``response:``, a plugin's reply), or None.
+
+    Called on the plugin's worker thread; may block while playing (only this plugin waits).
+    """
+
+
+@hookspec
 def vcd_shutdown(reason: str) -> None:
     """The daemon is stopping: flush, say goodbye, release resources.
 
