@@ -251,3 +251,50 @@ def test_feedback_reaches_the_satellites_plugins(tmp_path: Path, broker: Broker,
     assert sat.wait(30) == 0, sat.log
     sub.wait_for("vcd/satellite/den/status", payload="offline", timeout_s=10)
     sub.close()
+
+
+def test_the_hub_sends_feedback_to_the_satellite_that_spoke(broker: Broker, tmp_path: Path) -> None:
+    """The satellites plugin's ``vcd_feedback``: to ``vcd/satellite/SITE/feedback`` for a site that sent a segment."""
+    import numpy as np
+    import paho.mqtt.client as mqtt
+
+    from vcd.config import parse_config
+    from vcd.controls import Controls
+    from vcd.satellite_protocol import encode_wav, segment_properties
+    from vcd_plugins.satellites import Hub, parse_settings
+
+    config = parse_config({"plugins": {"satellites": {"host": broker.host, "port": broker.port}}})
+    settings = parse_settings(config)
+    assert settings is not None
+    taken: list[tuple[str, float]] = []
+    controls = Controls()
+
+    def sink(samples: Any, site: str, speech_end: float, done: Any, timeout_s: float) -> bool:
+        taken.append((site, speech_end))
+        done()
+        return True
+
+    controls.segment_sink = sink
+    hub = Hub(settings, "hub", config.vad, controls.for_plugin("satellites"))
+    sub = Subscriber(broker, topics=("vcd/satellite/+/feedback",))
+    hub.start()
+    try:
+        assert hub.subscribed.wait(10)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        wav = encode_wav(np.zeros(8000, dtype=np.float32))
+        client.publish("vcd/satellite/kitchen/segment", wav, qos=1,
+                       properties=segment_properties(7, 1234.5)).wait_for_publish(5)
+        assert wait_until(lambda: taken, 10)
+        assert taken == [("kitchen", 1234.5)]
+        hub.feedback("garage", "recognized", None)  # never heard from: not a satellite of ours
+        hub.feedback("kitchen", "recognized", "The kitchen light is on")
+        message = sub.wait_for("vcd/satellite/kitchen/feedback", timeout_s=10)
+        assert message.json() == {"kind": "recognized", "text": "The kitchen light is on"}
+        assert [m.topic for m in sub.drain(0.5)] == []
+        client.loop_stop()
+        client.disconnect()
+    finally:
+        hub.stop(1.0)
+        sub.close()
