@@ -274,7 +274,7 @@ def test_the_hub_sends_feedback_to_the_satellite_that_spoke(broker: Broker, tmp_
         done()
         return True
 
-    controls.segment_sink = sink
+    controls.attach_segment_sink(sink)
     hub = Hub(settings, "hub", config.vad, controls.for_plugin("satellites"))
     sub = Subscriber(broker, topics=("vcd/satellite/+/feedback",))
     hub.start()

@@ -56,7 +56,13 @@ class Controls:
         self._pauses: dict[str, set[str]] = {}  # plugin → reasons
         self._version = 0
         self.changed = threading.Event()  # set when list values change; the grammar thread clears it
-        self.segment_sink: Callable[..., bool] | None = None  # set by the daemon: takes audio from plugins
+        self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
+        self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
+
+    def attach_segment_sink(self, sink: Callable[..., bool]) -> None:
+        """The daemon's side of :meth:`PluginControls.recognize` (called once its pipeline exists)."""
+        self.segment_sink = sink
+        self.recognizer_ready.set()
 
     def for_plugin(self, plugin: str) -> PluginControls:
         return PluginControls(self, plugin)
@@ -159,6 +165,14 @@ class PluginControls:
         """
         sink = self._controls.segment_sink
         return sink is not None and sink(samples, site, speech_end, done, timeout_s)
+
+    def wait_for_recognizer(self, timeout_s: float | None = None) -> bool:
+        """Wait until :meth:`recognize` takes segments (the daemon has loaded the model and built its pipeline).
+
+        ``vcd_startup`` runs before the model loads: a plugin bringing audio from elsewhere waits
+        here, on a thread of its own, before it subscribes to it.  False after ``timeout_s``.
+        """
+        return self._controls.recognizer_ready.wait(timeout_s)
 
 
 def with_list_values(intents: Intents, extra: Mapping[str, list[ListValue]]) -> Intents:

@@ -124,7 +124,7 @@ class Daemon:
         self._threads: dict[str, threading.Thread] = {}  # by stage name
         adapt = config.adapt
         self.keeper = ClipKeeper(adapt.folder, adapt.min_confidence, adapt.max_clips) if adapt.keep_clips else None
-        self.controls.segment_sink = self._take_segment  # segments plugins bring (satellites)
+        self.controls.attach_segment_sink(self._take_segment)  # segments plugins bring (satellites)
 
     def _take_segment(
         self, samples: np.ndarray, site: str, speech_end: float, done: Callable[[], None] | None, timeout_s: float

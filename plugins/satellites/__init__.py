@@ -128,6 +128,9 @@ class Hub:
         self._client.on_subscribe = lambda *args: self.subscribed.set()
         self._client.on_message = self._on_message
         self._vad_thread = threading.Thread(target=self._run_vad, name="vcd-satellites-vad", daemon=True)
+        self._connector = threading.Thread(target=self._connect_when_ready, name="vcd-satellites-connect",
+                                           daemon=True)
+        self._stopped = threading.Event()
 
     @property
     def segment_filter(self) -> str:
@@ -135,11 +138,21 @@ class Hub:
         return f"$share/{group}/{self.topics.segments}" if group else self.topics.segments
 
     def start(self) -> None:
+        """Connect once the recogniser takes segments (``vcd_startup`` runs before the model loads)."""
         self._vad_thread.start()
-        protocol.connect_async(self._client, self.settings.host, self.settings.port)
+        self._connector.start()
+
+    def _connect_when_ready(self) -> None:
+        """Thread ``vcd-satellites-connect``: the hub announces itself online only when it can decode."""
+        while not self.controls.wait_for_recognizer(1.0):
+            if self._stopped.is_set():
+                return
+        if not self._stopped.is_set():
+            protocol.connect_async(self._client, self.settings.host, self.settings.port)
 
     def stop(self, wait_s: float = 1.0) -> bool:
         """Publish ``offline`` (waiting up to ``wait_s``), disconnect, end the VAD thread."""
+        self._stopped.set()
         with contextlib.suppress(queue.Full):
             self._frames.put_nowait(None)
         delivered = False
@@ -300,9 +313,7 @@ def vcd_startup(config: Any, config_path: Path | None, controls: vcd.PluginContr
         _LOGGER.info("no [plugins.%s] table in %s; not hearing satellites", NAME, config.label)
         return
     _hub = Hub(settings, config.daemon.site, config.vad, controls)
-    _hub.start()
-    if not _hub.subscribed.wait(2.0):
-        _LOGGER.warning("broker %s:%d not reached yet; satellites are heard once it is", settings.host, settings.port)
+    _hub.start()  # connects once the recogniser is loaded; the broker may be down: paho keeps trying
 
 
 @vcd.hookimpl
