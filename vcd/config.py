@@ -97,6 +97,7 @@ class SatelliteConfig:
     protocol: str = "vcd"  # "vcd": whole segments; "hermes": Rhasspy audioFrame WAV chunks (a Rhasspy hub)
     hold_s: float = 10.0  # segments wait this long for a hub to be online before being sent anyway, seconds
     queue_segments: int = 20  # segments waiting for the broker; when full the oldest is dropped (logged)
+    retry_s: float = 10.0  # a segment no hub has receipted after this long is sent again (twice at most); 0: never
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "protocol": _str(choices=("vcd", "hermes")),
             "hold_s": _float(0.0, 3600.0),
             "queue_segments": _int(1, 100000),
+            "retry_s": _float(0.0, 3600.0),
         },
     ),
     "plugins": (

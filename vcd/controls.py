@@ -158,8 +158,8 @@ class PluginControls:
         :param samples: 16 kHz mono float32 audio of one command.
         :param site: the site its hooks carry instead of ``daemon.site``.
         :param speech_end: ``time.time()`` when the segment closed (the ``speech_end`` of ``vcd_intent``'s timings).
-        :param done: called on the recogniser's thread once the segment's hooks are dispatched (or it was
-            skipped or failed), e.g. to acknowledge the message it came in.
+        :param done: called once on the recogniser's thread when the segment is decoded, just before its
+            hooks are dispatched (or when it was skipped or failed), e.g. to acknowledge the message it came in.
         Waits up to ``timeout_s`` for room in the recogniser's queue; False when there was none, or no
         daemon is running (``done`` is then not called).
         """

@@ -62,7 +62,13 @@ class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
     site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
-    done: Callable[[], None] | None = None  # called once its hooks are dispatched, skipped or failed
+    done: Callable[[], None] | None = None  # called once: decoded (before its hooks), skipped or failed
+
+    def settle(self) -> None:
+        """Call ``done`` if it has not been called yet."""
+        done, self.done = self.done, None
+        if done is not None:
+            done()
 
     def __str__(self) -> str:
         where = f" from site {self.site!r}" if self.site else ""
@@ -263,8 +269,7 @@ class Daemon:
         try:
             return self._recognize_segment(segment, segment.site or self.site)
         finally:
-            if segment.done is not None:
-                segment.done()
+            segment.settle()
 
     def _recognize_segment(self, segment: _Segment, site: str) -> list[Any]:
         with self._grammar_lock:
@@ -282,6 +287,7 @@ class Daemon:
         else:
             result = self.recognizer.recognize(segment.samples)
         recognized_at = time.time()
+        segment.settle()  # decoded: whoever brought it hears so before the plugins act on it
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)
         audio_s = round(float(result.audio_s or len(segment.samples) / SAMPLE_RATE_HZ), 3)

@@ -13,6 +13,7 @@ import collections
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -35,14 +36,17 @@ _LOGGER = logging.getLogger(__name__)
 DRAIN_END_S = 30.0  # end of a finite input: how long queued segments may take to reach the broker
 PUBLISH_WAIT_S = 0.5  # the sender checks for a stop this often while the broker has not confirmed
 FEEDBACK_KINDS = ("wake", "recognized", "not_understood")
+MAX_TRIES = 3  # a segment is published at most this many times (retry_s apart) before it is given up
 
 
 @dataclass
 class _Outgoing:
-    segment_id: int
+    segment_id: str
     wav: bytes
     speech_end: float
     queued_at: float  # time.monotonic()
+    tries: int = 0
+    sent_at: float = 0.0  # time.monotonic() of the broker's last PUBACK
 
 
 class Satellite:
@@ -66,6 +70,8 @@ class Satellite:
         self._connected = threading.Event()
         self._hubs: set[str] = set()  # hub client ids whose status is "online"
         self._next_id = 0
+        self._boot = secrets.token_hex(4)  # segment ids BOOT-N: unique across restarts of this satellite
+        self._awaiting: dict[str, _Outgoing] = {}  # delivered to the broker, no hub receipt yet
         self._stop_sending = threading.Event()
         self._client = protocol.mqtt5_client(f"vcd-satellite-{self.site}", self.topics.status(self.site),
                                              self.settings.keepalive_s)
@@ -81,7 +87,8 @@ class Satellite:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
         client.publish(self.topics.status(self.site), protocol.ONLINE, qos=1, retain=True)
-        client.subscribe([(self.topics.feedback(self.site), 1), (self.topics.hubs, 1)])
+        client.subscribe([(self.topics.feedback(self.site), 1), (self.topics.hubs, 1),
+                          (self.topics.decoded(self.site), 1)])
         _LOGGER.info("connected to %s:%d as satellite %r", self.settings.host, self.settings.port, self.site)
         self._connected.set()
         with self._cond:
@@ -98,6 +105,10 @@ class Satellite:
         try:
             if message.topic == self.topics.feedback(self.site):
                 self._feedback(bytes(message.payload))
+            elif message.topic == self.topics.decoded(self.site):
+                with self._cond:
+                    if self._awaiting.pop(bytes(message.payload).decode("utf-8", "replace"), None) is not None:
+                        self._cond.notify_all()
             elif message.topic.startswith(f"{self.settings.topic_prefix}/hub/"):
                 hub = self.topics.site_of(message.topic)
                 with self._cond:
@@ -127,21 +138,47 @@ class Satellite:
         """Send when a hub is online, or after ``hold_s`` (a hub that announces nothing)."""
         return bool(self._hubs) or time.monotonic() - item.queued_at >= self.settings.hold_s
 
+    def _retry_unreceipted(self) -> None:
+        """Segments no hub receipted in ``retry_s`` go to the front of the queue again (with ``_cond`` held)."""
+        retry_s = self.settings.retry_s
+        if not retry_s:
+            self._awaiting.clear()
+            return
+        now = time.monotonic()
+        for key, item in list(self._awaiting.items()):
+            if now - item.sent_at < retry_s:
+                continue
+            del self._awaiting[key]
+            if item.tries >= MAX_TRIES:
+                self.counts["dropped"] += 1
+                _LOGGER.warning("segment %s: no hub decoded it after %d tries; given up", key, item.tries)
+            else:
+                _LOGGER.info("segment %s: no hub decoded it in %.0f s; sending it again", key, retry_s)
+                self._outbox.appendleft(item)
+
     def _send_loop(self) -> None:
         while True:
             with self._cond:
-                while not (self._outbox and self._connected.is_set() and self._hub_ready(self._outbox[0])):
+                while True:
+                    self._retry_unreceipted()
+                    if self._outbox and self._connected.is_set() and self._hub_ready(self._outbox[0]):
+                        break
                     if self._stop_sending.is_set():
                         return
                     self._cond.wait(0.2)
                 item = self._outbox[0]
                 self._sending = True
+            delivered = False
             try:
                 delivered = self._publish(item)
             finally:
                 with self._cond:
                     if delivered and self._outbox and self._outbox[0] is item:
                         self._outbox.popleft()
+                        item.tries += 1
+                        item.sent_at = time.monotonic()
+                        if self.settings.retry_s:
+                            self._awaiting[item.segment_id] = item
                     self._sending = False
                     self._cond.notify_all()
 
@@ -157,7 +194,7 @@ class Satellite:
             except RuntimeError:  # not queued by paho (e.g. the queue was reset): try again
                 return False
         self.counts["sent"] += 1
-        _LOGGER.debug("segment %d delivered (%d bytes)", item.segment_id, len(item.wav))
+        _LOGGER.debug("segment %s delivered (%d bytes)", item.segment_id, len(item.wav))
         return True
 
     # --- the main thread ---
@@ -171,7 +208,7 @@ class Satellite:
         return event.kept
 
     def _queue(self, samples: np.ndarray, speech_end: float) -> None:
-        item = _Outgoing(self._next_id, protocol.encode_wav(samples), speech_end, time.monotonic())
+        item = _Outgoing(f"{self._boot}-{self._next_id}", protocol.encode_wav(samples), speech_end, time.monotonic())
         self._next_id += 1
         self.counts["segments"] += 1
         with self._cond:
@@ -180,7 +217,7 @@ class Satellite:
                 dropped = self._outbox[index]
                 del self._outbox[index]
                 self.counts["dropped"] += 1
-                _LOGGER.warning("%d segments wait for the broker; segment %d dropped", len(self._outbox) + 1,
+                _LOGGER.warning("%d segments wait for the broker; segment %s dropped", len(self._outbox) + 1,
                                 dropped.segment_id)
             self._outbox.append(item)
             self._cond.notify_all()
@@ -231,10 +268,11 @@ class Satellite:
         _LOGGER.info("stopping (%s)", reason)
         self.source.stop()
         deadline = time.monotonic() + (DRAIN_END_S if ended else 0.5)
-        with self._cond:
-            while (self._outbox or self._sending) and time.monotonic() < deadline:
+        with self._cond:  # end of input: until every segment is decoded by a hub (or at least delivered)
+            while (self._outbox or self._sending or self._awaiting) and time.monotonic() < deadline:
                 self._cond.wait(0.1)
-            left = len(self._outbox)
+            left = len(self._outbox) + self._sending
+            unreceipted = len(self._awaiting)
         self._stop_sending.set()
         self._sender.join(timeout=1.0)
         info = self._client.publish(self.topics.status(self.site), protocol.OFFLINE, qos=1, retain=True)
@@ -251,6 +289,8 @@ class Satellite:
                      c["dropped"] + left, c["frames"])
         if self.source.error is not None:
             raise VcdError(f"stopped after a failure: {self.source.error}")
+        if ended and unreceipted:
+            _LOGGER.warning("%d segments reached the broker but no hub reported them decoded", unreceipted)
         if ended and left:
             raise VcdError(f"{left} segments were not delivered to the broker at "
                            f"{self.settings.host}:{self.settings.port} within {DRAIN_END_S:.0f} s")

@@ -4,8 +4,12 @@ vcd's own topics (``PREFIX`` is ``vcd`` unless configured, ``SITE`` the satellit
 
 - ``PREFIX/satellite/SITE/segment`` — satellite → hubs, QoS 1: one speech segment the
   satellite's VAD closed, as a whole WAV file (16 kHz, mono, 16-bit).  MQTT 5 user properties
-  ``id`` (a counter, for log lines) and ``speech_end`` (``time.time()`` at the satellite when the
-  segment closed).  Hubs share them through ``$share/GROUP/PREFIX/satellite/+/segment``.
+  ``id`` (``BOOT-N``: BOOT random per satellite process, N a counter) and ``speech_end``
+  (``time.time()`` at the satellite when the segment closed).  Hubs share them through
+  ``$share/GROUP/PREFIX/satellite/+/segment``.
+- ``PREFIX/satellite/SITE/decoded`` — hub → satellite and every hub, QoS 1: the ``id`` of a segment
+  a hub has decoded, published before its hooks run.  A satellite sends a segment again when no
+  receipt came in ``satellite.retry_s``; hubs skip a segment another hub has receipted.
 - ``PREFIX/satellite/SITE/status`` — retained ``online`` / ``offline`` (the satellite's last will).
 - ``PREFIX/satellite/SITE/feedback`` — hub → satellite, QoS 1: JSON ``{"kind": …, "text": …}``
   (the ``vcd_feedback`` hook's arguments), played by the satellite's feedback plugins.
@@ -56,6 +60,13 @@ class Topics:
 
     def feedback(self, site: str) -> str:
         return f"{self.prefix}/satellite/{site}/feedback"
+
+    def decoded(self, site: str) -> str:
+        return f"{self.prefix}/satellite/{site}/decoded"
+
+    @property
+    def all_decoded(self) -> str:
+        return f"{self.prefix}/satellite/+/decoded"
 
     def hub_status(self, client_id: str) -> str:
         return f"{self.prefix}/hub/{client_id}/status"
@@ -171,7 +182,7 @@ def connect_async(client: Any, host: str, port: int) -> None:
     client.loop_start()
 
 
-def segment_properties(segment_id: int, speech_end: float) -> Any:
+def segment_properties(segment_id: int | str, speech_end: float) -> Any:
     """The PUBLISH properties of a segment: user properties ``id`` and ``speech_end``."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties

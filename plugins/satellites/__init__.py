@@ -18,6 +18,7 @@ Bad input — a payload that is not a 16-bit WAV, one over ``max_segment_kb``, a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -39,7 +40,7 @@ FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30
 LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
 _KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
          "hermes_audio")
-FEEDBACK_KINDS = ("wake", "recognized", "not_understood")
+RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again is not decoded twice
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ class Hub:
         self._frames: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=FRAME_QUEUE)
         self._streams: dict[str, protocol.StreamSegmenter] = {}
         self._sites_heard: set[str] = set()  # vcd satellites that sent segments: feedback goes to them
+        self._decoded: dict[str, collections.OrderedDict[str, None]] = {}  # site → recent receipted ids (any hub)
         self._next_log: dict[tuple[str, str], float] = {}
         self.subscribed = threading.Event()
+        self._lock = threading.Lock()  # _decoded: paho's thread and the recogniser's
         self._client = protocol.mqtt5_client(self.client_id, self.status_topic, settings.keepalive_s,
                                              receive_maximum=1, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -174,7 +177,7 @@ class Hub:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
-        topics = [(self.segment_filter, 1)]
+        topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1)]
         if self.settings.hermes_audio:
             topics.append((protocol.HERMES_FRAMES, 0))
         client.subscribe(topics)
@@ -186,6 +189,9 @@ class Hub:
             if message.topic.startswith("hermes/"):
                 self._ack(message)
                 self._frame(message.topic, bytes(message.payload))
+            elif message.topic.endswith("/decoded"):
+                self._ack(message)
+                self._receipt(self.topics.site_of(message.topic), bytes(message.payload).decode("utf-8", "replace"))
             else:
                 self._segment(message)
         except Exception:  # never let one message end paho's thread
@@ -231,14 +237,36 @@ class Hub:
             return
         props = protocol.user_properties(message.properties)
         speech_end = protocol.speech_end_of(props)
+        segment_id = props.get("id", "")
         self._sites_heard.add(site)
-        _LOGGER.debug("segment %s from %s: %.2f s", props.get("id", "?"), site, len(samples) / 16000)
-        if self.controls.recognize(samples, site, speech_end, done=lambda: self._ack(message)):
+        with self._lock:
+            seen = segment_id in self._decoded.get(site, {})
+        if segment_id and seen:
+            _LOGGER.info("segment %s from %s: another hub decoded it already; skipped", segment_id, site)
+            self._ack(message)
+            return
+        _LOGGER.debug("segment %s from %s: %.2f s", segment_id or "?", site, len(samples) / 16000)
+
+        def decoded() -> None:  # the recogniser's thread, before the hooks: receipt first, then PUBACK
+            if segment_id:
+                self._receipt(site, segment_id)
+                self._client.publish(self.topics.decoded(site), segment_id, qos=1)
+            self._ack(message)
+
+        if self.controls.recognize(samples, site, speech_end, done=decoded):
             self.counts["segments"] += 1
         else:
             self._complain(site, "busy", f"{topic}: the recogniser is not taking segments (stopping or "
                                          f"full); segment {props.get('id', '?')} dropped")
             self._ack(message)
+
+    def _receipt(self, site: str, segment_id: str) -> None:
+        """Remember that a hub decoded ``segment_id`` of ``site`` (the last RECEIPTS_KEPT per site)."""
+        with self._lock:
+            recent = self._decoded.setdefault(site, collections.OrderedDict())
+            recent[segment_id] = None
+            while len(recent) > RECEIPTS_KEPT:
+                recent.popitem(last=False)
 
     def _frame(self, topic: str, payload: bytes) -> None:
         site = self.topics.site_of(topic)
