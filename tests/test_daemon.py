@@ -547,7 +547,10 @@ def test_a_satellites_speech_carries_its_site_and_its_feedback_comes_back(
         feedback = json.dumps({"kind": "recognized", "text": "The kitchen light is on"})
         subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t",
                         "vcd/satellite/porch/feedback", "-m", feedback], check=True)
-        satellite_calls = lambda: [json.loads(line) for line in (tmp_path / "satellite.jsonl").read_text().splitlines()]
+
+        def satellite_calls() -> list[dict]:
+            return [json.loads(line) for line in (tmp_path / "satellite.jsonl").read_text().splitlines()]
+
         wait_for(lambda: any(c["hook"] == "vcd_feedback" for c in satellite_calls()), 30, "vcd_feedback")
         got = next(c for c in satellite_calls() if c["hook"] == "vcd_feedback")
         assert (got["site"], got["kind"], got["text"], got["thread"]) == (
