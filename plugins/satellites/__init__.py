@@ -1,13 +1,15 @@
 """Satellites plugin: the hub's side of the satellite protocol — speech from satellites over MQTT to the recogniser.
 
 Configured by ``[plugins.satellites]`` (docs/satellites.md).  One MQTT 5 connection
-(``vcd-satellites`` threads: paho's network thread and ``vcd-satellites-vad``):
+(paho's network thread, ``vcd-satellites-vad`` and, at start-up, ``vcd-satellites-connect``),
+opened once the recogniser takes segments:
 
 - vcd satellites' whole segments (``PREFIX/satellite/SITE/segment``) go to the recogniser as
   they are, through a shared subscription ``$share/GROUP/…`` so that several hub processes
   split them: each segment reaches one hub.  The broker may hand this hub one unacknowledged
-  segment at a time (receive maximum 1), acknowledged once its hooks are dispatched; a hub
-  that dies loses the segment it was decoding, and its subscription goes with its session.
+  segment at a time (receive maximum 1).  Once decoded, before its hooks run, its id is
+  receipted on ``PREFIX/satellite/SITE/decoded`` and the segment acknowledged; a satellite
+  sends again what no hub receipted, and a segment another hub receipted is skipped here.
 - Rhasspy satellites' streams (``hermes/audioServer/SITE/audioFrame``, with ``hermes_audio``)
   are cut into segments here, one VAD per site, the same segmenter as the microphone's.
 - ``vcd_feedback`` for a satellite's site is published to ``PREFIX/satellite/SITE/feedback``.
