@@ -75,13 +75,15 @@ def procs() -> Any:
         proc.kill()
 
 
-def hub_config(tmp_path: Path, broker: Broker, name: str, **satellites: Any) -> Path:
+def hub_config(tmp_path: Path, broker: Broker, name: str, mqtt: dict[str, Any] | None = None,
+               **satellites: Any) -> Path:
     return write_config(tmp_path / f"{name}.toml", {
         "daemon": {"site": name},
         "audio": {"source": "none"},
         "plugins": {"enabled": ["satellites", "mqtt"]},
         "plugins.satellites": {"host": broker.host, "port": broker.port, **satellites},
-        "plugins.mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+        "plugins.mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
+                         **(mqtt or {})},
     })
 
 
@@ -93,8 +95,9 @@ def satellite_config(tmp_path: Path, broker: Broker, site: str, **satellite: Any
     })
 
 
-def start_hub(tmp_path: Path, broker: Broker, procs: list[Proc], name: str, **satellites: Any) -> Proc:
-    hub = Proc(tmp_path, name, "run", "--config", str(hub_config(tmp_path, broker, name, **satellites)))
+def start_hub(tmp_path: Path, broker: Broker, procs: list[Proc], name: str, mqtt: dict[str, Any] | None = None,
+              **satellites: Any) -> Proc:
+    hub = Proc(tmp_path, name, "run", "--config", str(hub_config(tmp_path, broker, name, mqtt, **satellites)))
     procs.append(hub)
     assert wait_until(lambda: "listening on no local audio" in hub.log, 90), hub.log
     return hub
@@ -301,3 +304,43 @@ def test_the_hub_sends_feedback_to_the_satellite_that_spoke(broker: Broker, tmp_
     finally:
         hub.stop(1.0)
         sub.close()
+
+
+def test_a_broker_with_passwords(tmp_path: Path, procs: list[Proc]) -> None:
+    """Hub (password_file) and satellite (password_env) log in; a wrong password is one line on the hub."""
+    from conftest import find_program, free_port
+
+    mosquitto_passwd = find_program("mosquitto_passwd")
+    if mosquitto_passwd is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    subprocess.run([mosquitto_passwd, "-c", "-b", str(tmp_path / "passwd"), "room", "s3cret"], check=True)
+    (tmp_path / "passwd").chmod(0o600)
+    (tmp_path / "good").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("guess\n")
+    port = free_port()
+    broker = Broker(tmp_path, head=("per_listener_settings true",),
+                    tail=(f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {tmp_path}/passwd"))
+    broker.start()
+    open_broker = Broker(tmp_path, port=port)  # the address the processes use: the password listener
+    sub = Subscriber(broker, topics=("vcd/+/intent/#",))
+    try:
+        login = {"username": "room", "password_file": "good"}
+        hub = start_hub(tmp_path, open_broker, procs, "hub-a", mqtt=login, **login)
+        wrong = start_hub(tmp_path, open_broker, procs, "hub-b", username="room", password_file="bad")
+        wav = write_wav(tmp_path / "attic.wav", utterances(COMMANDS[0][0]))
+        config = satellite_config(tmp_path, open_broker, "attic", username="room", password_env="VCD_TEST_PASSWORD")
+        env = {**os.environ, "VCD_TEST_PASSWORD": "s3cret", "PYTHONUNBUFFERED": "1"}
+        sat = subprocess.run([*vcd_command(), "satellite", "--config", str(config), "--input", str(wav)], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert sat.returncode == 0, sat.stderr
+        assert [(p["site"], p["intent"]) for p in intents(sub)] == [("attic", "HassTurnOn")], hub.log
+        assert wait_until(lambda: "refused the connection: Not authorized" in wrong.log, 10), wrong.log
+        missing = subprocess.run([*vcd_command(), "satellite", "--config", str(config), "--input", str(wav)],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                                 env={k: v for k, v in os.environ.items() if k != "VCD_TEST_PASSWORD"})
+        assert missing.returncode == 78
+        assert missing.stderr.strip().endswith("satellite.password_env: environment variable VCD_TEST_PASSWORD "
+                                               "is not set"), missing.stderr
+    finally:
+        sub.close()
+        broker.stop()

@@ -98,6 +98,11 @@ class SatelliteConfig:
     hold_s: float = 10.0  # segments wait this long for a hub to be online before being sent anyway, seconds
     queue_segments: int = 20  # segments waiting for the broker; when full the oldest is dropped (logged)
     retry_s: float = 10.0  # a segment no hub has receipted after this long is sent again (twice at most); 0: never
+    username: str = ""  # broker login; "" → anonymous
+    password_env: str = ""  # the environment variable holding the password
+    password_file: Path | None = None  # or a file whose first line is the password
+    tls: bool = False  # TLS to the broker (port 8883 is then usual)
+    ca_file: Path | None = None  # CA certificate (PEM) to trust; None → the system's
 
 
 @dataclass(frozen=True)
@@ -304,6 +309,11 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "hold_s": _float(0.0, 3600.0),
             "queue_segments": _int(1, 100000),
             "retry_s": _float(0.0, 3600.0),
+            "username": _str(),
+            "password_env": _str(),
+            "password_file": _str(),
+            "tls": _bool,
+            "ca_file": _str(),
         },
     ),
     "plugins": (
@@ -417,6 +427,10 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
         if section == "adapt" and "folder" in values:
             key = "folder"
             values["folder"] = _resolve(base, values["folder"])
+        if section == "satellite":
+            for key in ("password_file", "ca_file"):
+                if key in values:
+                    values[key] = _exists(_resolve(base, values[key]), "file") if values[key] else None
         if section == "plugins" and "dirs" in values:
             key = "dirs"
             values["dirs"] = tuple(_exists(_resolve(base, d), "folder", folder=True) for d in values["dirs"])
@@ -433,6 +447,11 @@ def _cross_check(config: Config, label: str) -> None:
             f"{label}: vad.max_speech_ms: must be greater than vad.min_speech_ms "
             f"({vad.max_speech_ms} ≤ {vad.min_speech_ms})"
         )
+    satellite = config.satellite
+    if satellite.password_env and satellite.password_file:
+        raise ConfigError(f"{label}: satellite.password_file: give password_env or password_file, not both")
+    if (satellite.password_env or satellite.password_file) and not satellite.username:
+        raise ConfigError(f"{label}: satellite.username: must be set when a password is given")
     if config.audio.source == "file" and config.audio.file is None:
         raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')
 

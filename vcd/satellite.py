@@ -26,7 +26,7 @@ from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.controls import Controls
 from vcd.daemon import Stopper
-from vcd.errors import ExitCode, VcdError
+from vcd.errors import ConfigError, ExitCode, VcdError, one_line
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
@@ -74,7 +74,7 @@ class Satellite:
         self._awaiting: dict[str, _Outgoing] = {}  # delivered to the broker, no hub receipt yet
         self._stop_sending = threading.Event()
         self._client = protocol.mqtt5_client(f"vcd-satellite-{self.site}", self.topics.status(self.site),
-                                             self.settings.keepalive_s)
+                                             self.settings.keepalive_s, login=broker_login(config))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -297,8 +297,20 @@ class Satellite:
         return ExitCode.OK
 
 
+def broker_login(config: Config) -> protocol.BrokerLogin:
+    """``[satellite]``'s login to the broker, the password read now; ConfigError naming the key when it cannot be."""
+    s = config.satellite
+    try:
+        password = protocol.read_password(s.password_env, s.password_file)
+    except ValueError as exc:
+        key = "password_env" if s.password_env else "password_file"
+        raise ConfigError(one_line(f"{config.label}: satellite.{key}: {exc}")) from None
+    return protocol.BrokerLogin(s.username, password, s.tls, s.ca_file)
+
+
 def run_satellite(config: Config) -> int:
     """``vcd satellite``: load the feedback plugins, open the audio, run until stopped."""
+    broker_login(config)  # a password that cannot be read stops here, before anything starts
     with Stopper() as stopper:
         plugins = load_plugins(config)
         plugins.startup(config, Controls())

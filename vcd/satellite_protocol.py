@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,8 +152,32 @@ def user_properties(properties: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+@dataclass(frozen=True)
+class BrokerLogin:
+    """How a satellite or a hub logs in to the broker: user name and password, TLS."""
+
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: Path | None = None  # None with tls: the system's CA store
+
+
+def read_password(password_env: str, password_file: Path | None) -> str | None:
+    """The password from ``$password_env`` or the first line of ``password_file``; ValueError saying why not."""
+    if password_env:
+        if password_env not in os.environ:
+            raise ValueError(f"environment variable {password_env} is not set")
+        return os.environ[password_env]
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").splitlines()[0] if password_file.stat().st_size else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{password_file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return None
+
+
 def mqtt5_client(client_id: str, will_topic: str, keepalive_s: int = 30, receive_maximum: int = 0,
-                 manual_ack: bool = False) -> Any:
+                 manual_ack: bool = False, login: BrokerLogin | None = None) -> Any:
     """A paho MQTT 5 client with a retained ``offline`` last will on ``will_topic``; not connected yet.
 
     ``receive_maximum``: the most QoS 1 messages the broker may send before this client
@@ -162,6 +188,10 @@ def mqtt5_client(client_id: str, will_topic: str, keepalive_s: int = 30, receive
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                          manual_ack=manual_ack)
     client.will_set(will_topic, OFFLINE, qos=1, retain=True)
+    if login is not None and login.username:
+        client.username_pw_set(login.username, login.password)
+    if login is not None and login.tls:
+        client.tls_set(ca_certs=str(login.ca_file) if login.ca_file else None)
     client.reconnect_delay_set(0.2, 5)
     client._vcd_keepalive = keepalive_s  # noqa: SLF001 - read by connect_async below
     client._vcd_receive_maximum = receive_maximum  # noqa: SLF001

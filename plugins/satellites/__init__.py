@@ -41,7 +41,7 @@ NAME = "satellites"
 FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30 s of one site)
 LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
 _KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
-         "hermes_audio")
+         "hermes_audio", "username", "password_env", "password_file", "tls", "ca_file")
 RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again is not decoded twice
 
 
@@ -58,6 +58,7 @@ class HubSettings:
     sites: tuple[str, ...] = ()  # () → any site
     max_segment_kb: int = 1024
     hermes_audio: bool = False
+    login: protocol.BrokerLogin = protocol.BrokerLogin()
 
 
 def parse_settings(config: Any) -> HubSettings | None:
@@ -73,11 +74,11 @@ def parse_settings(config: Any) -> HubSettings | None:
         if key not in _KEYS:
             raise error(key, f"unknown key{vcd.did_you_mean(key, _KEYS)}")
 
-    def string(key: str, default: str, pattern_ok: bool = True) -> str:
+    def string(key: str, default: str, topic: bool = False) -> str:
         value = table.get(key, default)
         if not isinstance(value, str):
             raise error(key, f"must be a string (got {value!r})")
-        if not pattern_ok or any(c in value for c in "+#") or value != value.strip():
+        if topic and (any(c in value for c in "+#") or value != value.strip()):
             raise error(key, f"must not contain '+', '#' or surrounding spaces (got {value!r})")
         return value
 
@@ -87,13 +88,13 @@ def parse_settings(config: Any) -> HubSettings | None:
             raise error(key, f"must be a whole number {lo}..{hi} (got {value!r})")
         return value
 
-    host = string("host", "localhost")
+    host = string("host", "localhost", topic=True)
     if not host:
         raise error("host", "must not be empty")
-    prefix = string("topic_prefix", "vcd").strip("/")
+    prefix = string("topic_prefix", "vcd", topic=True).strip("/")
     if not prefix:
         raise error("topic_prefix", "must not be empty")
-    group = string("shared_group", "vcd-hubs")
+    group = string("shared_group", "vcd-hubs", topic=True)
     if "/" in group:
         raise error("shared_group", f"must not contain '/' (got {group!r})")
     sites = table.get("sites", [])
@@ -102,10 +103,35 @@ def parse_settings(config: Any) -> HubSettings | None:
     hermes = table.get("hermes_audio", False)
     if not isinstance(hermes, bool):
         raise error("hermes_audio", f"must be true or false (got {hermes!r})")
+    tls = table.get("tls", False)
+    if not isinstance(tls, bool):
+        raise error("tls", f"must be true or false (got {tls!r})")
+    base = config.path.absolute().parent if config.path is not None else Path.cwd()
+
+    def file(key: str) -> Path | None:
+        value = string(key, "")
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise error(key, f"{path}: no such file")
+        return path
+
+    username, password_env, password_file = string("username", ""), string("password_env", ""), file("password_file")
+    if password_env and password_file:
+        raise error("password_file", "give password_env or password_file, not both")
+    if (password_env or password_file) and not username:
+        raise error("username", "must be set when a password is given")
+    try:
+        password = protocol.read_password(password_env, password_file)
+    except ValueError as exc:
+        raise error("password_env" if password_env else "password_file", str(exc)) from None
+    login = protocol.BrokerLogin(username, password, tls, file("ca_file"))
     return HubSettings(
         host=host, port=integer("port", 1883, 1, 65535), keepalive_s=integer("keepalive_s", 30, 5, 65535),
-        client_id=string("client_id", ""), topic_prefix=prefix, shared_group=group, sites=tuple(sites),
-        max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes,
+        client_id=string("client_id", "", topic=True), topic_prefix=prefix, shared_group=group, sites=tuple(sites),
+        max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes, login=login,
     )
 
 
@@ -128,7 +154,7 @@ class Hub:
         self.subscribed = threading.Event()
         self._lock = threading.Lock()  # _decoded: paho's thread and the recogniser's
         self._client = protocol.mqtt5_client(self.client_id, self.status_topic, settings.keepalive_s,
-                                             receive_maximum=1, manual_ack=True)
+                                             receive_maximum=1, manual_ack=True, login=settings.login)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *args: self.subscribed.set()
         self._client.on_message = self._on_message
