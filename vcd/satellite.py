@@ -25,7 +25,7 @@ from vcd import satellite_protocol as protocol
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.controls import Controls
-from vcd.daemon import Stopper
+from vcd.daemon import Stopper, _Notifier
 from vcd.errors import ConfigError, ExitCode, VcdError, one_line
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
@@ -240,14 +240,16 @@ class Satellite:
                 _LOGGER.info("segment %d: %.2f s of speech to the hubs", self._next_id, event.audio_s)
                 self._queue(event.samples, event.timestamp)
 
-    def run(self) -> int:
+    def run(self, notifier: _Notifier | None = None) -> int:
         """Until a signal or the end of a finite input (then until the queued segments are delivered)."""
+        notifier = notifier or _Notifier()
         protocol.connect_async(self._client, self.settings.host, self.settings.port)
         self._sender.start()
         self.source.start(self._blocks)
         _LOGGER.info("listening on %s; satellite %r sends %s to %s:%d", self.source.description, self.site,
                      "segments" if self.settings.protocol == "vcd" else "Rhasspy audio frames",
                      self.settings.host, self.settings.port)
+        notifier.notify("READY=1", f"STATUS=Satellite {self.site}: listening on {self.source.description}")
         ended = False
         while not self.stopper.event.is_set():
             try:
@@ -261,6 +263,7 @@ class Satellite:
                 ended = self.source.error is None
                 break
             self._step(self._resampler.process(block))
+        notifier.notify("STOPPING=1")
         return self._shutdown(ended)
 
     def _shutdown(self, ended: bool) -> int:
