@@ -72,6 +72,7 @@ class Satellite:
         self._next_id = 0
         self._boot = secrets.token_hex(4)  # segment ids BOOT-N: unique across restarts of this satellite
         self._awaiting: dict[str, _Outgoing] = {}  # delivered to the broker, no hub receipt yet
+        self._receipts: collections.deque[str] = collections.deque(maxlen=100)  # the latest receipts heard
         self._stop_sending = threading.Event()
         self._client = protocol.mqtt5_client(f"vcd-satellite-{self.site}", self.topics.status(self.site),
                                              self.settings.keepalive_s, login=broker_login(config))
@@ -106,8 +107,10 @@ class Satellite:
             if message.topic == self.topics.feedback(self.site):
                 self._feedback(bytes(message.payload))
             elif message.topic == self.topics.decoded(self.site):
+                segment_id = bytes(message.payload).decode("utf-8", "replace")
                 with self._cond:
-                    if self._awaiting.pop(bytes(message.payload).decode("utf-8", "replace"), None) is not None:
+                    self._receipts.append(segment_id)  # may come before the sender has filed the segment
+                    if self._awaiting.pop(segment_id, None) is not None:
                         self._cond.notify_all()
             elif message.topic.startswith(f"{self.settings.topic_prefix}/hub/"):
                 hub = self.topics.site_of(message.topic)
@@ -177,7 +180,7 @@ class Satellite:
                         self._outbox.popleft()
                         item.tries += 1
                         item.sent_at = time.monotonic()
-                        if self.settings.retry_s:
+                        if self.settings.retry_s and item.segment_id not in self._receipts:
                             self._awaiting[item.segment_id] = item
                     self._sending = False
                     self._cond.notify_all()
@@ -191,7 +194,8 @@ class Satellite:
                 return False
             try:
                 info.wait_for_publish(PUBLISH_WAIT_S)
-            except RuntimeError:  # not queued by paho (e.g. the queue was reset): try again
+            except (RuntimeError, ValueError):  # paho did not take it (the connection dropped): again later
+                self._stop_sending.wait(PUBLISH_WAIT_S)  # a copy paho re-sends anyway is skipped by the hubs
                 return False
         self.counts["sent"] += 1
         _LOGGER.debug("segment %s delivered (%d bytes)", item.segment_id, len(item.wav))

@@ -270,7 +270,8 @@ class Hub:
         with self._lock:
             seen = segment_id in self._decoded.get(site, {})
         if segment_id and seen:
-            _LOGGER.info("segment %s from %s: another hub decoded it already; skipped", segment_id, site)
+            _LOGGER.info("segment %s from %s: a hub decoded it already; skipped", segment_id, site)
+            self._client.publish(self.topics.decoded(site), segment_id, qos=1)  # the satellite may have missed it
             self._ack(message)
             return
         _LOGGER.debug("segment %s from %s: %.2f s", segment_id or "?", site, len(samples) / 16000)
