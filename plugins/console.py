@@ -4,7 +4,7 @@ Configured by an optional ``[plugins.console]`` table::
 
     [plugins.console]
     format = "text"        # "text" for people, "json" for one JSON object per line
-    events = ["speech", "wake", "intent", "unrecognized"]   # any of: speech, wake, transcript, intent, unrecognized
+    events = ["speech", "wake", "intent", "unrecognized"]   # any of: speech, wake, transcript, intent, unrecognized, feedback
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import vcd
 
 NAME = "console"
-EVENTS = ("speech", "wake", "transcript", "intent", "unrecognized")
+EVENTS = ("speech", "wake", "transcript", "intent", "unrecognized", "feedback")
 DEFAULT_EVENTS = ["speech", "wake", "intent", "unrecognized"]
 _settings: dict[str, Any] = {"format": "text", "events": set(DEFAULT_EVENTS)}
 _lock = threading.Lock()
@@ -117,6 +117,12 @@ def vcd_unrecognized(site: str, text: str, confidence: float, audio_s: float) ->
         confidence=confidence,
         audio_s=audio_s,
     )
+
+
+@vcd.hookimpl
+def vcd_feedback(site: str, kind: str, text: str | None) -> None:
+    answer = f": {text!r}" if text else ""
+    _emit("feedback", f"[{site}] feedback {kind}{answer}", site=site, kind=kind, text=text)
 
 
 @vcd.hookimpl

@@ -159,8 +159,8 @@ def test_plugins_lists_name_source_and_hooks(tmp_path: Path) -> None:
     assert lines[0].split() == ["console", "shipped"]
     assert lines[1].split(None, 1) == [
         "hooks:",
-        "vcd_check_config, vcd_intent, vcd_shutdown, vcd_speech_ended, vcd_speech_started, vcd_startup, vcd_transcript, "
-        "vcd_unrecognized, vcd_wake",
+        "vcd_check_config, vcd_feedback, vcd_intent, vcd_shutdown, vcd_speech_ended, vcd_speech_started, vcd_startup, "
+        "vcd_transcript, vcd_unrecognized, vcd_wake",
     ]
     assert lines[2].split() == ["hello", str(tmp_path / "mine" / "hello.py")]
     assert lines[3].split() == ["hooks:", "vcd_intent"]

@@ -66,7 +66,7 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
         ("[vad]\nsilence_ms = true", "vad.silence_ms: must be an integer (got True)"),
         ("[recognizer]\nmin_confidence = 1.5", "recognizer.min_confidence: must be 0..1 (got 1.5)"),
         ("[recognizer]\nthreads = 0", "recognizer.threads: must be 1..64 (got 0)"),
-        ("[audio]\nsource = 'usb'", "audio.source: must be one of 'mic', 'file', 'stdin' (got 'usb')"),
+        ("[audio]\nsource = 'usb'", "audio.source: must be one of 'mic', 'file', 'stdin', 'none' (got 'usb')"),
         ("[audio]\nsource = 'file'", 'audio.file: must name a file when audio.source = "file"'),
         ("[daemon]\nsite = 'a/b'", "daemon.site: must not contain '/', '+', '#' or surrounding spaces (got 'a/b')"),
         ("[daemon]\nlog_level = 'loud'", "daemon.log_level: must be one of 'debug', 'info', 'warning', 'error' (got 'loud')"),

@@ -104,7 +104,8 @@ def test_deeply_nested_arrays_are_refused(folder: Path, key: str) -> None:
         ('[plugins]\nenabled = {a = 1}\n', "plugins.enabled: must be a list of plugin names (got {'a': 1})"),
         ('[plugins]\ndisabled = {a = 1}\n', "plugins.disabled: must be a list of plugin names (got {'a': 1})"),
         ('[plugins.mqqt]\nhost = "hub"\n', "plugins.mqqt: unknown plugin table (did you mean 'mqtt'?)"),
-        ('[plugins.zigbee]\n', "plugins.zigbee: unknown plugin table (plugins: console, example_command, feedback, mqtt)"),
+        ('[plugins.zigbee]\n', "plugins.zigbee: unknown plugin table (plugins: console, example_command, feedback, mqtt, "
+                               "satellites)"),
         ('[plugins.mqtt]\nhost = "mqtt..lan"\n',
          "plugins.mqtt.host: 'mqtt..lan': not a valid host name (an empty label, or one over 63 characters)"),
         ('[plugins.mqtt]\nhost = "mqtt.lan:1883"\n',

@@ -88,6 +88,11 @@ def vcd_wake(site, name, score, timestamp):
 
 
 @vcd.hookimpl
+def vcd_feedback(site, kind, text):
+    _write("vcd_feedback", site=site, kind=kind, text=text)
+
+
+@vcd.hookimpl
 def vcd_shutdown(reason):
     _write("vcd_shutdown", reason=reason)
 '''
@@ -948,3 +953,68 @@ def test_with_a_wake_word_only_the_command_after_it_is_recognised(
     events = console(result)
     assert [e["event"] for e in events] == ["wake", "transcript", "intent"]
     assert events[0]["name"] == "alexa" and events[0]["site"] == "kitchen"
+
+
+@needs_model
+def test_a_satellites_speech_carries_its_site_and_its_feedback_comes_back(
+    tmp_path: Path, voices: dict[str, np.ndarray]
+) -> None:
+    """``vcd satellite`` → broker → a hub with no microphone: the hooks carry the satellite's site; the
+    satellite's own plugins get ``vcd_feedback`` sent to it (docs/satellites.md)."""
+    from conftest import MOSQUITTO, Broker
+
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "recorder.py").write_text(RECORDER)
+    model = f'[recognizer]\nmodel = "{MODEL}"\n'
+    (tmp_path / "config.toml").write_text(
+        f'[daemon]\nsite = "hub"\n[audio]\nsource = "none"\n{model}[plugins]\nenabled = ["satellites"]\n'
+        f'dirs = ["plugins"]\n[plugins.recorder]\npath = "{tmp_path / "hooks.jsonl"}"\n'
+        f'[plugins.satellites]\nport = {broker.port}\nhost = "{broker.host}"\n'
+    )
+    (tmp_path / "sat.toml").write_text(
+        f'[daemon]\nsite = "porch"\n[satellite]\nport = {broker.port}\nhost = "{broker.host}"\n[plugins]\n'
+        f'enabled = []\ndirs = ["plugins"]\n[plugins.recorder]\npath = "{tmp_path / "satellite.jsonl"}"\n'
+    )
+    wav = write_wav(tmp_path / "porch.wav", silence(0.5), voices[COMMAND], silence(1.5))
+    hub = start(tmp_path)
+    satellite = None
+    try:
+        wait_for(lambda: listening(tmp_path), 120, "the hub to listen")
+        satellite = subprocess.Popen(
+            [sys.executable, "-m", "vcd", "satellite", "--config", "sat.toml", "--input", "-"], cwd=tmp_path,
+            env=environ(), stdin=subprocess.PIPE, stderr=open(tmp_path / "satellite.log", "wb"))
+        assert satellite.stdin is not None
+        satellite.stdin.write(pcm16(read_audio(wav)))
+        satellite.stdin.flush()
+        wait_for(lambda: any(c["hook"] == "vcd_intent" for c in hooks(tmp_path)), 60, "the satellite's command")
+        calls = {c["hook"]: c for c in hooks(tmp_path)}
+        assert calls["vcd_transcript"]["site"] == calls["vcd_intent"]["site"] == "porch"
+        assert calls["vcd_intent"]["slots"] == {"name": "kitchen light"}
+        assert "vcd_speech_started" not in calls  # the satellite's VAD heard it, not the hub's
+
+        feedback = json.dumps({"kind": "recognized", "text": "The kitchen light is on"})
+        subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t",
+                        "vcd/satellite/porch/feedback", "-m", feedback], check=True)
+
+        def satellite_calls() -> list[dict]:
+            return [json.loads(line) for line in (tmp_path / "satellite.jsonl").read_text().splitlines()]
+
+        wait_for(lambda: any(c["hook"] == "vcd_feedback" for c in satellite_calls()), 30, "vcd_feedback")
+        got = next(c for c in satellite_calls() if c["hook"] == "vcd_feedback")
+        assert (got["site"], got["kind"], got["text"], got["thread"]) == (
+            "porch", "recognized", "The kitchen light is on", "vcd-plugin-recorder")
+        assert any(c["hook"] == "vcd_speech_ended" and c["site"] == "porch" for c in satellite_calls())
+        satellite.send_signal(signal.SIGTERM)
+        assert satellite.wait(30) == 0
+        hub.send_signal(signal.SIGTERM)
+        assert hub.wait(30) == 0
+    finally:
+        for proc in (satellite, hub):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        broker.stop()

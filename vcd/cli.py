@@ -61,6 +61,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
+def _cmd_satellite(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config.daemon.log_level)
+    if args.input not in (None, "-") and not os.path.isfile(args.input):
+        raise AudioError(f"{args.input}: no such file")
+    config = with_overrides(config, site=args.site, input_path=args.input, realtime=args.realtime, device=args.device)
+    _LOGGER.info("vcd %s satellite: configuration %s", __version__, config.label)
+    from vcd.satellite import run_satellite
+
+    code = run_satellite(config)
+    logging.shutdown()
+    return code
+
+
 def _cmd_wyoming(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config.daemon.log_level)
@@ -261,6 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="NAME|INDEX", help="microphone to use (see `vcd devices`)")
     run.add_argument("--site", metavar="ID", help="site id of this hub (overrides daemon.site)")
     run.set_defaults(func=_cmd_run)
+
+    satellite = sub.add_parser("satellite", help="send the speech heard here to vcd hubs over MQTT ([satellite])")
+    satellite.add_argument("--config", metavar="PATH", help=config_help)
+    satellite.add_argument("--input", metavar="FILE", help='an audio file instead of the microphone, or "-" for raw '
+                           "16-bit PCM on stdin; exits once its segments are delivered")
+    satellite_pace = satellite.add_mutually_exclusive_group()
+    satellite_pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                                help="play --input at real-time speed")
+    satellite_pace.add_argument("--fast", dest="realtime", action="store_false",
+                                help="play --input as fast as possible (default)")
+    satellite.add_argument("--device", metavar="NAME|INDEX", help="microphone to use (see `vcd devices`)")
+    satellite.add_argument("--site", metavar="ID", help="this satellite's site (overrides daemon.site)")
+    satellite.set_defaults(func=_cmd_satellite)
 
     wyoming = sub.add_parser("wyoming", help="serve speech-to-text over the Wyoming protocol (Home Assistant)")
     wyoming.add_argument("--config", metavar="PATH", help=config_help + "; its [recognizer] section is used")

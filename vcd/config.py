@@ -19,7 +19,7 @@ _LOGGER = logging.getLogger(__name__)
 ENV_VAR = "VCD_CONFIG"
 SEARCH_PATHS = (Path("config.toml"), Path("/etc/vcd/config.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
-AUDIO_SOURCES = ("mic", "file", "stdin")
+AUDIO_SOURCES = ("mic", "file", "stdin", "none")
 MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is refused unread
 MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
 SENTENCES_MODES = ("add", "replace")
@@ -40,7 +40,7 @@ class DaemonConfig:
 class AudioConfig:
     """``[audio]``: where the audio comes from and how it is buffered."""
 
-    source: str = "mic"  # mic | file | stdin
+    source: str = "mic"  # mic | file | stdin | none (a hub that only hears satellites)
     file: Path | None = None  # the file played when source = "file"
     device: str | int = ""  # microphone: "" = system default, a name (substring) or an index
     input_rate_hz: int = 16000  # stdin: sample rate of the raw s16le PCM
@@ -100,6 +100,25 @@ class WakeConfig:
 
 
 @dataclass(frozen=True)
+class SatelliteConfig:
+    """``[satellite]``: how ``vcd satellite`` reaches its hub through the MQTT broker (docs/satellites.md)."""
+
+    host: str = "localhost"  # the broker's host name or IP address
+    port: int = 1883  # the broker's TCP port
+    keepalive_s: int = 30  # MQTT keep-alive, seconds; the broker publishes the last will after 1.5 × this
+    topic_prefix: str = "vcd"  # the hubs' plugins.satellites.topic_prefix
+    protocol: str = "vcd"  # "vcd": whole segments; "hermes": Rhasspy audioFrame WAV chunks (a Rhasspy hub)
+    hold_s: float = 10.0  # segments wait this long for a hub to be online before being sent anyway, seconds
+    queue_segments: int = 20  # segments waiting for the broker; when full the oldest is dropped (logged)
+    retry_s: float = 10.0  # a segment no hub has receipted after this long is sent again (twice at most); 0: never
+    username: str = ""  # broker login; "" → anonymous
+    password_env: str = ""  # the environment variable holding the password
+    password_file: Path | None = None  # or a file whose first line is the password
+    tls: bool = False  # TLS to the broker (port 8883 is then usual)
+    ca_file: Path | None = None  # CA certificate (PEM) to trust; None → the system's
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     """``[plugins]``: which plugins load, from where, and their own ``[plugins.NAME]`` tables."""
 
@@ -121,6 +140,7 @@ class Config:
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     wake: WakeConfig = field(default_factory=WakeConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @property
@@ -304,6 +324,24 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "window_ms": _int(500, 60000),
         },
     ),
+    "satellite": (
+        SatelliteConfig,
+        {
+            "host": _str(nonempty=True),
+            "port": _int(1, 65535),
+            "keepalive_s": _int(5, 65535),
+            "topic_prefix": _site,
+            "protocol": _str(choices=("vcd", "hermes")),
+            "hold_s": _float(0.0, 3600.0),
+            "queue_segments": _int(1, 100000),
+            "retry_s": _float(0.0, 3600.0),
+            "username": _str(),
+            "password_env": _str(),
+            "password_file": _str(),
+            "tls": _bool,
+            "ca_file": _str(),
+        },
+    ),
     "plugins": (
         PluginsConfig,
         {"enabled": _names, "disabled": _names, "dirs": _paths, "queue_size": _int(1, 100000)},
@@ -418,6 +456,10 @@ def _finish(section: str, values: dict[str, Any], base: Path, label: str) -> Any
         if section == "wake" and str(values.get("model", "")).endswith(".json"):
             key = "model"
             values["model"] = _resolve(base, values["model"])
+        if section == "satellite":
+            for key in ("password_file", "ca_file"):
+                if key in values:
+                    values[key] = _exists(_resolve(base, values[key]), "file") if values[key] else None
         if section == "plugins" and "dirs" in values:
             key = "dirs"
             values["dirs"] = tuple(_exists(_resolve(base, d), "folder", folder=True) for d in values["dirs"])
@@ -439,6 +481,11 @@ def _cross_check(config: Config, label: str) -> None:
             f"{label}: vad.early_silence_ms: must be less than vad.silence_ms or 0 "
             f"({vad.early_silence_ms} ≥ {vad.silence_ms})"
         )
+    satellite = config.satellite
+    if satellite.password_env and satellite.password_file:
+        raise ConfigError(f"{label}: satellite.password_file: give password_env or password_file, not both")
+    if (satellite.password_env or satellite.password_file) and not satellite.username:
+        raise ConfigError(f"{label}: satellite.username: must be set when a password is given")
     if config.audio.source == "file" and config.audio.file is None:
         raise ConfigError(f'{label}: audio.file: must name a file when audio.source = "file"')
     if config.wake.enabled:  # load the model now, so that `vcd check-config` finds one that does not load

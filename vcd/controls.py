@@ -85,6 +85,14 @@ class Controls:
         if self._dispatch is not None:
             self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
 
+        self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
+        self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
+
+    def attach_segment_sink(self, sink: Callable[..., bool]) -> None:
+        """The daemon's side of :meth:`PluginControls.recognize` (called once its pipeline exists)."""
+        self.segment_sink = sink
+        self.recognizer_ready.set()
+
     def for_plugin(self, plugin: str) -> PluginControls:
         return PluginControls(self, plugin)
 
@@ -180,6 +188,31 @@ class PluginControls:
     def said(self, site: str, text: str, request_id: str = "") -> None:
         """For the plugin that speaks: a ``vcd_say`` request is done (spoken or not); sends ``vcd_said``."""
         self._controls.said(site, text, request_id)
+
+    def recognize(
+        self, samples: Any, site: str, speech_end: float, done: Callable[[], None] | None = None,
+        timeout_s: float = 5.0,
+    ) -> bool:
+        """Hand a speech segment heard elsewhere (a satellite) to the recogniser, as if the VAD had closed it.
+
+        :param samples: 16 kHz mono float32 audio of one command.
+        :param site: the site its hooks carry instead of ``daemon.site``.
+        :param speech_end: ``time.time()`` when the segment closed (the ``speech_end`` of ``vcd_intent``'s timings).
+        :param done: called once on the recogniser's thread when the segment is decoded, just before its
+            hooks are dispatched (or when it was skipped or failed), e.g. to acknowledge the message it came in.
+        Waits up to ``timeout_s`` for room in the recogniser's queue; False when there was none, or no
+        daemon is running (``done`` is then not called).
+        """
+        sink = self._controls.segment_sink
+        return sink is not None and sink(samples, site, speech_end, done, timeout_s)
+
+    def wait_for_recognizer(self, timeout_s: float | None = None) -> bool:
+        """Wait until :meth:`recognize` takes segments (the daemon has loaded the model and built its pipeline).
+
+        ``vcd_startup`` runs before the model loads: a plugin bringing audio from elsewhere waits
+        here, on a thread of its own, before it subscribes to it.  False after ``timeout_s``.
+        """
+        return self._controls.recognizer_ready.wait(timeout_s)
 
 
 def with_list_values(intents: Intents, extra: Mapping[str, list[ListValue]]) -> Intents:

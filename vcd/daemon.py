@@ -83,9 +83,18 @@ class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
     result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
+    site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
+    done: Callable[[], None] | None = None  # called once: decoded (before its hooks), skipped or failed
+
+    def settle(self) -> None:
+        """Call ``done`` if it has not been called yet."""
+        done, self.done = self.done, None
+        if done is not None:
+            done()
 
     def __str__(self) -> str:
-        return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment"
+        where = f" from site {self.site!r}" if self.site else ""
+        return f"a {len(self.samples) / SAMPLE_RATE_HZ:.2f} s segment{where}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,20 @@ class Daemon:
         self._threads: dict[str, threading.Thread] = {}  # by stage name
         adapt = config.adapt
         self.keeper = ClipKeeper(adapt.folder, adapt.min_confidence, adapt.max_clips) if adapt.keep_clips else None
+        self.controls.attach_segment_sink(self._take_segment)  # segments plugins bring (satellites)
+
+    def _take_segment(
+        self, samples: np.ndarray, site: str, speech_end: float, done: Callable[[], None] | None, timeout_s: float
+    ) -> bool:
+        """A segment from a plugin (any thread) → the recogniser's inbox; False when it stayed full or stopping."""
+        inbox = self._inboxes[[stage.name for stage in self.stages].index("asr")]
+        try:
+            if self._stopping.is_set():
+                return False
+            inbox.put(_Segment(samples, speech_end, site, done), timeout=timeout_s)
+            return True
+        except queue.Full:
+            return False
 
     def _pipeline(self) -> list[Stage]:
         """The stages from the source's blocks to the plugins, in order; adding one is one entry here.
@@ -324,6 +347,12 @@ class Daemon:
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
+        try:
+            return self._recognize_segment(segment, segment.site or self.site)
+        finally:
+            segment.settle()
+
+    def _recognize_segment(self, segment: _Segment, site: str) -> list[Any]:
         with self._grammar_lock:
             grammar, self._next_grammar = self._next_grammar, None
         if grammar is not None:
@@ -337,13 +366,14 @@ class Daemon:
             return []
         result = segment.result if segment.result is not None else self._recognize_segment(segment.samples)
         recognized_at = time.time()
+        segment.settle()  # decoded: whoever brought it hears so before the plugins act on it
         self.counts["segments"] += 1
         confidence = round(float(result.confidence), 4)
         audio_s = round(float(result.audio_s or len(segment.samples) / SAMPLE_RATE_HZ), 3)
         decode_ms = round(float(result.decode_ms), 1)
         text = result.text if result.recognized else (result.best_text or result.text or "")
         self.plugins.dispatch(
-            "vcd_transcript", site=self.site, text=text, confidence=confidence, audio_s=audio_s, decode_ms=decode_ms
+            "vcd_transcript", site=site, text=text, confidence=confidence, audio_s=audio_s, decode_ms=decode_ms
         )
         if result.recognized:
             self.counts["intents"] += 1
@@ -366,7 +396,7 @@ class Daemon:
             }
             self.plugins.dispatch(
                 "vcd_intent",
-                site=self.site,
+                site=site,
                 intent=result.intent,
                 slots=dict(result.slots),
                 text=result.text,
@@ -385,7 +415,7 @@ class Daemon:
                 decode_ms,
             )
             self.plugins.dispatch(
-                "vcd_unrecognized", site=self.site, text=text, confidence=confidence, audio_s=audio_s
+                "vcd_unrecognized", site=site, text=text, confidence=confidence, audio_s=audio_s
             )
             self.plugins.dispatch("vcd_feedback", site=self.site, kind="not_understood", text=None)
         return []  # the last stage: its results went to the plugins

@@ -512,8 +512,29 @@ class MicSource(Source):
         return self._thread is not None and self._thread.is_alive()
 
 
+class NoSource(Source):
+    """``audio.source = "none"``: no local audio; the daemon runs until stopped (a hub that only hears satellites)."""
+
+    description = "no local audio"
+    live = True
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+
+    def start(self, blocks: BlockQueue) -> None:
+        self._stopped.clear()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def is_alive(self) -> bool:
+        return not self._stopped.is_set()
+
+
 def open_source(config: AudioConfig) -> Source:
     """The source ``[audio]`` asks for (files are read, devices looked up, nothing started yet)."""
+    if config.source == "none":
+        return NoSource()
     if config.source == "file":
         assert config.file is not None  # checked by the config
         return FileSource(config, config.file)

@@ -1,0 +1,390 @@
+"""Satellites plugin: the hub's side of the satellite protocol — speech from satellites over MQTT to the recogniser.
+
+Configured by ``[plugins.satellites]`` (docs/satellites.md).  One MQTT 5 connection
+(paho's network thread, ``vcd-satellites-vad`` and, at start-up, ``vcd-satellites-connect``),
+opened once the recogniser takes segments:
+
+- vcd satellites' whole segments (``PREFIX/satellite/SITE/segment``) go to the recogniser as
+  they are, through a shared subscription ``$share/GROUP/…`` so that several hub processes
+  split them: each segment reaches one hub.  The broker may hand this hub one unacknowledged
+  segment at a time (receive maximum 1).  Once decoded, before its hooks run, its id is
+  receipted on ``PREFIX/satellite/SITE/decoded`` and the segment acknowledged; a satellite
+  sends again what no hub receipted, and a segment another hub receipted is skipped here.
+- Rhasspy satellites' streams (``hermes/audioServer/SITE/audioFrame``, with ``hermes_audio``)
+  are cut into segments here, one VAD per site, the same segmenter as the microphone's.
+- ``vcd_feedback`` for a satellite's site is published to ``PREFIX/satellite/SITE/feedback``.
+
+Bad input — a payload that is not a 16-bit WAV, one over ``max_segment_kb``, a site not in
+``sites`` — is logged in one line and dropped; nothing else stops.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import vcd
+from vcd import satellite_protocol as protocol
+
+_LOGGER = logging.getLogger(__name__)
+
+NAME = "satellites"
+FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30 s of one site)
+LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
+_KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
+         "hermes_audio", "username", "password_env", "password_file", "tls", "ca_file")
+RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again is not decoded twice
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """The validated ``[plugins.satellites]`` table."""
+
+    host: str = "localhost"
+    port: int = 1883
+    keepalive_s: int = 30
+    client_id: str = ""  # "" → vcd-hub-<site>-<pid>: unique per process
+    topic_prefix: str = "vcd"
+    shared_group: str = "vcd-hubs"  # "" → a plain subscription: every hub hears every segment
+    sites: tuple[str, ...] = ()  # () → any site
+    max_segment_kb: int = 1024
+    hermes_audio: bool = False
+    login: protocol.BrokerLogin = protocol.BrokerLogin()
+
+
+def parse_settings(config: Any) -> HubSettings | None:
+    """``[plugins.satellites]`` validated; None when there is no table (the plugin stays idle)."""
+    if NAME not in config.plugins.tables:
+        return None
+    table = config.plugin_table(NAME)
+
+    def error(key: str, message: str) -> vcd.ConfigError:
+        return config.key_error(f"plugins.{NAME}.{key}", message)
+
+    for key in table:
+        if key not in _KEYS:
+            raise error(key, f"unknown key{vcd.did_you_mean(key, _KEYS)}")
+
+    def string(key: str, default: str, topic: bool = False) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str):
+            raise error(key, f"must be a string (got {value!r})")
+        if topic and (any(c in value for c in "+#") or value != value.strip()):
+            raise error(key, f"must not contain '+', '#' or surrounding spaces (got {value!r})")
+        return value
+
+    def integer(key: str, default: int, lo: int, hi: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise error(key, f"must be a whole number {lo}..{hi} (got {value!r})")
+        return value
+
+    host = string("host", "localhost", topic=True)
+    if not host:
+        raise error("host", "must not be empty")
+    prefix = string("topic_prefix", "vcd", topic=True).strip("/")
+    if not prefix:
+        raise error("topic_prefix", "must not be empty")
+    group = string("shared_group", "vcd-hubs", topic=True)
+    if "/" in group:
+        raise error("shared_group", f"must not contain '/' (got {group!r})")
+    sites = table.get("sites", [])
+    if not isinstance(sites, list) or not all(isinstance(s, str) and s and not set(s) & set("/+#") for s in sites):
+        raise error("sites", f"must be a list of site names without '/', '+' or '#' (got {sites!r})")
+    hermes = table.get("hermes_audio", False)
+    if not isinstance(hermes, bool):
+        raise error("hermes_audio", f"must be true or false (got {hermes!r})")
+    tls = table.get("tls", False)
+    if not isinstance(tls, bool):
+        raise error("tls", f"must be true or false (got {tls!r})")
+    base = config.path.absolute().parent if config.path is not None else Path.cwd()
+
+    def file(key: str) -> Path | None:
+        value = string(key, "")
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise error(key, f"{path}: no such file")
+        return path
+
+    username, password_env, password_file = string("username", ""), string("password_env", ""), file("password_file")
+    if password_env and password_file:
+        raise error("password_file", "give password_env or password_file, not both")
+    if (password_env or password_file) and not username:
+        raise error("username", "must be set when a password is given")
+    try:
+        password = protocol.read_password(password_env, password_file)
+    except ValueError as exc:
+        raise error("password_env" if password_env else "password_file", str(exc)) from None
+    login = protocol.BrokerLogin(username, password, tls, file("ca_file"))
+    return HubSettings(
+        host=host, port=integer("port", 1883, 1, 65535), keepalive_s=integer("keepalive_s", 30, 5, 65535),
+        client_id=string("client_id", "", topic=True), topic_prefix=prefix, shared_group=group, sites=tuple(sites),
+        max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes, login=login,
+    )
+
+
+class Hub:
+    """The MQTT 5 connection that brings satellites' speech to this hub's recogniser."""
+
+    def __init__(self, settings: HubSettings, site: str, vad: Any, controls: vcd.PluginControls) -> None:
+        self.settings = settings
+        self.topics = protocol.Topics(settings.topic_prefix)
+        self.vad = vad
+        self.controls = controls
+        self.client_id = settings.client_id or f"vcd-hub-{site}-{os.getpid()}"
+        self.status_topic = self.topics.hub_status(self.client_id)
+        self.counts = {"segments": 0, "dropped": 0, "frames": 0}
+        self._frames: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=FRAME_QUEUE)
+        self._streams: dict[str, protocol.StreamSegmenter] = {}
+        self._sites_heard: set[str] = set()  # vcd satellites that sent segments: feedback goes to them
+        self._decoded: dict[str, collections.OrderedDict[str, None]] = {}  # site → recent receipted ids (any hub)
+        self._next_log: dict[tuple[str, str], float] = {}
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()  # _decoded: paho's thread and the recogniser's
+        self._client = protocol.mqtt5_client(self.client_id, self.status_topic, settings.keepalive_s,
+                                             receive_maximum=1, manual_ack=True, login=settings.login)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *args: self.subscribed.set()
+        self._client.on_message = self._on_message
+        self._vad_thread = threading.Thread(target=self._run_vad, name="vcd-satellites-vad", daemon=True)
+        self._connector = threading.Thread(target=self._connect_when_ready, name="vcd-satellites-connect",
+                                           daemon=True)
+        self._stopped = threading.Event()
+
+    @property
+    def segment_filter(self) -> str:
+        group = self.settings.shared_group
+        return f"$share/{group}/{self.topics.segments}" if group else self.topics.segments
+
+    def start(self) -> None:
+        """Connect once the recogniser takes segments (``vcd_startup`` runs before the model loads)."""
+        self._vad_thread.start()
+        self._connector.start()
+
+    def _connect_when_ready(self) -> None:
+        """Thread ``vcd-satellites-connect``: the hub announces itself online only when it can decode."""
+        while not self.controls.wait_for_recognizer(1.0):
+            if self._stopped.is_set():
+                return
+        if not self._stopped.is_set():
+            protocol.connect_async(self._client, self.settings.host, self.settings.port)
+
+    def stop(self, wait_s: float = 1.0) -> bool:
+        """Publish ``offline`` (waiting up to ``wait_s``), disconnect, end the VAD thread."""
+        self._stopped.set()
+        with contextlib.suppress(queue.Full):
+            self._frames.put_nowait(None)
+        delivered = False
+        try:
+            info = self._client.publish(self.status_topic, protocol.OFFLINE, qos=1, retain=True)
+            info.wait_for_publish(wait_s)
+            delivered = info.is_published()
+        except (RuntimeError, ValueError):
+            pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._vad_thread.join(timeout=1.0)
+        return delivered
+
+    # --- paho's network thread ---
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
+            return
+        client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
+        topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1)]
+        if self.settings.hermes_audio:
+            topics.append((protocol.HERMES_FRAMES, 0))
+        client.subscribe(topics)
+        _LOGGER.info("connected to %s:%d; hearing satellites on %s%s", self.settings.host, self.settings.port,
+                     self.segment_filter, " and Rhasspy audio frames" if self.settings.hermes_audio else "")
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            if message.topic.startswith("hermes/"):
+                self._ack(message)
+                self._frame(message.topic, bytes(message.payload))
+            elif message.topic.endswith("/decoded"):
+                self._ack(message)
+                self._receipt(self.topics.site_of(message.topic), bytes(message.payload).decode("utf-8", "replace"))
+            else:
+                self._segment(message)
+        except Exception:  # never let one message end paho's thread
+            _LOGGER.exception("a message on %s could not be handled", message.topic)
+            self._ack(message)
+
+    def _ack(self, message: Any) -> None:
+        if message.qos:
+            self._client.ack(message.mid, message.qos)
+
+    def _complain(self, site: str, what: str, message: str) -> None:
+        """One log line per site and kind of problem every LOG_EVERY_S (a broken satellite must not flood the log)."""
+        self.counts["dropped"] += 1
+        now = time.monotonic()
+        if now >= self._next_log.get((site, what), 0.0):
+            self._next_log[(site, what)] = now + LOG_EVERY_S
+            _LOGGER.warning("%s", message)
+
+    def _known(self, site: str, topic: str) -> bool:
+        if self.settings.sites and site not in self.settings.sites:
+            self._complain(site, "site", f"{topic}: unknown site {site!r} (plugins.{NAME}.sites); dropped")
+            return False
+        return True
+
+    def _segment(self, message: Any) -> None:
+        """A vcd satellite's segment → the recogniser; acknowledged when decoded (or dropped)."""
+        topic, payload = message.topic, bytes(message.payload)
+        site = self.topics.site_of(topic)
+        limit = self.settings.max_segment_kb * 1024
+        if not self._known(site, topic):
+            self._ack(message)
+            return
+        if len(payload) > limit:
+            self._complain(site, "size", f"{topic}: {len(payload)} bytes, over max_segment_kb "
+                                         f"({self.settings.max_segment_kb}); dropped")
+            self._ack(message)
+            return
+        try:
+            samples = protocol.decode_segment(payload)
+        except protocol.BadAudio as exc:
+            self._complain(site, "audio", f"{topic}: {exc}; dropped")
+            self._ack(message)
+            return
+        props = protocol.user_properties(message.properties)
+        speech_end = protocol.speech_end_of(props)
+        segment_id = props.get("id", "")
+        self._sites_heard.add(site)
+        with self._lock:
+            seen = segment_id in self._decoded.get(site, {})
+        if segment_id and seen:
+            _LOGGER.info("segment %s from %s: a hub decoded it already; skipped", segment_id, site)
+            self._client.publish(self.topics.decoded(site), segment_id, qos=1)  # the satellite may have missed it
+            self._ack(message)
+            return
+        _LOGGER.debug("segment %s from %s: %.2f s", segment_id or "?", site, len(samples) / 16000)
+
+        def decoded() -> None:  # the recogniser's thread, before the hooks: receipt first, then PUBACK
+            if segment_id:
+                self._receipt(site, segment_id)
+                self._client.publish(self.topics.decoded(site), segment_id, qos=1)
+            self._ack(message)
+
+        if self.controls.recognize(samples, site, speech_end, done=decoded):
+            self.counts["segments"] += 1
+        else:
+            self._complain(site, "busy", f"{topic}: the recogniser is not taking segments (stopping or "
+                                         f"full); segment {props.get('id', '?')} dropped")
+            self._ack(message)
+
+    def _receipt(self, site: str, segment_id: str) -> None:
+        """Remember that a hub decoded ``segment_id`` of ``site`` (the last RECEIPTS_KEPT per site)."""
+        with self._lock:
+            recent = self._decoded.setdefault(site, collections.OrderedDict())
+            recent[segment_id] = None
+            while len(recent) > RECEIPTS_KEPT:
+                recent.popitem(last=False)
+
+    def _frame(self, topic: str, payload: bytes) -> None:
+        site = self.topics.site_of(topic)
+        if not self._known(site, topic):
+            return
+        if len(payload) > self.settings.max_segment_kb * 1024:
+            self._complain(site, "size", f"{topic}: {len(payload)} bytes, over max_segment_kb; dropped")
+            return
+        try:
+            self._frames.put_nowait((site, payload))
+        except queue.Full:
+            self._complain(site, "queue", f"{topic}: the hub's VAD is not keeping up; audio frames dropped")
+
+    # --- thread vcd-satellites-vad: Rhasspy streams ---
+
+    def _run_vad(self) -> None:
+        while True:
+            item = self._frames.get()
+            if item is None:
+                return
+            site, payload = item
+            try:
+                self._vad_frame(site, payload)
+            except Exception:
+                _LOGGER.exception("audio frame from site %r could not be segmented", site)
+
+    def _vad_frame(self, site: str, payload: bytes) -> None:
+        topic = protocol.HERMES_FRAME.format(site=site)
+        try:
+            samples, rate_hz = protocol.decode_wav(payload)
+        except protocol.BadAudio as exc:
+            self._complain(site, "audio", f"{topic}: {exc}; dropped")
+            return
+        stream = self._streams.get(site)
+        if stream is None or stream.rate_hz != rate_hz:
+            stream = self._streams[site] = protocol.StreamSegmenter(self.vad, rate_hz)
+        self.counts["frames"] += 1
+        for samples_16k, speech_end in stream.process(samples):
+            if samples_16k is not None:
+                if self.controls.recognize(samples_16k, site, speech_end):
+                    self.counts["segments"] += 1
+                else:
+                    self._complain(site, "busy", f"{topic}: the recogniser is not taking segments; one dropped")
+
+    # --- feedback ---
+
+    def feedback(self, site: str, kind: str, text: str | None) -> None:
+        """Send ``vcd_feedback`` to the vcd satellite at ``site`` (sites that never sent a segment are not ours)."""
+        if site not in self._sites_heard:
+            return
+        payload = json.dumps({"kind": kind, "text": text})
+        self._client.publish(self.topics.feedback(site), payload, qos=1)
+
+
+_hub: Hub | None = None
+
+
+@vcd.hookimpl
+def vcd_check_config(config: Any, config_path: Path | None) -> None:
+    parse_settings(config)
+
+
+@vcd.hookimpl
+def vcd_startup(config: Any, config_path: Path | None, controls: vcd.PluginControls) -> None:
+    """Validate ``[plugins.satellites]``, connect and subscribe (waiting up to 2 s for the broker)."""
+    global _hub
+    if _hub is not None:
+        _hub.stop(0)
+        _hub = None
+    settings = parse_settings(config)
+    if settings is None:
+        _LOGGER.info("no [plugins.%s] table in %s; not hearing satellites", NAME, config.label)
+        return
+    _hub = Hub(settings, config.daemon.site, config.vad, controls)
+    _hub.start()  # connects once the recogniser is loaded; the broker may be down: paho keeps trying
+
+
+@vcd.hookimpl
+def vcd_feedback(site: str, kind: str, text: str | None) -> None:
+    if _hub is not None:
+        _hub.feedback(site, kind, text)
+
+
+@vcd.hookimpl
+def vcd_shutdown(reason: str) -> None:
+    global _hub
+    if _hub is None:
+        return
+    hub, _hub = _hub, None
+    delivered = hub.stop()
+    _LOGGER.info("satellites: %d segments taken, %d messages dropped; offline %s (%s)", hub.counts["segments"],
+                 hub.counts["dropped"], "confirmed" if delivered else "not confirmed", reason)

@@ -1,0 +1,231 @@
+"""The satellite protocol on the MQTT broker: topics, the WAV payloads, and the MQTT 5 client both ends use.
+
+vcd's own topics (``PREFIX`` is ``vcd`` unless configured, ``SITE`` the satellite's ``daemon.site``):
+
+- ``PREFIX/satellite/SITE/segment`` — satellite → hubs, QoS 1: one speech segment the
+  satellite's VAD closed, as a whole WAV file (16 kHz, mono, 16-bit).  MQTT 5 user properties
+  ``id`` (``BOOT-N``: BOOT random per satellite process, N a counter) and ``speech_end``
+  (``time.time()`` at the satellite when the segment closed).  Hubs share them through
+  ``$share/GROUP/PREFIX/satellite/+/segment``.
+- ``PREFIX/satellite/SITE/decoded`` — hub → satellite and every hub, QoS 1: the ``id`` of a segment
+  a hub has decoded, published before its hooks run.  A satellite sends a segment again when no
+  receipt came in ``satellite.retry_s``; hubs skip a segment another hub has receipted.
+- ``PREFIX/satellite/SITE/status`` — retained ``online`` / ``offline`` (the satellite's last will).
+- ``PREFIX/satellite/SITE/feedback`` — hub → satellite, QoS 1: JSON ``{"kind": …, "text": …}``
+  (the ``vcd_feedback`` hook's arguments), played by the satellite's feedback plugins.
+- ``PREFIX/hub/CLIENT_ID/status`` — retained ``online`` / ``offline`` of each hub process (its last
+  will); a satellite holds its segments while no hub is online (``satellite.hold_s``).
+
+Rhasspy's stream: ``hermes/audioServer/SITE/audioFrame``, each a short WAV file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcd.audio import to_mono_16k
+from vcd.audio_format import SAMPLE_RATE_HZ
+
+_LOGGER = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+MAX_WAV_CHANNELS = 8
+HERMES_FRAME = "hermes/audioServer/{site}/audioFrame"
+HERMES_FRAMES = "hermes/audioServer/+/audioFrame"
+
+
+class BadAudio(ValueError):
+    """A payload that is not a usable WAV file (the message says why, in a few words)."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """vcd's satellite topics under ``prefix`` (see the module docstring)."""
+
+    prefix: str = "vcd"
+
+    def segment(self, site: str) -> str:
+        return f"{self.prefix}/satellite/{site}/segment"
+
+    def status(self, site: str) -> str:
+        return f"{self.prefix}/satellite/{site}/status"
+
+    def feedback(self, site: str) -> str:
+        return f"{self.prefix}/satellite/{site}/feedback"
+
+    def decoded(self, site: str) -> str:
+        return f"{self.prefix}/satellite/{site}/decoded"
+
+    @property
+    def all_decoded(self) -> str:
+        return f"{self.prefix}/satellite/+/decoded"
+
+    def hub_status(self, client_id: str) -> str:
+        return f"{self.prefix}/hub/{client_id}/status"
+
+    @property
+    def segments(self) -> str:
+        """The filter of every satellite's segments."""
+        return f"{self.prefix}/satellite/+/segment"
+
+    @property
+    def hubs(self) -> str:
+        return f"{self.prefix}/hub/+/status"
+
+    def site_of(self, topic: str) -> str:
+        """SITE of ``PREFIX/satellite/SITE/…`` or ``hermes/audioServer/SITE/…``."""
+        parts = topic.split("/")
+        return parts[-2] if len(parts) >= 2 else ""
+
+
+def encode_wav(samples: np.ndarray, rate_hz: int = SAMPLE_RATE_HZ) -> bytes:
+    """float32 mono samples in [-1, 1] → a 16-bit WAV file."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate_hz)
+        wav.writeframes(pcm)
+    return out.getvalue()
+
+
+def decode_wav(payload: bytes) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM WAV file → (float32 mono samples, its rate in Hz); :class:`BadAudio` when it is not one."""
+    try:
+        with wave.open(io.BytesIO(payload), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError, ValueError) as exc:
+        raise BadAudio(f"not a WAV file ({exc})") from None
+    if width != 2:
+        raise BadAudio(f"{8 * width}-bit samples; only 16-bit PCM is read")
+    if not 1 <= channels <= MAX_WAV_CHANNELS or not 8000 <= rate <= 192000:
+        raise BadAudio(f"{channels} channels at {rate} Hz; 1..{MAX_WAV_CHANNELS} channels at 8000..192000 Hz read")
+    usable = len(frames) // (2 * channels) * 2 * channels
+    pcm = np.frombuffer(frames[:usable], dtype="<i2").reshape(-1, channels).astype(np.float32) / 32768.0
+    return (pcm[:, 0] if channels == 1 else pcm.mean(axis=1)), rate
+
+
+def decode_segment(payload: bytes) -> np.ndarray:
+    """A segment's WAV → 16 kHz mono float32 samples; :class:`BadAudio` when unusable or empty."""
+    samples, rate = decode_wav(payload)
+    if not samples.size:
+        raise BadAudio("the WAV file holds no samples")
+    return samples if rate == SAMPLE_RATE_HZ else to_mono_16k(samples, rate)
+
+
+class StreamSegmenter:
+    """One site's audio stream, blocks at any rate → 16 kHz speech segments, cut by the microphone's VAD.
+
+    Not thread-safe: one thread feeds it.
+    """
+
+    def __init__(self, vad: Any, rate_hz: int) -> None:
+        from vcd.audio import StreamResampler
+        from vcd.vad import Segmenter, SpeechEnd
+
+        self.rate_hz = rate_hz
+        self._resampler = StreamResampler(rate_hz)
+        self._segmenter = Segmenter(vad)
+        self._end = SpeechEnd
+
+    def process(self, samples: np.ndarray) -> list[tuple[np.ndarray | None, float]]:
+        """The segments this block closed: (samples, ``time.time()`` at the close); samples None when too short."""
+        events = self._segmenter.process(self._resampler.process(samples))
+        return [(e.samples if e.kept else None, e.timestamp) for e in events if isinstance(e, self._end)]
+
+
+def user_properties(properties: Any) -> dict[str, str]:
+    """The MQTT 5 user properties of a received message, as a dict ({} when it has none)."""
+    pairs = getattr(properties, "UserProperty", None) or []
+    return {str(k): str(v) for k, v in pairs}
+
+
+@dataclass(frozen=True)
+class BrokerLogin:
+    """How a satellite or a hub logs in to the broker: user name and password, TLS."""
+
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: Path | None = None  # None with tls: the system's CA store
+
+
+def read_password(password_env: str, password_file: Path | None) -> str | None:
+    """The password from ``$password_env`` or the first line of ``password_file``; ValueError saying why not."""
+    if password_env:
+        if password_env not in os.environ:
+            raise ValueError(f"environment variable {password_env} is not set")
+        return os.environ[password_env]
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").splitlines()[0] if password_file.stat().st_size else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{password_file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return None
+
+
+def mqtt5_client(client_id: str, will_topic: str, keepalive_s: int = 30, receive_maximum: int = 0,
+                 manual_ack: bool = False, login: BrokerLogin | None = None) -> Any:
+    """A paho MQTT 5 client with a retained ``offline`` last will on ``will_topic``; not connected yet.
+
+    ``receive_maximum``: the most QoS 1 messages the broker may send before this client
+    acknowledges them (0: the broker's default).  Connect with :func:`connect_async`.
+    """
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                         manual_ack=manual_ack)
+    client.will_set(will_topic, OFFLINE, qos=1, retain=True)
+    if login is not None and login.username:
+        client.username_pw_set(login.username, login.password)
+    if login is not None and login.tls:
+        client.tls_set(ca_certs=str(login.ca_file) if login.ca_file else None)
+    client.reconnect_delay_set(0.2, 5)
+    client._vcd_keepalive = keepalive_s  # noqa: SLF001 - read by connect_async below
+    client._vcd_receive_maximum = receive_maximum  # noqa: SLF001
+    return client
+
+
+def connect_async(client: Any, host: str, port: int) -> None:
+    """Start connecting (clean start, session ending with the connection) and paho's network thread."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0  # a dead process's share goes back to the others at once
+    if client._vcd_receive_maximum:  # noqa: SLF001
+        properties.ReceiveMaximum = client._vcd_receive_maximum  # noqa: SLF001
+    client.connect_async(host, port, keepalive=client._vcd_keepalive, clean_start=True,  # noqa: SLF001
+                         properties=properties)
+    client.loop_start()
+
+
+def segment_properties(segment_id: int | str, speech_end: float) -> Any:
+    """The PUBLISH properties of a segment: user properties ``id`` and ``speech_end``."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("id", str(segment_id)), ("speech_end", f"{speech_end:.3f}")]
+    return properties
+
+
+def speech_end_of(properties: dict[str, str]) -> float:
+    """The ``speech_end`` user property, or now when it is missing or not a number."""
+    try:
+        value = float(properties.get("speech_end", ""))
+    except ValueError:
+        return time.time()
+    return value if np.isfinite(value) else time.time()
