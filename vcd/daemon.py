@@ -167,7 +167,7 @@ class Daemon:
         try:
             if self._stopping.is_set():
                 return False
-            inbox.put(_Segment(samples, speech_end, site, done), timeout=timeout_s)
+            inbox.put(_Segment(samples, speech_end, site=site, done=done), timeout=timeout_s)
             return True
         except queue.Full:
             return False
@@ -289,7 +289,7 @@ class Daemon:
         rest = np.zeros(0, dtype=np.float32) if self._denoiser is not None else self._resampler.flush()
         return self._speech(self._segmenter.process(rest) + self._segmenter.flush())
 
-    def _recognize_segment(self, samples: np.ndarray) -> Any:
+    def _decode(self, samples: np.ndarray) -> Any:
         """The recogniser's Recognition of a segment (recogniser thread)."""
         with self._recognizer_lock:
             if self._denoiser is not None:  # the stream was denoised ahead of the VAD
@@ -329,7 +329,7 @@ class Daemon:
                     _LOGGER.debug("vad: skipped %s", noise)
                     continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                segments.append(_Segment(event.samples, event.timestamp, event.result))
+                segments.append(_Segment(event.samples, event.timestamp, result=event.result))
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:
@@ -364,7 +364,7 @@ class Daemon:
             self.counts["skipped"] = self.counts.get("skipped", 0) + 1
             _LOGGER.info("asr: %s not decoded: recognition paused (%s)", segment, paused)
             return []
-        result = segment.result if segment.result is not None else self._recognize_segment(segment.samples)
+        result = segment.result if segment.result is not None else self._decode(segment.samples)
         recognized_at = time.time()
         segment.settle()  # decoded: whoever brought it hears so before the plugins act on it
         self.counts["segments"] += 1
@@ -403,7 +403,7 @@ class Daemon:
                 confidence=confidence,
                 timings=timings,
             )
-            self.plugins.dispatch("vcd_feedback", site=self.site, kind="recognized",
+            self.plugins.dispatch("vcd_feedback", site=site, kind="recognized",
                                   text=getattr(result, "answer", None))
         else:
             self.counts["unrecognized"] += 1
@@ -417,7 +417,7 @@ class Daemon:
             self.plugins.dispatch(
                 "vcd_unrecognized", site=site, text=text, confidence=confidence, audio_s=audio_s
             )
-            self.plugins.dispatch("vcd_feedback", site=self.site, kind="not_understood", text=None)
+            self.plugins.dispatch("vcd_feedback", site=site, kind="not_understood", text=None)
         return []  # the last stage: its results went to the plugins
 
     def _fail(self, exc: BaseException) -> None:
