@@ -63,6 +63,8 @@ class Controls:
         self._dispatch: Callable[..., None] | None = None  # the plugin host's, for say/said
         self._speaks: Callable[[], bool] = lambda: False
         self.site = ""
+        self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
+        self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
 
     def connect(self, dispatch: Callable[..., None], speaks: Callable[[], bool], site: str) -> None:
         """The plugin host's ``dispatch(hook, **kwargs)``, whether any plugin implements ``vcd_say``, the site."""
@@ -84,9 +86,6 @@ class Controls:
     def said(self, site: str, text: str, request_id: str) -> None:
         if self._dispatch is not None:
             self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
-
-        self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
-        self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
 
     def attach_segment_sink(self, sink: Callable[..., bool]) -> None:
         """The daemon's side of :meth:`PluginControls.recognize` (called once its pipeline exists)."""
