@@ -275,12 +275,14 @@ def test_a_spoken_command_calls_every_hook_in_order(tmp_path: Path, voices: dict
         "vcd_speech_ended",
         "vcd_transcript",
         "vcd_intent",
+        "vcd_feedback",
         "vcd_shutdown",
     ], result.stderr.decode()
-    startup, started, ended, transcript, intent, shutdown = calls
+    startup, started, ended, transcript, intent, feedback, shutdown = calls
     assert startup["thread"] == "MainThread"
     assert startup["site"] == "kitchen" and startup["config_path"] == "config.toml"
-    for call in (started, ended, transcript, intent):
+    assert (feedback["kind"], feedback["text"]) == ("recognized", "Turned on the kitchen light")
+    for call in (started, ended, transcript, intent, feedback):
         assert call["thread"] == "vcd-plugin-recorder"
         assert call["site"] == "kitchen"
     assert before < started["timestamp"] <= ended["timestamp"] < time.time()
@@ -377,7 +379,7 @@ def test_a_broken_plugin_does_not_silence_the_others(tmp_path: Path, voices: dic
     assert 'plugin "broken": vcd_intent failed while handling intent HassTurnOn' in stderr
     assert 'plugin "broken": vcd_shutdown failed' in stderr
     assert [e["intent"] for e in console(result) if e["event"] == "intent"] == ["HassTurnOn"]
-    assert [c["hook"] for c in hooks(tmp_path)][-2:] == ["vcd_intent", "vcd_shutdown"]
+    assert [c["hook"] for c in hooks(tmp_path)][-3:] == ["vcd_intent", "vcd_feedback", "vcd_shutdown"]
 
 
 # --- signals and systemd --------------------------------------------------------------------
@@ -943,9 +945,11 @@ def test_with_a_wake_word_only_the_command_after_it_is_recognised(
     assert result.returncode == 0, result.stderr.decode()
     calls = [c for c in hooks(tmp_path) if c["hook"] not in ("vcd_speech_started", "vcd_speech_ended")]
     assert [c["hook"] for c in calls] == [
-        "vcd_startup", "vcd_wake", "vcd_transcript", "vcd_intent", "vcd_shutdown"
+        "vcd_startup", "vcd_wake", "vcd_feedback", "vcd_transcript", "vcd_intent", "vcd_feedback", "vcd_shutdown"
     ], result.stderr.decode()
-    wake, intent = calls[1], calls[3]
+    wake, intent = calls[1], calls[4]
+    assert [(c["kind"], c["text"]) for c in calls if c["hook"] == "vcd_feedback"] == [
+        ("wake", None), ("recognized", "Turned on the kitchen light")]
     assert wake["thread"] == "vcd-plugin-recorder" and wake["site"] == "kitchen" and wake["name"] == "alexa"
     assert 0.9 < wake["score"] <= 1.0 and before < wake["timestamp"] < intent["timings"]["speech_end"]
     assert (intent["intent"], intent["slots"]["name"]) == ("HassTurnOn", "kitchen light")
@@ -1004,10 +1008,15 @@ def test_a_satellites_speech_carries_its_site_and_its_feedback_comes_back(
         def satellite_calls() -> list[dict]:
             return [json.loads(line) for line in (tmp_path / "satellite.jsonl").read_text().splitlines()]
 
-        wait_for(lambda: any(c["hook"] == "vcd_feedback" for c in satellite_calls()), 30, "vcd_feedback")
-        got = next(c for c in satellite_calls() if c["hook"] == "vcd_feedback")
-        assert (got["site"], got["kind"], got["text"], got["thread"]) == (
-            "porch", "recognized", "The kitchen light is on", "vcd-plugin-recorder")
+        def feedback_calls() -> list[tuple]:
+            return [(c["site"], c["kind"], c["text"], c["thread"]) for c in satellite_calls()
+                    if c["hook"] == "vcd_feedback"]
+
+        wait_for(lambda: len(feedback_calls()) >= 2, 30, "vcd_feedback")
+        assert feedback_calls() == [  # the hub's own, after the command (the sentence file's response), then ours
+            ("porch", "recognized", "Turned on the kitchen light", "vcd-plugin-recorder"),
+            ("porch", "recognized", "The kitchen light is on", "vcd-plugin-recorder"),
+        ]
         assert any(c["hook"] == "vcd_speech_ended" and c["site"] == "porch" for c in satellite_calls())
         satellite.send_signal(signal.SIGTERM)
         assert satellite.wait(30) == 0

@@ -68,9 +68,9 @@ def test_shipped_plugins_load_by_name(tmp_path: Path) -> None:
     assert host.names == ["console", "example_command"]
     console = host.loaded[0]
     assert console.source == "shipped"
-    # every hook but vcd_health (printing cannot fail in a way worth a restart) and the feedback ones, which
-    # the feedback plugin and the MQTT plugin (Hermes) implement
-    assert set(console.hooks) == set(HOOKS) - {"vcd_health", "vcd_feedback", "vcd_say", "vcd_said"}
+    # every hook but vcd_health (printing cannot fail in a way worth a restart) and speaking, which the
+    # feedback plugin and the MQTT plugin (Hermes) implement
+    assert set(console.hooks) == set(HOOKS) - {"vcd_health", "vcd_say", "vcd_said"}
 
 
 def test_folder_plugins_load_and_can_be_disabled(tmp_path: Path) -> None:

@@ -150,8 +150,8 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of the acoustic model (default 1)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
-    p.add_argument("--beam", type=float, default=20.0,
-                   help="search beam in log-probability, 0 = the exact search (default 20, as recognizer.beam)")
+    p.add_argument("--beam", type=float, default=40.0,
+                   help="search beam in log-probability, 0 = the exact search (default 40, as recognizer.beam)")
 
 
 def _load_recognizer(args: argparse.Namespace):

@@ -75,7 +75,7 @@ class RecognizerConfig:
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
     threads: int = 1  # BLAS threads of the recogniser's model (numpy)
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
-    beam: float = 20.0  # search beam, log-probability; 0 = the exact search over every phone state
+    beam: float = 40.0  # search beam, log-probability; 0 = the exact search over every phone state
 
 
 @dataclass(frozen=True)
