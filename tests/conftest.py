@@ -271,6 +271,31 @@ def utterances(*parts: str | float, lead_s: float = 0.5, tail_s: float = 1.5) ->
     return np.concatenate(pieces)
 
 
+ALSA_OUTPUT = """\
+pcm.vcdout_file {{
+    type file
+    slave.pcm "null"
+    file "| cat >> {raw}"
+    format "raw"
+}}
+pcm.vcdout {{
+    type plug
+    slave {{ pcm "vcdout_file"; format S16_LE; rate 48000; channels 1 }}
+}}
+"""
+
+
+def alsa_output(tmp_path: Path) -> tuple[Path, Path]:
+    """An ALSA output device ``vcdout`` that appends what is played (48 kHz S16 mono) to a file.
+
+    Returns (the asound.conf to add to ``ALSA_CONFIG_PATH``, the raw file that collects the samples).
+    """
+    raw = tmp_path / "played.raw"
+    conf = tmp_path / "asound.conf"
+    conf.write_text(ALSA_OUTPUT.format(raw=raw))
+    return conf, raw
+
+
 def write_wav(path: Path, audio: np.ndarray) -> Path:
     soundfile.write(str(path), audio, SAMPLE_RATE_HZ, subtype="PCM_16")
     return path

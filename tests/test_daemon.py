@@ -483,25 +483,15 @@ def vcd_said(site, text, request_id):
 @needs_model
 def test_feedback_sound_answer_and_vcd_say_play_on_an_alsa_output(tmp_path: Path, voices: dict[str, np.ndarray]) -> None:
     """The real daemon with the feedback plugin on an ALSA ``file`` output: chime, response, then a plugin's say."""
-    raw = tmp_path / "played.raw"
-    (tmp_path / "asound.conf").write_text(textwrap.dedent(f"""\
-        pcm.vcdout_file {{
-            type file
-            slave.pcm "null"
-            file "| cat >> {raw}"
-            format "raw"
-        }}
-        pcm.vcdout {{
-            type plug
-            slave {{ pcm "vcdout_file"; format S16_LE; rate 48000; channels 1 }}
-        }}
-    """))
+    from conftest import alsa_output
+
+    conf, raw = alsa_output(tmp_path)
     setup(tmp_path, f'[plugins.asker]\npath = "{tmp_path / "asked.jsonl"}"\n'
                     '[plugins.feedback]\ndevice = "vcdout"\nvolume = 1.0\n', plugins={"asker": ASKER})
     config = tmp_path / "config.toml"
     config.write_text(config.read_text().replace('enabled = ["console"]', 'enabled = ["console", "feedback"]'))
     write_wav(tmp_path / "command.wav", silence(1), voices[COMMAND], silence(1.5))
-    env = environ(ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{tmp_path / 'asound.conf'}")
+    env = environ(ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{conf}")
     result = subprocess.run([sys.executable, "-m", "vcd", "run", "--config", "config.toml", "--input", "command.wav"],
                             cwd=tmp_path, env=env, capture_output=True, timeout=240)
     stderr = result.stderr.decode()

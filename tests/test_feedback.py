@@ -23,7 +23,7 @@ import pytest
 import soundfile
 
 import vcd
-from conftest import REPO, requires_espeak, utterances, wait_until
+from conftest import REPO, alsa_output, requires_espeak, utterances, wait_until
 from test_pipeline import plugin_host
 from vcd.config import AudioConfig, Config, DaemonConfig, PluginsConfig
 from vcd.daemon import Daemon, load_recognizer
@@ -122,24 +122,8 @@ def test_the_bundled_sounds_are_the_generated_ones_and_small() -> None:
 # --- playback: a real output stream (ALSA through PortAudio), and the in-memory sink ----------------
 
 
-ALSA_OUTPUT = """\
-pcm.vcdout_file {{
-    type file
-    slave.pcm "null"
-    file "| cat >> {raw}"
-    format "raw"
-}}
-pcm.vcdout {{
-    type plug
-    slave {{ pcm "vcdout_file"; format S16_LE; rate 48000; channels 1 }}
-}}
-"""
-
-
 def alsa_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    raw = tmp_path / "played.raw"
-    conf = tmp_path / "asound.conf"
-    conf.write_text(ALSA_OUTPUT.format(raw=raw))
+    conf, raw = alsa_output(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("VCD_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
     env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{conf}"
     return env, raw

@@ -42,6 +42,15 @@ class Detection:
     end_s: float  # where in the audio it crossed, seconds from the start
 
 
+def _first_detection(name: str, scores: np.ndarray, threshold: float, step_s: float) -> Detection | None:
+    """The first frame whose score passes ``threshold`` (frames ``step_s`` apart), as a :class:`Detection`."""
+    above = np.flatnonzero(scores > threshold)
+    if not above.size:
+        return None
+    i = int(above[0])
+    return Detection(name, round(float(scores[i]), 4), (i + 1) * step_s)
+
+
 class WakeWordModel:
     """One microWakeWord model; :meth:`scores` and :meth:`detect` run it over a clip from a fresh state.
 
@@ -85,12 +94,7 @@ class WakeWordModel:
 
     def detect(self, samples: np.ndarray) -> Detection | None:
         """The first place in a 16 kHz clip where the probability passes the threshold; None if nowhere."""
-        scores = self.scores(samples)
-        above = np.flatnonzero(scores > self.threshold)
-        if not above.size:
-            return None
-        i = int(above[0])
-        return Detection(self.name, round(float(scores[i]), 4), (i + 1) * FEATURE_STEP_S)
+        return _first_detection(self.name, self.scores(samples), self.threshold, FEATURE_STEP_S)
 
 
 def _manifest_path(spec: str | Path, key: str) -> Path:
@@ -320,10 +324,5 @@ class PhraseSpotter:
         return out
 
     def detect(self, samples: np.ndarray) -> Detection | None:
-        scores = self.scores(samples)
-        above = np.flatnonzero(scores > self.threshold)
-        if not above.size:
-            return None
-        i = int(above[0])
-        return Detection(self.name, round(float(scores[i]), 4), (i + 1) * PHRASE_FRAME_S)
+        return _first_detection(self.name, self.scores(samples), self.threshold, PHRASE_FRAME_S)
 
