@@ -74,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--areas", type=int, default=10)
     parser.add_argument("--model", action="store_true", help="also load the shipped model and decode 3 s once")
-    parser.add_argument("--unminimised", action="store_true",
-                        help="also expand the compiled graph itself to phones (what the decoder searched before)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     folder = args.ha / "sentences" / "en"
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {folder}: no such folder", file=sys.stderr)
         return 66
     from vcd.decoder import build_phone_graph
-    from vcd.grammar import compile_word_graph, search_graph
+    from vcd.grammar import compile_word_graph
     from vcd.ha_sentences import load_sentences
     from vcd.phonetics import Lexicon
 
@@ -95,22 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     graph = compile_word_graph(sentences, lists)
     t2 = time.perf_counter()
-    searched = search_graph(graph)
-    t2b = time.perf_counter()
-    phones = build_phone_graph(searched, Lexicon())
+    phones = build_phone_graph(graph, Lexicon())  # minimised there
     t3 = time.perf_counter()
     print(f"read + check {len(sentences.files)} files ({len(sentences.intents.intents)} intents): {t1 - t0:.2f} s")
     print(f"word graph: {t2 - t1:.2f} s ({len(graph.arcs)} nodes, {graph.word_count} word arcs, "
           f"{len(graph.left_out)} wildcard templates left out)")
-    print(f"search graph (minimal, words only): {t2b - t2:.2f} s ({searched.word_count} word arcs)")
-    print(f"phone graph: {t3 - t2b:.2f} s ({phones.size} states, {phones.src.size} edges, {len(phones.words)} words)")
+    print(f"minimal automaton → phone graph: {t3 - t2:.2f} s ({phones.size} states, {phones.src.size} edges, "
+          f"{len(phones.words)} words)")
     print(f"total sentences → searchable graph: {t3 - t0:.2f} s; peak RSS {rss_mib():.0f} MiB")
-    if args.unminimised:
-        t4 = time.perf_counter()
-        full = build_phone_graph(graph, Lexicon())
-        print(f"phone graph of the compiled graph as it is: {time.perf_counter() - t4:.2f} s ({full.size} states, "
-              f"{full.src.size} edges); peak RSS {rss_mib():.0f} MiB")
-        del full
     if args.model:
         from vcd.decoder import search
         from vcd.inference import load_numpy_model
@@ -120,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         net = load_numpy_model(DEFAULT_MODEL)[0]
         log_probs = net.infer(segment_features(spoken("turn on the kitchen lamp", 3.0)))
         t5 = time.perf_counter()
-        bundled = build_phone_graph(search_graph(compile_word_graph(load_sentences())), Lexicon())
+        bundled = build_phone_graph(compile_word_graph(load_sentences()), Lexicon())
 
         def median_ms(graph) -> float:
             times = []

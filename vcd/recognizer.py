@@ -163,7 +163,7 @@ class Recognizer:
         """
         from vcd.controls import with_list_values
         from vcd.decoder import build_phone_graph, without_collection
-        from vcd.grammar import compile_word_graph, search_graph, words_of_chunk
+        from vcd.grammar import compile_word_graph, words_of_chunk
         from vcd.phonetics import Lexicon
 
         started = time.perf_counter()
@@ -180,7 +180,7 @@ class Recognizer:
         with without_collection():  # many small objects: the collector would run often and find nothing
             word_graph = compile_word_graph(sentence_set, self.slot_lists, set(self.context))
             word_graph.paths(())  # index the graph now, not on the first command
-            graph = build_phone_graph(search_graph(word_graph), lexicon)
+            graph = build_phone_graph(word_graph, lexicon)  # minimised there: one copy of shared words
         if extra_lists:
             sizes = ", ".join(f"{{{name}}} +{len(values)}" for name, values in extra_lists.items())
             _LOGGER.info("grammar: compiled with the plugins' list values (%s) in %.0f ms, %d phone states", sizes,
