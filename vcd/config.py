@@ -517,6 +517,35 @@ def find_config_path(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
+MAX_PARSE_DEPTH = 2 * MAX_DEPTH  # brackets and braces open at once beyond which a file is not parsed at all
+
+
+def _nesting(text: str) -> int:
+    """The most ``[``/``{`` open at once in TOML ``text``, strings and comments aside (a cheap upper bound)."""
+    depth = deepest = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if text[i] == "\\" and quote[0] == '"' else 1
+            i += len(quote)
+            continue
+        if c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
 def load_config(explicit: str | Path | None = None) -> Config:
     """Find (see :func:`find_config_path`), read and validate the configuration."""
     path = find_config_path(explicit)
@@ -535,6 +564,8 @@ def load_config(explicit: str | Path | None = None) -> Config:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(one_line(f"{path}: invalid TOML: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line})")) from None
+    if _nesting(text) > MAX_PARSE_DEPTH:  # tomllib recurses per level: refuse before it runs out of stack
+        raise ConfigError(one_line(f"{path}: invalid TOML: arrays or tables nested too deeply"))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
