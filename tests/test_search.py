@@ -149,6 +149,26 @@ def test_a_sentence_the_grammar_continues_says_so(lights) -> None:
             assert hyp.continues is continues, text
 
 
+def test_skip_words_after_a_sentence_do_not_keep_it_open() -> None:
+    """Home Assistant's skip words may follow any sentence: "… please" does not make a command unfinished,
+    but a continuation through a skip word to other words ("… for me" vs "… for five minutes") does."""
+    from hassil.intents import Intents
+
+    data = {"language": "en", "skip_words": ["please", "for me"],
+            "intents": {"HassTurnOn": {"data": [{"sentences": ["turn on the light"]}]},
+                        "HassStartTimer": {"data": [{"sentences": ["start a timer [for {minutes} minutes]"]}]}},
+            "lists": {"minutes": {"range": {"from": 1, "to": 10}}}}
+    lexicon = Lexicon()
+    graph = build_phone_graph(compile_word_graph(Intents.from_dict(data)), lexicon)
+    for text, continues in [("turn on the light", False), ("turn on the light please", False),
+                            ("please turn on the light", False), ("start a timer", True),
+                            ("start a timer for five minutes", False)]:
+        lp = peaky(text.split(), lexicon)
+        for hyp in (viterbi(graph, lp), beam_search(graph, lp, DEFAULT_BEAM)):
+            assert hyp.words == text.split()
+            assert hyp.continues is continues, text
+
+
 def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> None:
     """The shipped model, the bundled sentences, espeak-ng voices: the same sentences and scores."""
     recognizer = Recognizer.load()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vcd.errors import GrammarError
-from vcd.grammar import WordGraph
+from vcd.grammar import WordGraph, text_words
 from vcd.phonetics import LABEL_ID, Lexicon
 
 _LOGGER = logging.getLogger(__name__)
@@ -204,6 +204,29 @@ def build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
         return _build_phone_graph(graph, lexicon)
 
 
+def _goes_on(automaton: WordAutomaton, skip: set[str]) -> list[bool]:
+    """Per node: can the sentence go on with a word that is not a skip word ("… in the kitchen", not "… please")?
+
+    Home Assistant's skip words ("please", "for me") may follow any sentence; a command that only
+    they could continue is whole.  A path through skip words to other words ("… for five minutes")
+    still goes on.
+    """
+    goes_on = [any(w not in skip for w, _ in arcs) for arcs in automaton.arcs]
+    into: list[list[int]] = [[] for _ in automaton.arcs]  # skip-word arcs, reversed
+    for u, arcs in enumerate(automaton.arcs):
+        for w, v in arcs:
+            if w in skip:
+                into[v].append(u)
+    todo = [v for v, on in enumerate(goes_on) if on]
+    while todo:
+        v = todo.pop()
+        for u in into[v]:
+            if not goes_on[u]:
+                goes_on[u] = True
+                todo.append(u)
+    return goes_on
+
+
 def _build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
     automaton = minimize(graph)
     lexicon.prefetch(sorted({w for arcs in automaton.arcs for w, _ in arcs}))
@@ -241,12 +264,13 @@ def _build_phone_graph(graph: WordGraph, lexicon: Lexicon) -> PhoneGraph:
     n = len(phone)
     final = np.zeros(n, dtype=bool)
     more = np.zeros(n, dtype=bool)
+    goes_on = _goes_on(automaton, {w for phrase in graph.skip_words for w in text_words(phrase)})
     for last, v in ends:
         nxt = first_states[v]
         src.extend([last] * len(nxt))
         dst.extend(nxt)
         final[last] = v in automaton.finals
-        more[last] = bool(nxt)
+        more[last] = goes_on[v]
     entry = np.zeros(n, dtype=bool)
     entry[first_states[0]] = True
     phone_arr = np.asarray(phone, dtype=np.int64)
