@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import threading
@@ -19,6 +18,7 @@ from vcd.config import Config
 from vcd.controls import Controls
 from vcd.errors import ConfigError, ExitCode, GrammarError, ModelError, VcdError, one_line
 from vcd.keeper import ClipKeeper
+from vcd.notify import Notifier
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, RateChange, Source, StreamResampler, open_source
 from vcd.stopper import Stopper
@@ -53,29 +53,6 @@ def noise_gate(end: SpeechEnd) -> str | None:
         return (f"{end.audio_s:.1f} s of unbroken sound ({end.voiced_share:.0%} voiced) cut at vad.max_speech_ms: "
                 "steady noise, not a command")
     return None
-
-
-class _Notifier:
-    """systemd sd_notify messages (no-ops when not started by systemd)."""
-
-    def __init__(self) -> None:
-        self._notifier: Any = None
-        if os.environ.get("NOTIFY_SOCKET"):
-            try:
-                import sdnotify
-
-                self._notifier = sdnotify.SystemdNotifier()
-                if self._notifier.socket is not None:
-                    self._notifier.socket.setblocking(False)  # never stall the daemon on a full socket
-            except ImportError:
-                _LOGGER.warning("sdnotify is not installed; systemd will not be notified")
-        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
-        pid = os.environ.get("WATCHDOG_PID")
-        self.watchdog_s = usec / 2e6 if usec and (not pid or pid == str(os.getpid())) else 0.0
-
-    def notify(self, *lines: str) -> None:
-        if self._notifier is not None:
-            self._notifier.notify("\n".join(lines))
 
 
 @dataclass
@@ -482,7 +459,7 @@ class Daemon:
                 problems.append(f"no audio from {source.description} for {now - blocks.offered_at:.0f} s")
         return problems + self.plugins.health()
 
-    def _check_health(self, notifier: _Notifier, problems: list[str]) -> list[str]:
+    def _check_health(self, notifier: Notifier, problems: list[str]) -> list[str]:
         """Check the health; log and tell systemd (STATUS=) when it changes; returns the problems now."""
         now_problems = self.health()
         key = [re.sub(r"\d+(\.\d+)?", "N", p) for p in now_problems]  # "for 4 s" → "for 5 s" is no change
@@ -497,9 +474,9 @@ class Daemon:
             notifier.notify(f"STATUS=Listening on {self.source.description}; {self._summary()}")
         return now_problems
 
-    def run(self, notifier: _Notifier | None = None) -> int:
+    def run(self, notifier: Notifier | None = None) -> int:
         """Start the threads and the source, wait for the end, shut down in order; returns the exit code."""
-        notifier = notifier or _Notifier()
+        notifier = notifier or Notifier()
         for i, stage in enumerate(self.stages):
             outbox = self._inboxes[i + 1] if i + 1 < len(self.stages) else None
             thread = threading.Thread(
@@ -553,7 +530,7 @@ class Daemon:
         return (f"{c['segments']} segments, {c['intents']} commands, {c['unrecognized']} not understood"
                 f"{paused}{dropped}")
 
-    def _shutdown(self, notifier: _Notifier, reason: str, ended: bool) -> int:
+    def _shutdown(self, notifier: Notifier, reason: str, ended: bool) -> int:
         _LOGGER.info("stopping (%s)", reason)
         notifier.notify("STOPPING=1", f"STATUS=Stopping: {reason}")
         self.source.stop()
@@ -620,7 +597,7 @@ def run_daemon(config: Config, stopper: Stopper | None = None) -> int:
     if stopper is None:
         with Stopper() as own:
             return run_daemon(config, own)
-    notifier = _Notifier()
+    notifier = Notifier()
 
     def stopped_early(plugins: PluginHost | None) -> bool:
         if not stopper.event.is_set():

@@ -25,7 +25,8 @@ from vcd import satellite_protocol as protocol
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.controls import Controls
-from vcd.daemon import Stopper, _Notifier
+from vcd.daemon import Stopper
+from vcd.notify import Notifier
 from vcd.errors import ConfigError, ExitCode, VcdError, one_line
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
@@ -244,9 +245,9 @@ class Satellite:
                 _LOGGER.info("segment %d: %.2f s of speech to the hubs", self._next_id, event.audio_s)
                 self._queue(event.samples, event.timestamp)
 
-    def run(self, notifier: _Notifier | None = None) -> int:
+    def run(self, notifier: Notifier | None = None) -> int:
         """Until a signal or the end of a finite input (then until the queued segments are delivered)."""
-        notifier = notifier or _Notifier()
+        notifier = notifier or Notifier()
         protocol.connect_async(self._client, self.settings.host, self.settings.port)
         self._sender.start()
         self.source.start(self._blocks)

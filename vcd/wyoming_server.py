@@ -414,12 +414,13 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
 
     ``intents``: also answer ``recognize`` / ``transcript`` with the intent of the text.
     """
-    from vcd.daemon import _Notifier, load_recognizer
+    from vcd.daemon import load_recognizer
+    from vcd.notify import Notifier
 
     if not max_audio_s > 0:
         raise UsageError(f"--max-audio-s must be above 0 (got {max_audio_s})")
     server = make_server(uri)
-    notifier = _Notifier()
+    notifier = Notifier()
     notifier.notify("STATUS=Loading the recogniser")
     started = time.monotonic()
     recognizer = load_recognizer(config)
