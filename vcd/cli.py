@@ -39,16 +39,22 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from vcd.stopper import Stopper
-
-    stopper = Stopper().install()  # first: a SIGTERM while starting up also stops vcd in order (exit 0)
+def _listening_config(args: argparse.Namespace, role: str = ""):
+    """`vcd run` / `vcd satellite`: the configuration with the command line's audio overrides; logging set up."""
     config = load_config(args.config)
     setup_logging(config.daemon.log_level)
     if args.input not in (None, "-") and not os.path.isfile(args.input):
         raise AudioError(f"{args.input}: no such file")
     config = with_overrides(config, site=args.site, input_path=args.input, realtime=args.realtime, device=args.device)
-    _LOGGER.info("vcd %s: configuration %s", __version__, config.label)
+    _LOGGER.info("vcd %s%s: configuration %s", __version__, role, config.label)
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from vcd.stopper import Stopper
+
+    stopper = Stopper().install()  # first: a SIGTERM while starting up also stops vcd in order (exit 0)
+    config = _listening_config(args)
     from vcd.daemon import run_daemon
 
     code = run_daemon(config, stopper)
@@ -62,12 +68,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_satellite(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    setup_logging(config.daemon.log_level)
-    if args.input not in (None, "-") and not os.path.isfile(args.input):
-        raise AudioError(f"{args.input}: no such file")
-    config = with_overrides(config, site=args.site, input_path=args.input, realtime=args.realtime, device=args.device)
-    _LOGGER.info("vcd %s satellite: configuration %s", __version__, config.label)
+    config = _listening_config(args, " satellite")
     from vcd.satellite import run_satellite
 
     code = run_satellite(config)

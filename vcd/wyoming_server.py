@@ -50,6 +50,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncServer
 
 from vcd import __version__
+from vcd.audio import MAX_CHANNELS  # the same bound as audio files
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import ExitCode, UsageError, VcdError
 
@@ -64,7 +65,6 @@ MAX_DATA_BYTES = 64 * 1024  # the JSON data block after it
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # the binary payload (4 MiB: over 10 s of 48 kHz 32-bit stereo)
 LINGER_S = 1.0  # after an error event, what the client still sends is read and dropped this long before closing
 RATE_RANGE_HZ = (1000, 384000)
-MAX_CHANNELS = 32
 SAMPLE_WIDTHS = (1, 2, 3, 4)  # bytes: unsigned 8-bit, signed 16, 24 and 32-bit little-endian PCM
 
 ATTRIBUTION = Attribution(name="vcd", url="")  # vcd has no public home page to point to

@@ -35,15 +35,21 @@ class Toggle:
     reason: str  # "" (unknown: overrides all other reasons), "dialogueSession", "playAudio", "ttsSay"
 
 
-def parse_toggle(topic: str, payload: bytes) -> Toggle:
-    """The toggle a message on one of :data:`TOGGLE_TOPICS` asks for (ValueError for a malformed payload)."""
-    _, component, action = topic.split("/")
+def _json_object(payload: bytes) -> dict[str, Any]:
+    """A message's JSON object (an empty payload: ``{}``); ValueError saying what is wrong otherwise."""
     try:
         data = json.loads(payload or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    return data
+
+
+def parse_toggle(topic: str, payload: bytes) -> Toggle:
+    """The toggle a message on one of :data:`TOGGLE_TOPICS` asks for (ValueError for a malformed payload)."""
+    _, component, action = topic.split("/")
+    data = _json_object(payload)
     site, reason = data.get("siteId", "default"), data.get("reason", "") or ""
     if not isinstance(site, str) or not isinstance(reason, str):
         raise ValueError("siteId and reason must be strings")
@@ -62,12 +68,7 @@ class TtsSay:
 
 def parse_tts_say(payload: bytes) -> TtsSay:
     """The request a ``hermes/tts/say`` message makes (ValueError for a malformed payload)."""
-    try:
-        data = json.loads(payload or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+    data = _json_object(payload)
     text, site = data.get("text"), data.get("siteId", "default")
     ident, session = data.get("id") or "", data.get("sessionId") or ""
     if not isinstance(text, str) or not text.strip():
