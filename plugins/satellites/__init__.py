@@ -13,6 +13,10 @@ opened once the recogniser takes segments:
 - Rhasspy satellites' streams (``hermes/audioServer/SITE/audioFrame``, with ``hermes_audio``)
   are cut into segments here, one VAD per site, the same segmenter as the microphone's.
 - ``vcd_feedback`` for a satellite's site is published to ``PREFIX/satellite/SITE/feedback``.
+- Rhasspy satellites get their sounds and answers as ``hermes/audioServer/SITE/playBytes/ID``: this
+  plugin offers a speaker for them (``controls.offer_speaker``) that the ``feedback`` plugin plays
+  through.  While one plays, and ``PLAY_GUARD_S`` after its ``playFinished`` (or a timeout), the
+  site's frames are dropped, so the answer its microphone hears is not decoded as a command.
 
 Bad input — a payload that is not a 16-bit WAV, one over ``max_segment_kb``, a site not in
 ``sites`` — is logged in one line and dropped; nothing else stops.
@@ -28,6 +32,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +46,10 @@ NAME = "satellites"
 FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30 s of one site)
 LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
 _KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
-         "hermes_audio", "username", "password_env", "password_file", "tls", "ca_file")
+         "hermes_audio", "hermes_play", "username", "password_env", "password_file", "tls", "ca_file")
 RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again is not decoded twice
+PLAY_FINISHED_MARGIN_S = 3.0  # playBytes: wait this long past the sound's length for its playFinished
+PLAY_GUARD_S = 0.5  # ... and drop the site's frames this long after it (the echo, frames still on their way)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class HubSettings:
     sites: tuple[str, ...] = ()  # () → any site
     max_segment_kb: int = 1024
     hermes_audio: bool = False
+    hermes_play: bool = True  # with hermes_audio: feedback to Rhasspy satellites as playBytes
     login: protocol.BrokerLogin = protocol.BrokerLogin()
 
 
@@ -103,6 +111,9 @@ def parse_settings(config: Any) -> HubSettings | None:
     hermes = table.get("hermes_audio", False)
     if not isinstance(hermes, bool):
         raise error("hermes_audio", f"must be true or false (got {hermes!r})")
+    play = table.get("hermes_play", True)
+    if not isinstance(play, bool):
+        raise error("hermes_play", f"must be true or false (got {play!r})")
     tls = table.get("tls", False)
     if not isinstance(tls, bool):
         raise error("tls", f"must be true or false (got {tls!r})")
@@ -131,7 +142,8 @@ def parse_settings(config: Any) -> HubSettings | None:
     return HubSettings(
         host=host, port=integer("port", 1883, 1, 65535), keepalive_s=integer("keepalive_s", 30, 5, 65535),
         client_id=string("client_id", "", topic=True), topic_prefix=prefix, shared_group=group, sites=tuple(sites),
-        max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes, login=login,
+        max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes, hermes_play=play,
+        login=login,
     )
 
 
@@ -145,10 +157,14 @@ class Hub:
         self.controls = controls
         self.client_id = settings.client_id or f"vcd-hub-{site}-{os.getpid()}"
         self.status_topic = self.topics.hub_status(self.client_id)
-        self.counts = {"segments": 0, "dropped": 0, "frames": 0}
-        self._frames: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=FRAME_QUEUE)
+        self.counts = {"segments": 0, "dropped": 0, "frames": 0, "played": 0, "muted": 0}
+        self._frames: queue.Queue[tuple[str, bytes | None] | None] = queue.Queue(maxsize=FRAME_QUEUE)  # None: reset
         self._streams: dict[str, protocol.StreamSegmenter] = {}
         self._sites_heard: set[str] = set()  # vcd satellites that sent segments: feedback goes to them
+        self._hermes_sites: set[str] = set()  # Rhasspy satellites that sent audio frames: playBytes go to them
+        self._plays: dict[str, threading.Event] = {}  # playBytes request id → set by its playFinished
+        self._playing: dict[str, int] = {}  # site → playBytes in flight there (its frames are dropped meanwhile)
+        self._guard_until: dict[str, float] = {}  # site → time.monotonic() until which its frames are still dropped
         self._decoded: dict[str, collections.OrderedDict[str, None]] = {}  # site → recent receipted ids (any hub)
         self._next_log: dict[tuple[str, str], float] = {}
         self.subscribed = threading.Event()
@@ -184,6 +200,9 @@ class Hub:
     def stop(self, wait_s: float = 1.0) -> bool:
         """Publish ``offline`` (waiting up to ``wait_s``), disconnect, end the VAD thread."""
         self._stopped.set()
+        with self._lock:
+            for finished in self._plays.values():
+                finished.set()  # no feedback thread waits on a playFinished past the end
         with contextlib.suppress(queue.Full):
             self._frames.put_nowait(None)
         delivered = False
@@ -208,6 +227,8 @@ class Hub:
         topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1)]
         if self.settings.hermes_audio:
             topics.append((protocol.HERMES_FRAMES, 0))
+            if self.settings.hermes_play:
+                topics.append((protocol.HERMES_PLAYS_FINISHED, 0))
         client.subscribe(topics)
         _LOGGER.info("connected to %s:%d; hearing satellites on %s%s", self.settings.host, self.settings.port,
                      self.segment_filter, " and Rhasspy audio frames" if self.settings.hermes_audio else "")
@@ -216,7 +237,10 @@ class Hub:
         try:
             if message.topic.startswith("hermes/"):
                 self._ack(message)
-                self._frame(message.topic, bytes(message.payload))
+                if message.topic.endswith("/playFinished"):
+                    self._play_finished(message.topic, bytes(message.payload))
+                else:
+                    self._frame(message.topic, bytes(message.payload))
             elif message.topic.endswith("/decoded"):
                 self._ack(message)
                 self._receipt(self.topics.site_of(message.topic), bytes(message.payload).decode("utf-8", "replace"))
@@ -233,6 +257,9 @@ class Hub:
     def _complain(self, site: str, what: str, message: str) -> None:
         """One log line per site and kind of problem every LOG_EVERY_S (a broken satellite must not flood the log)."""
         self.counts["dropped"] += 1
+        self._warn(site, what, message)
+
+    def _warn(self, site: str, what: str, message: str) -> None:
         now = time.monotonic()
         if now >= self._next_log.get((site, what), 0.0):
             self._next_log[(site, what)] = now + LOG_EVERY_S
@@ -304,6 +331,13 @@ class Hub:
         if len(payload) > self.settings.max_segment_kb * 1024:
             self._complain(site, "size", f"{topic}: {len(payload)} bytes, over max_segment_kb; dropped")
             return
+        if self._muted(site):
+            self.counts["muted"] += 1  # its microphone hears the answer playing there
+            return
+        if site not in self._hermes_sites:
+            self._hermes_sites.add(site)
+            _LOGGER.info("Rhasspy satellite %r streams audio to this hub%s", site,
+                         "; its feedback goes to it as playBytes" if self.settings.hermes_play else "")
         try:
             self._frames.put_nowait((site, payload))
         except queue.Full:
@@ -317,6 +351,9 @@ class Hub:
             if item is None:
                 return
             site, payload = item
+            if payload is None:  # a playBytes begins: what the site's VAD holds is dropped
+                self._streams.pop(site, None)
+                continue
             try:
                 self._vad_frame(site, payload)
             except Exception:
@@ -350,6 +387,62 @@ class Hub:
         self._client.publish(self.topics.feedback(site), payload, qos=1)
 
 
+    # --- playBytes: the speaker this plugin offers for Rhasspy satellites ---
+
+    def reaches(self, site: str) -> bool:
+        """Whether :meth:`play` can play at ``site``: a Rhasspy satellite that sent frames, and the broker is up."""
+        return (self.settings.hermes_audio and self.settings.hermes_play and site in self._hermes_sites
+                and self._client.is_connected())
+
+    def play(self, site: str, samples: Any, rate_hz: int) -> bool:
+        """``hermes/audioServer/SITE/playBytes/ID`` with ``samples`` as a 16-bit WAV; blocks until its
+        ``playFinished`` (True), or for the sound's length + PLAY_FINISHED_MARGIN_S (False, one line).
+
+        The site's audio frames are dropped from now until PLAY_GUARD_S after that, and its VAD starts afresh.
+        """
+        request_id = str(uuid.uuid4())
+        finished = threading.Event()
+        wait_s = len(samples) / rate_hz + PLAY_FINISHED_MARGIN_S
+        with self._lock:
+            self._plays[request_id] = finished
+            self._playing[site] = self._playing.get(site, 0) + 1
+        try:
+            with contextlib.suppress(queue.Full):
+                self._frames.put_nowait((site, None))
+            topic = protocol.HERMES_PLAY.format(site=site, request_id=request_id)
+            info = self._client.publish(topic, protocol.encode_wav(samples, rate_hz), qos=0)
+            if info.rc != 0:
+                self._warn(site, "play", f"{topic}: not sent (paho error {info.rc}); the broker is away")
+                return False
+            self.counts["played"] += 1
+            if not finished.wait(wait_s):
+                self._warn(site, "play", f"{topic}: no playFinished from {site!r} in {wait_s:.1f} s; going on")
+                return False
+            return not self._stopped.is_set()
+        finally:
+            with self._lock:
+                self._plays.pop(request_id, None)
+                self._playing[site] -= 1
+                self._guard_until[site] = time.monotonic() + PLAY_GUARD_S
+
+    def _muted(self, site: str) -> bool:
+        with self._lock:
+            return self._playing.get(site, 0) > 0 or time.monotonic() < self._guard_until.get(site, 0.0)
+
+    def _play_finished(self, topic: str, payload: bytes) -> None:
+        """``hermes/audioServer/SITE/playFinished``: the play it names is over (others' requests are not ours)."""
+        site = self.topics.site_of(topic)
+        try:
+            request_id = protocol.parse_play_finished(payload)
+        except ValueError as exc:
+            self._complain(site, "playFinished", f"{topic}: {exc}; ignored")
+            return
+        with self._lock:
+            finished = self._plays.get(request_id)
+        if finished is not None:
+            finished.set()
+
+
 _hub: Hub | None = None
 
 
@@ -370,6 +463,7 @@ def vcd_startup(config: Any, config_path: Path | None, controls: vcd.PluginContr
         _LOGGER.info("no [plugins.%s] table in %s; not hearing satellites", NAME, config.label)
         return
     _hub = Hub(settings, config.daemon.site, config.vad, controls)
+    controls.offer_speaker(_hub.reaches, _hub.play)  # the feedback plugin plays at Rhasspy satellites through it
     _hub.start()  # connects once the recogniser is loaded; the broker may be down: paho keeps trying
 
 
