@@ -7,20 +7,27 @@ with ``--input``.  Shared subscriptions need MQTT 5 (mosquitto ≥ 1.6).
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile
+import soxr
 from conftest import (
     Broker,
     Subscriber,
+    alsa_output,
     requires_espeak,
     requires_mosquitto,
+    silence,
     to_pcm16,
     utterances,
     vcd_command,
@@ -28,6 +35,8 @@ from conftest import (
     write_config,
     write_wav,
 )
+
+from vcd.satellite_protocol import encode_wav
 
 pytestmark = [requires_mosquitto, requires_espeak]
 
@@ -76,15 +85,19 @@ def procs() -> Any:
 
 
 def hub_config(tmp_path: Path, broker: Broker, name: str, mqtt: dict[str, Any] | None = None,
-               **satellites: Any) -> Path:
-    return write_config(tmp_path / f"{name}.toml", {
+               feedback: dict[str, Any] | None = None, **satellites: Any) -> Path:
+    """A hub's config; ``feedback`` given: the feedback plugin too, with that table."""
+    tables: dict[str, Any] = {
         "daemon": {"site": name},
         "audio": {"source": "none"},
-        "plugins": {"enabled": ["satellites", "mqtt"]},
+        "plugins": {"enabled": ["satellites", "mqtt", *(["feedback"] if feedback is not None else [])]},
         "plugins.satellites": {"host": broker.host, "port": broker.port, **satellites},
         "plugins.mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
                          **(mqtt or {})},
-    })
+    }
+    if feedback is not None:
+        tables["plugins.feedback"] = feedback
+    return write_config(tmp_path / f"{name}.toml", tables)
 
 
 def satellite_config(tmp_path: Path, broker: Broker, site: str, **satellite: Any) -> Path:
@@ -96,8 +109,9 @@ def satellite_config(tmp_path: Path, broker: Broker, site: str, **satellite: Any
 
 
 def start_hub(tmp_path: Path, broker: Broker, procs: list[Proc], name: str, mqtt: dict[str, Any] | None = None,
-              **satellites: Any) -> Proc:
-    hub = Proc(tmp_path, name, "run", "--config", str(hub_config(tmp_path, broker, name, mqtt, **satellites)))
+              feedback: dict[str, Any] | None = None, **satellites: Any) -> Proc:
+    hub = Proc(tmp_path, name, "run", "--config", str(hub_config(tmp_path, broker, name, mqtt, feedback,
+                                                                  **satellites)))
     procs.append(hub)
     assert wait_until(lambda: "listening on no local audio" in hub.log, 90), hub.log
     return hub
@@ -244,10 +258,15 @@ def test_feedback_reaches_the_satellites_plugins(tmp_path: Path, broker: Broker,
         "satellite": {"host": broker.host, "port": broker.port},
         "plugins": {"enabled": [], "dirs": [str(plugins)]},
     })
-    sub = Subscriber(broker, topics=("vcd/satellite/den/status",))
+    sub = Subscriber(broker, topics=("vcd/satellite/den/status", "hermes/audioServer/den/playFinished"))
     sat = Proc(tmp_path, "sat-den", "satellite", "--config", str(config), "--input", "-", stdin=True)
     procs.append(sat)
     sub.wait_for("vcd/satellite/den/status", payload="online", timeout_s=60)
+    # no plugin here plays sound: a hub's playBytes is answered at once, unplayed, with one line
+    assert wait_until(lambda: "connected to" in sat.log, 10)
+    time.sleep(0.5)  # its subscription
+    sub.client.publish("hermes/audioServer/den/playBytes/p-1", encode_wav(np.zeros(1600, dtype=np.float32)))
+    assert sub.wait_for("hermes/audioServer/den/playFinished", timeout_s=10).json()["id"] == "p-1"
     topic = "vcd/satellite/den/feedback"
     subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-t", topic, "-m", "not json"], check=True)
     subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", topic, "-m",
@@ -256,6 +275,7 @@ def test_feedback_reaches_the_satellites_plugins(tmp_path: Path, broker: Broker,
     assert wait_until(lambda: path.exists() and path.read_text().strip(), 30), sat.log
     assert [json.loads(line) for line in path.read_text().splitlines()] == [["den", "recognized", "The light is on"]]
     assert "feedback: not" in sat.log
+    assert "playBytes p-1: no plugin plays sound here" in sat.log
     sat.process.send_signal(signal.SIGTERM)
     assert sat.wait(30) == 0, sat.log
     sub.wait_for("vcd/satellite/den/status", payload="offline", timeout_s=10)
@@ -347,3 +367,232 @@ def test_a_broker_with_passwords(tmp_path: Path, procs: list[Proc]) -> None:
     finally:
         sub.close()
         broker.stop()
+
+
+# --- Rhasspy's audio output: playBytes / playFinished ---------------------------------------------------------
+
+
+class RhasspySatellite:
+    """A Rhasspy satellite as a hub sees it, made of rhasspy-hermes' messages: its microphone streams
+    ``audioFrame`` chunks (``AudioFrame.iter_wav_chunked``); its audio output takes ``playBytes`` and answers
+    ``playFinished`` (``AudioPlayFinished(id, session_id)`` on the site's topic, as rhasspy-speakers-cli-hermes
+    does).  With ``echo``, what it plays goes into its microphone's stream before playFinished, as in a room."""
+
+    def __init__(self, broker: Broker, site: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.hermes = pytest.importorskip("rhasspyhermes.audioserver",
+                                          reason="rhasspy-hermes is installed by scripts/install.sh")
+        self.site = site
+        self.echo = True
+        self.answer = True
+        self.plays: list[dict[str, Any]] = []  # topic, id, wav, at, finished_at (time.time())
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"rhasspy-satellite-{site}")
+        self.client.on_connect = lambda client, *a: client.subscribe(self.hermes.AudioPlayBytes.topic(site_id=site))
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def stream(self, audio: np.ndarray) -> None:
+        """16 kHz audio as Rhasspy's microphone sends it: WAV chunks of 1024 frames on ``audioFrame``."""
+        frames = self.hermes.AudioFrame
+        wav = io.BytesIO(encode_wav(audio))
+        for chunk in frames.iter_wav_chunked(wav, 1024):
+            self.client.publish(frames.topic(site_id=self.site), frames(wav_bytes=chunk).payload())
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        play_bytes = self.hermes.AudioPlayBytes
+        play = {"topic": message.topic, "id": play_bytes.get_request_id(message.topic),
+                "wav": bytes(message.payload), "at": time.time(), "finished_at": None}
+        self.plays.append(play)
+        if self.echo:
+            samples, rate = soundfile.read(io.BytesIO(play["wav"]), dtype="float32")
+            self.stream(soxr.resample(samples, rate, 16000).astype(np.float32))
+        if self.answer:
+            finished = self.hermes.AudioPlayFinished(id=play["id"], session_id="")
+            client.publish(finished.topic(site_id=self.site), finished.payload())
+            play["finished_at"] = time.time()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_a_rhasspy_satellite_hears_the_hubs_feedback_as_play_bytes(tmp_path: Path, broker: Broker,
+                                                                    procs: list[Proc]) -> None:
+    """The hub's feedback plugin renders the chime and the spoken answer; the satellites plugin sends them to the
+    Rhasspy satellite as playBytes, one after the other's playFinished.  The answer the satellite's microphone hears
+    while it plays is not decoded (the same audio streamed as speech is a command); hermes/tts/say for that site is
+    spoken there and sayFinished follows playFinished; a missing playFinished costs a timeout and one line."""
+    from rhasspyhermes.tts import TtsSay, TtsSayFinished
+
+    from vcd_plugins.feedback.playback import load_sound
+    from vcd_plugins.feedback.settings import SOUNDS_DIR
+
+    sub = Subscriber(broker, topics=("vcd/+/intent/#", "hermes/tts/sayFinished"))
+    hub = start_hub(tmp_path, broker, procs, "hub-a", mqtt={"hermes": True}, feedback={}, hermes_audio=True)
+    assert wait_until(lambda: "and Rhasspy audio frames" in hub.log, 30), hub.log
+    sat = RhasspySatellite(broker, "porch")
+    try:
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-t", "hermes/audioServer/porch/playFinished",
+                        "-m", "not json"], check=True)
+        sat.stream(utterances(COMMANDS[0][0]))
+        assert sub.wait_for("vcd/porch/intent/HassTurnOn", timeout_s=60).json()["site"] == "porch"
+        assert wait_until(lambda: len(sat.plays) >= 2, 30), hub.log
+        chime, answer = sat.plays[:2]
+        for play in (chime, answer):
+            assert sat.hermes.AudioPlayBytes.is_topic(play["topic"])
+            assert sat.hermes.AudioPlayBytes.get_site_id(play["topic"]) == "porch"
+        assert chime["id"] != answer["id"] and answer["at"] >= chime["finished_at"]
+        samples, rate = soundfile.read(io.BytesIO(chime["wav"]), dtype="float32")
+        sound = load_sound(SOUNDS_DIR / "recognized.wav")
+        assert rate == sound.rate_hz and np.abs(samples - sound.samples).max() < 2 / 32768  # full scale, as bundled
+        speech, rate = soundfile.read(io.BytesIO(answer["wav"]), dtype="float32")
+        assert rate == 22050 and 1.0 < len(speech) / rate < 3.5 and np.sqrt(np.mean(speech**2)) > 0.02
+        assert intents(sub, quiet_s=3.0) == [], "the answer the satellite's microphone heard was decoded"
+
+        # the same answer, streamed as speech once nothing plays, is a command: the guard above was needed
+        sat.echo = False
+        said = soxr.resample(speech, 22050, 16000).astype(np.float32)
+        sat.stream(np.concatenate([silence(0.5), said, silence(1.5)]))
+        assert sub.wait_for("vcd/porch/intent/HassTurnOn", timeout_s=60).json()["site"] == "porch"
+        assert wait_until(lambda: len(sat.plays) >= 4, 30), hub.log
+
+        say = TtsSay(text="The garage door is open", site_id="porch", id="say-1", session_id="s-1")
+        sub.client.publish(say.topic(), say.payload(), qos=1)
+        finished = TtsSayFinished.from_dict(sub.wait_for("hermes/tts/sayFinished", timeout_s=30).json())
+        assert (finished.id, finished.site_id, finished.session_id) == ("say-1", "porch", "s-1")
+        assert len(sat.plays) == 5 and sat.plays[4]["finished_at"] <= sub.seen[-1].at
+
+        sat.answer = False  # the satellite never says it has finished: the hub goes on after the timeout
+        say = TtsSay(text="It is five o'clock", site_id="porch", id="say-2", session_id="s-2")
+        sub.client.publish(say.topic(), say.payload(), qos=1)
+        message = sub.wait_for("hermes/tts/sayFinished", timeout_s=30)
+        assert message.json()["id"] == "say-2" and len(sat.plays) == 6
+        assert message.at - sat.plays[5]["at"] >= 3.0  # its length + 3 s
+        log = hub.log
+        assert "hermes/audioServer/porch/playFinished: not JSON" in log
+        assert f"playBytes/{sat.plays[5]['id']}: no playFinished from 'porch'" in log
+        assert "Traceback" not in log
+    finally:
+        sat.close()
+        sub.close()
+
+
+def test_a_vcd_satellite_plays_play_bytes_and_answers_play_finished(tmp_path: Path, broker: Broker,
+                                                                    procs: list[Proc],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub (Rhasspy's, or vcd's for a hermes satellite) sends playBytes: the satellite plays the WAV through its
+    feedback plugin on a real output stream (ALSA's file pcm) and answers playFinished; malformed ones are one
+    line each, answered at once, and the next one plays."""
+    import wave
+
+    hermes = pytest.importorskip("rhasspyhermes.audioserver", reason="rhasspy-hermes is installed by scripts/install.sh")
+    if not Path("/usr/share/alsa/alsa.conf").exists():
+        pytest.skip("no ALSA configuration here")
+    conf, raw = alsa_output(tmp_path)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{conf}")
+    config = write_config(tmp_path / "sat.toml", {
+        "daemon": {"site": "den"},
+        "satellite": {"host": broker.host, "port": broker.port},
+        "plugins": {"enabled": ["feedback"]},
+        "plugins.feedback": {"device": "vcdout", "tts": False, "volume": 1.0},
+    })
+    sub = Subscriber(broker, topics=("hermes/audioServer/den/playFinished", "vcd/satellite/den/status"))
+    sat = Proc(tmp_path, "sat-den", "satellite", "--config", str(config), "--input", "-", stdin=True)
+    procs.append(sat)
+    try:
+        sub.wait_for("vcd/satellite/den/status", payload="online", timeout_s=60)
+        if "feedback on vcdout" not in sat.log:
+            pytest.skip(f"PortAudio has no ALSA output here: {sat.log[-500:]}")
+
+        def play(request_id: str, payload: bytes) -> dict[str, Any]:
+            sub.client.publish(hermes.AudioPlayBytes.topic(site_id="den", request_id=request_id), payload)
+            message = sub.wait_for("hermes/audioServer/den/playFinished", timeout_s=20)
+            assert hermes.AudioPlayFinished.from_dict(message.json()).id == request_id
+            return message.json()
+
+        def wav(rate: int, seconds: float, width: int = 2) -> bytes:
+            out = io.BytesIO()
+            with wave.open(out, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(width)
+                w.setframerate(rate)
+                w.writeframes(b"\0" * int(rate * seconds) * width)
+            return out.getvalue()
+
+        assert wait_until(lambda: "connected to" in sat.log, 10)
+        time.sleep(0.5)  # its subscription
+        tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.4 * 22050)) / 22050)).astype(np.float32)
+        assert play("r-1", hermes.AudioPlayBytes(wav_bytes=encode_wav(tone, 22050)).payload()) == {
+            "id": "r-1", "siteId": "den", "sessionId": None}
+        assert wait_until(lambda: raw.exists() and raw.stat().st_size >= 2 * 0.4 * 48000, 5)
+        time.sleep(0.3)
+        played = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
+        assert abs(len(played) / 48000 - 0.45) < 0.05  # the tone and the plugin's 50 ms tail
+        assert np.sqrt(np.mean(played**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+
+        bad = {
+            "r-2": (b"not a wav file", "not played: not a WAV file"),
+            "r-3": (wav(16000, 0.2, width=1), "not played: 8-bit samples"),
+            "r-4": (wav(4000, 0.2), "not played: 1 channels at 4000 Hz"),
+            "r-5": (wav(8000, 121.0), "not played: 121 s long; at most 120 s"),
+            "r-6": (b"RIFF" + bytes(16 * 1024 * 1024), "not played: 16777220 bytes, over 16777216 bytes"),
+        }
+        size = raw.stat().st_size
+        for request_id, (payload, _) in bad.items():
+            play(request_id, payload)
+        assert raw.stat().st_size == size
+        play("r-7", encode_wav(tone, 22050))
+        assert wait_until(lambda: raw.stat().st_size >= size + 2 * 0.4 * 48000, 5)
+        log = sat.log
+        for request_id, (_, line) in bad.items():
+            assert f"hermes/audioServer/den/playBytes/{request_id}: {line}" in log
+        sat.process.send_signal(signal.SIGTERM)
+        assert sat.wait(30) == 0, sat.log
+        assert "Traceback" not in sat.log
+    finally:
+        sub.close()
+
+
+def test_a_vcd_satellite_sends_no_segment_heard_while_its_feedback_plays(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The feedback plugin pauses the satellite's controls while it plays (its echo guard): speech the
+    microphone hears meanwhile is not sent to the hubs; once resumed it is."""
+    import logging
+    from dataclasses import replace
+
+    from vcd.config import parse_config
+    from vcd.controls import Controls
+    from vcd.plugins import load_plugins
+    from vcd.satellite import Satellite
+    from vcd.sources import MemorySource
+
+    config = parse_config({"daemon": {"site": "hall"}, "plugins": {"enabled": []},
+                           "satellite": {"host": broker.host, "port": broker.port, "retry_s": 0,
+                                         "hold_s": 0.0}})  # no hub here: send at once, wait for no receipt
+    config = replace(config, audio=replace(config.audio, realtime=False))
+    sub = Subscriber(broker, topics=("vcd/satellite/hall/segment",))
+    try:
+        for paused in (True, False):
+            controls = Controls()
+            plugins = load_plugins(config)
+            plugins.startup(config, controls)
+            if paused:
+                controls.for_plugin("feedback").pause("feedback playing")
+            source = MemorySource(config.audio, utterances(COMMANDS[0][0]))
+            with caplog.at_level(logging.INFO, logger="vcd.satellite"):
+                satellite = Satellite(config, plugins, source, controls=controls)
+                assert satellite.run() == 0
+            sent = sub.drain(1.0)
+            if paused:
+                assert satellite.counts["segments"] == 0 and sent == []
+                assert "segment not sent: " in caplog.text and "while paused (feedback: feedback playing)" in caplog.text
+            else:
+                assert satellite.counts["sent"] == 1 and [m.topic for m in sent] == ["vcd/satellite/hall/segment"]
+    finally:
+        sub.close()

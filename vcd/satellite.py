@@ -160,7 +160,7 @@ class Satellite:
         try:
             samples, rate_hz = protocol.decode_play(payload)
         except protocol.BadAudio as exc:
-            self._warn("bad", f"{topic}: not played: {exc}")
+            self._warn(str(exc), f"{topic}: not played: {exc}")  # one line per problem, not per message
             self._finished(request_id)
             return
         try:
