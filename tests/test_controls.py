@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 import vcd
 from vcd.controls import Controls, with_list_values
 from vcd.grammar import compile_word_graph, load_intents
@@ -56,3 +60,32 @@ def test_pause_reasons_stack_per_plugin() -> None:
     mqtt.resume()
     other.resume("muted")
     assert controls.paused_by() == ""
+
+
+def test_speakers_other_plugins_offer_and_one_that_breaks(caplog: Any) -> None:
+    """``offer_speaker``: a plugin plays at the sites its speaker reaches, through another plugin's, never its own;
+    a speaker that raises is one logged error and counts as not played."""
+    controls = Controls()
+    feedback, satellites, mqtt = (controls.for_plugin(n) for n in ("feedback", "satellites", "mqtt"))
+    played: list[tuple[str, str, int, int]] = []
+
+    def speaker(name: str, sites: set[str]) -> tuple[Any, Any]:
+        def play(site: str, samples: np.ndarray, rate_hz: int) -> bool:
+            if site == "broken":
+                raise RuntimeError("the sound card fell off")
+            played.append((name, site, len(samples), rate_hz))
+            return True
+
+        return (lambda site: site in sites), play
+
+    feedback.offer_speaker(*speaker("feedback", {"kitchen"}))
+    satellites.offer_speaker(*speaker("satellites", {"porch", "broken"}))
+    satellites.offer_speaker(*speaker("satellites", {"porch", "broken", "attic"}))  # replaces the first offer
+    assert [feedback.plays_at(s) for s in ("kitchen", "porch", "attic", "garage")] == [False, True, True, False]
+    assert [mqtt.plays_at(s) for s in ("kitchen", "porch", "garage")] == [True, True, False]
+    assert feedback.play_at("porch", np.zeros(160, dtype=np.float32), 16000)
+    assert not feedback.play_at("garage", np.zeros(160, dtype=np.float32), 16000)
+    assert not feedback.play_at("broken", np.zeros(160, dtype=np.float32), 16000)
+    assert controls.play_at("kitchen", np.zeros(80, dtype=np.float32), 8000)  # vcd satellite: no plugin asks
+    assert played == [("satellites", "porch", 160, 16000), ("feedback", "kitchen", 80, 8000)]
+    assert 'plugin "satellites" failed to play 0.01 s of audio at site \'broken\'' in caplog.text

@@ -237,6 +237,44 @@ def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -
     assert seen == [""] and controls.paused_by() == ""
 
 
+class Carrier:
+    """A plugin that offers a speaker for a remote site, as the satellites plugin does for Rhasspy satellites."""
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.played: list[tuple[str, np.ndarray, int]] = []
+
+    @vcd.hookimpl
+    def vcd_startup(self, controls: vcd.PluginControls) -> None:
+        controls.offer_speaker(lambda site: site == self.site, self.play)
+
+    def play(self, site: str, samples: np.ndarray, rate_hz: int) -> bool:
+        self.played.append((site, np.array(samples), rate_hz))
+        return True
+
+
+def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() -> None:
+    """The porch's chime goes to the carrier's speaker (not scaled by this machine's volume, no pause here, even
+    with sites = ["*"]); the garage's plays here; the offered speaker of the plugin plays on this output."""
+    from vcd.controls import Controls
+
+    sink, carrier, controls = MemorySink(), Carrier("porch"), Controls()
+    plugin = feedback.Feedback(output=sink)
+    host = host_with(("feedback", plugin), ("carrier", carrier))
+    host.startup(config_with({"sites": ["*"], "tts": False, "volume": 0.5}), controls)
+    host.start_workers()
+    host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
+    host.dispatch("vcd_feedback", site="garage", kind="wake", text=None)
+    assert host.drain(5)
+    chime = load_sound(SOUNDS_DIR / "recognized.wav")
+    assert [(site, rate) for site, _, rate in carrier.played] == [("porch", chime.rate_hz)]
+    assert np.array_equal(carrier.played[0][1], chime.samples)
+    assert len(sink.played) == 1  # the garage's wake sound
+    # what vcd satellite does with a hub's playBytes: through the speaker the plugin offers, at its volume
+    assert controls.play_at(SITE, chime.samples, chime.rate_hz)
+    assert np.allclose(sink.played[1][0][: len(chime.samples)], chime.samples * 0.5, atol=1e-6)
+
+
 # --- speech ---------------------------------------------------------------------------------------
 
 
