@@ -596,3 +596,19 @@ def test_a_vcd_satellite_sends_no_segment_heard_while_its_feedback_plays(
                 assert satellite.counts["sent"] == 1 and [m.topic for m in sent] == ["vcd/satellite/hall/segment"]
     finally:
         sub.close()
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"hermes_play": "yes"}, "plugins.satellites.hermes_play: must be true or false (got 'yes')"),
+    ({"hermes_plays": True}, "plugins.satellites.hermes_plays: unknown key (did you mean 'hermes_play'?)"),
+])
+def test_hub_settings_errors_name_the_key(table: dict[str, Any], message: str) -> None:
+    from vcd.config import parse_config
+    from vcd.errors import ConfigError
+    from vcd_plugins.satellites import parse_settings
+
+    settings = parse_settings(parse_config({"plugins": {"satellites": {}}}))
+    assert settings is not None and settings.hermes_play and not settings.hermes_audio
+    with pytest.raises(ConfigError) as info:
+        parse_settings(parse_config({"plugins": {"satellites": table}}))
+    assert str(info.value) == f"<defaults>: {message}"
