@@ -386,7 +386,6 @@ class Hub:
         payload = json.dumps({"kind": kind, "text": text})
         self._client.publish(self.topics.feedback(site), payload, qos=1)
 
-
     # --- playBytes: the speaker this plugin offers for Rhasspy satellites ---
 
     def reaches(self, site: str) -> bool:
@@ -480,5 +479,6 @@ def vcd_shutdown(reason: str) -> None:
         return
     hub, _hub = _hub, None
     delivered = hub.stop()
-    _LOGGER.info("satellites: %d segments taken, %d messages dropped; offline %s (%s)", hub.counts["segments"],
-                 hub.counts["dropped"], "confirmed" if delivered else "not confirmed", reason)
+    _LOGGER.info("satellites: %d segments taken, %d messages dropped, %d sounds sent to Rhasspy satellites; "
+                 "offline %s (%s)", hub.counts["segments"], hub.counts["dropped"], hub.counts["played"],
+                 "confirmed" if delivered else "not confirmed", reason)
