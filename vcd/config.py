@@ -96,7 +96,7 @@ class WakeConfig:
     model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
     phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
     threshold: float = 0.0  # detection score 0..1; 0 = the default (see vcd.wake: the model's own cutoff, …)
-    verify: bool = False  # a pretrained model's detections must also be heard by vcd's phone model (its phrase)
+    verify: bool = True  # a pretrained model's detections must also be heard by vcd's phone model (its phrase)
     verify_threshold: float = 0.0  # the phone model's phrase score 0..1 that verifies; 0 = vcd.wake.VERIFY_THRESHOLD
     window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
 

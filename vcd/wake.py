@@ -152,7 +152,9 @@ def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter | VerifiedW
         return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase")
     if not wake.verify:
         return WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
-    model = WakeWordModel(wake.model, wake.threshold or VERIFIED_MODEL_THRESHOLD, key=f"{config.label}: wake.model")
+    model = WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
+    if not wake.threshold and isinstance(wake.model, str):  # a built-in's default; a model of your own: its cutoff
+        model.threshold = VERIFIED_MODEL_THRESHOLDS.get(wake.model, model.threshold)
     spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD,
                             key=f"{config.label}: wake.verify")
     return VerifiedWakeWord(model, spotter)
@@ -267,11 +269,12 @@ class WakeGate:
 # score among paths that end between e - VERIFY_BEFORE_S and e + VERIFY_AFTER_S must pass ``verify``.
 VERIFY_BEFORE_S = 1.5
 VERIFY_AFTER_S = 0.3
-# The defaults with ``verify``, chosen on the validation half of benchmarks/wake.py (alexa): microWakeWord's
-# threshold (lower than its own cutoff, since the verifier removes most of what that lets through) and the
-# phrase score that verifies.
-VERIFIED_MODEL_THRESHOLD = 0.79
-VERIFY_THRESHOLD = 0.45
+# The defaults with ``verify``, chosen on the validation half of benchmarks/wake.py: the phrase score that
+# verifies, and alexa's threshold (below its own cutoff, since the verifier removes most of what that lets
+# through).  The other models keep their own cutoff: the verifier only takes detections away from them.
+VERIFY_THRESHOLD = 0.55
+VERIFIED_MODEL_THRESHOLDS = {"alexa": 0.82}
+VERIFIED_MODEL_THRESHOLD = VERIFIED_MODEL_THRESHOLDS["alexa"]
 
 
 def crossings(scores: np.ndarray, threshold: float) -> np.ndarray:
