@@ -65,7 +65,9 @@ def test_the_wheel_ships_four_wake_words() -> None:
 
 def test_the_wake_stage_imports_without_torch() -> None:
     """A small board (a satellite) can run the VAD and the wake word without the recogniser's torch."""
-    code = "import sys; sys.modules['torch'] = None; import vcd.wake; vcd.wake.WakeWordModel('alexa')"
+    code = ("import sys; sys.modules['torch'] = None; import vcd.wake; vcd.wake.WakeWordModel('alexa'); "
+            "from vcd.config import Config, WakeConfig; "  # and the verifier: vcd's phone model in numpy
+            "assert type(vcd.wake.load_wake_model(Config(wake=WakeConfig(enabled=True)))).__name__ == 'VerifiedWakeWord'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
