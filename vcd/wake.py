@@ -150,9 +150,9 @@ def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter | VerifiedW
     wake = config.wake
     if wake.phrase:
         return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase")
-    if not wake.verify:
-        return WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
     model = WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
+    if not wake.verify:
+        return model
     if not wake.threshold and isinstance(wake.model, str):  # a built-in's default; a model of your own: its cutoff
         model.threshold = VERIFIED_MODEL_THRESHOLDS.get(wake.model, model.threshold)
     spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD,
@@ -186,11 +186,9 @@ class VerifiedWakeWord:
         phrase = self.spotter.scores(samples)
         for i in ends:
             end_s = (int(i) + 1) * FEATURE_STEP_S
-            verified = verification_score(phrase, end_s)
+            verified, phrase_end_s = verification(phrase, end_s)
             if verified > self.spotter.threshold:
-                near = (np.arange(phrase.size) + 1) * PHRASE_FRAME_S
-                best = np.where((near >= end_s - VERIFY_BEFORE_S) & (near <= end_s + VERIFY_AFTER_S), phrase, -1.0)
-                return Detection(self.name, round(float(scores[i]), 4), max(end_s, float(near[best.argmax()])))
+                return Detection(self.name, round(float(scores[i]), 4), max(end_s, phrase_end_s))
             _LOGGER.debug("wake: %r at %.2f s (score %.2f) not verified (phrase score %.2f ≤ %.2f)",
                           self.name, end_s, scores[i], verified, self.spotter.threshold)
         return None
@@ -283,16 +281,25 @@ def crossings(scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.flatnonzero(above & ~np.r_[False, above[:-1]])
 
 
-def verification_score(phrase_scores: np.ndarray, end_s: float, before_s: float = VERIFY_BEFORE_S) -> float:
-    """The best of a :class:`PhraseSpotter`'s scores (one per :data:`PHRASE_FRAME_S`) ending near ``end_s``."""
+def verification(phrase_scores: np.ndarray, end_s: float, before_s: float = VERIFY_BEFORE_S) -> tuple[float, float]:
+    """The best of a :class:`PhraseSpotter`'s scores (one per :data:`PHRASE_FRAME_S`) ending near ``end_s``,
+    and where its path ends (seconds); ``(0.0, end_s)`` when no frame is near."""
     ends = (np.arange(phrase_scores.size) + 1) * PHRASE_FRAME_S
-    near = (ends >= end_s - before_s) & (ends <= end_s + VERIFY_AFTER_S)
-    return float(phrase_scores[near].max(initial=0.0))
+    near = np.flatnonzero((ends >= end_s - before_s) & (ends <= end_s + VERIFY_AFTER_S))
+    if not near.size:
+        return 0.0, end_s
+    best = int(near[phrase_scores[near].argmax()])
+    return float(phrase_scores[best]), float(ends[best])
+
+
+def verification_score(phrase_scores: np.ndarray, end_s: float, before_s: float = VERIFY_BEFORE_S) -> float:
+    """:func:`verification`'s score alone."""
+    return verification(phrase_scores, end_s, before_s)[0]
 
 
 PHRASE_FRAME_S = 0.020  # one output frame of vcd's acoustic model (10 ms features, time stride 2)
 # The typed phrase's default threshold: chosen in development, where "alexa" typed as text stopped
-# waking on 8 minutes of talk (0.64); benchmarks/wake.py --phrases measures around it.
+# waking on 8 minutes of talk (0.64); benchmarks/wake.py --phrases chooses one per phrase on validation talk.
 PHRASE_THRESHOLD = 0.7
 
 
