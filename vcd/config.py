@@ -95,7 +95,9 @@ class WakeConfig:
     enabled: bool = False  # only speech that follows the wake word goes to the recogniser
     model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
     phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
-    threshold: float = 0.0  # detection score 0..1; 0 = the model's own cutoff (0.9 for alexa; 0.7 for a phrase)
+    threshold: float = 0.0  # detection score 0..1; 0 = the default (see vcd.wake: the model's own cutoff, …)
+    verify: bool = True  # a pretrained model's detections must also be heard by vcd's phone model (its phrase)
+    verify_threshold: float = 0.0  # the phone model's phrase score 0..1 that verifies; 0 = vcd.wake.VERIFY_THRESHOLD
     window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
 
 
@@ -321,6 +323,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "model": _str(nonempty=True),
             "phrase": _str(),
             "threshold": _float(0.0, 1.0),
+            "verify": _bool,
+            "verify_threshold": _float(0.0, 1.0),
             "window_ms": _int(500, 60000),
         },
     ),
