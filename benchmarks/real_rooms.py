@@ -142,6 +142,8 @@ def main() -> int:
         if dump is not None and hyp is not None:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
+                                   "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
+                                   "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result
 
@@ -170,7 +172,8 @@ def main() -> int:
                         audio = mix(room(speech, rng), noises.any(speech.size, speaker), 12.0)
                     else:
                         audio = mix(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
-                    result = decode(recognizer, audio, set=name, condition=condition, want=" ".join(words_of(clip.text)))
+                    result = decode(recognizer, audio, set=name, condition=condition, want=" ".join(words_of(clip.text)),
+                                    speaker=speaker)
                     best, ok = right(result, clip.text)
                     row = counts[name][condition]
                     row[0] += best
@@ -191,10 +194,11 @@ def main() -> int:
         false_clean = false_babble = 0
         for u in talk:
             speech = np.concatenate([PAD, read_audio(u.path), PAD])
-            false_clean += decode(home, speech, set="talk", condition="clean").recognized
-            babble = mix(speech, noises.babble(speech.size, f"{u.corpus}/{u.speaker}"), 10.0)
-            false_babble += decode(home, babble, set="talk", condition="babble 10 dB").recognized
-        streams = stream_false_commands(home, noises, args.stream_min, rng) if args.stream_min > 0 else {}
+            speaker = f"{u.corpus}/{u.speaker}"
+            false_clean += decode(home, speech, set="talk", condition="clean", speaker=speaker).recognized
+            babble = mix(speech, noises.babble(speech.size, speaker), 10.0)
+            false_babble += decode(home, babble, set="talk", condition="babble 10 dB", speaker=speaker).recognized
+        streams = stream_false_commands(home, noises, args.stream_min, rng, decode) if args.stream_min > 0 else {}
 
     print(f"\n## Real rooms — {args.split} speakers and noise (model {args.model or 'shipped'}, "
           f"front end {args.front_end}, min_confidence {home.min_confidence})\n")
@@ -226,8 +230,8 @@ def main() -> int:
     return 0
 
 
-def stream_false_commands(recognizer, noises: Noises, minutes: float, rng) -> dict[str, tuple[float, int, int]]:
-    """White noise and the split's noise recordings through the default VAD and the recogniser."""
+def stream_false_commands(recognizer, noises: Noises, minutes: float, rng, decode) -> dict[str, tuple[float, int, int]]:
+    """White noise and the split's noise recordings through the default VAD and ``decode`` (the recogniser's)."""
     from vcd.config import VadConfig
     from vcd.vad import Segmenter, SpeechEnd
 
@@ -242,7 +246,8 @@ def stream_false_commands(recognizer, noises: Noises, minutes: float, rng) -> di
         for event in events + segmenter.flush():
             if isinstance(event, SpeechEnd) and event.kept:
                 segments += 1
-                false += recognizer.recognize(event.samples).recognized
+                false += decode(recognizer, event.samples, set="noise", condition=kind,
+                                speaker=f"noise/{kind}/{segments}").recognized
         out[kind] = (minutes, segments, false)
     return out
 

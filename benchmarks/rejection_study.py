@@ -9,7 +9,19 @@ and the share of non-command talk accepted, clean and under 10 dB babble.  Rules
   loop (what the recogniser uses: confidence = exp(-scale · gap));
 - ``gap/frame``: the same gap per frame of audio;
 - ``gap/speech + fit``: the recogniser's rule, and also the best sentence's own log-probability per
-  speech frame at least the threshold (an absolute fit that background talk cannot inflate).
+  speech frame at least the threshold (an absolute fit that background talk cannot inflate);
+- ``learned``: a logistic regression on the gap, the fit, the *agreement* (share of speech frames
+  where the sentence's phone is the frame's best label) and the model's sureness of its best labels
+  (:func:`vcd.training.calibrate.fit_rejection_rule`), cut at the loosest point that accepts at most
+  1 % of the talk clean and 3 % under babble, and none of the noise segments (``--stream-min``).  First fitted and cut on half the speakers and scored on
+  the other half (both ways: how well it carries to speakers it was not fitted on), then on all.
+
+``--write MODEL.pt`` writes the rule fitted on every decode of the dump into the model file (its
+weights unchanged) and its numpy export beside it.  The dump must be of validation speakers:
+
+    .venv/bin/python benchmarks/real_rooms.py --data ../shared/data --split validation --limit 0 \
+        --talk-limit 0 --snrs 12,6,0 --stream-min 10 --dump runs/dump-validation.jsonl
+    .venv/bin/python benchmarks/rejection_study.py runs/dump-validation.jsonl --write vcd/models/default.pt
 """
 
 from __future__ import annotations
@@ -22,12 +34,22 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump", type=Path)
-    ap.add_argument("--scale", type=float, required=True, help="the model's confidence_scale")
+    ap.add_argument("--scale", type=float, default=None, help="the model's confidence_scale (default: --write's)")
+    ap.add_argument("--write", type=Path, help="write the learned rule into this model file (.pt) and its .npz")
     args = ap.parse_args()
+    if args.scale is None:
+        from vcd.inference import load_numpy_model
+
+        args.scale = float(load_numpy_model(args.write or DEFAULT_MODEL)[2].get("confidence_scale", 1.0))
     rows = [json.loads(line) for line in args.dump.read_text(encoding="utf-8").splitlines() if line.strip()]
     for row in rows:
         speech = max(row["speech_frames"], 1)
@@ -37,20 +59,13 @@ def main() -> int:
         row["right"] = row.get("want") == row["best"]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        key = f"FA {row['condition']}" if row["set"] == "talk" else row["condition"]
+        key = f"FA {row['condition']}" if row["set"] in ("talk", "noise") else row["condition"]
         groups[key].append(row)
     keys = sorted(k for k in groups if not k.startswith("FA")) + sorted(k for k in groups if k.startswith("FA"))
     g0 = float(np.log(2.0) / args.scale)  # the recogniser's gap at confidence 0.5
 
     def report(label: str, accept) -> None:
-        cells = []
-        for key in keys:
-            group = groups[key]
-            if key.startswith("FA"):
-                cells.append(f"{100 * np.mean([accept(r) for r in group]):.1f}")
-            else:
-                cells.append(f"{100 * np.mean([accept(r) and r['right'] for r in group]):.1f}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        report_on(groups, keys, label, accept)
 
     print("| rule | " + " | ".join(f"{k} ({len(groups[k])})" for k in keys) + " |")
     print("|---|" + "---|" * len(keys))
@@ -60,7 +75,54 @@ def main() -> int:
         report(f"gap/frame ≤ {g:.3f}", lambda r, g=g: r["gap_frame"] <= g)
     for tau in np.percentile([r["fit"] for r in groups.get("clean", rows) if r["right"]], (1, 2, 5, 10)):
         report(f"gap/speech ≤ {g0:.2f} and fit ≥ {tau:.2f}", lambda r, t=tau: r["gap_speech"] <= g0 and r["fit"] >= t)
+    report("the model's own rule (the dump's)", lambda r: r["recognized"])
+    for r in rows:
+        r["x"] = np.array([r["gap_speech"], r["fit"], r["agreement"], r["free_confidence"]])
+    decoded = [r for r in rows if r["best"]]
+    speakers = sorted({r["speaker"] for r in rows})
+    half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
+    for k in (0, 1):
+        rule = learned([r for r in decoded if half[r["speaker"]] == k])
+        held_out = {key: [r for r in group if half[r["speaker"]] != k] for key, group in groups.items()}
+        report_on(held_out, keys, f"learned on half {k}, scored on the other", lambda r, q=rule: accepts(q, r))
+    rule = learned(decoded)
+    report("learned on every speaker", lambda r: accepts(rule, r))
+    print(f"\nrule: {json.dumps(rule)}")
+    if args.write:
+        write(args.write, rule)
     return 0
+
+
+def learned(rows: list[dict]) -> dict:
+    from vcd.training.calibrate import fit_rejection_rule
+
+    talk = [r for r in rows if r["set"] == "talk"]
+    return fit_rejection_rule(np.array([r["x"] for r in rows]), np.array([r["right"] for r in rows]),
+                              np.array([r["x"] for r in talk if r["condition"] == "clean"]),
+                              np.array([r["x"] for r in talk if r["condition"] != "clean"]),
+                              np.array([r["x"] for r in rows if r["set"] == "noise"]).reshape(-1, 4))
+
+
+def accepts(rule: dict, row: dict) -> bool:
+    return bool(row["best"]) and float(np.dot(rule["weights"], row["x"]) + rule["bias"]) >= 0.0
+
+
+def report_on(groups: dict, keys: list[str], label: str, accept) -> None:
+    cells = []
+    for key in keys:
+        group = groups[key]
+        hits = [accept(r) if key.startswith("FA") else accept(r) and r["right"] for r in group]
+        cells.append(f"{100 * np.mean(hits):.1f}" if hits else "-")
+    print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def write(model_file: Path, rule: dict) -> None:
+    from vcd.model import export_numpy, load_model, save_model
+
+    model, labels, extra = load_model(model_file)
+    extra["rejection"] = rule
+    save_model(model, model_file, labels, extra, half=True)
+    print(f"{model_file}: rejection rule written; {export_numpy(model_file)}: written")
 
 
 if __name__ == "__main__":

@@ -181,6 +181,21 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
         assert pruned.words == exact.words, text
         assert pruned.score == pytest.approx(exact.score, abs=1e-2)
         assert pruned.tags == exact.tags and pruned.continues == exact.continues
+        assert pruned.agreement == pytest.approx(exact.agreement)
+        assert pruned.free_confidence == exact.free_confidence
+
+
+def test_agreement_is_the_share_of_speech_frames_the_sentence_explains(lights) -> None:
+    """Ideal posteriors of a sentence the grammar has: every speech frame's best label is the path's.
+    The same phones with one word swapped for one the grammar lacks: the path explains fewer of them."""
+    _, _, graph = lights
+    lexicon = Lexicon()
+    for decode in (viterbi, lambda g, lp: beam_search(g, lp, DEFAULT_BEAM)):
+        hyp = decode(graph, peaky("turn on the kitchen light".split(), lexicon))
+        assert hyp.agreement == 1.0 and hyp.free_confidence == pytest.approx(0.998)
+        off = decode(graph, peaky("turn on the garden light".split(), lexicon))
+        assert off.words and 0.0 < off.agreement < 0.9
+        assert off.free_confidence == pytest.approx(0.998)  # sure of its labels, but they are not the sentence's
 
 
 def test_transcribe_takes_the_beam_and_refuses_a_negative_one(tmp_path: Path) -> None:

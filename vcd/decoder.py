@@ -298,6 +298,8 @@ class Hypothesis:
     free_score: float  # log-probability of the best unconstrained phone path
     speech_frames: int  # frames where the model's best label is not blank
     continues: bool = False  # the grammar has longer sentences that start with these words
+    agreement: float = 0.0  # share of the speech frames where the path's label is the frame's best label
+    free_confidence: float = 0.0  # mean probability of the best label over the speech frames
 
     @property
     def gap_per_frame(self) -> float:
@@ -329,17 +331,51 @@ def collapse_blank_runs(log_probs: np.ndarray, threshold: float = BLANK_RUN_LOG_
     before; only paths that change label inside a near-certain blank run are lost.  About half the
     frames of a command are such runs (silence, gaps between words), so the search does half the work.
     """
+    return np.add.reduceat(log_probs, _run_starts(log_probs, threshold), axis=0) if len(log_probs) else log_probs
+
+
+def _run_starts(log_probs: np.ndarray, threshold: float = BLANK_RUN_LOG_PROB) -> np.ndarray:
+    """The first frame of each frame :func:`collapse_blank_runs` makes."""
     blankish = log_probs[:, 0] >= threshold
     starts = np.ones(len(log_probs), dtype=bool)
     starts[1:] = ~(blankish[1:] & blankish[:-1])
-    return np.add.reduceat(log_probs, np.flatnonzero(starts), axis=0) if len(log_probs) else log_probs
+    return np.flatnonzero(starts)
 
 
-def _prepare(log_probs: np.ndarray, collapse: bool) -> tuple[np.ndarray, float, int]:
+@dataclass(frozen=True)
+class _Frames:
+    """What both searches need of the log-probabilities besides the frames they search."""
+
+    searched: np.ndarray  # the frames searched (blank runs collapsed, or all)
+    best_label: np.ndarray  # per searched frame: the best label of a speech frame, else 0
+    free: float  # the free loop's log-probability (every frame)
+    speech: int  # frames where the best label is not blank
+    free_confidence: float  # mean probability of the best label over those frames
+
+    def hypothesis(self, graph: PhoneGraph, words_rev: list[int], score: float, end: int,
+                   labels: np.ndarray) -> Hypothesis:
+        """The :class:`Hypothesis` of a path that says ``labels`` (per searched frame; 0: blank)."""
+        words = [graph.words[w] for w in reversed(words_rev)]
+        speech = self.best_label != 0
+        agreement = float(np.mean(labels[speech] == self.best_label[speech])) if speech.any() else 1.0
+        return Hypothesis(words, graph.tags_of(words), score, self.free, self.speech, bool(graph.more[end]),
+                          agreement, self.free_confidence)
+
+    def nothing(self, score: float) -> Hypothesis:
+        return Hypothesis([], [], score, self.free, self.speech, free_confidence=self.free_confidence)
+
+
+def _prepare(log_probs: np.ndarray, collapse: bool) -> _Frames:
     lp = np.ascontiguousarray(log_probs, dtype=np.float32)
-    free = float(lp.max(axis=1).sum())
-    speech = int((lp.argmax(axis=1) != 0).sum())
-    return (collapse_blank_runs(lp) if collapse else lp), free, speech
+    best, best_label = lp.max(axis=1), lp.argmax(axis=1)
+    speech = best_label != 0
+    free_confidence = float(np.exp(best[speech]).mean()) if speech.any() else 1.0
+    if not collapse or not len(lp):
+        return _Frames(lp, best_label, float(best.sum()), int(speech.sum()), free_confidence)
+    # A speech frame is never blank-dominated, so it is a searched frame of its own.
+    starts = _run_starts(lp)
+    return _Frames(np.add.reduceat(lp, starts, axis=0), best_label[starts], float(best.sum()), int(speech.sum()),
+                   free_confidence)
 
 
 def search(graph: PhoneGraph, log_probs: np.ndarray, beam: float = 0.0, collapse: bool = True,
@@ -348,12 +384,6 @@ def search(graph: PhoneGraph, log_probs: np.ndarray, beam: float = 0.0, collapse
     if beam > 0:
         return beam_search(graph, log_probs, beam, collapse=collapse, phone_bonus=phone_bonus)
     return viterbi(graph, log_probs, collapse=collapse, phone_bonus=phone_bonus)
-
-
-def _hypothesis(graph: PhoneGraph, words_rev: list[int], score: float, free: float, speech: int,
-                end: int) -> Hypothesis:
-    words = [graph.words[w] for w in reversed(words_rev)]
-    return Hypothesis(words, graph.tags_of(words), score, free, speech, bool(graph.more[end]))
 
 
 def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
@@ -366,7 +396,8 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     so confidence still compares plain log-probabilities.
     """
     bonus = np.float32(PHONE_BONUS if phone_bonus is None else phone_bonus)
-    lp, free, speech = _prepare(log_probs, collapse)
+    prepared = _prepare(log_probs, collapse)
+    lp = prepared.searched
     frames = lp.shape[0]
     n = graph.size
     P_hist = np.empty((frames, n), dtype=np.float32)
@@ -398,15 +429,17 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     best = int(end_scores.argmax())
     score = float(end_scores[best])
     if score <= _NEG / 2:
-        return Hypothesis([], [], score, free, speech)
+        return prepared.nothing(score)
     words_rev: list[int] = []
     s = best
     entered = 0
+    labels = np.zeros(frames, dtype=np.int64)
     in_blank = B[best] >= P[best]
     for t in range(frames - 1, -1, -1):
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(B_hist[t - 1][s] >= P_hist[t - 1][s])
             continue
+        labels[t] = graph.phone[s]
         # P[t][s] = max(P[t-1][s] (same phone held), best incoming edge, start) + phone
         kind, pred, pred_blank = "start", -1, False
         if t > 0:
@@ -430,7 +463,7 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
             break
         if kind == "edge":
             s, in_blank = pred, pred_blank
-    return _hypothesis(graph, words_rev, score - float(bonus) * entered, free, speech, best)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels)
 
 
 _HELD, _EDGE, _START = 0, 1, 2
@@ -445,7 +478,8 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     token came from, so the memory is the states searched, not frames × states.
     """
     bonus = np.float32(PHONE_BONUS if phone_bonus is None else phone_bonus)
-    lp, free, speech = _prepare(log_probs, collapse)
+    prepared = _prepare(log_probs, collapse)
+    lp = prepared.searched
     ptr, out_dst, out_same = graph.out_edges
     phone, n = graph.phone, graph.size
     entry_idx = np.flatnonzero(graph.entry)
@@ -501,17 +535,19 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         history.append((act, np.concatenate(parts_code)[kept] | b_from_b[act]))
     end_scores = np.where(graph.final[act], np.maximum(P, B), _NEG) if act.size else np.zeros(0, np.float32)
     if not end_scores.size or end_scores.max() <= _NEG / 2:
-        return Hypothesis([], [], float(_NEG), free, speech)
+        return prepared.nothing(float(_NEG))
     k = int(end_scores.argmax())
     score, best = float(end_scores[k]), int(act[k])
     words_rev: list[int] = []
     s, in_blank, entered = best, bool(B[k] >= P[k]), 0
+    labels = np.zeros(len(history), dtype=np.int64)
     for t in range(len(history) - 1, -1, -1):
         ids, codes = history[t]
         code = int(codes[np.flatnonzero(ids == s)[0]])
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(code & 8)
             continue
+        labels[t] = phone[s]
         kind = (code >> 1) & 3
         if kind == _HELD:
             continue
@@ -521,4 +557,4 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         if kind == _START:
             break
         s, in_blank = code >> 4, bool(code & 1)
-    return _hypothesis(graph, words_rev, score - float(bonus) * entered, free, speech, best)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels)

@@ -51,6 +51,45 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_BEAM = 40.0
 
 
+# What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
+REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
+                      "free_confidence": "free_confidence"}
+
+
+@dataclass(frozen=True)
+class RejectionRule:
+    """A model's learned rejection: confidence = logistic(weights · features + bias).
+
+    Fitted on the validation speakers' decodes (``benchmarks/rejection_study.py --write``): right
+    commands against non-command talk (clean and under babble) and wrong best sentences, with the
+    bias set so that confidence 0.5 is the loosest point that accepts at most 1 % of that talk clean
+    and 3 % under babble.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
+    and the sentence's own fit per speech frame, the share of speech frames where the sentence's
+    phone is the frame's best label, and how sure the model is of its best labels at all.
+    """
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    @classmethod
+    def from_extra(cls, extra: dict) -> "RejectionRule | None":
+        rule = extra.get("rejection")
+        if not rule:
+            return None
+        features = tuple(str(f) for f in rule["features"])
+        unknown = sorted(set(features) - set(REJECTION_FEATURES))
+        if unknown or len(rule["weights"]) != len(features):
+            from vcd.errors import ModelError
+
+            raise ModelError(f"the model's rejection rule is not one this vcd reads (features {list(features)})")
+        return cls(features, tuple(float(w) for w in rule["weights"]), float(rule["bias"]))
+
+    def confidence(self, hyp) -> float:
+        z = self.bias + sum(w * float(getattr(hyp, REJECTION_FEATURES[f])) for f, w in zip(self.features, self.weights))
+        return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+
+
 @dataclass(frozen=True)
 class Grammar:
     """A compiled grammar: hassil intents, their word graph and its phone graph (what the search uses)."""
@@ -85,14 +124,16 @@ class Recognizer:
     the free loop as unsure as the sentence, shrinking ``d``; so a model may
     also carry a ``fit_floor``: a sentence whose own log-probability per
     speech frame is below it is rejected too (its confidence is capped just
-    under ``min_confidence``).
+    under ``min_confidence``).  A model that carries a learned
+    :class:`RejectionRule` (``rejection``) uses that instead of both.
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
                  context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
-                 beam: float = DEFAULT_BEAM) -> None:
+                 beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None) -> None:
         self.model = model
+        self.rejection = rejection
         self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
         self.sentence_set = sentence_set  # the sentence files, before plugins' list values (vcd.controls)
@@ -142,7 +183,7 @@ class Recognizer:
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
-                         context, sentence_set, slot_lists, float(beam))
+                         context, sentence_set, slot_lists, float(beam), RejectionRule.from_extra(extra))
         grammar = None
         if extra_lists:
             try:
@@ -232,13 +273,18 @@ class Recognizer:
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
         hyp = search(self.graph, self.posteriors(samples, denoise), self.beam)
-        confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0))) if hyp.words else 0.0
+        if not hyp.words:
+            confidence = 0.0
+        elif self.rejection is not None:
+            confidence = self.rejection.confidence(hyp)
+        else:
+            confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0)))
         text = " ".join(hyp.words)
         # The words the search found, understood as `vcd parse` understands typed words (context, priority).
         parse = self.word_graph.understand(hyp.words, self.context) if hyp.words else None
         intent, slots = (parse.intent, parse.slots) if parse is not None else (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
-        if self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
+        if self.rejection is None and self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         if confidence < self.min_confidence or intent is None:
             return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp

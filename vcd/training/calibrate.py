@@ -164,3 +164,58 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     save_model(model, model_file, labels, extra, half=True)
     _LOGGER.info("reject above a gap of %.3f per speech frame (%s)", threshold, extra["calibration"])
     return scale
+
+
+# The features of the learned rejection rule (vcd.recognizer.REJECTION_FEATURES), in this order.
+REJECTION_FEATURES = ("gap", "fit", "agreement", "free_confidence")
+CLEAN_FALSE_ACCEPT_BUDGET = 0.01
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> tuple[np.ndarray, float]:
+    """Logistic regression by Newton's method (weights, bias); features standardised inside, ``l2`` on the weights."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
+    w = np.zeros(z.shape[1])
+    penalty = np.diag([l2 * len(x)] * (z.shape[1] - 1) + [0.0])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -60, 60)))
+        grad = z.T @ (p - y) + penalty @ w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(z.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    weights = w[:-1] / std
+    return weights, float(w[-1] - weights @ mean)
+
+
+def loosest_cut(scores: np.ndarray, budget: float) -> float:
+    """A cut that lets at most ``budget`` of ``scores`` reach it (accepted: score ≥ cut), as low as that allows.
+
+    Halfway between the last score let through and the first one not, so rounding cannot move either.
+    """
+    ranked = np.sort(scores)[::-1]
+    allowed = int(np.floor(budget * ranked.size))
+    if allowed >= ranked.size:
+        return -np.inf
+    return float(ranked[allowed] + 1e-3) if allowed == 0 else float((ranked[allowed] + ranked[allowed - 1]) / 2)
+
+
+def fit_rejection_rule(x: np.ndarray, right: np.ndarray, talk_clean: np.ndarray, talk_babble: np.ndarray,
+                       noise: np.ndarray | None = None, clean_budget: float = CLEAN_FALSE_ACCEPT_BUDGET,
+                       babble_budget: float = BABBLE_FALSE_ACCEPT_BUDGET) -> dict:
+    """The ``rejection`` entry of a model file (:class:`vcd.recognizer.RejectionRule`).
+
+    ``x`` (decodes × :data:`REJECTION_FEATURES`) are validation decodes: commands (``right``: the best
+    sentence is the one said), non-command talk and noise segments (what the VAD cut from noise
+    alone), whose rows are also given alone: talk clean and under babble, and ``noise``.  A logistic
+    regression separates right sentences from the rest (talk, noise, and commands whose best sentence
+    is wrong); its bias is then moved so that 0.5 is the loosest point that accepts at most
+    ``clean_budget`` of the clean talk, ``babble_budget`` of the talk under babble and no noise segment.
+    """
+    weights, bias = fit_logistic(x, right.astype(np.float64))
+    cuts = [loosest_cut(talk_clean @ weights + bias, clean_budget), loosest_cut(talk_babble @ weights + bias, babble_budget)]
+    if noise is not None and noise.size:
+        cuts.append(loosest_cut(noise @ weights + bias, 0.0))
+    cut = max(cuts)
+    return {"features": list(REJECTION_FEATURES), "weights": [float(w) for w in weights], "bias": bias - cut}
