@@ -112,6 +112,21 @@ def test_speech_that_is_not_a_command_is_not_closed_early(recognizer: Recognizer
     assert ends and not any(e.early for _, e in ends)
 
 
+def test_a_command_cut_inside_a_word_never_ends_early_as_another_command() -> None:
+    """Cut anywhere in "turn off the fish tank", a segment is either not a whole command yet or is this one:
+    the learned rejection rule takes some cuts ("turn off the fi…") for another sentence, so ending
+    early also needs the gap and the fit floor (Recognizer._fits_closely)."""
+    from vcd import ListValue
+    from conftest import utterances
+
+    recognizer = Recognizer.load(extra_lists={"name": [ListValue("fish tank", "fish tank")]})
+    audio = utterances("turn off the fish tank")
+    assert recognizer.complete(audio).text == "turn off the fish tank"
+    for end_s in np.arange(0.8, audio.size / SAMPLE_RATE_HZ, 0.05):
+        early = recognizer.complete(audio[: int(end_s * SAMPLE_RATE_HZ)])
+        assert early is None or early.text == "turn off the fish tank", (end_s, early)
+
+
 def test_the_daemon_publishes_the_long_command_only(tmp_path: Path, sentences: Path) -> None:
     """"turn on the light", a pause shorter than vad.silence_ms, "in the kitchen": one command, the long one."""
     wav = write_wav(tmp_path / "pause.wav", np.concatenate(

@@ -251,17 +251,31 @@ class Recognizer:
     def complete(self, samples: np.ndarray, denoise: bool = True) -> Recognition | None:
         """The recognition of a segment that may not be over yet, if it is a whole command; else None.
 
-        Whole: recognised (confident, the sentence fits the sound) and no longer sentence of the grammar
-        starts with its words, so more audio could only make it another command or none.  The daemon asks
-        this after a short pause (``vad.early_silence_ms``) to end the command without waiting for the
-        full ``vad.silence_ms``.
+        Whole: recognised (confident, the sentence fits the sound, by the model's rule and by the gap
+        and fit floor: :meth:`_fits_closely`) and no longer sentence of the grammar starts with its
+        words, so more audio could only make it another command or none.  The daemon asks this after
+        a short pause (``vad.early_silence_ms``) to end the command without waiting for the full
+        ``vad.silence_ms``.
         """
         result, hyp = self.decode(samples, denoise)
-        if not result.recognized or hyp is None or hyp.continues:
+        if not result.recognized or hyp is None or hyp.continues or not self._fits_closely(hyp):
             _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
                           "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
             return None
         return result
+
+    def _fits_closely(self, hyp) -> bool:
+        """Also accepted by the gap and the fit floor alone.
+
+        A segment cut in a pause inside a word ("turn off the fi…") can pass a learned
+        :class:`RejectionRule` as some other sentence, which would end the command early and wrong.
+        Ending early therefore also needs the older, stricter rule, with which early endpointing was
+        measured never to cut a command short (docs/benchmarks.md, "Daemon").
+        """
+        if self.rejection is None:
+            return True
+        gap_ok = np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0)) >= self.min_confidence
+        return bool(gap_ok and (self.fit_floor is None or hyp.fit_per_frame >= self.fit_floor))
 
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
