@@ -80,7 +80,7 @@ def score(rec: Recognizer, clips: list[tuple[np.ndarray, str]], lexicon) -> tupl
     references (a finer measure than sentence errors on a few clips: it moves before a sentence flips)."""
     posteriors = []
     decode = rec.posteriors
-    rec.posteriors = lambda samples: posteriors.append(decode(samples)) or posteriors[-1]
+    rec.posteriors = lambda samples, denoise=True: posteriors.append(decode(samples, denoise)) or posteriors[-1]
     try:
         results = [(r.best_text, r.confidence) for r in (rec.recognize(samples) for samples, _ in clips)]
     finally:
