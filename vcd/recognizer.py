@@ -61,9 +61,9 @@ class RejectionRule:
     """A model's learned rejection: confidence = logistic(weights · features + bias).
 
     Fitted on the validation speakers' decodes (``benchmarks/rejection_study.py --write``): right
-    commands against non-command talk (clean and under babble) and wrong best sentences, with the
-    bias set so that confidence 0.5 is the loosest point that accepts at most 1 % of that talk clean
-    and 3 % under babble.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
+    commands against non-command talk (clean and under babble), noise and wrong best sentences, with
+    the bias set so that confidence 0.5 is the loosest point that accepts at most 1 % of that talk
+    clean, 3 % under babble and none of the noise.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
     and the sentence's own fit per speech frame, the share of speech frames where the sentence's
     phone is the frame's best label, and how sure the model is of its best labels at all.
     """

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
 from vcd.model import load_model, save_model
+from vcd.recognizer import REJECTION_FEATURES as RUNTIME_REJECTION_FEATURES
 from vcd.training.augment import babble, mix_at_snr
 from vcd.training.corpora import speaker_split
 from vcd.transcripts import Utterance, read_transcripts, words_of
@@ -166,8 +167,8 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     return scale
 
 
-# The features of the learned rejection rule (vcd.recognizer.REJECTION_FEATURES), in this order.
-REJECTION_FEATURES = ("gap", "fit", "agreement", "free_confidence")
+# The features of the learned rejection rule, in the order of vcd.recognizer.REJECTION_FEATURES.
+REJECTION_FEATURES = tuple(RUNTIME_REJECTION_FEATURES)
 CLEAN_FALSE_ACCEPT_BUDGET = 0.01
 
 
