@@ -20,7 +20,7 @@ and the share of non-command talk accepted, clean and under 10 dB babble.  Rules
 weights unchanged) and its numpy export beside it.  The dump must be of validation speakers:
 
     .venv/bin/python benchmarks/real_rooms.py --data ../shared/data --split validation --limit 0 \
-        --talk-limit 0 --snrs 12,6,0 --stream-min 10 --dump runs/dump-validation.jsonl
+        --talk-limit 0 --snrs 12,6,0 --stream-min 60 --dump runs/dump-validation.jsonl
     .venv/bin/python benchmarks/rejection_study.py runs/dump-validation.jsonl --write vcd/models/default.pt
 """
 
