@@ -1,6 +1,6 @@
 """Wake-word benchmark: the shipped microWakeWord "alexa" model behind vcd's VAD, as the daemon runs it.
 
-    nice -n 10 .venv/bin/python benchmarks/wake.py --data ../shared/data [--phrases] [--openwakeword]
+    nice -n 10 .venv/bin/python benchmarks/wake.py --data ../shared/data [--oww-verify] [--phrases] [--openwakeword]
 
 Everything is split in two halves *before* any choice, by fixed rules written here:
 
@@ -24,14 +24,21 @@ Everything is split in two halves *before* any choice, by fixed rules written he
    :class:`vcd.wake.VerifiedWakeWord`).  The rule: among candidates that detect >= 95 % of the
    clean validation clips, the fewest validation false accepts (clean + 10 dB), then the most
    clips detected in noise.  microWakeWord's sliding window stays the model's own (5
-   inferences): 3 and 8 were tried on validation and gained nothing.
+   inferences): 3 and 8 were tried on validation and gained nothing.  With ``--oww-verify`` each
+   candidate also comes without or with openWakeWord as a (further) second opinion at 0.05..0.99
+   (``pyopen-wakeword``'s "alexa" model scores the segment where microWakeWord fired; its best
+   window ending from 1 s before to 0.5 s after that point must pass: the daemon's
+   ``[wake] verify``, :class:`vcd.wake.OpenWakeWordVerifier`): 6 500 candidates instead of 500.
 2. *Test figures, once*: microWakeWord's own cutoff (0.9) and the chosen settings on the test
    clips and the test talk: detected share, false accepts per hour with the count and the 95 %
    upper bound of the rate (exact Poisson), clean and 10 dB; and a check that the daemon's
    detector with those settings agrees with the table on every clean test clip.
 3. *CPU* on the test talk (almost all speech, the worst case): VAD and microWakeWord, and the
-   verifier where it would run (segments where microWakeWord passes the chosen threshold), as
+   verifiers where they would run (segments where microWakeWord passes the chosen threshold), as
    % of one core (process CPU time / audio time).
+
+Without ``--phrases`` and ``--openwakeword``, ``--oww-verify`` runs in about 11 minutes on this
+shared 2-core machine (decoded audio cached).
 
 ``--phrases`` also measures the typed-phrase spotter (``wake.phrase``) on each of the four
 phrases of ``wakewords/`` (their test halves, clean), its threshold per phrase chosen on
@@ -68,10 +75,14 @@ from vcd.vad import Segmenter, SpeechEnd, float_to_pcm16  # noqa: E402
 from vcd.wake import (  # noqa: E402
     FEATURE_STEP_S,
     PHRASE_THRESHOLD,
+    VERIFIED_MODEL_THRESHOLD,
+    VERIFY_THRESHOLD,
+    OpenWakeWordVerifier,
     PhraseSpotter,
     VerifiedWakeWord,
     WakeWordModel,
     crossings,
+    oww_verification,
     verification_score,
 )
 
@@ -86,6 +97,7 @@ LOW = 0.3  # segments whose microWakeWord score passes this get the verifier's p
 THRESHOLDS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
 WINDOW = 5  # microWakeWord's sliding window (inferences averaged): the model's own (3 and 8 gained nothing on validation)
 VERIFY = (None, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)  # None: no second stage
+OWW_VERIFY = (None, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # --oww-verify; None: without it
 TARGET_DETECTED = 0.95
 TARGET_FA_H = 0.5
 
@@ -191,8 +203,11 @@ class Seg:
     heard: bool = False  # talk by a speaker vcd's phone model was trained on
     verify_cpu_s: float = 0.0  # what the verifier's phone model cost on it
     phrase_max: dict[str, float] = field(default_factory=dict)  # typed phrases: the best score in it
+    oww: np.ndarray | None = None  # --oww-verify: openWakeWord's scores (only where microWakeWord passed THRESHOLDS[0])
+    oww_cpu_s: float = 0.0  # what openWakeWord cost on it
     best: float = 0.0  # see summarize()
     verified: np.ndarray | None = None
+    both: list[np.ndarray] = field(default_factory=list)  # per threshold: (phone, openWakeWord) score per crossing
 
 
 class Bench:
@@ -201,6 +216,7 @@ class Bench:
         self.vad = VadConfig()
         self.scorer = RawScorer(args.model)
         self.verifier = PhraseSpotter("alexa")
+        self.oww = OpenWakeWordVerifier("alexa", 0.5) if args.oww_verify else None
         self.spotters = {p: PhraseSpotter(p) for p in PHRASES} if args.phrases else {}
         self.cpu = {"vad": 0.0, "wake": 0.0, "verify": 0.0, "phone model": 0.0}
 
@@ -227,10 +243,16 @@ class Bench:
             lp = self.verifier.posteriors(samples)
             self.cpu["phone model"] += time.process_time() - started
             s.phrase_max = {p: float(sp.scores_of(lp).max(initial=0.0)) for p, sp in self.spotters.items()}
-        if self.scorer.track(raw, WINDOW, frames).max(initial=0.0) > LOW:
+        best = self.scorer.track(raw, WINDOW, frames).max(initial=0.0)
+        if best > LOW:
             started = time.process_time()
             s.phrase = self.verifier.scores(samples)
             s.verify_cpu_s = time.process_time() - started
+        if self.oww is not None and best > THRESHOLDS[0]:
+            started = time.process_time()
+            scores = self.oww.scores(samples)
+            s.oww_cpu_s = time.process_time() - started
+            s.oww = np.stack([scores, OpenWakeWordVerifier.ends(scores, samples.size)])
         return s
 
     def clip(self, clip: np.ndarray, noise: np.ndarray | None, phrases: bool) -> list[Seg]:
@@ -263,15 +285,27 @@ def summarize(s: Seg, scorer: RawScorer) -> None:
     if s.phrase is not None:
         for k, t in enumerate(THRESHOLDS):
             ends = crossings(track, t)
-            s.verified[k] = max((verification_score(s.phrase, (i + 1) * FEATURE_STEP_S) for i in ends), default=-1.0)
+            both = [(verification_score(s.phrase, (i + 1) * FEATURE_STEP_S),
+                     oww_verification(s.oww[0], s.oww[1], (i + 1) * FEATURE_STEP_S) if s.oww is not None else -1.0)
+                    for i in ends]
+            s.verified[k] = max((b[0] for b in both), default=-1.0)
+            s.both.append(np.array(both).reshape(-1, 2))
 
 
-def fires(s: Seg, cand: tuple[float, float | None]) -> bool:
-    """Whether the wake stage with these settings (threshold, verify threshold or None) fires on a segment."""
-    t, v = cand
-    if v is None:
-        return s.best > t
-    return bool(s.verified[THRESHOLDS.index(t)] > v)
+def fires(s: Seg, cand: tuple) -> bool:
+    """Whether the wake stage with these settings (threshold, phone-model verify threshold or None[, openWakeWord
+    threshold or None]) fires on a segment: at some point where microWakeWord's score rises above the threshold,
+    every verifier given passes (the daemon's rule)."""
+    t, v, w = (*cand, None)[:3]
+    if s.best <= t:
+        return False
+    if w is None:
+        return v is None or bool(s.verified[THRESHOLDS.index(t)] > v)
+    both = s.both[THRESHOLDS.index(t)]
+    ok = both[:, 1] > w
+    if v is not None:
+        ok &= both[:, 0] > v
+    return bool(ok.any())
 
 
 def detected(clips: list[list[Seg]], cand: tuple) -> float:
@@ -282,13 +316,19 @@ def false_accepts(talk: list[Seg], cand: tuple) -> int:
     return sum(fires(s, cand) for s in talk)
 
 
+def awake(segs: list[Seg]) -> list[Seg]:
+    """The segments any candidate can fire on (microWakeWord passes the lowest threshold): the rest need no look."""
+    return [s for s in segs if s.best > THRESHOLDS[0]]
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def name(cand: tuple[float, float | None]) -> str:
-    t, v = cand
-    return f"threshold {t:g}" + (f", verify {v:g}" if v is not None else "")
+def name(cand: tuple) -> str:
+    t, v, w = (*cand, None)[:3]
+    return (f"threshold {t:g}" + (f", verify {v:g}" if v is not None else "")
+            + (f", openWakeWord {w:g}" if w is not None else ""))
 
 
 def choose(results: dict, pool: list) -> tuple[float, float | None]:
@@ -360,6 +400,8 @@ def main() -> int:
     parser.add_argument("--model", default="alexa", help="wake word model (default alexa: the clips say alexa)")
     parser.add_argument("--phrases", action="store_true", help="also measure typed phrases (wake.phrase)")
     parser.add_argument("--openwakeword", action="store_true", help="also measure pyopen-wakeword's alexa model")
+    parser.add_argument("--oww-verify", action="store_true", help="also try openWakeWord as the second opinion: "
+                        "it scores the segments where microWakeWord fires (vcd.wake.OpenWakeWordVerifier)")
     parser.add_argument("--oww-minutes", type=float, default=10.0, help="minutes of test talk for it (default 10)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/vcd-wake-cache"), help="decoded audio cache")
     parser.add_argument("--max-hours", type=float, default=0.0, help="a quick look: at most this much talk per "
@@ -379,24 +421,39 @@ def main() -> int:
             for s in [*talk[c], *(s for segs in clips[c] for s in segs)]:
                 summarize(s, scorer)
 
-    def row(h: str, cand: tuple, heard: bool | None = None) -> tuple[float, float, int, int]:
-        clips, _, _, talk, _, _, _ = half[h]
-        pick = lambda c: [s for s in talk[c] if heard is None or s.heard == heard]  # noqa: E731
-        return (detected(clips["clean"], cand), detected(clips["10 dB"], cand),
-                false_accepts(pick("clean"), cand), false_accepts(pick("10 dB"), cand))
+    looked: dict[tuple, tuple] = {}  # (half, heard): the segments any candidate can fire on
 
-    candidates = [(t, v) for t in THRESHOLDS for v in VERIFY]
+    def row(h: str, cand: tuple, heard: bool | None = None) -> tuple[float, float, int, int]:
+        if (h, heard) not in looked:
+            clips, _, _, talk, _, _, _ = half[h]
+            looked[h, heard] = ({c: [awake(segs) for segs in clips[c]] for c in CONDITIONS},
+                                {c: awake([s for s in talk[c] if heard is None or s.heard == heard]) for c in CONDITIONS})
+        clips, talk = looked[h, heard]
+        return (detected(clips["clean"], cand), detected(clips["10 dB"], cand),
+                false_accepts(talk["clean"], cand), false_accepts(talk["10 dB"], cand))
+
+    oww = args.oww_verify
+    candidates = [(t, v, w) if oww else (t, v) for t in THRESHOLDS for v in VERIFY for w in (OWW_VERIFY if oww else [None])]
     results = {c: row("validation", c) for c in candidates}
     vh = sum(half["validation"][4].values())
-    own = (scorer.model.model_threshold, None)
-    alone = choose(results, [c for c in candidates if c[1] is None])
+    own = (scorer.model.model_threshold, None, None)[: 3 if oww else 2]
+    alone = choose(results, [c for c in candidates if c[1:] == own[1:]])
+    phone = choose(results, [c for c in candidates if c[2:] == own[2:]])
     chosen = choose(results, candidates)
     print(f"\nChosen on validation ({len(results)} candidates: threshold 0.50..0.99 by 0.01, each alone or with the "
-          f"verifier at {', '.join(f'{v:g}' for v in VERIFY if v is not None)}; rule: >= 95 % of the clean clips, "
-          "then the fewest false accepts clean + 10 dB, then the most clips detected at 10 dB):")
+          f"phone-model verifier at {', '.join(f'{v:g}' for v in VERIFY if v is not None)}"
+          + (f", each without or with openWakeWord verifying at {', '.join(f'{w:g}' for w in OWW_VERIFY if w)}"
+             if oww else "")
+          + "; rule: >= 95 % of the clean clips, then the fewest false accepts clean + 10 dB, then the most clips "
+          "detected at 10 dB):")
     print("| setting | validation: detected clean | 10 dB | false accepts clean | 10 dB |")
     print("|---|---|---|---|---|")
-    shown = {"microWakeWord's own cutoff": own, "chosen, microWakeWord alone": alone, "**chosen**": chosen}
+    shown = {"microWakeWord's own cutoff": own, "chosen, microWakeWord alone": alone}
+    if oww:
+        default = (VERIFIED_MODEL_THRESHOLD, VERIFY_THRESHOLD, None)
+        shown |= {"chosen, with the phone model": phone, 'verify = "phone" (the default before)': default,
+                  "chosen, with openWakeWord": choose(results, [c for c in candidates if c[1] is None and c[2]])}
+    shown |= {"**chosen**": chosen}
     for label, cand in shown.items():
         r = results[cand]
         print(f"| {label}: {name(cand)} | {pct(r[0])} | {pct(r[1])} | {r[2]} in {vh:.2f} h | {r[3]} |")
@@ -418,10 +475,18 @@ def main() -> int:
 
     audio_s = th * 3600
     for c in CONDITIONS:
-        verify_s = sum(s.verify_cpu_s for s in talk[c] if s.best > chosen[0]) if chosen[1] is not None else 0.0
-        wakes = sum(s.best > chosen[0] for s in talk[c])
-        print(f"CPU on the test talk, {c}: the verifier ran on {wakes} segments: {100 * verify_s / audio_s:.4f} % "
-              "of one core")
+        if chosen[1] is not None:
+            verify_s = sum(s.verify_cpu_s for s in talk[c] if s.best > chosen[0])
+            wakes = sum(s.best > chosen[0] for s in talk[c])
+            print(f"CPU on the test talk, {c}: the phone-model verifier ran on {wakes} segments: "
+                  f"{100 * verify_s / audio_s:.4f} % of one core")
+        if oww:
+            for label, cand in shown.items():
+                if cand[2] is not None:
+                    ran = [s for s in talk[c] if s.best > cand[0]]
+                    print(f"CPU on the test talk, {c}, {label} ({name(cand)}): openWakeWord ran on {len(ran)} "
+                          f"segments ({sum(s.frames for s in ran) / 100:.0f} s of audio): "
+                          f"{100 * sum(s.oww_cpu_s for s in ran) / audio_s:.4f} % of one core")
     print(f"CPU on the test talk, both conditions (% of one core): VAD {50 * talk_cpu['vad'] / audio_s:.2f} %, "
           f"microWakeWord {50 * talk_cpu['wake'] / audio_s:.2f} %")
     if bench.spotters:
@@ -433,10 +498,12 @@ def main() -> int:
 
 def check_daemon_path(bench: Bench, raw_clips: list[np.ndarray], clips: list[list[Seg]], cand: tuple) -> None:
     """The daemon's own detector (vcd.wake.VerifiedWakeWord) with the chosen settings agrees with the table."""
-    if cand[1] is None:
+    t, v, w = (*cand, None)[:3]
+    if v is None and w is None:
         return
-    model = WakeWordModel(bench.args.model, cand[0])
-    daemon = VerifiedWakeWord(model, PhraseSpotter(model.phrase, threshold=cand[1]))
+    model = WakeWordModel(bench.args.model, t)
+    daemon = VerifiedWakeWord(model, PhraseSpotter(model.phrase, threshold=v) if v is not None else None,
+                              OpenWakeWordVerifier(model.name, w) if w is not None else None)
     agree = sum(any(daemon.detect(p) is not None for p in bench.segments(np.concatenate([PAD, clip, PAD])))
                 == any(fires(s, cand) for s in segs) for clip, segs in zip(raw_clips, clips))
     print(f"vcd.wake.VerifiedWakeWord with these settings agrees on {agree} of the {len(clips)} clean test clips")

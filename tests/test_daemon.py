@@ -941,7 +941,7 @@ def test_with_a_wake_word_only_the_command_after_it_is_recognised(
     assert [(c["kind"], c["text"]) for c in calls if c["hook"] == "vcd_feedback"] == [
         ("wake", None), ("recognized", "Turned on the kitchen light")]
     assert wake["thread"] == "vcd-plugin-recorder" and wake["site"] == "kitchen" and wake["name"] == "alexa"
-    assert 0.82 < wake["score"] <= 1.0 and before < wake["timestamp"] < intent["timings"]["speech_end"]
+    assert 0.5 < wake["score"] <= 1.0 and before < wake["timestamp"] < intent["timings"]["speech_end"]
     assert (intent["intent"], intent["slots"]["name"]) == ("HassTurnOn", "kitchen light")
     assert [c["hook"] for c in hooks(tmp_path)].count("vcd_speech_ended") == 3  # the VAD still hears everything
     events = console(result)

@@ -30,22 +30,29 @@ from vcd.errors import ConfigError, ExitCode
 from vcd.plugins import LoadedPlugin, PluginHost
 from vcd.sources import MemorySource
 from vcd.wake import (
+    OWW_VERIFIED_MODEL_THRESHOLD,
+    OWW_VERIFY_THRESHOLD,
     PHRASE_THRESHOLD,
     VERIFIED_MODEL_THRESHOLD,
     VERIFY_THRESHOLD,
+    OpenWakeWordVerifier,
     PhraseSpotter,
     VerifiedWakeWord,
     WakeGate,
     WakeWordModel,
+    builtin_openwakeword_models,
     builtin_wake_words,
     crossings,
     load_wake_model,
+    oww_verification,
     verification_score,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "vcd" / "models" / "default.pt"
 needs_model = pytest.mark.skipif(not MODEL.exists(), reason=f"no model at {MODEL}")
+needs_oww = pytest.mark.skipif(not builtin_openwakeword_models(),
+                               reason="pyopen-wakeword is not installed (pip install pyopen-wakeword)")
 
 COMMAND = "turn on the kitchen light"
 OTHER_COMMAND = "turn off the tv"
@@ -134,34 +141,117 @@ def test_a_phrase_that_cannot_be_spotted_is_one_line(tmp_path: Path, phrase: str
     assert error_of(tmp_path, text) == f"{tmp_path / 'config.toml'}: {message}"
 
 
-# --- the second stage: vcd's phone model verifies microWakeWord (wake.verify) ---------------------
+# --- the second stage: openWakeWord verifies microWakeWord (wake.verify, the default) --------------
+
+
+@pytest.fixture(scope="module")
+def oww_verified() -> VerifiedWakeWord:
+    if not builtin_openwakeword_models():
+        pytest.skip("pyopen-wakeword is not installed (pip install pyopen-wakeword)")
+    model = load_wake_model(Config(wake=WakeConfig(enabled=True)))  # verify = true: openWakeWord for alexa
+    assert isinstance(model, VerifiedWakeWord)
+    return model
+
+
+def test_openwakeword_verifies_by_default_with_the_chosen_thresholds(oww_verified: VerifiedWakeWord) -> None:
+    assert oww_verified.spotter is None and oww_verified.oww is not None and oww_verified.oww.name == "alexa"
+    assert oww_verified.model.threshold == OWW_VERIFIED_MODEL_THRESHOLD < oww_verified.model.model_threshold
+    assert oww_verified.oww.threshold == OWW_VERIFY_THRESHOLD
+    mine = load_wake_model(Config(wake=WakeConfig(enabled=True, verify="openwakeword", threshold=0.7,
+                                                  verify_threshold=0.95)))
+    assert isinstance(mine, VerifiedWakeWord) and mine.threshold == 0.7 and mine.oww is not None
+    assert mine.oww.threshold == 0.95
+    jarvis = load_wake_model(Config(wake=WakeConfig(enabled=True, model="hey_jarvis")))  # its own cutoff
+    assert isinstance(jarvis, VerifiedWakeWord) and jarvis.oww is not None and jarvis.oww.name == "hey_jarvis"
+    assert jarvis.threshold == jarvis.model.model_threshold == 0.97
+
+
+@requires_espeak
+def test_openwakeword_hears_alexa_and_not_a_command(oww_verified: VerifiedWakeWord) -> None:
+    audio = utterances("alexa")
+    heard = oww_verified.detect(audio)
+    assert heard is not None and heard.name == "alexa" and heard.score > OWW_VERIFIED_MODEL_THRESHOLD
+    assert oww_verified.oww is not None
+    scores = oww_verified.oww.scores(audio)
+    ends = OpenWakeWordVerifier.ends(scores, audio.size)
+    assert oww_verification(scores, ends, heard.end_s) > OWW_VERIFY_THRESHOLD  # openWakeWord agrees there
+    assert ends[0] < 0.1 and len(audio) / 16000 <= ends[-1] <= len(audio) / 16000 + 0.5  # its windows span the clip
+    assert oww_verification(scores, ends, heard.end_s + 3.0) < 0.01  # and not 3 s later
+    for text in (COMMAND, OTHER_COMMAND, "what is the temperature"):
+        assert oww_verified.detect(utterances(text)) is None, text
+    assert oww_verified.detect(silence(3)) is None
+
+
+@requires_espeak
+def test_openwakeword_can_overrule_microwakeword(oww_verified: VerifiedWakeWord) -> None:
+    """A segment microWakeWord passes at its low threshold is refused when openWakeWord must be surer than it is."""
+    audio = utterances("alexa")
+    assert oww_verified.oww is not None
+    best = float(oww_verified.oww.scores(audio).max())
+    strict = VerifiedWakeWord(oww_verified.model, None, OpenWakeWordVerifier("alexa", best))
+    assert oww_verified.model.detect(audio) is not None and strict.detect(audio) is None
+
+
+def test_verify_openwakeword_without_the_package_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[wake]\nenabled = true\nverify = "openwakeword"\n')
+    code = ("import sys; sys.modules['pyopen_wakeword'] = None; from vcd.config import load_config; "
+            "load_config('config.toml')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1].startswith(
+        'vcd.errors.ConfigError: config.toml: wake.verify: "openwakeword" needs the pyopen-wakeword package '
+        "(pip install pyopen-wakeword;")
+
+
+@needs_oww
+def test_verify_openwakeword_with_a_model_it_has_not_is_one_line(tmp_path: Path) -> None:
+    import pymicro_wakeword
+
+    shipped = Path(pymicro_wakeword.__file__).parent / "models"
+    manifest = json.loads((shipped / "okay_nabu.json").read_text())
+    broken_model(tmp_path, (shipped / "okay_nabu.tflite").read_bytes(), {**manifest, "model": "hey_vcd.tflite"})
+    message = error_of(tmp_path, '[wake]\nenabled = true\nmodel = "hey_vcd.json"\nverify = "openwakeword"\n')
+    assert message == (f'{tmp_path / "config.toml"}: wake.verify: "openwakeword" has no model for \'hey_vcd\' '
+                       f'(pyopen-wakeword ships {", ".join(builtin_openwakeword_models())}); use verify = "phone"')
+
+
+# --- or vcd's phone model verifies microWakeWord (wake.verify = "phone") --------------------------
 
 
 @pytest.fixture(scope="module")
 def verified() -> VerifiedWakeWord:
     if not MODEL.exists():
         pytest.skip(f"no model at {MODEL}")
-    config = Config(wake=WakeConfig(enabled=True, verify=True))
+    config = Config(wake=WakeConfig(enabled=True, verify="phone"))
     model = load_wake_model(config)
     assert isinstance(model, VerifiedWakeWord)
     return model
 
 
 def test_verify_uses_the_models_own_phrase_and_the_chosen_defaults(verified: VerifiedWakeWord) -> None:
-    assert verified.name == "alexa" and verified.spotter.name == "alexa"  # the manifest's "Alexa", as text
+    assert verified.name == "alexa" and verified.spotter is not None and verified.spotter.name == "alexa"
     assert verified.model.threshold == VERIFIED_MODEL_THRESHOLD < verified.model.model_threshold
-    assert verified.spotter.threshold == VERIFY_THRESHOLD
-    mine = load_wake_model(Config(wake=WakeConfig(enabled=True, verify=True, threshold=0.95, verify_threshold=0.6)))
-    assert isinstance(mine, VerifiedWakeWord) and mine.threshold == 0.95 and mine.spotter.threshold == 0.6
+    assert verified.spotter.threshold == VERIFY_THRESHOLD and verified.oww is None
+    mine = load_wake_model(Config(wake=WakeConfig(enabled=True, verify="phone", threshold=0.95, verify_threshold=0.6)))
+    assert isinstance(mine, VerifiedWakeWord) and mine.threshold == 0.95
+    assert mine.spotter is not None and mine.spotter.threshold == 0.6
 
 
 @requires_espeak
 @needs_model
-def test_verify_keeps_another_models_own_cutoff() -> None:
+def test_verify_keeps_another_models_own_cutoff(tmp_path: Path) -> None:
     """Only alexa's threshold with the verifier was chosen (benchmarks/wake.py); the verifier only takes away."""
-    model = load_wake_model(Config(wake=WakeConfig(enabled=True, model="hey_jarvis", verify=True)))
-    assert isinstance(model, VerifiedWakeWord) and model.spotter.name == "hey jarvis"
+    model = load_wake_model(Config(wake=WakeConfig(enabled=True, model="hey_jarvis", verify="phone")))
+    assert isinstance(model, VerifiedWakeWord) and model.spotter is not None and model.spotter.name == "hey jarvis"
     assert model.threshold == model.model.model_threshold == 0.97
+    # a model of your own, which openWakeWord has not: verify = true takes the phone model
+    import pymicro_wakeword
+
+    shipped = Path(pymicro_wakeword.__file__).parent / "models"
+    manifest = json.loads((shipped / "okay_nabu.json").read_text())
+    path = broken_model(tmp_path, (shipped / "okay_nabu.tflite").read_bytes(), {**manifest, "model": "hey_vcd.tflite"})
+    mine = load_wake_model(Config(wake=WakeConfig(enabled=True, model=path)))
+    assert isinstance(mine, VerifiedWakeWord) and mine.spotter is not None and mine.oww is None
 
 
 @requires_espeak
@@ -172,6 +262,7 @@ def test_a_verified_wake_word_is_heard_and_a_command_is_not(verified: VerifiedWa
     # the phone model placed the end of "alexa" no earlier than microWakeWord's crossing, inside the word's audio
     first = crossings(verified.model.scores(audio), verified.model.threshold)[0]
     assert (first + 1) * 0.01 <= heard.end_s < 0.5 + len(speak("alexa")) / 16000 + 0.3
+    assert verified.spotter is not None
     assert verification_score(verified.spotter.scores(audio), (first + 1) * 0.01) > VERIFY_THRESHOLD
     for text in (COMMAND, OTHER_COMMAND, "what is the temperature"):
         assert verified.detect(utterances(text)) is None, text
@@ -182,6 +273,7 @@ def test_a_verified_wake_word_is_heard_and_a_command_is_not(verified: VerifiedWa
 def test_the_verifier_can_overrule_microwakeword(verified: VerifiedWakeWord) -> None:
     """The same "alexa" that microWakeWord passes is refused when the phone model's phrase score must be higher."""
     audio = utterances("alexa")
+    assert verified.spotter is not None
     best = float(verified.spotter.scores(audio).max())  # the phone model's best score for "alexa" anywhere in it
     strict = VerifiedWakeWord(verified.model, PhraseSpotter("alexa", threshold=best))
     assert verified.model.detect(audio) is not None  # microWakeWord fires ...
@@ -333,7 +425,7 @@ def test_a_model_given_by_its_manifest_path_loads(tmp_path: Path) -> None:
         ("[wake]\nwindow_ms = 100\n", "wake.window_ms: must be 500..60000 (got 100)"),
         ("[wake]\nwindow = 100\n", "wake.window: unknown key (did you mean 'window_ms'?)"),
         ("[wake]\nmodel = \"\"\n", "wake.model: must not be empty"),
-        ("[wake]\nverify = \"yes\"\n", "wake.verify: must be true or false (got 'yes')"),
+        ("[wake]\nverify = \"yes\"\n", "wake.verify: must be true, false, 'openwakeword' or 'phone' (got 'yes')"),
         ("[wake]\nverify_threshold = 2\n", "wake.verify_threshold: must be 0..1 (got 2)"),
     ],
 )
@@ -429,7 +521,7 @@ def test_the_stage_passes_only_the_command_after_the_wake_word(recognizer: Any) 
     # "turn off the tv" before the wake word and after the command are never decoded
     assert hooks == [("vcd_wake", "alexa"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn")]
     wake = recorder.calls[0]
-    assert wake[1] == "vcd-plugin-recorder" and wake[2]["site"] == "hall" and VERIFIED_MODEL_THRESHOLD < wake[2]["score"] <= 1.0
+    assert wake[1] == "vcd-plugin-recorder" and wake[2]["site"] == "hall" and OWW_VERIFIED_MODEL_THRESHOLD < wake[2]["score"] <= 1.0
     assert daemon.counts["segments"] == 1
 
 
@@ -446,14 +538,32 @@ def test_the_stage_with_a_typed_phrase(recognizer: Any) -> None:
 @requires_espeak
 @needs_model
 def test_the_stage_with_the_verifier(recognizer: Any) -> None:
-    """wake.verify: the daemon's wake stage runs microWakeWord and vcd's phone model; "alexa, <command>" in one breath."""
+    """wake.verify = "phone": the wake stage runs microWakeWord and vcd's phone model; "alexa, <command>" in one breath."""
     audio = utterances(OTHER_COMMAND, 1.5, "alexa, " + COMMAND, 1.5, OTHER_COMMAND)
-    recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, verify=True))
-    assert isinstance(daemon._wake.model, VerifiedWakeWord)
+    recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, verify="phone"))
+    assert isinstance(daemon._wake.model, VerifiedWakeWord) and daemon._wake.model.spotter is not None
     hooks = [(hook, kwargs.get("intent") or kwargs.get("name") or kwargs.get("text")) for hook, _, kwargs in
              recorder.calls]
     assert hooks == [("vcd_wake", "alexa"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn")]
     assert VERIFIED_MODEL_THRESHOLD < recorder.calls[0][2]["score"] <= 1.0
+
+
+@requires_espeak
+@needs_model
+@needs_oww
+@pytest.mark.parametrize("verify", [True, "openwakeword"])
+def test_the_stage_with_openwakeword(recognizer: Any, verify: bool | str) -> None:
+    """The default: the wake stage runs microWakeWord and openWakeWord; the command said on its own after "alexa"
+    and "alexa, <command>" in one breath are decoded, the commands said without it are not."""
+    audio = utterances(OTHER_COMMAND, 1.5, "alexa", 1.5, COMMAND, 1.5, OTHER_COMMAND, 1.5, "alexa, " + OTHER_COMMAND)
+    recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, verify=verify))
+    assert isinstance(daemon._wake.model, VerifiedWakeWord) and daemon._wake.model.oww is not None
+    hooks = [(hook, kwargs.get("intent") or kwargs.get("name") or kwargs.get("text")) for hook, _, kwargs in
+             recorder.calls]
+    assert hooks == [("vcd_wake", "alexa"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn"),
+                     ("vcd_wake", "alexa"), ("vcd_transcript", OTHER_COMMAND), ("vcd_intent", "HassTurnOff")]
+    assert all(OWW_VERIFIED_MODEL_THRESHOLD < kwargs["score"] <= 1.0 for hook, _, kwargs in recorder.calls
+               if hook == "vcd_wake")
 
 
 @requires_espeak

@@ -96,8 +96,8 @@ class WakeConfig:
     model: str | Path = "alexa"  # a built-in microWakeWord name, or the path of a model's .json manifest
     phrase: str = ""  # a wake phrase typed as text, spotted by vcd's own phone model instead of `model`
     threshold: float = 0.0  # detection score 0..1; 0 = the default (see vcd.wake: the model's own cutoff, …)
-    verify: bool = True  # a pretrained model's detections must also be heard by vcd's phone model (its phrase)
-    verify_threshold: float = 0.0  # the phone model's phrase score 0..1 that verifies; 0 = vcd.wake.VERIFY_THRESHOLD
+    verify: bool | str = True  # a second opinion on a pretrained model's detections: true, false, "openwakeword", "phone"
+    verify_threshold: float = 0.0  # the second opinion's score 0..1 that verifies; 0 = its default (see vcd.wake)
     window_ms: int = 5000  # speech that begins this long after the wake word is still the command, milliseconds
 
 
@@ -231,6 +231,15 @@ def _bool(value: Any) -> bool:
     return value
 
 
+WAKE_VERIFIERS = ("openwakeword", "phone")  # wake.verify's named second opinions (vcd.wake.load_wake_model)
+
+
+def _verify(value: Any) -> bool | str:
+    if isinstance(value, bool) or value in WAKE_VERIFIERS:
+        return value
+    raise _Invalid(f"must be true, false, {' or '.join(repr(v) for v in WAKE_VERIFIERS)} (got {show(value)})")
+
+
 def _device(value: Any) -> str | int:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _Invalid(f"must be a device name or index (got {show(value)})")
@@ -323,7 +332,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "model": _str(nonempty=True),
             "phrase": _str(),
             "threshold": _float(0.0, 1.0),
-            "verify": _bool,
+            "verify": _verify,
             "verify_threshold": _float(0.0, 1.0),
             "window_ms": _int(500, 60000),
         },

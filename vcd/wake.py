@@ -1,4 +1,5 @@
-"""Wake word: a pretrained microWakeWord model (pymicro-wakeword) that opens a command window for the recogniser."""
+"""Wake word: a pretrained microWakeWord model (pymicro-wakeword), verified by openWakeWord or vcd's phone model, that
+opens a command window for the recogniser."""
 
 from __future__ import annotations
 
@@ -153,28 +154,42 @@ def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter | VerifiedW
     model = WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
     if not wake.verify:
         return model
+    key = f"{config.label}: wake.verify"
+    how = wake.verify
+    if how is True:  # the recommended second opinion: openWakeWord where it has the word and is installed
+        how = "openwakeword" if model.name in builtin_openwakeword_models() else "phone"
+        if how == "phone" and model.name in builtin_wake_words():
+            _LOGGER.warning('wake: pyopen-wakeword is not installed (pip install pyopen-wakeword); vcd\'s phone '
+                            "model verifies %r instead of openWakeWord", model.name)
     if not wake.threshold and isinstance(wake.model, str):  # a built-in's default; a model of your own: its cutoff
-        model.threshold = VERIFIED_MODEL_THRESHOLDS.get(wake.model, model.threshold)
-    spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD,
-                            key=f"{config.label}: wake.verify")
+        model.threshold = VERIFIED_MODEL_THRESHOLDS[how].get(wake.model, model.threshold)
+    if how == "openwakeword":
+        oww = OpenWakeWordVerifier(model.name, wake.verify_threshold or OWW_VERIFY_THRESHOLD, key=key)
+        return VerifiedWakeWord(model, None, oww)
+    spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD, key=key)
     return VerifiedWakeWord(model, spotter)
 
 
 class VerifiedWakeWord:
-    """microWakeWord, then vcd's own phone model: both must hear the wake word (``[wake] verify``).
+    """microWakeWord, then a second opinion: both must hear the wake word (``[wake] verify``).
 
-    When the microWakeWord model's score rises above its threshold, the model's
-    phrase (its manifest's ``wake_word``, e.g. "Alexa") typed as text is spotted
-    by a :class:`PhraseSpotter` over the same segment; the detection stands when
-    the phrase's best score among paths ending from :data:`VERIFY_BEFORE_S`
-    before to :data:`VERIFY_AFTER_S` after that point passes the spotter's
-    threshold.  The phone model runs only on segments where microWakeWord fired.
-    The detection ends where the later of the two placed the wake word's end.
+    When the microWakeWord model's score rises above its threshold, the second
+    opinion looks at the same segment: vcd's own phone model (``spotter``, a
+    :class:`PhraseSpotter` of the model's phrase, its manifest's ``wake_word``
+    typed as text) must score the phrase above its threshold among paths ending
+    from :data:`VERIFY_BEFORE_S` before to :data:`VERIFY_AFTER_S` after that point,
+    and/or openWakeWord (``oww``, :class:`OpenWakeWordVerifier`) must score the
+    word above its threshold near that point (:func:`oww_verification`).  Each
+    given verifier must agree.  They run only on segments where microWakeWord
+    fired.  The detection ends where the later of microWakeWord and the phone
+    model placed the wake word's end.
     """
 
-    def __init__(self, model: WakeWordModel, spotter: PhraseSpotter) -> None:
+    def __init__(self, model: WakeWordModel, spotter: PhraseSpotter | None,
+                 oww: OpenWakeWordVerifier | None = None) -> None:
         self.model = model
         self.spotter = spotter
+        self.oww = oww
         self.name = model.name
         self.threshold = model.threshold
 
@@ -183,14 +198,25 @@ class VerifiedWakeWord:
         ends = crossings(scores, self.model.threshold)
         if not ends.size:
             return None
-        phrase = self.spotter.scores(samples)
+        phrase = self.spotter.scores(samples) if self.spotter is not None else None
+        oww = self.oww.scores(samples) if self.oww is not None else None
+        oww_ends = OpenWakeWordVerifier.ends(oww, samples.size) if oww is not None else None
         for i in ends:
             end_s = (int(i) + 1) * FEATURE_STEP_S
-            verified, phrase_end_s = verification(phrase, end_s)
-            if verified > self.spotter.threshold:
-                return Detection(self.name, round(float(scores[i]), 4), max(end_s, phrase_end_s))
-            _LOGGER.debug("wake: %r at %.2f s (score %.2f) not verified (phrase score %.2f ≤ %.2f)",
-                          self.name, end_s, scores[i], verified, self.spotter.threshold)
+            if phrase is not None and self.spotter is not None:
+                verified, phrase_end_s = verification(phrase, end_s)
+                if not verified > self.spotter.threshold:
+                    _LOGGER.debug("wake: %r at %.2f s (score %.2f) not verified (phrase score %.2f ≤ %.2f)",
+                                  self.name, end_s, scores[i], verified, self.spotter.threshold)
+                    continue
+                end_s = max(end_s, phrase_end_s)
+            if oww is not None and oww_ends is not None and self.oww is not None:
+                second = oww_verification(oww, oww_ends, (int(i) + 1) * FEATURE_STEP_S)
+                if not second > self.oww.threshold:
+                    _LOGGER.debug("wake: %r at %.2f s (score %.2f) not verified (openWakeWord %.2f ≤ %.2f)",
+                                  self.name, end_s, scores[i], second, self.oww.threshold)
+                    continue
+            return Detection(self.name, round(float(scores[i]), 4), end_s)
         return None
 
 
@@ -267,12 +293,16 @@ class WakeGate:
 # score among paths that end between e - VERIFY_BEFORE_S and e + VERIFY_AFTER_S must pass ``verify``.
 VERIFY_BEFORE_S = 1.5
 VERIFY_AFTER_S = 0.3
-# The defaults with ``verify``, chosen on the validation half of benchmarks/wake.py: the phrase score that
-# verifies, and alexa's threshold (below its own cutoff, since the verifier removes most of what that lets
-# through).  The other models keep their own cutoff: the verifier only takes detections away from them.
+# The defaults with ``verify``, chosen on the validation half of benchmarks/wake.py: the second opinion's
+# score that verifies, and alexa's threshold (below its own cutoff, since the verifier removes most of what
+# that lets through).  The other models keep their own cutoff: the verifier only takes detections away.
+# openWakeWord (``verify = true``, from 6 500 candidates, --oww-verify) and vcd's phone model (``"phone"``,
+# from 500).  microWakeWord's 0.5 with openWakeWord is the lowest threshold the benchmark tried.
+OWW_VERIFY_THRESHOLD = 0.9
 VERIFY_THRESHOLD = 0.55
-VERIFIED_MODEL_THRESHOLDS = {"alexa": 0.82}
-VERIFIED_MODEL_THRESHOLD = VERIFIED_MODEL_THRESHOLDS["alexa"]
+VERIFIED_MODEL_THRESHOLDS = {"openwakeword": {"alexa": 0.5}, "phone": {"alexa": 0.82}}
+VERIFIED_MODEL_THRESHOLD = VERIFIED_MODEL_THRESHOLDS["phone"]["alexa"]
+OWW_VERIFIED_MODEL_THRESHOLD = VERIFIED_MODEL_THRESHOLDS["openwakeword"]["alexa"]
 
 
 def crossings(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -401,3 +431,86 @@ class PhraseSpotter:
     def detect(self, samples: np.ndarray) -> Detection | None:
         return _first_detection(self.name, self.scores(samples), self.threshold, PHRASE_FRAME_S)
 
+
+
+# openWakeWord as the second opinion (``[wake] verify = "openwakeword"``): when microWakeWord fires at time e,
+# openWakeWord's score for the same word, among its windows ending from e - OWW_BEFORE_S to e + OWW_AFTER_S,
+# must pass its threshold.  Fixed before any measurement, not tuned.
+OWW_BEFORE_S = 1.0
+OWW_AFTER_S = 0.5
+OWW_STEP_S = 0.08  # openWakeWord scores every 80 ms of audio
+OWW_CHUNK = 1280  # samples fed at a time: 80 ms, the library's step
+OWW_MEL_SAMPLES = 1760  # the samples its mel-spectrogram model takes at each step
+OWW_LEAD_S = 2.0  # silence before the segment: the model's first full window (0.76 s of mels + 16 × 80 ms)
+
+
+def builtin_openwakeword_models() -> tuple[str, ...]:
+    """The wake words whose openWakeWord models ship in the pyopen-wakeword wheel."""
+    try:
+        from pyopen_wakeword import Model
+    except (ImportError, OSError):
+        return ()
+    return tuple(sorted(m.value for m in Model))
+
+
+class OpenWakeWordVerifier:
+    """openWakeWord's model of a wake word (``pyopen-wakeword``), run only on the segments microWakeWord fired on.
+
+    Each call scores a segment from a fresh state, preceded by :data:`OWW_LEAD_S`
+    of silence and followed by :data:`OWW_AFTER_S` of it, so that the word is
+    scored wherever it lies in the segment.  openWakeWord alone, listening all
+    the time, costs about 7 % of one core here; as a second opinion it runs on a
+    few segments an hour.
+    """
+
+    def __init__(self, name: str, threshold: float, key: str = "wake.verify") -> None:
+        try:
+            from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
+        except (ImportError, OSError) as exc:
+            raise ConfigError(f'{key}: "openwakeword" needs the pyopen-wakeword package '
+                              f"(pip install pyopen-wakeword; {exc})") from None
+        known = builtin_openwakeword_models()
+        if name not in known:
+            raise ConfigError(f'{key}: "openwakeword" has no model for {name!r} (pyopen-wakeword ships '
+                              f"{', '.join(known)}); use verify = \"phone\"")
+        try:
+            self._model = OpenWakeWord.from_builtin(Model(name))
+            self._features = OpenWakeWordFeatures.from_builtin()
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{key}: openWakeWord's {name!r} model does not load: {exc}") from None
+        self.name = name
+        self.threshold = threshold
+
+    def scores(self, samples: np.ndarray) -> np.ndarray:
+        """openWakeWord's probability for each 80 ms window; :meth:`ends` gives where each window ends."""
+        self._model.reset()
+        self._features.reset()
+        self._features.new_audio_samples = 0  # reset() would first run 8 s of silence; OWW_LEAD_S is enough
+        lead = np.zeros(round(OWW_LEAD_S * SAMPLE_RATE_HZ), dtype=np.float32)
+        tail = np.zeros(round(OWW_AFTER_S * SAMPLE_RATE_HZ), dtype=np.float32)
+        pcm = float_to_pcm16(np.concatenate([lead, np.asarray(samples, dtype=np.float32), tail]))
+        out: list[float] = []
+        size = OWW_CHUNK * 2
+        for i in range(0, len(pcm), size):
+            for embedding in self._features.process_streaming(pcm[i : i + size]):
+                out.extend(self._model.process_streaming(embedding))
+        return np.asarray(out, dtype=np.float32)
+
+    @staticmethod
+    def ends(scores: np.ndarray, samples: int) -> np.ndarray:
+        """Where each of :meth:`scores`'s windows ends, seconds from the segment's start.
+
+        The library's mel model runs on :data:`OWW_MEL_SAMPLES` at a time, every
+        :data:`OWW_CHUNK`: run ``k`` ends at ``OWW_CHUNK * k + OWW_MEL_SAMPLES`` of
+        the audio fed; the last run gives the last score, one score a run.
+        """
+        fed = round((OWW_LEAD_S + OWW_AFTER_S) * SAMPLE_RATE_HZ) + samples
+        runs = (fed - OWW_MEL_SAMPLES) // OWW_CHUNK + 1
+        k = np.arange(runs - scores.size, runs)
+        return (OWW_CHUNK * k + OWW_MEL_SAMPLES) / SAMPLE_RATE_HZ - OWW_LEAD_S
+
+
+def oww_verification(scores: np.ndarray, ends: np.ndarray, end_s: float) -> float:
+    """openWakeWord's best score among windows ending near ``end_s`` (where microWakeWord fired); 0 if none."""
+    near = (ends >= end_s - OWW_BEFORE_S) & (ends <= end_s + OWW_AFTER_S)
+    return float(scores[near].max(initial=0.0))
