@@ -444,3 +444,39 @@ def test_the_fit_floor_rejects_a_sentence_that_does_not_fit_the_sound(tmp_path: 
     assert rejected.confidence < recognizer.min_confidence
     recognizer.fit_floor = None  # a model without a floor: the confidence alone decides
     assert recognizer.recognize(speech).intent == "HassTurnOn"
+
+
+def test_vcd_train_fits_the_rejection_rule_on_validation_speakers_only(tmp_path: Path) -> None:
+    """A data folder of espeak voices as Common Voice speakers: the fit reads only the validation speakers'
+    decodes (commands, talk; no noise recordings here, so no noise streams) and writes a rule the model uses."""
+    from conftest import speak
+    from vcd.model import save_model
+    from vcd.training.calibrate import fit_learned_rejection
+    from vcd.training.corpora import speaker_split
+    from vcd.training.heldout import Draw, decodes
+
+    names = [f"s{i}" for i in range(400)]
+    validation = [s for s in names if speaker_split("commonvoice", s) == "validation"][:4]
+    train = [s for s in names if speaker_split("commonvoice", s) == "train"][:1]
+    sentences = ["turn on the kitchen light", "turn off the tv", "what a lovely day it is",
+                 "the weather was cold last winter"]
+    voices = ["en-us", "en", "en-us+f2", "en+m3"]
+    folder = tmp_path / "data" / "commonvoice"
+    folder.mkdir(parents=True)
+    rows = []
+    for speaker, voice in zip(validation + train, voices + ["en-us"]):
+        for k, text in enumerate(sentences):
+            write_wav(folder / f"{speaker}-{k}.wav", speak(text, voice=voice))
+            rows.append(json.dumps({"file": f"{speaker}-{k}.wav", "text": text, "speaker": speaker}))
+    (folder / "transcripts.jsonl").write_text("\n".join(rows) + "\n")
+    notes = [note for note, _, _ in decodes(tmp_path / "data", "validation", tmp_path, {},
+                                            Draw(snrs=(12.0,), stream_min=0))]
+    assert {n["speaker"] for n in notes} == {f"commonvoice/{s}" for s in validation}  # never a training speaker
+    assert sum(n["set"] == "talk" for n in notes) == 2 * 2 * len(validation)  # two sentences no command, twice
+    model, labels, extra = load_model(DEFAULT_MODEL)
+    model_file = tmp_path / "model.pt"
+    save_model(model, model_file, labels, {k: v for k, v in extra.items() if k != "rejection"}, half=True)
+    rule = fit_learned_rejection(model_file, tmp_path / "data", stream_min=0)
+    assert load_model(model_file)[2]["rejection"] == rule
+    recognizer = Recognizer.load(None, model_file)
+    assert recognizer.rejection is not None and list(recognizer.rejection.weights) == rule["weights"]

@@ -220,3 +220,35 @@ def fit_rejection_rule(x: np.ndarray, right: np.ndarray, talk_clean: np.ndarray,
         cuts.append(loosest_cut(noise @ weights + bias, 0.0))
     cut = max(cuts)
     return {"features": list(REJECTION_FEATURES), "weights": [float(w) for w in weights], "bias": bias - cut}
+
+
+# The noise each validation stream gives the learned rule's fit: an hour, so that "no noise segment
+# accepted" can back the target of at most one false command an hour (about 600 segments).
+REJECTION_NOISE_MINUTES = 60.0
+
+
+def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = REJECTION_NOISE_MINUTES) -> dict:
+    """Fit ``model_file``'s rejection rule (:func:`fit_rejection_rule`) on the validation speakers' held-out
+    decodes (:func:`vcd.training.heldout.decodes`: commands clean, at 12 / 6 / 0 dB and in a room; talk clean
+    and under babble; ``stream_min`` of each noise stream) and write it into the file and its numpy export.
+    What ``benchmarks/rejection_study.py --write`` does from a dump of the same decodes."""
+    from vcd.recognizer import REJECTION_FEATURES as FEATURES
+    from vcd.training.heldout import Draw, decodes
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        draw = Draw(snrs=(12.0, 6.0, 0.0), stream_min=stream_min)
+        for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), {"model": model_file}, draw),
+                                            desc="rejection rule", unit="decode", leave=False):
+            result, hyp = recognizer.decode(audio)
+            if hyp is not None and hyp.words:
+                rows.append((note, [float(getattr(hyp, FEATURES[f])) for f in REJECTION_FEATURES], result.best_text))
+    x = np.array([features for _, features, _ in rows]).reshape(-1, len(REJECTION_FEATURES))
+    right = np.array([note.get("want") == best for note, _, best in rows], dtype=bool)
+    pick = lambda kind, condition=None: x[[n["set"] == kind and condition in (None, n["condition"])  # noqa: E731
+                                          for n, _, _ in rows]]
+    rule = fit_rejection_rule(x, right, pick("talk", "clean"), pick("talk", "babble 10 dB"), pick("noise"))
+    model, labels, extra = load_model(model_file)
+    save_model(model, model_file, labels, {**extra, "rejection": rule}, half=True)
+    _LOGGER.info("rejection rule from %d validation decodes: %s", len(rows), rule)
+    return rule

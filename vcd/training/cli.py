@@ -117,7 +117,7 @@ def _extra_voice_sets(text: str) -> tuple[str, ...]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.augment import EdgeCuts
-    from vcd.training.calibrate import calibrate
+    from vcd.training.calibrate import calibrate, fit_learned_rejection
     from vcd.training.prepare import prepare
     from vcd.training.synth import EXTRA_VOICE_LICENCES
     from vcd.training.train import train
@@ -166,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_model(model, args.output, labels, {**extra, "front_end": "rnnoise" if args.denoise >= 0.5 else "none",
                                             "denoise_share": args.denoise})
     calibrate(args.output, args.data, args.work / "synth-heldout")
+    if args.data is not None:
+        fit_learned_rejection(args.output, args.data)
     print(f"model written to {args.output}")
     print("measure it on the validation speakers (never the test ones) to choose what ships: "
           "benchmarks/real_rooms.py --split validation --model " + str(args.output))

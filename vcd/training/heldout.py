@@ -1,0 +1,179 @@
+"""Held-out decodes: the fixed splits' commands (clean, in noise, in a room), non-command talk and noise.
+
+What ``benchmarks/real_rooms.py`` reports (validation to choose, test once) and what
+:func:`vcd.training.calibrate.fit_learned_rejection` fits a model's rejection rule on (validation only).
+Speakers and noise come from the fixed splits of :mod:`vcd.training.corpora`.
+
+1. *Commands*: each corpus's clips of the split's speakers decoded against a closed grammar of that
+   corpus's distinct sentences in the split (a household's command list); for ``test`` also FSDD's
+   digits.  Clean, then mixed at each SNR (of the loudest 2048-sample frames) with the split's noise
+   recordings or, a quarter of the time, babble of three other speakers of the split, and in a
+   simulated room (RT60 0.3–0.8 s) before 12 dB noise.
+2. *Talk*: the split's sentences the bundled smart-home grammar cannot say, clean and under 10 dB
+   babble (for ``test`` also every fourth wake-word clip).
+3. *Noise*: minutes of white noise and of the split's noise recordings through the daemon's VAD;
+   every segment it keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcd.audio import read_audio
+from vcd.recognizer import Recognizer
+from vcd.training.augment import babble, mix_at_snr
+from vcd.training.calibrate import word_list_grammar
+from vcd.training.corpora import noise_files, speaker_split
+from vcd.transcripts import read_transcripts, words_of
+
+COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
+TALK_CORPORA = ("commonvoice", "vctk-sample", "speechocean762")
+PAD = np.zeros(4800, dtype=np.float32)  # 0.3 s of room around each clip: noise covers it too
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How much of the split is decoded, and the seed of the noise drawn for it."""
+
+    snrs: tuple[float, ...] = (24.0, 18.0, 12.0, 6.0, 0.0)
+    limit: int = 0  # clips per command set (0: all)
+    noisy_limit: int = 0  # clips per command set also decoded under noise (0: all)
+    talk_limit: int = 0  # clips of non-command talk (0: all)
+    stream_min: float = 5.0  # minutes of each noise stream (0: none)
+    seed: int = 28
+
+    @property
+    def conditions(self) -> list[str]:
+        return ["clean", *(f"{s:g} dB" for s in self.snrs), "room+12 dB"]
+
+
+class Noises:
+    """The split's noise recordings and babble of the split's speakers, cut to length on demand."""
+
+    def __init__(self, data: Path, split: str, rng: np.random.Generator) -> None:
+        self.rng = rng
+        source = "test" if split == "test" else "validation"
+        self.recordings = [read_audio(p) for p in noise_files(data, source)]
+        self.recordings = [r for r in self.recordings if np.any(r) and r.size > 8000]
+        self.talk: list[tuple[str, np.ndarray]] = []
+        for corpus in (c for c in TALK_CORPORA if (data / c / "transcripts.jsonl").exists()):
+            for u in read_transcripts(data / corpus):
+                if u.text and speaker_split(corpus, u.speaker) == split:
+                    self.talk.append((f"{corpus}/{u.speaker}", read_audio(u.path)))
+
+    def _stretch(self, src: np.ndarray, n: int) -> np.ndarray:
+        src = np.tile(src, int(np.ceil(n / src.size)) + 1)
+        start = int(self.rng.integers(src.size - n + 1))
+        return src[start:start + n]
+
+    def recording(self, n: int) -> np.ndarray:
+        return self._stretch(self.recordings[int(self.rng.integers(len(self.recordings)))], n)
+
+    def babble(self, n: int, not_speaker: str, talkers: int = 3) -> np.ndarray:
+        return babble([a for s, a in self.talk if s != not_speaker], n, talkers, self.rng)
+
+    def any(self, n: int, speaker: str) -> np.ndarray:
+        return self.babble(n, speaker) if self.rng.random() < 0.25 or not self.recordings else self.recording(n)
+
+
+def room(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from vcd.training.augment import _fft_conv, room_rirs
+
+    rir = room_rirs(1, rng)[0]
+    return _fft_conv(x, rir)
+
+
+def command_sets(data: Path, split: str, folder: Path, digits: Path | None = None) -> list[tuple[str, Path, list]]:
+    """(set name, grammar, clips) for every command set of ``split``; for ``test``, FSDD against ``digits``."""
+    sets = []
+    for corpus in COMMAND_CORPORA:
+        if not (data / corpus / "transcripts.jsonl").exists():
+            continue
+        clips = [u for u in read_transcripts(data / corpus) if u.text and speaker_split(corpus, u.speaker) == split]
+        if clips:
+            grammar = word_list_grammar([" ".join(words_of(u.text)) for u in clips], folder, corpus)
+            sets.append((corpus, grammar, clips))
+    if split == "test" and digits is not None and (data / "fsdd-dev" / "transcripts.jsonl").exists():
+        fsdd = read_transcripts(data / "fsdd-dev")
+        for speaker in sorted({u.speaker for u in fsdd}):
+            sets.append((f"fsdd {speaker}", digits, [u for u in fsdd if u.speaker == speaker]))
+    return sets
+
+
+def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits: Path | None = None,
+            progress: Callable[[str, int], None] | None = None) -> Iterator[tuple[dict, Recognizer, np.ndarray]]:
+    """Every decode of the split, in a fixed order: (what it is, the recogniser to decode with, the audio).
+
+    What it is: ``set`` (a command set, ``"talk"`` or ``"noise"``), ``condition``, ``speaker`` and,
+    for commands, ``want`` (the words said).  ``load`` are :meth:`Recognizer.load`'s keywords;
+    ``folder`` holds the command sets' grammars; ``digits`` is FSDD's (test only).  ``progress(set,
+    clips)`` follows each command set.
+    """
+    rng = np.random.default_rng(draw.seed)
+    noises = Noises(data, split, rng)
+    conditions = draw.conditions
+    for name, grammar, clips in command_sets(data, split, folder, digits):
+        recognizer = Recognizer.load(grammar, **load)
+        if draw.limit:
+            clips = [clips[i] for i in np.random.default_rng(1).permutation(len(clips))[:draw.limit]]
+        noisy = set(np.random.default_rng(3).permutation(len(clips))[:draw.noisy_limit or len(clips)].tolist())
+        for index, clip in enumerate(clips):
+            speech = np.concatenate([PAD, read_audio(clip.path), PAD])
+            speaker = f"{clip.corpus}/{clip.speaker}"
+            for condition in conditions if index in noisy else conditions[:1]:
+                if condition == "clean":
+                    audio = speech
+                elif condition.startswith("room"):
+                    audio = mix_at_snr(room(speech, rng), noises.any(speech.size, speaker), 12.0)
+                else:
+                    audio = mix_at_snr(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
+                yield {"set": name, "condition": condition, "want": " ".join(words_of(clip.text)),
+                       "speaker": speaker}, recognizer, audio
+        if progress is not None:
+            progress(name, len(clips))
+    home = Recognizer.load(None, **load)
+    for u in talk_clips(data, split, home, draw.talk_limit):
+        speech = np.concatenate([PAD, read_audio(u.path), PAD])
+        speaker = f"{u.corpus}/{u.speaker}"
+        yield {"set": "talk", "condition": "clean", "speaker": speaker}, home, speech
+        yield ({"set": "talk", "condition": "babble 10 dB", "speaker": speaker}, home,
+               mix_at_snr(speech, noises.babble(speech.size, speaker), 10.0))
+    if draw.stream_min > 0:
+        yield from noise_segments(home, noises, draw.stream_min, rng)
+
+
+def talk_clips(data: Path, split: str, home: Recognizer, limit: int = 0) -> list:
+    """The split's sentences that ``home``'s grammar cannot say (for ``test`` also every fourth wake-word clip)."""
+    talk = [u for corpus in ("commonvoice", "speechocean762", "vctk-sample", "an4-train")
+            if (data / corpus / "transcripts.jsonl").exists()
+            for u in read_transcripts(data / corpus)
+            if u.text and speaker_split(corpus, u.speaker) == split
+            and home.word_graph.parse(words_of(u.text)) is None]
+    if split == "test" and (data / "wakewords" / "transcripts.jsonl").exists():
+        talk += read_transcripts(data / "wakewords")[::4]
+    if limit:
+        talk = [talk[i] for i in sorted(np.random.default_rng(2).permutation(len(talk))[:limit])]
+    return talk
+
+
+def noise_segments(home: Recognizer, noises: Noises, minutes: float,
+                   rng: np.random.Generator) -> Iterator[tuple[dict, Recognizer, np.ndarray]]:
+    """White noise and the split's noise recordings through the default VAD: each segment it keeps."""
+    from vcd.config import VadConfig
+    from vcd.vad import Segmenter, SpeechEnd
+
+    n = int(minutes * 60 * 16000)
+    streams = {"white noise": (rng.standard_normal(n) * 0.05).astype(np.float32),
+               "noise recordings": np.concatenate([r / (np.abs(r).max() + 1e-9) * 0.3 for r in
+                                                   (noises.recording(16000 * 30) for _ in range(int(np.ceil(n / 480000))))])[:n]}
+    for kind, audio in streams.items():
+        segmenter, segments = Segmenter(VadConfig()), 0
+        events = [e for start in range(0, audio.size, 16000) for e in segmenter.process(audio[start:start + 16000])]
+        for event in events + segmenter.flush():
+            if isinstance(event, SpeechEnd) and event.kept:
+                segments += 1
+                yield {"set": "noise", "condition": kind, "speaker": f"noise/{kind}/{segments}"}, home, event.samples
