@@ -272,10 +272,15 @@ class Recognizer:
         Ending early therefore also needs the older, stricter rule, with which early endpointing was
         measured never to cut a command short (docs/benchmarks.md, "Daemon").
         """
-        if self.rejection is None:
-            return True
-        gap_ok = np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0)) >= self.min_confidence
-        return bool(gap_ok and (self.fit_floor is None or hyp.fit_per_frame >= self.fit_floor))
+        return self.rejection is None or self._gap_confidence(hyp) >= self.min_confidence
+
+    def _gap_confidence(self, hyp) -> float:
+        """The confidence of the gap and fit floor: ``exp(-scale · gap)``, capped just under ``min_confidence``
+        when the sentence's fit per speech frame is below the model's ``fit_floor``."""
+        confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0)))
+        if self.fit_floor is not None and hyp.fit_per_frame < self.fit_floor:
+            confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
+        return confidence
 
     def decode(self, samples: np.ndarray, denoise: bool = True):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
@@ -292,14 +297,12 @@ class Recognizer:
         elif self.rejection is not None:
             confidence = self.rejection.confidence(hyp)
         else:
-            confidence = float(np.exp(-self.confidence_scale * max(hyp.gap_per_frame, 0.0)))
+            confidence = self._gap_confidence(hyp)
         text = " ".join(hyp.words)
         # The words the search found, understood as `vcd parse` understands typed words (context, priority).
         parse = self.word_graph.understand(hyp.words, self.context) if hyp.words else None
         intent, slots = (parse.intent, parse.slots) if parse is not None else (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
-        if self.rejection is None and self.fit_floor is not None and hyp.words and hyp.fit_per_frame < self.fit_floor:
-            confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         if confidence < self.min_confidence or intent is None:
             return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
         return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text,
