@@ -94,13 +94,9 @@ def main() -> int:
 
 
 def learned(rows: list[dict]) -> dict:
-    from vcd.training.calibrate import fit_rejection_rule
+    from vcd.training.calibrate import rejection_rule_from
 
-    talk = [r for r in rows if r["set"] == "talk"]
-    return fit_rejection_rule(np.array([r["x"] for r in rows]), np.array([r["right"] for r in rows]),
-                              np.array([r["x"] for r in talk if r["condition"] == "clean"]),
-                              np.array([r["x"] for r in talk if r["condition"] != "clean"]),
-                              np.array([r["x"] for r in rows if r["set"] == "noise"]).reshape(-1, 4))
+    return rejection_rule_from(rows)
 
 
 def accepts(rule: dict, row: dict) -> bool:
@@ -117,12 +113,10 @@ def report_on(groups: dict, keys: list[str], label: str, accept) -> None:
 
 
 def write(model_file: Path, rule: dict) -> None:
-    from vcd.model import export_numpy, load_model, save_model
+    from vcd.training.calibrate import write_rejection_rule
 
-    model, labels, extra = load_model(model_file)
-    extra["rejection"] = rule
-    save_model(model, model_file, labels, extra, half=True)
-    print(f"{model_file}: rejection rule written; {export_numpy(model_file)}: written")
+    write_rejection_rule(model_file, rule)
+    print(f"{model_file}: rejection rule written, and into {model_file.with_suffix('.npz')}")
 
 
 if __name__ == "__main__":

@@ -242,13 +242,27 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
                                             desc="rejection rule", unit="decode", leave=False):
             result, hyp = recognizer.decode(audio)
             if hyp is not None and hyp.words:
-                rows.append((note, [float(getattr(hyp, FEATURES[f])) for f in REJECTION_FEATURES], result.best_text))
-    x = np.array([features for _, features, _ in rows]).reshape(-1, len(REJECTION_FEATURES))
-    right = np.array([note.get("want") == best for note, _, best in rows], dtype=bool)
-    pick = lambda kind, condition=None: x[[n["set"] == kind and condition in (None, n["condition"])  # noqa: E731
-                                          for n, _, _ in rows]]
-    rule = fit_rejection_rule(x, right, pick("talk", "clean"), pick("talk", "babble 10 dB"), pick("noise"))
-    model, labels, extra = load_model(model_file)
-    save_model(model, model_file, labels, {**extra, "rejection": rule}, half=True)
+                rows.append({**note, "best": result.best_text,
+                             "x": [float(getattr(hyp, FEATURES[f])) for f in REJECTION_FEATURES]})
+    rule = rejection_rule_from(rows)
+    write_rejection_rule(model_file, rule)
     _LOGGER.info("rejection rule from %d validation decodes: %s", len(rows), rule)
     return rule
+
+
+def rejection_rule_from(decodes: list[dict]) -> dict:
+    """:func:`fit_rejection_rule` on held-out decodes that found a sentence: dicts with ``set``, ``condition``,
+    ``best`` (the sentence), ``want`` (commands: the words said) and ``x`` (:data:`REJECTION_FEATURES`)."""
+    x = np.array([d["x"] for d in decodes], dtype=np.float64).reshape(-1, len(REJECTION_FEATURES))
+
+    def of(kind: str, condition: str | None = None) -> np.ndarray:
+        return x[[d["set"] == kind and condition in (None, d["condition"]) for d in decodes]]
+
+    right = np.array([d.get("want") == d["best"] for d in decodes], dtype=bool)
+    return fit_rejection_rule(x, right, of("talk", "clean"), of("talk", "babble 10 dB"), of("noise"))
+
+
+def write_rejection_rule(model_file: Path, rule: dict) -> None:
+    """Store ``rule`` as the ``rejection`` of ``model_file`` (float16 weights unchanged) and of its numpy export."""
+    model, labels, extra = load_model(model_file)
+    save_model(model, model_file, labels, {**extra, "rejection": rule}, half=True)
