@@ -39,6 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
 from vcd.transcripts import words_of  # noqa: E402
 
@@ -122,10 +123,9 @@ def main() -> int:
                 row[1] += ok
                 row[2] += 1
                 row[3] += result.recognized and not best  # a command, but not the one said
-        home_confidence = recognizer.min_confidence
 
     print(f"\n## Real rooms — {args.split} speakers and noise (model {args.model or 'shipped'}, "
-          f"front end {args.front_end}, min_confidence {home_confidence})\n")
+          f"front end {args.front_end}, min_confidence {DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence})\n")
     print("| set | clips | " + " | ".join(conditions) + " |")
     print("|---|---|" + "---|" * len(conditions))
     total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
