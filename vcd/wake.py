@@ -190,8 +190,15 @@ class VerifiedWakeWord:
         self.model = model
         self.spotter = spotter
         self.oww = oww
-        self.name = model.name
-        self.threshold = model.threshold
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def threshold(self) -> float:
+        """microWakeWord's threshold: where the second opinion is asked."""
+        return self.model.threshold
 
     def detect(self, samples: np.ndarray) -> Detection | None:
         scores = self.model.scores(samples)
