@@ -31,6 +31,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.evaluate import word_errors  # noqa: E402
 from vcd.model import load_model  # noqa: E402
@@ -104,7 +106,7 @@ def error_rate(results: list[tuple[str, float]], refs: list[str]) -> tuple[float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="the shared speech data folder")
+    ap.add_argument("--data", type=data_folder, required=True, help="the shared speech data folder")
     ap.add_argument("--split", choices=("validation", "test"), required=True)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--candidate", action="append", default=[],

@@ -24,6 +24,8 @@ import torchaudio.functional as AF
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.decoder import viterbi  # noqa: E402
 from vcd.audio_format import SAMPLE_RATE_HZ  # noqa: E402
@@ -69,7 +71,7 @@ PROBES = {
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="the shared speech data folder")
+    ap.add_argument("--data", type=data_folder, required=True, help="the shared speech data folder")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--speakers", default="george", help="comma list of FSDD speakers (default george)")
     ap.add_argument("--probes", default="", help="comma list of probe names (default: all)")

@@ -29,6 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.config import VadConfig  # noqa: E402
 from vcd.daemon import noise_gate  # noqa: E402
@@ -103,7 +105,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10.0, help="minutes of each stream")
     ap.add_argument("--levels", default="0.003,0.01,0.03,0.1", help="white noise standard deviations")
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data (noise/test)")
+    ap.add_argument("--data", type=data_folder, default="../shared/data", help="the shared data (noise/test)")
     ap.add_argument("--no-data", action="store_true", help="white noise only")
     ap.add_argument("--model", default=None, help="acoustic model (default: the shipped one)")
     ap.add_argument("--no-fit-floor", action="store_true", help="without the model's fit_floor (what it is worth)")

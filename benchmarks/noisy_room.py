@@ -34,6 +34,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.calibrate import calibration_sets  # noqa: E402
@@ -93,7 +95,7 @@ def pct(x: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="the shared speech data folder")
+    ap.add_argument("--data", type=data_folder, required=True, help="the shared speech data folder")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--limit", type=int, default=0, help="FSDD clips per speaker (0: all 500)")
     ap.add_argument("--seed", type=int, default=0)

@@ -10,15 +10,18 @@ Speakers and noise come from the fixed splits of ``vcd.training.corpora`` (``spe
    vctk-sample, AN4, Speech Commands words) decoded against a closed grammar of that corpus's
    distinct sentences in the split, as a household's command list; FSDD digits (test split only:
    three speakers) against the digit grammar.  A clip counts as *correct and accepted* when its own
-   sentence comes out above the default ``min_confidence``.
+   sentence comes out above the default ``min_confidence``.  Also clean through an 8 kHz telephone
+   band (``8 kHz``), as FSDD's recordings are.
 2. The same commands with noise mixed in at each ``--snrs`` (SNR of the loudest 2048-sample frames
    of speech and of noise): for ``test`` the ``noise/test`` recordings (other kitchens, household
    machines) or babble of three other test speakers (a quarter of the clips); for ``validation`` the
    validation fifth of ``noise/train`` or babble of validation speakers.  ``room`` adds a simulated
    room (pyroomacoustics, RT60 0.3–0.8 s) before 12 dB noise.
 3. *False accepts*: the split's speakers' sentences that the bundled smart-home grammar cannot say,
-   decoded against it, clean and under 10 dB babble; and ``--stream-min`` minutes each of white noise
-   and of the split's noise recordings through the daemon's VAD and the recogniser (false commands).
+   decoded against it, clean and under 10 dB babble; and ``--stream-min`` minutes of each noise stream
+   through the daemon's VAD and the recogniser (false commands): white noise, the split's noise
+   recordings, coloured noise whose level steps, and the split's recordings changed (sped up or
+   slowed, in a room, two at once, in bursts); see ``vcd.training.heldout``.
 
 One torch thread, a fixed seed: a rerun prints the same figures.
 """
@@ -38,6 +41,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from vcd.training.corpora import data_folder  # noqa: E402
 
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
@@ -59,7 +64,7 @@ def pct(n: int, d: int) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=data_folder, required=True)
     ap.add_argument("--split", choices=("validation", "test"), required=True)
     ap.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     ap.add_argument("--front-end", default="auto", help="auto (the model's), rnnoise or none")
@@ -84,6 +89,7 @@ def main() -> int:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
+                                   "coverage": hyp.coverage,
                                    "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result

@@ -24,6 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.evaluate import evaluate  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
@@ -50,7 +52,7 @@ def starts_mid_word(path: str | Path, within_db: float = 10.0) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="the shared speech data folder")
+    ap.add_argument("--data", type=data_folder, required=True, help="the shared speech data folder")
     ap.add_argument("--heldout", type=Path, default=REPO / "runs" / "train" / "synth-heldout",
                     help="synthetic clips by voices never trained on (made by `vcd train`)")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)

@@ -39,12 +39,18 @@ sys.path.insert(0, str(REPO))
 
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
 
+# The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
+# cut for talk and noise or a noise guard of its own.
+FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage")]
+DEFAULT_RULE = "gap+fit+agreement+free_confidence, monotone, noise guard"
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump", type=Path)
     ap.add_argument("--scale", type=float, default=None, help="the model's confidence_scale (default: --write's)")
     ap.add_argument("--write", type=Path, help="write the learned rule into this model file (.pt) and its .npz")
+    ap.add_argument("--rule", default=DEFAULT_RULE, help=f"the candidate to --write (default: {DEFAULT_RULE})")
     args = ap.parse_args()
     if args.scale is None:
         from vcd.inference import load_numpy_model
@@ -76,31 +82,48 @@ def main() -> int:
     for tau in np.percentile([r["fit"] for r in groups.get("clean", rows) if r["right"]], (1, 2, 5, 10)):
         report(f"gap/speech ≤ {g0:.2f} and fit ≥ {tau:.2f}", lambda r, t=tau: r["gap_speech"] <= g0 and r["fit"] >= t)
     report("the model's own rule (the dump's)", lambda r: r["recognized"])
-    for r in rows:
-        r["x"] = np.array([r["gap_speech"], r["fit"], r["agreement"], r["free_confidence"]])
+    for r in rows:  # in the order of vcd.training.calibrate.REJECTION_FEATURES
+        r["x"] = np.array([r["gap_speech"], r["fit"], r["agreement"], r["free_confidence"], r.get("coverage", np.nan)])
     decoded = [r for r in rows if r["best"]]
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
-    for k in (0, 1):
-        rule = learned([r for r in decoded if half[r["speaker"]] == k])
-        held_out = {key: [r for r in group if half[r["speaker"]] != k] for key, group in groups.items()}
-        report_on(held_out, keys, f"learned on half {k}, scored on the other", lambda r, q=rule: accepts(q, r))
-    rule = learned(decoded)
-    report("learned on every speaker", lambda r: accepts(rule, r))
-    print(f"\nrule: {json.dumps(rule)}")
+    kinds = sorted({r["condition"] for r in rows if r["set"] == "noise"})
+    rules = {}
+    candidates = [(f"{'+'.join(f)}{', monotone' if m else ''}{', noise guard' if g else ''}", f, m, g)
+                  for f in FEATURE_SETS for m in (False, True) for g in (False, True)
+                  if "coverage" not in f or "coverage" in rows[0]]
+    for name, features, monotone, guard in candidates:
+        def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
+            from vcd.training.calibrate import rejection_rule_from
+
+            return rejection_rule_from(subset, m, f, g)
+
+        for k in (0, 1):
+            rule = learned([r for r in decoded if half[r["speaker"]] != k])
+            held_out = {key: [r for r in group if half[r["speaker"]] == k] for key, group in groups.items()}
+            report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: accepts(q, r))
+        unseen = []
+        for kind in kinds:  # each noise stream left out of the fit, then scored: noise the rule never met
+            rule = learned([r for r in decoded if not (r["set"] == "noise" and r["condition"] == kind)])
+            unseen.append(f"{kind} {sum(accepts(rule, r) for r in groups[f'FA {kind}'])}/{len(groups[f'FA {kind}'])}")
+        rules[name] = rule = learned(decoded)
+        report(f"{name}: fitted on every speaker", lambda r, q=rule: accepts(q, r))
+        print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)} |")
+    for name, rule in rules.items():
+        print(f"\n{name}: {json.dumps(rule)}")
     if args.write:
-        write(args.write, rule)
+        write(args.write, rules[args.rule])
     return 0
 
 
-def learned(rows: list[dict]) -> dict:
-    from vcd.training.calibrate import rejection_rule_from
-
-    return rejection_rule_from(rows)
-
-
 def accepts(rule: dict, row: dict) -> bool:
-    return bool(row["best"]) and float(np.dot(rule["weights"], row["x"]) + rule["bias"]) >= 0.0
+    from vcd.training.calibrate import REJECTION_FEATURES
+
+    x = row["x"][[REJECTION_FEATURES.index(f) for f in rule["features"]]]
+    z = float(np.dot(rule["weights"], x) + rule["bias"])
+    if "noise_guard" in rule:
+        z = min(z, float(np.dot(rule["noise_guard"]["weights"], x) + rule["noise_guard"]["bias"]))
+    return bool(row["best"]) and z >= 0.0
 
 
 def report_on(groups: dict, keys: list[str], label: str, accept) -> None:

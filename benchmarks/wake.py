@@ -67,6 +67,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.training.corpora import data_folder  # noqa: E402
+
 from vcd.audio import read_audio  # noqa: E402
 from vcd.config import VadConfig  # noqa: E402
 from vcd.training.augment import mix_at_snr  # noqa: E402
@@ -396,7 +398,7 @@ def build(bench: Bench, args: argparse.Namespace, h: str, wake_rows: list[dict],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the shared data folder (wakewords/, noise/ …)")
+    parser.add_argument("--data", type=data_folder, required=True, help="the shared data folder (wakewords/, noise/ …)")
     parser.add_argument("--model", default="alexa", help="wake word model (default alexa: the clips say alexa)")
     parser.add_argument("--phrases", action="store_true", help="also measure typed phrases (wake.phrase)")
     parser.add_argument("--openwakeword", action="store_true", help="also measure pyopen-wakeword's alexa model")

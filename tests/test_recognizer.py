@@ -367,29 +367,68 @@ def test_calibration_threshold_lets_through_at_most_one_percent_of_negatives() -
 
 def test_the_learned_rejection_rule_keeps_its_false_accept_budgets() -> None:
     """Fitted on decodes where right sentences, talk and noise overlap, it is cut where at most 1 % of the clean
-    talk, 3 % of the talk under babble and no noise segment pass, and as loose as that allows."""
+    talk, 3 % of the talk under babble and no noise segment pass, and as loose as that allows: one rule for all
+    three, or a rule for talk and a noise guard that passes no noise segment."""
     from vcd.training.calibrate import fit_rejection_rule
 
     rng = np.random.default_rng(0)
 
-    def decodes(n: int, gap: float, agreement: float) -> np.ndarray:  # gap, fit, agreement, free confidence
+    def decodes(n: int, gap: float, agreement: float, sure: float = 0.8) -> np.ndarray:
+        # gap, fit, agreement, free confidence
         return np.column_stack([rng.normal(gap, 0.6, n), rng.normal(-1.5 - gap / 2, 0.4, n),
-                                rng.normal(agreement, 0.12, n), rng.normal(0.8, 0.05, n)])
+                                rng.normal(agreement, 0.12, n), rng.normal(sure, 0.05, n)])
 
     right, clean, babble = decodes(2000, 1.0, 0.75), decodes(600, 3.2, 0.35), decodes(600, 2.4, 0.45)
-    noise = decodes(200, 2.6, 0.4)  # noise alone
-    x = np.vstack([right, clean, babble, noise])
-    rule = fit_rejection_rule(x, np.r_[np.ones(2000), np.zeros(1400)].astype(bool), clean, babble, noise)
-    assert rule["features"] == ["gap", "fit", "agreement", "free_confidence"]
-    score = lambda rows: rows @ np.array(rule["weights"]) + rule["bias"]  # noqa: E731 - accepted where >= 0
-    assert np.mean(score(clean) >= 0) <= 0.01 and np.mean(score(babble) >= 0) <= 0.03 and not np.any(score(noise) >= 0)
-    assert 0.0 < -score(noise).max() < 0.01  # as loose as the noise allows: just above its best segment
-    assert rule["weights"][0] < 0 < rule["weights"][2]  # a wider gap counts against, agreement for
-    assert np.mean(score(right) >= 0) > 0.8
+    four = ("gap", "fit", "agreement", "free_confidence")
+    is_right = np.r_[np.ones(2000), np.zeros(1400)].astype(bool)
+
+    def score(rows: np.ndarray, rule: dict) -> np.ndarray:  # accepted where >= 0
+        z = rows @ np.array(rule["weights"]) + rule["bias"]
+        if "noise_guard" in rule:
+            z = np.minimum(z, rows @ np.array(rule["noise_guard"]["weights"]) + rule["noise_guard"]["bias"])
+        return z
+
+    rules = {}
+    for sure, guard in [(0.8, False), (0.5, True)]:  # noise alone; where the model is unsure of it, with a guard
+        noise = decodes(200, 2.6, 0.4, sure)
+        rule = rules[guard] = fit_rejection_rule(np.vstack([right, clean, babble, noise]), is_right, clean, babble,
+                                                 noise, features=four, noise_guard=guard)
+        assert rule["features"] == list(four) and ("noise_guard" in rule) is guard
+        assert np.mean(score(clean, rule) >= 0) <= 0.01 and np.mean(score(babble, rule) >= 0) <= 0.03
+        assert not np.any(score(noise, rule) >= 0)
+        assert rule["weights"][0] < 0 < rule["weights"][2]  # a wider gap counts against, agreement for
+        assert np.mean(score(right, rule) >= 0) > 0.8
+        binding = rule["noise_guard"] if guard else rule
+        plain = {"weights": binding["weights"], "bias": binding["bias"]}
+        assert 0.0 < -score(noise, plain).max() < 0.01  # as loose as the noise allows: just above its best segment
+    assert rules[True]["noise_guard"]["weights"][3] > 0  # an unsure model counts against: that is what noise does
+
+
+def test_a_monotone_rejection_rule_never_rewards_a_worse_decode() -> None:
+    """Where the data would make a less sure model count *for* acceptance, the monotone fit leaves that
+    feature out (weight 0) and keeps every other weight on its side; the unconstrained fit does not."""
+    from vcd.training.calibrate import REJECTION_SIGNS, fit_rejection_rule
+
+    rng = np.random.default_rng(1)
+    n = 1500
+    right = np.column_stack([rng.normal(1.0, 0.6, n), rng.normal(-2.0, 0.4, n), rng.normal(0.75, 0.12, n),
+                             rng.normal(0.7, 0.1, n)])
+    talk = np.column_stack([rng.normal(2.8, 0.6, n), rng.normal(-2.6, 0.4, n), rng.normal(0.35, 0.12, n),
+                            rng.normal(0.85, 0.05, n)])  # sure of itself, as clean talk is
+    x = np.vstack([right, talk])
+    y = np.r_[np.ones(n), np.zeros(n)].astype(bool)
+    four = ("gap", "fit", "agreement", "free_confidence")
+    free = fit_rejection_rule(x, y, talk[: n // 2], talk[n // 2:], features=four, monotone=False)
+    assert free["weights"][3] < 0  # the data alone reward an unsure model
+    rule = fit_rejection_rule(x, y, talk[: n // 2], talk[n // 2:], features=four)  # monotone by default
+    assert rule["weights"][3] == 0.0
+    assert all(w * REJECTION_SIGNS[f] >= 0 for f, w in zip(rule["features"], rule["weights"]))
+    assert rule["weights"][2] > 0 and rule["weights"][0] < 0
 
 
 def test_a_model_with_a_rejection_rule_uses_it(tmp_path: Path) -> None:
-    """The rule replaces the gap-and-floor confidence; an unknown feature is a one-line ModelError."""
+    """The rule replaces the gap-and-floor confidence, and its noise guard caps it; an unknown feature is a
+    one-line ModelError."""
     from vcd.model import export_numpy, save_model
 
     model, labels, extra = load_model(DEFAULT_MODEL)
@@ -407,6 +446,15 @@ def test_a_model_with_a_rejection_rule_uses_it(tmp_path: Path) -> None:
         result = recognizer.recognize(np.zeros(16000, np.float32))
         assert result.best_text == " ".join(words) and result.recognized is recognized
         assert result.confidence == pytest.approx(1.0 / (1.0 + np.exp(-bias)))
+    model_file = tmp_path / "guarded.pt"  # the rule accepts, its noise guard does not: the lower confidence holds
+    save_model(model, model_file, labels, {**extra, "rejection": {
+        "features": ["gap", "agreement"], "weights": [0.0, 0.0], "bias": 5.0,
+        "noise_guard": {"weights": [0.0, 1.0], "bias": -3.0}}}, half=True)
+    export_numpy(model_file)
+    recognizer = Recognizer.load(None, model_file)
+    recognizer.posteriors = lambda samples, denoise=True: lp
+    result = recognizer.recognize(np.zeros(16000, np.float32))
+    assert not result.recognized and result.confidence == pytest.approx(1.0 / (1.0 + np.exp(2.0)))  # agreement 1
     save_model(model, tmp_path / "odd.pt", labels, {**extra, "rejection": {
         "features": ["loudness"], "weights": [1.0], "bias": 0.0}}, half=True)
     export_numpy(tmp_path / "odd.pt")

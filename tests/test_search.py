@@ -183,6 +183,7 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
         assert pruned.tags == exact.tags and pruned.continues == exact.continues
         assert pruned.agreement == pytest.approx(exact.agreement)
         assert pruned.free_confidence == exact.free_confidence
+        assert pruned.coverage == pytest.approx(exact.coverage)
 
 
 def test_agreement_is_the_share_of_speech_frames_the_sentence_explains(lights) -> None:
@@ -215,3 +216,21 @@ def test_the_config_default_beam_is_the_recognizer_s() -> None:
     from vcd.config import RecognizerConfig
 
     assert RecognizerConfig().beam == DEFAULT_BEAM > 0
+
+
+def test_coverage_is_the_share_of_the_sentences_phones_the_model_heard(lights) -> None:
+    """Every phone heard: coverage 1.  A word the model heard nothing of (blank where it should be) that the
+    grammar needs: the path still says it and its speech frames still agree, but its phones were not heard."""
+    _, _, graph = lights
+    lexicon = Lexicon()
+    words = "turn on the kitchen light".split()
+    unheard = peaky(words, lexicon)
+    unsaid = len(lexicon("on")[0])  # "turn the kitchen light" is no sentence: the path must say "on"
+    start = 6 + 6 * sum(len(lexicon(w)[0]) for w in words[:1])
+    unheard[start:start + 6 * unsaid] = peaky([], lexicon)[0]  # blank, as sure as the model is of silence
+    phones = sum(len(lexicon(w)[0]) for w in words)
+    for decode in (viterbi, lambda g, lp: beam_search(g, lp, DEFAULT_BEAM)):
+        assert decode(graph, peaky(words, lexicon)).coverage == 1.0
+        hyp = decode(graph, unheard)
+        assert hyp.words == words and hyp.agreement > 0.95  # (its last phone may share turn's "n")
+        assert hyp.coverage <= (phones - unsaid + 1) / phones < 1.0

@@ -300,6 +300,7 @@ class Hypothesis:
     continues: bool = False  # the grammar has longer sentences that start with these words
     agreement: float = 0.0  # share of the speech frames where the path's label is the frame's best label
     free_confidence: float = 0.0  # mean probability of the best label over the speech frames
+    coverage: float = 0.0  # share of the path's phones that are some frame's best label where the path says them
 
     @property
     def gap_per_frame(self) -> float:
@@ -353,13 +354,15 @@ class _Frames:
     free_confidence: float  # mean probability of the best label over those frames
 
     def hypothesis(self, graph: PhoneGraph, words_rev: list[int], score: float, end: int,
-                   labels: np.ndarray) -> Hypothesis:
-        """The :class:`Hypothesis` of a path that says ``labels`` (per searched frame; 0: blank)."""
+                   labels: np.ndarray, phone_at: np.ndarray, phones: int) -> Hypothesis:
+        """The :class:`Hypothesis` of a path that says ``labels`` (per searched frame; 0: blank), the
+        ``phone_at`` each frame (which of its ``phones`` phones, counted from the end; -1: blank)."""
         words = [graph.words[w] for w in reversed(words_rev)]
         speech = self.best_label != 0
         agreement = float(np.mean(labels[speech] == self.best_label[speech])) if speech.any() else 1.0
+        heard = np.unique(phone_at[(labels == self.best_label) & (labels != 0)])
         return Hypothesis(words, graph.tags_of(words), score, self.free, self.speech, bool(graph.more[end]),
-                          agreement, self.free_confidence)
+                          agreement, self.free_confidence, heard.size / max(phones, 1))
 
     def nothing(self, score: float) -> Hypothesis:
         return Hypothesis([], [], score, self.free, self.speech, free_confidence=self.free_confidence)
@@ -434,12 +437,13 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     s = best
     entered = 0
     labels = np.zeros(frames, dtype=np.int64)
+    phone_at = np.full(frames, -1, dtype=np.int64)
     in_blank = B[best] >= P[best]
     for t in range(frames - 1, -1, -1):
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(B_hist[t - 1][s] >= P_hist[t - 1][s])
             continue
-        labels[t] = graph.phone[s]
+        labels[t], phone_at[t] = graph.phone[s], entered
         # P[t][s] = max(P[t-1][s] (same phone held), best incoming edge, start) + phone
         kind, pred, pred_blank = "start", -1, False
         if t > 0:
@@ -463,7 +467,7 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
             break
         if kind == "edge":
             s, in_blank = pred, pred_blank
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered)
 
 
 _HELD, _EDGE, _START = 0, 1, 2
@@ -541,13 +545,14 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     words_rev: list[int] = []
     s, in_blank, entered = best, bool(B[k] >= P[k]), 0
     labels = np.zeros(len(history), dtype=np.int64)
+    phone_at = np.full(len(history), -1, dtype=np.int64)
     for t in range(len(history) - 1, -1, -1):
         ids, codes = history[t]
         code = int(codes[np.flatnonzero(ids == s)[0]])
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(code & 8)
             continue
-        labels[t] = phone[s]
+        labels[t], phone_at[t] = phone[s], entered
         kind = (code >> 1) & 3
         if kind == _HELD:
             continue
@@ -557,4 +562,4 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         if kind == _START:
             break
         s, in_blank = code >> 4, bool(code & 1)
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered)

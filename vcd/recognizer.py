@@ -53,24 +53,29 @@ DEFAULT_BEAM = 40.0
 
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
-                      "free_confidence": "free_confidence"}
+                      "free_confidence": "free_confidence", "coverage": "coverage"}
 
 
 @dataclass(frozen=True)
 class RejectionRule:
-    """A model's learned rejection: confidence = logistic(weights · features + bias).
+    """A model's learned rejection: confidence = logistic(weights · features + bias), and at most the
+    noise guard's logistic(guard weights · features + guard bias) where the model has one.
 
     Fitted on the validation speakers' decodes (``benchmarks/rejection_study.py --write``): right
     commands against non-command talk (clean and under babble), noise and wrong best sentences, with
     the bias set so that confidence 0.5 is the loosest point that accepts at most 1 % of that talk
-    clean, 3 % under babble and none of the noise.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
+    clean and 3 % under babble; the guard, right commands against noise segments alone, accepts none
+    of the validation noise.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
     and the sentence's own fit per speech frame, the share of speech frames where the sentence's
-    phone is the frame's best label, and how sure the model is of its best labels at all.
+    phone is the frame's best label, how sure the model is of its best labels at all, and the share
+    of the sentence's phones the model heard.
     """
 
     features: tuple[str, ...]
     weights: tuple[float, ...]
     bias: float
+    guard_weights: tuple[float, ...] | None = None
+    guard_bias: float = 0.0
 
     @classmethod
     def from_extra(cls, extra: dict) -> "RejectionRule | None":
@@ -79,14 +84,19 @@ class RejectionRule:
             return None
         features = tuple(str(f) for f in rule["features"])
         unknown = sorted(set(features) - set(REJECTION_FEATURES))
-        if unknown or len(rule["weights"]) != len(features):
+        guard = rule.get("noise_guard")
+        if unknown or len(rule["weights"]) != len(features) or (guard and len(guard["weights"]) != len(features)):
             from vcd.errors import ModelError
 
             raise ModelError(f"the model's rejection rule is not one this vcd reads (features {list(features)})")
-        return cls(features, tuple(float(w) for w in rule["weights"]), float(rule["bias"]))
+        return cls(features, tuple(float(w) for w in rule["weights"]), float(rule["bias"]),
+                   tuple(float(w) for w in guard["weights"]) if guard else None, float(guard["bias"]) if guard else 0.0)
 
     def confidence(self, hyp) -> float:
-        z = self.bias + sum(w * float(getattr(hyp, REJECTION_FEATURES[f])) for f, w in zip(self.features, self.weights))
+        x = np.array([float(getattr(hyp, REJECTION_FEATURES[f])) for f in self.features])
+        z = self.bias + float(np.dot(self.weights, x))
+        if self.guard_weights is not None:
+            z = min(z, self.guard_bias + float(np.dot(self.guard_weights, x)))
         return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
 
 

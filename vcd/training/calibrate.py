@@ -167,13 +167,36 @@ def calibrate(model_file: Path, data_dir: Path | None, heldout_dir: Path) -> flo
     return scale
 
 
-# The features of the learned rejection rule, in the order of vcd.recognizer.REJECTION_FEATURES.
+# The features a learned rejection rule may use, in the order of vcd.recognizer.REJECTION_FEATURES, and
+# those the fitted rule uses (coverage was measured and left out: see docs/training-log.md).
 REJECTION_FEATURES = tuple(RUNTIME_REJECTION_FEATURES)
+RULE_FEATURES = ("gap", "fit", "agreement", "free_confidence")
 CLEAN_FALSE_ACCEPT_BUDGET = 0.01
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> tuple[np.ndarray, float]:
-    """Logistic regression by Newton's method (weights, bias); features standardised inside, ``l2`` on the weights."""
+# Which way each feature may move a sentence's acceptance in a monotone rule: a worse gap, a worse fit,
+# less agreement or a less sure model never makes a sentence more acceptable.
+REJECTION_SIGNS = {"gap": -1.0, "fit": 1.0, "agreement": 1.0, "free_confidence": 1.0, "coverage": 1.0}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50,
+                 signs: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Logistic regression by Newton's method (weights, bias); features standardised inside, ``l2`` on the weights.
+
+    With ``signs`` (+1, -1 or 0 per feature: no constraint), a weight whose sign disagrees is set to zero
+    and the rest refitted, the worst first, until every weight agrees (an active-set fit).
+    """
+    active = np.ones(x.shape[1], dtype=bool)
+    while True:
+        weights = np.zeros(x.shape[1])
+        weights[active], bias = _fit_logistic(x[:, active], y, l2, steps)
+        wrong = np.zeros(x.shape[1]) if signs is None else np.minimum(weights * np.asarray(signs) * x.std(axis=0), 0.0)
+        if not wrong.any():
+            return weights, bias
+        active[int(np.argmin(wrong))] = False
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int) -> tuple[np.ndarray, float]:
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])
     w = np.zeros(z.shape[1])
@@ -204,22 +227,38 @@ def loosest_cut(scores: np.ndarray, budget: float) -> float:
 
 def fit_rejection_rule(x: np.ndarray, right: np.ndarray, talk_clean: np.ndarray, talk_babble: np.ndarray,
                        noise: np.ndarray | None = None, clean_budget: float = CLEAN_FALSE_ACCEPT_BUDGET,
-                       babble_budget: float = BABBLE_FALSE_ACCEPT_BUDGET) -> dict:
+                       babble_budget: float = BABBLE_FALSE_ACCEPT_BUDGET, monotone: bool = True,
+                       features: tuple[str, ...] = RULE_FEATURES, noise_guard: bool = True) -> dict:
     """The ``rejection`` entry of a model file (:class:`vcd.recognizer.RejectionRule`).
 
-    ``x`` (decodes × :data:`REJECTION_FEATURES`) are validation decodes: commands (``right``: the best
-    sentence is the one said), non-command talk and noise segments (what the VAD cut from noise
-    alone), whose rows are also given alone: talk clean and under babble, and ``noise``.  A logistic
-    regression separates right sentences from the rest (talk, noise, and commands whose best sentence
-    is wrong); its bias is then moved so that 0.5 is the loosest point that accepts at most
-    ``clean_budget`` of the clean talk, ``babble_budget`` of the talk under babble and no noise segment.
+    ``x`` (decodes × ``features``) are validation decodes: commands (``right``: the best sentence is the
+    one said), non-command talk and noise segments (what the VAD cut from noise alone), whose rows are
+    also given alone: talk clean and under babble, and ``noise``.
+
+    - The rule: a logistic regression separates right sentences from the rest (talk, noise, and
+      commands whose best sentence is wrong); its bias is then moved so that 0.5 is the loosest point
+      that accepts at most ``clean_budget`` of the clean talk and ``babble_budget`` of the talk under
+      babble (and, without a guard, no noise segment).
+    - The noise guard (``noise_guard``, with ``noise``): a second logistic regression, right sentences
+      against noise segments only, cut at the loosest point that accepts no noise segment.  Talk and
+      noise fool the search differently (talk is sure speech of other words; noise makes the model
+      unsure), and one cut for both gives away commands to the rarer of them.
+    - ``monotone`` holds each weight to its sign in :data:`REJECTION_SIGNS`.
     """
-    weights, bias = fit_logistic(x, right.astype(np.float64))
+    signs = np.array([REJECTION_SIGNS[f] for f in features]) if monotone else None
+    weights, bias = fit_logistic(x, right.astype(np.float64), signs=signs)
     cuts = [loosest_cut(talk_clean @ weights + bias, clean_budget), loosest_cut(talk_babble @ weights + bias, babble_budget)]
-    if noise is not None and noise.size:
+    has_noise = noise is not None and noise.size > 0
+    if has_noise and not noise_guard:
         cuts.append(loosest_cut(noise @ weights + bias, 0.0))
-    cut = max(cuts)
-    return {"features": list(REJECTION_FEATURES), "weights": [float(w) for w in weights], "bias": bias - cut}
+    rule = {"features": list(features), "weights": [float(w) for w in weights], "bias": bias - max(cuts)}
+    if has_noise and noise_guard:
+        commands = x[right]
+        guard, guard_bias = fit_logistic(np.vstack([commands, noise]), np.r_[np.ones(len(commands)), np.zeros(len(noise))],
+                                         signs=signs)
+        rule["noise_guard"] = {"weights": [float(w) for w in guard],
+                               "bias": guard_bias - loosest_cut(noise @ guard + guard_bias, 0.0)}
+    return rule
 
 
 # The noise each validation stream gives the learned rule's fit: an hour, so that "no noise segment
@@ -250,16 +289,20 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     return rule
 
 
-def rejection_rule_from(decodes: list[dict]) -> dict:
+def rejection_rule_from(decodes: list[dict], monotone: bool = True, features: tuple[str, ...] = RULE_FEATURES,
+                        noise_guard: bool = True) -> dict:
     """:func:`fit_rejection_rule` on held-out decodes that found a sentence: dicts with ``set``, ``condition``,
-    ``best`` (the sentence), ``want`` (commands: the words said) and ``x`` (:data:`REJECTION_FEATURES`)."""
-    x = np.array([d["x"] for d in decodes], dtype=np.float64).reshape(-1, len(REJECTION_FEATURES))
+    ``best`` (the sentence), ``want`` (commands: the words said) and ``x`` (:data:`REJECTION_FEATURES`);
+    the rule uses ``features`` of them."""
+    columns = [REJECTION_FEATURES.index(f) for f in features]
+    x = np.array([d["x"] for d in decodes], dtype=np.float64).reshape(-1, len(REJECTION_FEATURES))[:, columns]
 
     def of(kind: str, condition: str | None = None) -> np.ndarray:
         return x[[d["set"] == kind and condition in (None, d["condition"]) for d in decodes]]
 
     right = np.array([d.get("want") == d["best"] for d in decodes], dtype=bool)
-    return fit_rejection_rule(x, right, of("talk", "clean"), of("talk", "babble 10 dB"), of("noise"))
+    return fit_rejection_rule(x, right, of("talk", "clean"), of("talk", "babble 10 dB"), of("noise"), monotone=monotone,
+                              features=tuple(features), noise_guard=noise_guard)
 
 
 def write_rejection_rule(model_file: Path, rule: dict) -> None:

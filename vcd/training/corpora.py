@@ -61,6 +61,16 @@ def noise_split(name: str) -> str:
     return "validation" if zlib.crc32(Path(name).name.encode()) % 5 == 0 else "train"
 
 
+def data_folder(text: str) -> Path:
+    """An argparse ``type`` for a ``--data`` option: the shared data folder, which must exist."""
+    import argparse
+
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such data folder")
+    return path
+
+
 def noise_files(data_dir: Path, split: str) -> list[Path]:
     """The noise recordings of ``split`` listed in ``data_dir/noise/noises.jsonl``."""
     index = Path(data_dir) / "noise" / "noises.jsonl"

@@ -6,13 +6,16 @@ Speakers and noise come from the fixed splits of :mod:`vcd.training.corpora`.
 
 1. *Commands*: each corpus's clips of the split's speakers decoded against a closed grammar of that
    corpus's distinct sentences in the split (a household's command list); for ``test`` also FSDD's
-   digits.  Clean, then mixed at each SNR (of the loudest 2048-sample frames) with the split's noise
-   recordings or, a quarter of the time, babble of three other speakers of the split, and in a
+   digits.  Clean; clean through an 8 kHz telephone band (as FSDD's digits are, and phones and cheap
+   microphones); mixed at each SNR (of the loudest 2048-sample frames) with the split's noise
+   recordings or, a quarter of the time, babble of three other speakers of the split; and in a
    simulated room (RT60 0.3–0.8 s) before 12 dB noise.
 2. *Talk*: the split's sentences the bundled smart-home grammar cannot say, clean and under 10 dB
    babble (for ``test`` also every fourth wake-word clip).
-3. *Noise*: minutes of white noise and of the split's noise recordings through the daemon's VAD;
-   every segment it keeps.
+3. *Noise*: minutes of each noise stream through the daemon's VAD; every segment it keeps.  The
+   streams (:data:`NOISE_STREAMS`): white noise; the split's noise recordings; coloured noise whose
+   level steps; and the split's recordings changed (sped up or slowed, in a simulated room, two at
+   once, or in bursts between quiet), so that a rule fitted on validation noise meets more kinds of it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
-from vcd.audio import read_audio
+from vcd.audio import RESAMPLE_QUALITY, SAMPLE_RATE_HZ, read_audio
 from vcd.recognizer import Recognizer
-from vcd.training.augment import babble, mix_at_snr
+from vcd.training.augment import babble, coloured_noise, mix_at_snr
 from vcd.training.calibrate import word_list_grammar
 from vcd.training.corpora import noise_files, speaker_split
 from vcd.transcripts import read_transcripts, words_of
@@ -33,6 +37,8 @@ from vcd.transcripts import read_transcripts, words_of
 COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
 TALK_CORPORA = ("commonvoice", "vctk-sample", "speechocean762")
 PAD = np.zeros(4800, dtype=np.float32)  # 0.3 s of room around each clip: noise covers it too
+NARROWBAND = "8 kHz"  # the clean condition through a telephone band
+NOISE_STREAMS = ("white noise", "noise recordings", "coloured noise", "noise recordings, changed")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Draw:
 
     @property
     def conditions(self) -> list[str]:
-        return ["clean", *(f"{s:g} dB" for s in self.snrs), "room+12 dB"]
+        return ["clean", NARROWBAND, *(f"{s:g} dB" for s in self.snrs), "room+12 dB"]
 
 
 class Noises:
@@ -78,6 +84,13 @@ class Noises:
 
     def any(self, n: int, speaker: str) -> np.ndarray:
         return self.babble(n, speaker) if self.rng.random() < 0.25 or not self.recordings else self.recording(n)
+
+
+def narrowband(x: np.ndarray, rate_hz: int = 8000) -> np.ndarray:
+    """``x`` through a ``rate_hz`` telephone band: down to that rate and back up (soxr)."""
+    down = soxr.resample(x, SAMPLE_RATE_HZ, rate_hz, quality=RESAMPLE_QUALITY)
+    up = soxr.resample(down, rate_hz, SAMPLE_RATE_HZ, quality=RESAMPLE_QUALITY)
+    return np.pad(up, (0, max(0, x.size - up.size)))[:x.size].astype(np.float32)
 
 
 def room(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -127,6 +140,8 @@ def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits
             for condition in conditions if index in noisy else conditions[:1]:
                 if condition == "clean":
                     audio = speech
+                elif condition == NARROWBAND:
+                    audio = narrowband(speech)
                 elif condition.startswith("room"):
                     audio = mix_at_snr(room(speech, rng), noises.any(speech.size, speaker), 12.0)
                 else:
@@ -162,18 +177,68 @@ def talk_clips(data: Path, split: str, home: Recognizer, limit: int = 0) -> list
 
 def noise_segments(home: Recognizer, noises: Noises, minutes: float,
                    rng: np.random.Generator) -> Iterator[tuple[dict, Recognizer, np.ndarray]]:
-    """White noise and the split's noise recordings through the default VAD: each segment it keeps."""
+    """Each of :data:`NOISE_STREAMS` through the default VAD: each segment it keeps."""
     from vcd.config import VadConfig
     from vcd.vad import Segmenter, SpeechEnd
 
     n = int(minutes * 60 * 16000)
-    streams = {"white noise": (rng.standard_normal(n) * 0.05).astype(np.float32),
-               "noise recordings": np.concatenate([r / (np.abs(r).max() + 1e-9) * 0.3 for r in
-                                                   (noises.recording(16000 * 30) for _ in range(int(np.ceil(n / 480000))))])[:n]}
-    for kind, audio in streams.items():
+    for kind in NOISE_STREAMS:
+        if "recordings" in kind and not noises.recordings:
+            continue
+        audio = noise_stream(kind, noises, n, rng)
         segmenter, segments = Segmenter(VadConfig()), 0
         events = [e for start in range(0, audio.size, 16000) for e in segmenter.process(audio[start:start + 16000])]
         for event in events + segmenter.flush():
             if isinstance(event, SpeechEnd) and event.kept:
                 segments += 1
                 yield {"set": "noise", "condition": kind, "speaker": f"noise/{kind}/{segments}"}, home, event.samples
+
+
+CHUNK = 16000 * 30  # the streams change every 30 s
+
+
+def noise_stream(kind: str, noises: Noises, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of one of :data:`NOISE_STREAMS`."""
+    chunks = int(np.ceil(n / CHUNK))
+    if kind == "white noise":
+        return (rng.standard_normal(n) * 0.05).astype(np.float32)
+    if kind == "noise recordings":
+        return np.concatenate([_peak(noises.recording(CHUNK), 0.3) for _ in range(chunks)])[:n]
+    if kind == "coloured noise":  # white, pink or brown; its level steps every 0.5–4 s
+        parts = []
+        for _ in range(chunks):
+            x = coloured_noise(CHUNK, rng)
+            edges = np.cumsum(rng.uniform(0.5, 4.0, 40) * 16000).astype(int)
+            levels = 10 ** rng.uniform(-2.5, -0.7, edges.size + 1)
+            parts.append((x * levels[np.searchsorted(edges, np.arange(CHUNK), side="right")]).astype(np.float32))
+        return np.concatenate(parts)[:n]
+    if kind == "noise recordings, changed":
+        return np.concatenate([_changed(noises, rng) for _ in range(chunks)])[:n]
+    raise ValueError(f"unknown noise stream {kind!r}")
+
+
+def _peak(x: np.ndarray, peak: float) -> np.ndarray:
+    return (x / (np.abs(x).max() + 1e-9) * peak).astype(np.float32)
+
+
+def _changed(noises: Noises, rng: np.random.Generator) -> np.ndarray:
+    """30 s of the split's recordings, changed one way: speed, room, two at once, or bursts between quiet."""
+    way = int(rng.integers(4))
+    if way == 0:  # faster or slower (pitch with it), 0.7–1.4 ×
+        speed = float(rng.uniform(0.7, 1.4))
+        src = noises.recording(int(CHUNK * speed) + 1)
+        x = np.interp(np.arange(CHUNK) * speed, np.arange(src.size), src)
+    elif way == 1:
+        x = room(noises.recording(CHUNK), rng)[:CHUNK]
+    elif way == 2:
+        x = _peak(noises.recording(CHUNK), 1.0) + _peak(noises.recording(CHUNK), float(rng.uniform(0.3, 1.0)))
+    else:  # bursts of 0.2–1.5 s, 0.3–3 s apart, over a quiet floor
+        x = 0.01 * _peak(noises.recording(CHUNK), 1.0)
+        at = 0
+        while at < CHUNK:
+            at += int(rng.uniform(0.3, 3.0) * 16000)
+            length = min(int(rng.uniform(0.2, 1.5) * 16000), CHUNK - at)
+            if length > 0:
+                x[at:at + length] += noises.recording(length)
+            at += max(length, 0)
+    return _peak(np.asarray(x, dtype=np.float32), float(rng.uniform(0.05, 0.5)))
