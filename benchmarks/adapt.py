@@ -31,8 +31,6 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.training.corpora import data_folder  # noqa: E402
-
 from vcd.audio import read_audio  # noqa: E402
 from vcd.evaluate import word_errors  # noqa: E402
 from vcd.model import load_model  # noqa: E402
@@ -40,7 +38,7 @@ from vcd.phonetics import LABEL_ID  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.adapt import adapt  # noqa: E402
 from vcd.training.calibrate import word_list_grammar  # noqa: E402
-from vcd.training.corpora import corpus_lexicon, phones_of, speaker_split  # noqa: E402
+from vcd.training.corpora import corpus_lexicon, data_folder, phones_of, speaker_split  # noqa: E402
 from vcd.transcripts import read_transcripts, words_of  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"

@@ -24,14 +24,13 @@ import torchaudio.functional as AF
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.training.corpora import data_folder  # noqa: E402
-
 from vcd.audio import read_audio  # noqa: E402
-from vcd.decoder import viterbi  # noqa: E402
 from vcd.audio_format import SAMPLE_RATE_HZ  # noqa: E402
+from vcd.decoder import viterbi  # noqa: E402
 from vcd.features import log_mel  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.augment import warp_mel_bands  # noqa: E402
+from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.transcripts import read_transcripts  # noqa: E402
 
 

@@ -29,12 +29,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.training.corpora import data_folder  # noqa: E402
-
 from vcd.audio import read_audio  # noqa: E402
 from vcd.config import VadConfig  # noqa: E402
 from vcd.daemon import noise_gate  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
+from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.vad import Segmenter, SpeechEnd  # noqa: E402
 
 RATE = 16000

@@ -42,9 +42,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.training.corpora import data_folder  # noqa: E402
-
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
+from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
 from vcd.transcripts import words_of  # noqa: E402
 

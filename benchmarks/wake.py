@@ -67,12 +67,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.training.corpora import data_folder  # noqa: E402
-
 from vcd.audio import read_audio  # noqa: E402
 from vcd.config import VadConfig  # noqa: E402
 from vcd.training.augment import mix_at_snr  # noqa: E402
-from vcd.training.corpora import TRAIN_CORPORA, noise_files, speaker_split  # noqa: E402
+from vcd.training.corpora import TRAIN_CORPORA, data_folder, noise_files, speaker_split  # noqa: E402
 from vcd.vad import Segmenter, SpeechEnd, float_to_pcm16  # noqa: E402
 from vcd.wake import (  # noqa: E402
     FEATURE_STEP_S,

@@ -86,3 +86,16 @@ def test_noise_streams_are_sound_the_vad_can_cut(tmp_path: Path) -> None:
     noises.recordings = []
     kinds = {note["condition"] for note, _, _ in noise_segments(None, noises, 0.5, np.random.default_rng(0))}
     assert kinds <= {"white noise", "coloured noise"}
+
+
+def test_a_benchmark_given_no_data_folder_says_so_in_one_line(tmp_path: Path) -> None:
+    """Not an empty table from nothing: argparse's usage and one line naming the folder, exit 2."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    missing = tmp_path / "shared" / "data"
+    run = subprocess.run([sys.executable, str(repo / "benchmarks" / "real_rooms.py"), "--data", str(missing),
+                          "--split", "validation"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines()[-1] == f"real_rooms.py: error: argument --data: {missing}: no such data folder"
