@@ -75,6 +75,8 @@ def main() -> int:
     ap.add_argument("--talk-limit", type=int, default=0, help="clips of non-command talk (0: all)")
     ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
     ap.add_argument("--beam", type=float, default=None, help="search beam (default: the recogniser's; 0: exact search)")
+    ap.add_argument("--unfamiliar", action="store_true",
+                    help="also commands at 12 dB in noise streams no other condition uses (a measurement: never fitted on)")
     ap.add_argument("--seed", type=int, default=28)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--dump", type=Path, help="also write one JSON line per decode (scores, for studying rejection)")
@@ -94,7 +96,7 @@ def main() -> int:
         return result
 
     draw = Draw(tuple(float(x) for x in args.snrs.split(",") if x.strip()), args.limit, args.noisy_limit,
-                args.talk_limit, args.stream_min, args.seed)
+                args.talk_limit, args.stream_min, args.seed, args.unfamiliar)
     started = time.time()
     conditions = draw.conditions
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))

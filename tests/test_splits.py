@@ -99,3 +99,32 @@ def test_a_benchmark_given_no_data_folder_says_so_in_one_line(tmp_path: Path) ->
                           "--split", "validation"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip().splitlines()[-1] == f"real_rooms.py: error: argument --data: {missing}: no such data folder"
+
+
+def test_commands_under_unfamiliar_noise_leave_the_other_draws_as_they_were(tmp_path: Path) -> None:
+    """``Draw.unfamiliar`` adds one condition, drawn with its own generator: every other decode's audio
+    is what it was without it, so figures and fitted rules stay comparable."""
+    from conftest import write_wav
+
+    from vcd.training.corpora import speaker_split
+    from vcd.training.heldout import UNFAMILIAR, Draw, decodes
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "commonvoice"
+    folder.mkdir(parents=True)
+    speakers = [s for s in (f"s{i}" for i in range(200)) if speaker_split("commonvoice", s) == "validation"][:3]
+    rows = []
+    for k, speaker in enumerate(speakers):
+        write_wav(folder / f"{k}.wav", (rng.standard_normal(12000) * 0.1).astype(np.float32))
+        rows.append(json.dumps({"file": f"{k}.wav", "text": f"turn on light {k}", "speaker": speaker}))
+    (folder / "transcripts.jsonl").write_text("\n".join(rows) + "\n")
+
+    def draws(unfamiliar: bool) -> list[tuple[dict, np.ndarray]]:
+        return [(note, audio) for note, _, audio in decodes(tmp_path / "data", "validation", tmp_path, {},
+                                                            Draw(snrs=(12.0,), stream_min=0, unfamiliar=unfamiliar))]
+
+    plain, more = draws(False), draws(True)
+    assert [n for n, _ in more if n["condition"] != UNFAMILIAR] == [n for n, _ in plain]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip([d for d in more if d[0]["condition"] != UNFAMILIAR], plain))
+    unfamiliar = [(n, a) for n, a in more if n["condition"] == UNFAMILIAR]
+    assert len(unfamiliar) == len(speakers) and all(a.dtype == np.float32 and np.isfinite(a).all() for _, a in unfamiliar)

@@ -293,7 +293,11 @@ def rejection_rule_from(decodes: list[dict], monotone: bool = True, features: tu
                         noise_guard: bool = True) -> dict:
     """:func:`fit_rejection_rule` on held-out decodes that found a sentence: dicts with ``set``, ``condition``,
     ``best`` (the sentence), ``want`` (commands: the words said) and ``x`` (:data:`REJECTION_FEATURES`);
-    the rule uses ``features`` of them."""
+    the rule uses ``features`` of them.  Commands under unfamiliar noise (``heldout.UNFAMILIAR``) are a
+    measurement, never fitted on."""
+    from vcd.training.heldout import UNFAMILIAR
+
+    decodes = [d for d in decodes if d["condition"] != UNFAMILIAR]
     columns = [REJECTION_FEATURES.index(f) for f in features]
     x = np.array([d["x"] for d in decodes], dtype=np.float64).reshape(-1, len(REJECTION_FEATURES))[:, columns]
 
