@@ -182,7 +182,7 @@ def test_feedback_plays_the_sound_then_speaks_the_answer_through_the_host() -> N
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
     host.dispatch("vcd_feedback", site="garage", kind="recognized", text="not for this site")
     host.dispatch("vcd_feedback", site=SITE, kind="not_understood", text=None)
-    assert host.drain(20)
+    assert host.drain(20) and plugin.wait_idle(20)
     (chime, chime_rate), (speech, speech_rate), (huh, _) = sink.played
     recognized = load_sound(SOUNDS_DIR / "recognized.wav")
     assert chime_rate == recognized.rate_hz
@@ -194,14 +194,16 @@ def test_feedback_plays_the_sound_then_speaks_the_answer_through_the_host() -> N
 
 def test_every_site_and_sounds_off() -> None:
     sink = MemorySink()
-    host = started(config_with({"sites": ["*"], "tts": False}), ("feedback", feedback.Feedback(output=sink)))
+    plugin = feedback.Feedback(output=sink)
+    host = started(config_with({"sites": ["*"], "tts": False}), ("feedback", plugin))
     host.dispatch("vcd_feedback", site="garage", kind="wake", text="spoken only with tts on")
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert len(sink.played) == 1 and len(sink.played[0][0]) >= len(load_sound(SOUNDS_DIR / "wake.wav").samples)
     quiet = MemorySink()
-    host = started(config_with({"sounds": False, "tts": False}), ("feedback", feedback.Feedback(output=quiet)))
+    plugin = feedback.Feedback(output=quiet)
+    host = started(config_with({"sounds": False, "tts": False}), ("feedback", plugin))
     host.dispatch("vcd_feedback", site=SITE, kind="wake", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert quiet.played == []
 
 
@@ -223,17 +225,18 @@ def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -
     host.startup(config, controls)
     host.start_workers()
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert seen == ["feedback: feedback playing"]
     assert controls.paused_by() == "feedback: feedback playing"  # the guard: silence_ms + 0.5 s
     assert wait_until(lambda: controls.paused_by() == "", 3.0)
     # audio from a file: no microphone hears the speaker, and no command of the file may be lost
     seen.clear()
-    host = host_with(("feedback", feedback.Feedback(output=Watching())))
+    plugin = feedback.Feedback(output=Watching())
+    host = host_with(("feedback", plugin))
     host.startup(replace(config, audio=replace(config.audio, source="stdin")), controls)
     host.start_workers()
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert seen == [""] and controls.paused_by() == ""
 
 
@@ -265,7 +268,7 @@ def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() 
     host.start_workers()
     host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
     host.dispatch("vcd_feedback", site="garage", kind="wake", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     chime = load_sound(SOUNDS_DIR / "recognized.wav")
     assert [(site, rate) for site, _, rate in carrier.played] == [("porch", chime.rate_hz)]
     assert np.array_equal(carrier.played[0][1], chime.samples)
@@ -325,7 +328,7 @@ def test_piper_speaks_through_the_plugin_and_vcd_understands_it(tmp_path: Path) 
     host = started(config_with({"piper_model": str(model), "volume": 1.0}), ("feedback", plugin))
     assert isinstance(plugin.speaker, Piper)
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="turn on the kitchen light")
-    assert host.drain(30)
+    assert host.drain(30) and plugin.wait_idle(30)
     (_, _), (speech, rate) = sink.played
     assert rate == json.loads(Path(f"{model}.json").read_text())["audio"]["sample_rate"] and 0.8 < len(speech) / rate < 4.0 and rms(speech) > 0.02
     wav = tmp_path / "piper.wav"
@@ -350,7 +353,7 @@ def test_an_unknown_voice_turns_answers_off_with_one_line(caplog: pytest.LogCapt
         "<defaults>: plugins.feedback.voice: espeak-ng -v xx-nope: The specified espeak-ng voice does not exist; "
         "answers are not spoken"]
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert len(sink.played) == 1  # the sound still plays
 
 
@@ -383,7 +386,8 @@ def test_piper_missing_parts_are_one_line_each(monkeypatch: pytest.MonkeyPatch, 
         installed = importlib.util.find_spec("piper") is not None
         if installed:
             sink = MemorySink()
-            host = started(config_with({"piper_model": str(voice)}), ("feedback", feedback.Feedback(output=sink)))
+            plugin = feedback.Feedback(output=sink)
+            host = started(config_with({"piper_model": str(voice)}), ("feedback", plugin))
     prefix = "<defaults>: plugins.feedback.piper_model: "
     lines = [r.getMessage() for r in caplog.records]
     assert lines[:2] == [
@@ -395,7 +399,7 @@ def test_piper_missing_parts_are_one_line_each(monkeypatch: pytest.MonkeyPatch, 
         assert len(lines) == 3 and lines[2].startswith(f"{prefix}{voice}: the Piper voice does not load (")
         assert lines[2].endswith("; answers are not spoken") and "\n" not in lines[2]
         host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
-        assert host.drain(5)
+        assert host.drain(5) and plugin.wait_idle(5)
         assert len(sink.played) == 1  # the sound, no answer
     else:
         assert len(lines) == 2
@@ -514,7 +518,8 @@ def test_the_daemon_calls_vcd_feedback_for_a_recognised_and_a_rejected_segment()
     recognizer = load_recognizer(config)
     said = Said()
     sink = MemorySink()
-    host = started(config, ("said", said), ("feedback", feedback.Feedback(output=sink)))
+    plugin = feedback.Feedback(output=sink)
+    host = started(config, ("said", said), ("feedback", plugin))
     audio = utterances("turn on the kitchen light", 1.5, "the quick brown fox jumps over the lazy dog")
     daemon = Daemon(config, recognizer, host, MemorySource(config.audio, audio))
     assert daemon.run() == 0
@@ -522,6 +527,7 @@ def test_the_daemon_calls_vcd_feedback_for_a_recognised_and_a_rejected_segment()
         {"site": SITE, "kind": "recognized", "text": "Turned on the kitchen light"},
         {"site": SITE, "kind": "not_understood", "text": None},
     ]
+    assert plugin.wait_idle(10)  # vcd_shutdown let it play for up to 1 s; what is left plays on (daemon threads)
     assert len(sink.played) == 3  # the chime, the answer, the "not understood" sound
 
 
