@@ -278,6 +278,138 @@ def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() 
     assert np.allclose(sink.played[1][0][: len(chime.samples)], chime.samples * 0.5, atol=1e-6)
 
 
+class SlowCarrier(Carrier):
+    """A carrier whose speaker answers only once ``release`` is set (a Rhasspy satellite that is slow to send
+    playFinished, or never does); ``started`` is set when a play begins."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(site)
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def play(self, site: str, samples: np.ndarray, rate_hz: int) -> bool:
+        self.started.set()
+        self.release.wait(30)
+        return super().play(site, samples, rate_hz)
+
+
+def slow_porch_host(table: dict[str, Any]) -> tuple[feedback.Feedback, MemorySink, SlowCarrier, Said, PluginHost]:
+    from vcd.controls import Controls
+
+    sink, porch, said = MemorySink(), SlowCarrier("porch"), Said()
+    plugin = feedback.Feedback(output=sink)
+    host = host_with(("feedback", plugin), ("porch", porch), ("said", said))
+    host.startup(config_with(table), Controls())
+    host.start_workers()
+    return plugin, sink, porch, said, host
+
+
+@requires_espeak
+def test_a_silent_satellite_does_not_delay_the_feedback_of_this_machine() -> None:
+    """The porch's speaker has not finished (no playFinished yet): this machine's chime, its answer and a
+    controls.say here play meanwhile, and vcd_said follows them; the porch's turn comes when it answers."""
+    plugin, sink, porch, said, host = slow_porch_host({})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="recognized", text="Turned on the porch light")
+        assert porch.started.wait(10)
+        host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+        assert said.controls is not None
+        said.controls.say("It is five o'clock", request_id="r-1")
+        assert wait_until(lambda: len(sink.played) == 3 and said.said, 10)  # chime, answer, say
+        assert said.said == [{"site": SITE, "text": "It is five o'clock", "request_id": "r-1"}]
+        assert porch.played == [] and not plugin.wait_idle(0.1)  # the porch still waits
+        porch.release.set()
+        assert plugin.wait_idle(20)
+        assert [site for site, _, _ in porch.played] == ["porch", "porch"]  # its chime, then its answer
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+@requires_espeak
+def test_within_one_destination_a_chime_is_followed_by_its_answer_then_the_next_one() -> None:
+    """Two commands and a say at the same site, queued while its speaker is busy: they play in the order
+    they came, each command's chime before its answer, never interleaved."""
+    plugin, _, porch, said, host = slow_porch_host({})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+        assert porch.started.wait(10)
+        host.dispatch("vcd_feedback", site="porch", kind="recognized", text="Turned on the porch light")
+        host.dispatch("vcd_feedback", site="porch", kind="not_understood", text="Sorry, I did not get that")
+        assert said.controls is not None
+        said.controls.say("It is five o'clock", site="porch", request_id="r-2")
+        porch.release.set()
+        assert wait_until(lambda: said.said, 30) and plugin.wait_idle(5)  # the say is the last to play
+        sounds = {kind: load_sound(SOUNDS_DIR / f"{kind}.wav").samples for kind in KINDS}
+
+        def what(samples: np.ndarray, rate_hz: int) -> str:
+            for kind, sound in sounds.items():
+                if len(samples) == len(sound) and np.array_equal(samples, sound):
+                    return kind
+            return f"speech {len(samples) / rate_hz:.1f} s" if rate_hz == 22050 else "?"
+
+        played = [what(samples, rate) for _, samples, rate in porch.played]
+        assert [p if not p.startswith("speech") else "speech" for p in played] == [
+            "wake", "recognized", "speech", "not_understood", "speech", "speech"]
+        assert said.said == [{"site": "porch", "text": "It is five o'clock", "request_id": "r-2"}]
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+@requires_espeak
+def test_a_full_destination_drops_its_oldest_waiting_job_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """8 may wait at a site; the 9th and 10th drop the oldest two (one warning line), a dropped say is still
+    answered with vcd_said, and the rest play in order once the speaker answers."""
+    from vcd_plugins.feedback.destinations import QUEUE_LIMIT
+
+    plugin, _, porch, said, host = slow_porch_host({"tts": True})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+        assert porch.started.wait(10)
+        assert said.controls is not None
+        with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+            for i in range(QUEUE_LIMIT + 2):
+                said.controls.say(f"number {i}", site="porch", request_id=f"r-{i}")
+            assert wait_until(lambda: len(said.said) == 2, 10)
+        assert [s["request_id"] for s in said.said] == ["r-0", "r-1"]  # dropped, answered at once
+        lines = [r.getMessage() for r in caplog.records if "dropped the oldest" in r.getMessage()]
+        assert lines == [f"feedback: site-porch: {QUEUE_LIMIT} waiting already (still playing wake sound for site "
+                         "porch); dropped the oldest, answer 'number 0' for site porch (1 dropped here so far)"]
+        porch.release.set()
+        assert wait_until(lambda: len(said.said) == QUEUE_LIMIT + 2, 60) and plugin.wait_idle(5)
+        assert [s["request_id"] for s in said.said] == [f"r-{i}" for i in range(QUEUE_LIMIT + 2)]
+        assert len(porch.played) == 1 + QUEUE_LIMIT
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+def test_shutdown_while_a_satellite_never_answers_returns_promptly(caplog: pytest.LogCaptureFixture) -> None:
+    """The porch's speaker never returns: vcd_shutdown still returns within its 1 s, drops what waits there
+    (one line; a waiting say is answered with vcd_said) and takes nothing more."""
+    import time
+
+    plugin, sink, porch, said, host = slow_porch_host({"tts": False})
+    host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
+    assert porch.started.wait(10)
+    host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+    host.dispatch("vcd_feedback", site=SITE, kind="wake", text=None)
+    assert host.drain(5)
+    assert wait_until(lambda: len(sink.played) == 1, 5)  # this machine's own: played meanwhile
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        plugin.vcd_shutdown("signal SIGTERM")
+    took_s = time.monotonic() - start
+    assert 0.9 < took_s < 1.5  # it let the queue play for its 1 s, then stopped waiting
+    assert [r.getMessage() for r in caplog.records] == [
+        "feedback: stopping: site-porch: 1 not played; still playing recognized sound for site porch"]
+    plugin.vcd_feedback(site=SITE, kind="wake", text=None)  # after shutdown: nothing more plays
+    assert not plugin._play_offered(SITE, np.zeros(160, dtype=np.float32), 16000)
+    assert len(sink.played) == 1 and porch.played == []
+    porch.release.set()
+
+
 # --- speech ---------------------------------------------------------------------------------------
 
 
