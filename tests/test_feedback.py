@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -387,9 +388,7 @@ def test_a_full_destination_drops_its_oldest_waiting_job_with_one_line(caplog: p
 
 def test_shutdown_while_a_satellite_never_answers_returns_promptly(caplog: pytest.LogCaptureFixture) -> None:
     """The porch's speaker never returns: vcd_shutdown still returns within its 1 s, drops what waits there
-    (one line; a waiting say is answered with vcd_said) and takes nothing more."""
-    import time
-
+    (one line) and takes nothing more."""
     plugin, sink, porch, said, host = slow_porch_host({"tts": False})
     host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
     assert porch.started.wait(10)
@@ -408,6 +407,28 @@ def test_shutdown_while_a_satellite_never_answers_returns_promptly(caplog: pytes
     assert not plugin._play_offered(SITE, np.zeros(160, dtype=np.float32), 16000)
     assert len(sink.played) == 1 and porch.played == []
     porch.release.set()
+
+
+def test_a_destination_stuck_on_one_job_is_reported_when_the_next_comes(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A hung output device no longer shows as a busy plugin worker: its destination says so itself, once."""
+    from vcd_plugins.feedback import destinations
+
+    monkeypatch.setattr(destinations, "STUCK_AFTER_S", 0.2)
+    release, ran = threading.Event(), []
+    local = destinations.Destination("local")
+    local.put(destinations.Job("wake sound for site kitchen", lambda: release.wait(10)))
+    assert wait_until(lambda: local._busy is not None, 5)  # it plays
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        assert local.put(destinations.Job("next", lambda: ran.append(1)))  # too early to call it stuck
+        time.sleep(0.3)  # past STUCK_AFTER_S
+        assert local.put(destinations.Job("next", lambda: ran.append(2)))
+        assert local.put(destinations.Job("next", lambda: ran.append(3)))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("feedback: local: still playing wake sound for site kitchen after ")
+    assert lines[0].endswith(" s; 2 waiting")
+    release.set()
+    assert local.wait_idle(time.monotonic() + 5) and ran == [1, 2, 3]
 
 
 # --- speech ---------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ through another plugin's speaker (a Rhasspy satellite, whose ``playFinished`` ma
 and its spoken answer are one job), so one command's answer is never interleaved with the next one's;
 destinations run side by side.  A queue holds at most ``limit`` jobs waiting: one more drops the oldest
 waiting job (its ``skip`` runs instead, and a warning names it, at most one line per destination every
-``LOG_EVERY_S``).  A destination's thread is a daemon thread that ends after ``IDLE_EXIT_S`` without
+``LOG_EVERY_S``); a job still playing after ``STUCK_AFTER_S`` when another comes is one warning too.
+A destination's thread is a daemon thread that ends after ``IDLE_EXIT_S`` without
 work and starts again with the next job, so sites that went away cost nothing.
 
 Written here rather than with :class:`concurrent.futures.ThreadPoolExecutor`: its queue is unbounded and
@@ -27,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 QUEUE_LIMIT = 8  # jobs waiting per destination; one more drops the oldest waiting one
 IDLE_EXIT_S = 30.0  # a destination's thread ends after this long without work
 LOG_EVERY_S = 10.0  # drops at one destination: at most one warning per this many seconds
+STUCK_AFTER_S = 30.0  # a job playing this long when the next one comes is reported (a hung output device)
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,15 @@ class Destination:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy: Job | None = None  # the job playing now
+        self._busy_since = 0.0  # time.monotonic() when it began
+        self._stuck_warned: Job | None = None  # the job already reported as stuck
         self._closed = False
         self._next_log = 0.0
 
     def put(self, job: Job) -> bool:
         """Queue ``job`` (the oldest waiting one is dropped when ``limit`` wait already); False once closed."""
         dropped: Job | None = None
+        stuck: tuple[Job, float, int] | None = None
         with self._cond:
             if self._closed:
                 closed = True
@@ -77,6 +82,10 @@ class Destination:
                     dropped = self._jobs.popleft()
                     self.dropped += 1
                 self._jobs.append(job)
+                busy, busy_s = self._busy, time.monotonic() - self._busy_since
+                if busy is not None and busy_s > STUCK_AFTER_S and self._stuck_warned is not busy:
+                    self._stuck_warned = busy
+                    stuck = busy, busy_s, len(self._jobs)
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name=f"vcd-feedback-{self.name}", daemon=True)
                     self._thread.start()
@@ -84,6 +93,9 @@ class Destination:
         if closed:
             job.skipped()
             return False
+        if stuck is not None:
+            _LOGGER.warning("feedback: %s: still playing %s after %.0f s; %d waiting", self.name, stuck[0].what,
+                            stuck[1], stuck[2])
         if dropped is not None:
             self._warn_dropped(dropped)
             dropped.skipped()
@@ -109,6 +121,7 @@ class Destination:
                     self._cond.notify_all()
                     return
                 job = self._busy = self._jobs.popleft()
+                self._busy_since = time.monotonic()
             try:
                 job.run()
             except Exception:  # noqa: BLE001 - one job's failure must not end the destination
