@@ -257,6 +257,33 @@ class Carrier:
         return True
 
 
+def test_with_input_from_a_file_the_end_of_input_drain_lets_the_last_sounds_play() -> None:
+    """No microphone: each sound here plays before the plugin's worker takes the next event, so the daemon's
+    end-of-input drain (not vcd_shutdown's second) covers the last answers; with a microphone the hook only
+    queues."""
+    class Slow(MemorySink):
+        def play(self, samples: np.ndarray, rate_hz: int) -> None:
+            time.sleep(0.4)
+            super().play(samples, rate_hz)
+
+    config = config_with({"tts": False})
+    for source, played_by_drain in [("file", 3), ("mic", None)]:
+        sink = Slow()
+        plugin = feedback.Feedback(output=sink)
+        host = host_with(("feedback", plugin))
+        host.startup(replace(config, audio=replace(config.audio, source=source)))
+        host.start_workers()
+        for _ in range(3):
+            host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
+        assert host.drain(10)
+        if played_by_drain is not None:
+            assert len(sink.played) == played_by_drain
+        else:
+            assert len(sink.played) < 3  # queued: still playing after the hooks returned
+        assert plugin.wait_idle(10) and len(sink.played) == 3
+        host.shutdown("end of input")
+
+
 def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() -> None:
     """The porch's chime goes to the carrier's speaker (not scaled by this machine's volume, no pause here, even
     with sites = ["*"]); the garage's plays here; the offered speaker of the plugin plays on this output."""

@@ -40,6 +40,7 @@ PAUSE_REASON = "feedback playing"  # recognition pauses while vcd's own sounds a
 ECHO_GUARD_S = 0.5  # ... and this long after vad.silence_ms more, so the segment holding them is not decoded
 LOCAL = "local"  # the destination of this machine's output (a remote one is named "site-SITE")
 FINISH_S = 1.0  # at shutdown, what is queued may still play this long (vcd_shutdown's share of ~1.2 s)
+FILE_PLAY_WAIT_S = 60.0  # input from a file or stdin: a hook waits this long at most for its local sound to play
 
 
 def make_speaker(settings: FeedbackSettings) -> Speaker:
@@ -140,7 +141,7 @@ class Feedback:
                 self._speak(answer, play)
 
         what = " + ".join(([f"{kind} sound"] if sound is not None else []) + ([f"answer {answer!r}"] if answer else []))
-        self.destinations.put(name, Job(f"{what} for site {site}", run))
+        self._put(name, Job(f"{what} for site {site}", run))
 
     @vcd.hookimpl
     def vcd_say(self, site: str, text: str, request_id: str) -> None:
@@ -164,13 +165,38 @@ class Feedback:
             finally:
                 said()
 
-        self.destinations.put(name, Job(f"answer {text!r} for site {site}", run, skip=said))
+        self._put(name, Job(f"answer {text!r} for site {site}", run, skip=said))
 
     @vcd.hookimpl
     def vcd_shutdown(self, reason: str) -> None:
         """What is queued plays for up to FINISH_S, the rest is dropped (one line); never waits on a satellite."""
         self.destinations.close(FINISH_S)
         self.output = None
+
+    def _put(self, name: str, job: Job) -> None:
+        """Queue ``job`` at ``name``; with input from a file or stdin (no microphone: ``guard_s`` None), wait for a
+        job on this machine's output to finish, as one played after another before: the daemon's end-of-input
+        drain then lets the last answers play out instead of ``vcd_shutdown``'s second."""
+        if name != LOCAL or self.guard_s is not None:
+            self.destinations.put(name, job)
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job.run()
+            finally:
+                done.set()
+
+        def skip() -> None:
+            try:
+                job.skipped()
+            finally:
+                done.set()
+
+        self.destinations.put(name, Job(job.what, run, skip))
+        if not done.wait(FILE_PLAY_WAIT_S):
+            _LOGGER.warning("feedback: %s still playing after %.0f s; going on", job.what, FILE_PLAY_WAIT_S)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every destination has played what it was given; False when ``timeout_s`` passed first."""
