@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ def test_feedback_plays_the_sound_then_speaks_the_answer_through_the_host() -> N
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
     host.dispatch("vcd_feedback", site="garage", kind="recognized", text="not for this site")
     host.dispatch("vcd_feedback", site=SITE, kind="not_understood", text=None)
-    assert host.drain(20)
+    assert host.drain(20) and plugin.wait_idle(20)
     (chime, chime_rate), (speech, speech_rate), (huh, _) = sink.played
     recognized = load_sound(SOUNDS_DIR / "recognized.wav")
     assert chime_rate == recognized.rate_hz
@@ -194,14 +195,16 @@ def test_feedback_plays_the_sound_then_speaks_the_answer_through_the_host() -> N
 
 def test_every_site_and_sounds_off() -> None:
     sink = MemorySink()
-    host = started(config_with({"sites": ["*"], "tts": False}), ("feedback", feedback.Feedback(output=sink)))
+    plugin = feedback.Feedback(output=sink)
+    host = started(config_with({"sites": ["*"], "tts": False}), ("feedback", plugin))
     host.dispatch("vcd_feedback", site="garage", kind="wake", text="spoken only with tts on")
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert len(sink.played) == 1 and len(sink.played[0][0]) >= len(load_sound(SOUNDS_DIR / "wake.wav").samples)
     quiet = MemorySink()
-    host = started(config_with({"sounds": False, "tts": False}), ("feedback", feedback.Feedback(output=quiet)))
+    plugin = feedback.Feedback(output=quiet)
+    host = started(config_with({"sounds": False, "tts": False}), ("feedback", plugin))
     host.dispatch("vcd_feedback", site=SITE, kind="wake", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert quiet.played == []
 
 
@@ -223,17 +226,18 @@ def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -
     host.startup(config, controls)
     host.start_workers()
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert seen == ["feedback: feedback playing"]
     assert controls.paused_by() == "feedback: feedback playing"  # the guard: silence_ms + 0.5 s
     assert wait_until(lambda: controls.paused_by() == "", 3.0)
     # audio from a file: no microphone hears the speaker, and no command of the file may be lost
     seen.clear()
-    host = host_with(("feedback", feedback.Feedback(output=Watching())))
+    plugin = feedback.Feedback(output=Watching())
+    host = host_with(("feedback", plugin))
     host.startup(replace(config, audio=replace(config.audio, source="stdin")), controls)
     host.start_workers()
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert seen == [""] and controls.paused_by() == ""
 
 
@@ -253,6 +257,33 @@ class Carrier:
         return True
 
 
+def test_with_input_from_a_file_the_end_of_input_drain_lets_the_last_sounds_play() -> None:
+    """No microphone: each sound here plays before the plugin's worker takes the next event, so the daemon's
+    end-of-input drain (not vcd_shutdown's second) covers the last answers; with a microphone the hook only
+    queues."""
+    class Slow(MemorySink):
+        def play(self, samples: np.ndarray, rate_hz: int) -> None:
+            time.sleep(0.4)
+            super().play(samples, rate_hz)
+
+    config = config_with({"tts": False})
+    for source, played_by_drain in [("file", 3), ("mic", None)]:
+        sink = Slow()
+        plugin = feedback.Feedback(output=sink)
+        host = host_with(("feedback", plugin))
+        host.startup(replace(config, audio=replace(config.audio, source=source)))
+        host.start_workers()
+        for _ in range(3):
+            host.dispatch("vcd_feedback", site=SITE, kind="recognized", text=None)
+        assert host.drain(10)
+        if played_by_drain is not None:
+            assert len(sink.played) == played_by_drain
+        else:
+            assert len(sink.played) < 3  # queued: still playing after the hooks returned
+        assert plugin.wait_idle(10) and len(sink.played) == 3
+        host.shutdown("end of input")
+
+
 def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() -> None:
     """The porch's chime goes to the carrier's speaker (not scaled by this machine's volume, no pause here, even
     with sites = ["*"]); the garage's plays here; the offered speaker of the plugin plays on this output."""
@@ -265,7 +296,7 @@ def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() 
     host.start_workers()
     host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
     host.dispatch("vcd_feedback", site="garage", kind="wake", text=None)
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     chime = load_sound(SOUNDS_DIR / "recognized.wav")
     assert [(site, rate) for site, _, rate in carrier.played] == [("porch", chime.rate_hz)]
     assert np.array_equal(carrier.played[0][1], chime.samples)
@@ -273,6 +304,158 @@ def test_feedback_for_a_site_another_plugin_reaches_plays_there_at_full_scale() 
     # what vcd satellite does with a hub's playBytes: through the speaker the plugin offers, at its volume
     assert controls.play_at(SITE, chime.samples, chime.rate_hz)
     assert np.allclose(sink.played[1][0][: len(chime.samples)], chime.samples * 0.5, atol=1e-6)
+
+
+class SlowCarrier(Carrier):
+    """A carrier whose speaker answers only once ``release`` is set (a Rhasspy satellite that is slow to send
+    playFinished, or never does); ``started`` is set when a play begins."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(site)
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def play(self, site: str, samples: np.ndarray, rate_hz: int) -> bool:
+        self.started.set()
+        self.release.wait(30)
+        return super().play(site, samples, rate_hz)
+
+
+def slow_porch_host(table: dict[str, Any]) -> tuple[feedback.Feedback, MemorySink, SlowCarrier, Said, PluginHost]:
+    from vcd.controls import Controls
+
+    sink, porch, said = MemorySink(), SlowCarrier("porch"), Said()
+    plugin = feedback.Feedback(output=sink)
+    host = host_with(("feedback", plugin), ("porch", porch), ("said", said))
+    host.startup(config_with(table), Controls())
+    host.start_workers()
+    return plugin, sink, porch, said, host
+
+
+@requires_espeak
+def test_a_silent_satellite_does_not_delay_the_feedback_of_this_machine() -> None:
+    """The porch's speaker has not finished (no playFinished yet): this machine's chime, its answer and a
+    controls.say here play meanwhile, and vcd_said follows them; the porch's turn comes when it answers."""
+    plugin, sink, porch, said, host = slow_porch_host({})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="recognized", text="Turned on the porch light")
+        assert porch.started.wait(10)
+        host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
+        assert said.controls is not None
+        said.controls.say("It is five o'clock", request_id="r-1")
+        assert wait_until(lambda: len(sink.played) == 3 and said.said, 10)  # chime, answer, say
+        assert said.said == [{"site": SITE, "text": "It is five o'clock", "request_id": "r-1"}]
+        assert porch.played == [] and not plugin.wait_idle(0.1)  # the porch still waits
+        porch.release.set()
+        assert plugin.wait_idle(20)
+        assert [site for site, _, _ in porch.played] == ["porch", "porch"]  # its chime, then its answer
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+@requires_espeak
+def test_within_one_destination_a_chime_is_followed_by_its_answer_then_the_next_one() -> None:
+    """Two commands and a say at the same site, queued while its speaker is busy: they play in the order
+    they came, each command's chime before its answer, never interleaved."""
+    plugin, _, porch, said, host = slow_porch_host({})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+        assert porch.started.wait(10)
+        host.dispatch("vcd_feedback", site="porch", kind="recognized", text="Turned on the porch light")
+        host.dispatch("vcd_feedback", site="porch", kind="not_understood", text="Sorry, I did not get that")
+        assert said.controls is not None
+        said.controls.say("It is five o'clock", site="porch", request_id="r-2")
+        porch.release.set()
+        assert wait_until(lambda: said.said, 30) and plugin.wait_idle(5)  # the say is the last to play
+        sounds = {kind: load_sound(SOUNDS_DIR / f"{kind}.wav").samples for kind in KINDS}
+
+        def what(samples: np.ndarray, rate_hz: int) -> str:
+            for kind, sound in sounds.items():
+                if len(samples) == len(sound) and np.array_equal(samples, sound):
+                    return kind
+            return f"speech {len(samples) / rate_hz:.1f} s" if rate_hz == 22050 else "?"
+
+        played = [what(samples, rate) for _, samples, rate in porch.played]
+        assert [p if not p.startswith("speech") else "speech" for p in played] == [
+            "wake", "recognized", "speech", "not_understood", "speech", "speech"]
+        assert said.said == [{"site": "porch", "text": "It is five o'clock", "request_id": "r-2"}]
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+@requires_espeak
+def test_a_full_destination_drops_its_oldest_waiting_job_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """8 may wait at a site; the 9th and 10th drop the oldest two (one warning line), a dropped say is still
+    answered with vcd_said, and the rest play in order once the speaker answers."""
+    from vcd_plugins.feedback.destinations import QUEUE_LIMIT
+
+    plugin, _, porch, said, host = slow_porch_host({"tts": True})
+    try:
+        host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+        assert porch.started.wait(10)
+        assert said.controls is not None
+        with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+            for i in range(QUEUE_LIMIT + 2):
+                said.controls.say(f"number {i}", site="porch", request_id=f"r-{i}")
+            assert wait_until(lambda: len(said.said) == 2, 10)
+        assert [s["request_id"] for s in said.said] == ["r-0", "r-1"]  # dropped, answered at once
+        lines = [r.getMessage() for r in caplog.records if "dropped the oldest" in r.getMessage()]
+        assert lines == [f"feedback: site-porch: {QUEUE_LIMIT} waiting already (still playing wake sound for site "
+                         "porch); dropped the oldest, answer 'number 0' for site porch (1 dropped here so far)"]
+        porch.release.set()
+        assert wait_until(lambda: len(said.said) == QUEUE_LIMIT + 2, 60) and plugin.wait_idle(5)
+        assert [s["request_id"] for s in said.said] == [f"r-{i}" for i in range(QUEUE_LIMIT + 2)]
+        assert len(porch.played) == 1 + QUEUE_LIMIT
+    finally:
+        porch.release.set()
+        host.drain(2)
+
+
+def test_shutdown_while_a_satellite_never_answers_returns_promptly(caplog: pytest.LogCaptureFixture) -> None:
+    """The porch's speaker never returns: vcd_shutdown still returns within its 1 s, drops what waits there
+    (one line) and takes nothing more."""
+    plugin, sink, porch, said, host = slow_porch_host({"tts": False})
+    host.dispatch("vcd_feedback", site="porch", kind="recognized", text=None)
+    assert porch.started.wait(10)
+    host.dispatch("vcd_feedback", site="porch", kind="wake", text=None)
+    host.dispatch("vcd_feedback", site=SITE, kind="wake", text=None)
+    assert host.drain(5)
+    assert wait_until(lambda: len(sink.played) == 1, 5)  # this machine's own: played meanwhile
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        plugin.vcd_shutdown("signal SIGTERM")
+    took_s = time.monotonic() - start
+    assert 0.9 < took_s < 1.5  # it let the queue play for its 1 s, then stopped waiting
+    assert [r.getMessage() for r in caplog.records] == [
+        "feedback: stopping: site-porch: 1 not played; still playing recognized sound for site porch"]
+    plugin.vcd_feedback(site=SITE, kind="wake", text=None)  # after shutdown: nothing more plays
+    assert not plugin._play_offered(SITE, np.zeros(160, dtype=np.float32), 16000)
+    assert len(sink.played) == 1 and porch.played == []
+    porch.release.set()
+
+
+def test_a_destination_stuck_on_one_job_is_reported_when_the_next_comes(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A hung output device no longer shows as a busy plugin worker: its destination says so itself, once."""
+    from vcd_plugins.feedback import destinations
+
+    monkeypatch.setattr(destinations, "STUCK_AFTER_S", 0.2)
+    release, ran = threading.Event(), []
+    local = destinations.Destination("local")
+    local.put(destinations.Job("wake sound for site kitchen", lambda: release.wait(10)))
+    assert wait_until(lambda: local._busy is not None, 5)  # it plays
+    with caplog.at_level(logging.WARNING, logger="vcd_plugins.feedback"):
+        assert local.put(destinations.Job("next", lambda: ran.append(1)))  # too early to call it stuck
+        time.sleep(0.3)  # past STUCK_AFTER_S
+        assert local.put(destinations.Job("next", lambda: ran.append(2)))
+        assert local.put(destinations.Job("next", lambda: ran.append(3)))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("feedback: local: still playing wake sound for site kitchen after ")
+    assert lines[0].endswith(" s; 2 waiting")
+    release.set()
+    assert local.wait_idle(time.monotonic() + 5) and ran == [1, 2, 3]
 
 
 # --- speech ---------------------------------------------------------------------------------------
@@ -325,7 +508,7 @@ def test_piper_speaks_through_the_plugin_and_vcd_understands_it(tmp_path: Path) 
     host = started(config_with({"piper_model": str(model), "volume": 1.0}), ("feedback", plugin))
     assert isinstance(plugin.speaker, Piper)
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="turn on the kitchen light")
-    assert host.drain(30)
+    assert host.drain(30) and plugin.wait_idle(30)
     (_, _), (speech, rate) = sink.played
     assert rate == json.loads(Path(f"{model}.json").read_text())["audio"]["sample_rate"] and 0.8 < len(speech) / rate < 4.0 and rms(speech) > 0.02
     wav = tmp_path / "piper.wav"
@@ -350,7 +533,7 @@ def test_an_unknown_voice_turns_answers_off_with_one_line(caplog: pytest.LogCapt
         "<defaults>: plugins.feedback.voice: espeak-ng -v xx-nope: The specified espeak-ng voice does not exist; "
         "answers are not spoken"]
     host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
-    assert host.drain(5)
+    assert host.drain(5) and plugin.wait_idle(5)
     assert len(sink.played) == 1  # the sound still plays
 
 
@@ -383,7 +566,8 @@ def test_piper_missing_parts_are_one_line_each(monkeypatch: pytest.MonkeyPatch, 
         installed = importlib.util.find_spec("piper") is not None
         if installed:
             sink = MemorySink()
-            host = started(config_with({"piper_model": str(voice)}), ("feedback", feedback.Feedback(output=sink)))
+            plugin = feedback.Feedback(output=sink)
+            host = started(config_with({"piper_model": str(voice)}), ("feedback", plugin))
     prefix = "<defaults>: plugins.feedback.piper_model: "
     lines = [r.getMessage() for r in caplog.records]
     assert lines[:2] == [
@@ -395,7 +579,7 @@ def test_piper_missing_parts_are_one_line_each(monkeypatch: pytest.MonkeyPatch, 
         assert len(lines) == 3 and lines[2].startswith(f"{prefix}{voice}: the Piper voice does not load (")
         assert lines[2].endswith("; answers are not spoken") and "\n" not in lines[2]
         host.dispatch("vcd_feedback", site=SITE, kind="recognized", text="Turned on the kitchen light")
-        assert host.drain(5)
+        assert host.drain(5) and plugin.wait_idle(5)
         assert len(sink.played) == 1  # the sound, no answer
     else:
         assert len(lines) == 2
@@ -514,7 +698,8 @@ def test_the_daemon_calls_vcd_feedback_for_a_recognised_and_a_rejected_segment()
     recognizer = load_recognizer(config)
     said = Said()
     sink = MemorySink()
-    host = started(config, ("said", said), ("feedback", feedback.Feedback(output=sink)))
+    plugin = feedback.Feedback(output=sink)
+    host = started(config, ("said", said), ("feedback", plugin))
     audio = utterances("turn on the kitchen light", 1.5, "the quick brown fox jumps over the lazy dog")
     daemon = Daemon(config, recognizer, host, MemorySource(config.audio, audio))
     assert daemon.run() == 0
@@ -522,6 +707,7 @@ def test_the_daemon_calls_vcd_feedback_for_a_recognised_and_a_rejected_segment()
         {"site": SITE, "kind": "recognized", "text": "Turned on the kitchen light"},
         {"site": SITE, "kind": "not_understood", "text": None},
     ]
+    assert plugin.wait_idle(10)  # vcd_shutdown let it play for up to 1 s; what is left plays on (daemon threads)
     assert len(sink.played) == 3  # the chime, the answer, the "not understood" sound
 
 

@@ -482,6 +482,72 @@ def test_a_rhasspy_satellite_hears_the_hubs_feedback_as_play_bytes(tmp_path: Pat
         sub.close()
 
 
+def test_a_silent_rhasspy_satellite_delays_only_its_own_room(tmp_path: Path, broker: Broker,
+                                                             procs: list[Proc]) -> None:
+    """Two Rhasspy satellites on one hub: the den never answers playFinished, the porch does.  An answer for the
+    den waits there (its length + 3 s), and meanwhile the porch's answer is sent at once; at the porch a
+    command's chime, its answer and a say that follows come in that order, each after the previous one's
+    playFinished.  SIGTERM while the den still waits, with more queued for it: the hub exits at once."""
+    from rhasspyhermes.tts import TtsSay
+
+    from vcd_plugins.feedback.playback import load_sound
+    from vcd_plugins.feedback.settings import SOUNDS_DIR
+
+    sub = Subscriber(broker, topics=("vcd/+/intent/#", "hermes/tts/sayFinished"))
+    hub = start_hub(tmp_path, broker, procs, "hub-a", mqtt={"hermes": True}, feedback={}, hermes_audio=True)
+    assert wait_until(lambda: "and Rhasspy audio frames" in hub.log, 30), hub.log
+    den, porch = RhasspySatellite(broker, "den"), RhasspySatellite(broker, "porch")
+    den.answer = den.echo = porch.echo = False
+
+    def say(site: str, text: str, request_id: str) -> float:
+        message = TtsSay(text=text, site_id=site, id=request_id, session_id=f"s-{request_id}")
+        sub.client.publish(message.topic(), message.payload(), qos=1).wait_for_publish(5)
+        return time.time()
+
+    try:
+        for satellite in (den, porch):  # a site is a Rhasspy satellite once it has streamed audio frames
+            satellite.stream(silence(0.5))
+        assert wait_until(lambda: "Rhasspy satellite 'den'" in hub.log and "Rhasspy satellite 'porch'" in hub.log,
+                          20), hub.log
+
+        say("den", "The washing machine in the basement has finished", "den-1")
+        assert wait_until(lambda: den.plays, 20), hub.log
+        porch_asked = say("porch", "The garage door is open", "porch-1")
+        assert wait_until(lambda: porch.plays, 10), hub.log
+        assert porch.plays[0]["at"] - porch_asked < 1.5  # not behind the den's wait
+        assert len(den.plays) == 1  # the den still waits for its playFinished: the porch's sayFinished comes first
+        assert sub.wait_for("hermes/tts/sayFinished", timeout_s=10).json()["id"] == "porch-1"
+        den_done = sub.wait_for("hermes/tts/sayFinished", timeout_s=20)
+        assert den_done.json()["id"] == "den-1" and den_done.at - den.plays[0]["at"] >= 3.0  # its length + 3 s
+
+        # one room in order: a command's chime, its answer, then a say that came after it
+        porch.stream(utterances(COMMANDS[0][0]))
+        assert sub.wait_for("vcd/porch/intent/HassTurnOn", timeout_s=60).json()["site"] == "porch"
+        say("porch", "It is five o'clock", "porch-2")
+        assert sub.wait_for("hermes/tts/sayFinished", timeout_s=30).json()["id"] == "porch-2"
+        chime, answer, spoken = porch.plays[1:4]
+        samples, rate = soundfile.read(io.BytesIO(chime["wav"]), dtype="float32")
+        sound = load_sound(SOUNDS_DIR / "recognized.wav")
+        assert rate == sound.rate_hz and np.abs(samples - sound.samples).max() < 2 / 32768
+        assert answer["at"] >= chime["finished_at"] and spoken["at"] >= answer["finished_at"]
+        assert len(porch.plays) == 4
+
+        # SIGTERM while the den waits for a playFinished that never comes, another answer queued behind it
+        say("den", "The washing machine in the basement has finished", "den-2")
+        say("den", "The dryer has finished too", "den-3")
+        assert wait_until(lambda: len(den.plays) == 2, 20), hub.log
+        stopped = time.monotonic()
+        hub.process.send_signal(signal.SIGTERM)
+        assert hub.wait(30) == 0, hub.log
+        took_s = time.monotonic() - stopped
+        assert took_s < 4.0, f"{took_s:.1f} s; the den's answer alone would wait its length + 3 s"
+        assert "Traceback" not in hub.log
+    finally:
+        den.close()
+        porch.close()
+        sub.close()
+
+
 def test_a_vcd_satellite_plays_play_bytes_and_answers_play_finished(tmp_path: Path, broker: Broker,
                                                                     procs: list[Proc],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
