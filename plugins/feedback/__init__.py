@@ -128,7 +128,7 @@ class Feedback:
     @vcd.hookimpl
     def vcd_say(self, site: str, text: str, request_id: str) -> None:
         try:
-            play = self._player_for(site) if self.speaker is not None else None
+            play = self._player_for(site, saying=True) if self.speaker is not None else None
             if play is not None:
                 with self._lock:
                     self._speak(text, play)
@@ -142,15 +142,16 @@ class Feedback:
     def vcd_shutdown(self, reason: str) -> None:
         self.output = None
 
-    def _player_for(self, site: str) -> Callable[[Any, int], None] | None:
+    def _player_for(self, site: str, saying: bool = False) -> Callable[[Any, int], None] | None:
         """Where ``site``'s feedback plays: this machine's output for its own site, else a speaker another plugin
         offers for it (the ``satellites`` plugin's, at a Rhasspy satellite), else this machine's output when
-        ``sites`` names the site; None: not played here."""
+        ``sites`` names the site; None: not played here.  ``saying``: an answer to ``vcd_say``, which also plays at a
+        speaker's ``says_at`` sites (a vcd satellite, which renders its own feedback)."""
         local = self.output is not None and self.settings.plays_for(site, self.site)
         if local and site == self.site:
             return self._play
-        if self.controls is not None and self.controls.plays_at(site):
-            return lambda samples, rate_hz: self._play_at(site, samples, rate_hz)
+        if self.controls is not None and self.controls.plays_at(site, saying):
+            return lambda samples, rate_hz: self._play_at(site, samples, rate_hz, saying)
         return self._play if local else None
 
     def _reaches(self, site: str) -> bool:
@@ -165,11 +166,11 @@ class Feedback:
             self._play(samples, rate_hz)
         return True
 
-    def _play_at(self, site: str, samples: Any, rate_hz: int) -> None:
+    def _play_at(self, site: str, samples: Any, rate_hz: int, saying: bool = False) -> None:
         """Through the speaker another plugin offers for ``site``: at full scale (the satellite's own volume rules
         there), blocking until it has been played; that plugin guards its microphone against the echo."""
         assert self.controls is not None
-        if not self.controls.play_at(site, samples, rate_hz):
+        if not self.controls.play_at(site, samples, rate_hz, saying):
             _LOGGER.debug("feedback: %.2f s of audio for site %s not confirmed played", len(samples) / rate_hz, site)
 
     def _play(self, samples: Any, rate_hz: int) -> None:
