@@ -57,6 +57,7 @@ RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again i
 PLAY_FINISHED_MARGIN_S = 3.0  # playBytes: wait this long past the sound's length for its playFinished
 PLAY_GUARD_S = 0.5  # ... and drop the site's frames this long after it (the echo, frames still on their way)
 SWEEP_S = 0.5  # the VAD thread looks for Rhasspy sites gone quiet at least this often
+_IDLE: tuple[str, bytes | None] = ("", None)  # the VAD thread's turn when no frame came in SWEEP_S
 
 
 @dataclass(frozen=True)
@@ -364,15 +365,15 @@ class Hub:
             try:
                 item = self._frames.get(timeout=SWEEP_S)
             except queue.Empty:
-                item = ("", b"")
+                item = _IDLE
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + SWEEP_S
                 self._forget_quiet_sites()
             if item is None:
                 return
-            site, payload = item
-            if not site:
+            if item is _IDLE:
                 continue
+            site, payload = item
             if payload is None:  # a playBytes begins: what the site's VAD holds is dropped
                 self._streams.pop(site, None)
                 continue
@@ -550,6 +551,6 @@ def vcd_shutdown(reason: str) -> None:
         return
     hub, _hub = _hub, None
     delivered = hub.stop()
-    _LOGGER.info("satellites: %d segments taken, %d messages dropped, %d sounds sent to Rhasspy satellites; "
+    _LOGGER.info("satellites: %d segments taken, %d messages dropped, %d sounds sent to satellites as playBytes; "
                  "offline %s (%s)", hub.counts["segments"], hub.counts["dropped"], hub.counts["played"],
                  "confirmed" if delivered else "not confirmed", reason)
