@@ -89,3 +89,24 @@ def test_speakers_other_plugins_offer_and_one_that_breaks(caplog: Any) -> None:
     assert controls.play_at("kitchen", np.zeros(80, dtype=np.float32), 8000)  # vcd satellite: no plugin asks
     assert played == [("satellites", "porch", 160, 16000), ("feedback", "kitchen", 80, 8000)]
     assert 'plugin "satellites" failed to play 0.01 s of audio at site \'broken\'' in caplog.text
+
+
+def test_a_speaker_that_only_says_answers_at_some_sites() -> None:
+    """``says_at``: sites where a speaker plays spoken answers (``saying=True``: ``controls.say``) but not feedback,
+    as the satellites plugin does for vcd satellites, which render their own sounds."""
+    controls = Controls()
+    feedback, satellites = controls.for_plugin("feedback"), controls.for_plugin("satellites")
+    played: list[tuple[str, int]] = []
+
+    def play(site: str, samples: np.ndarray, rate_hz: int) -> bool:
+        played.append((site, len(samples)))
+        return True
+
+    satellites.offer_speaker(lambda site: site == "porch", play, says_at=lambda site: site == "den")
+    assert [feedback.plays_at(s) for s in ("porch", "den", "garage")] == [True, False, False]
+    assert [feedback.plays_at(s, saying=True) for s in ("porch", "den", "garage")] == [True, True, False]
+    assert not feedback.play_at("den", np.zeros(160, dtype=np.float32), 16000)
+    assert feedback.play_at("den", np.zeros(320, dtype=np.float32), 16000, saying=True)
+    assert played == [("den", 320)]
+    satellites.offer_speaker(lambda site: site == "porch", play)  # a later offer without says_at replaces it
+    assert not feedback.plays_at("den", saying=True)

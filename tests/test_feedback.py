@@ -744,3 +744,51 @@ def test_hermes_tts_say_is_spoken_and_answered_with_say_finished(broker: Any, su
     finally:
         host.drain(2)
         host.shutdown("test over")
+
+
+class AnswerCarrier(Carrier):
+    """A carrier that plays spoken answers only at its site (``says_at``), as the satellites plugin does for a vcd
+    satellite, whose feedback sounds that satellite renders itself."""
+
+    @vcd.hookimpl
+    def vcd_startup(self, controls: vcd.PluginControls) -> None:
+        controls.offer_speaker(lambda site: False, self.play, says_at=lambda site: site == self.site)
+
+
+@requires_espeak
+def test_answers_but_not_feedback_go_to_a_speaker_that_only_says_there() -> None:
+    """For a site another plugin only says answers at: vcd_feedback plays nothing here nor there; vcd_say is
+    spoken there (espeak-ng, full scale), then vcd_said."""
+    from vcd.controls import Controls
+
+    sink, carrier, said, controls = MemorySink(), AnswerCarrier("den"), Said(), Controls()
+    host = host_with(("feedback", feedback.Feedback(output=sink)), ("carrier", carrier), ("said", said))
+    host.startup(config_with({}), controls)
+    host.start_workers()
+    host.dispatch("vcd_feedback", site="den", kind="recognized", text="The light is on")  # first in its queue
+    controls.for_plugin("said").say("The garage door is open", site="den", request_id="r-1")
+    assert wait_until(lambda: said.said, 10)
+    assert host.drain(5)
+    assert [(site, rate) for site, _, rate in carrier.played] == [("den", 22050)]  # the answer only
+    assert 1.0 < len(carrier.played[0][1]) / 22050 < 4.0 and rms(carrier.played[0][1]) > 0.02
+    assert sink.played == [] and said.said == [{"site": "den", "text": "The garage door is open", "request_id": "r-1"}]
+
+
+def test_the_speaker_it_offers_pauses_recognition_while_a_hubs_answer_plays() -> None:
+    """What ``vcd satellite`` does with a hub's playBytes (a spoken answer for its site): through the speaker the
+    feedback plugin offers; with a microphone the satellite's controls are paused meanwhile (its echo guard)."""
+    from vcd.controls import Controls
+
+    controls = Controls()
+    seen: list[str] = []
+
+    class Watching(MemorySink):
+        def play(self, samples: np.ndarray, rate_hz: int) -> None:
+            seen.append(controls.paused_by())
+            super().play(samples, rate_hz)
+
+    host = host_with(("feedback", feedback.Feedback(output=Watching())))
+    host.startup(replace(config_with({"tts": False}), vad=replace(Config().vad, silence_ms=100)), controls)
+    assert controls.play_at(SITE, np.zeros(2205, dtype=np.float32), 22050)
+    assert seen == ["feedback: feedback playing"] and controls.paused_by() == "feedback: feedback playing"
+    assert wait_until(lambda: controls.paused_by() == "", 3.0)

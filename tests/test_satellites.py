@@ -678,3 +678,210 @@ def test_hub_settings_errors_name_the_key(table: dict[str, Any], message: str) -
     with pytest.raises(ConfigError) as info:
         parse_settings(parse_config({"plugins": {"satellites": table}}))
     assert str(info.value) == f"<defaults>: {message}"
+
+
+# --- sites that go away; spoken answers at vcd satellites -----------------------------------------------------
+
+
+class LiveStream:
+    """A Rhasspy satellite's microphone at real time: 1024-frame ``audioFrame`` chunks every 64 ms, silence
+    unless audio was queued, from a thread of its own until :meth:`stop` (the satellite is unplugged)."""
+
+    CHUNK = 1024
+
+    def __init__(self, sat: RhasspySatellite) -> None:
+        self.sat = sat
+        self.queued: collections.deque[np.ndarray] = collections.deque()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def say(self, audio: np.ndarray) -> None:
+        for start in range(0, len(audio), self.CHUNK):
+            self.queued.append(audio[start:start + self.CHUNK])
+
+    def _run(self) -> None:
+        topic = self.sat.hermes.AudioFrame.topic(site_id=self.sat.site)
+        while not self._stop.wait(self.CHUNK / 16000):
+            chunk = self.queued.popleft() if self.queued else silence(self.CHUNK / 16000)
+            self.sat.client.publish(topic, encode_wav(chunk))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_a_rhasspy_satellite_that_goes_quiet_is_forgotten_and_comes_back(tmp_path: Path, broker: Broker,
+                                                                         procs: list[Proc]) -> None:
+    """site_timeout_s = 2: a Rhasspy site streaming at real time gets its feedback as playBytes; once its frames
+    stop it is forgotten (one line; the command it was in the middle of is discarded, never decoded) and no
+    speaker is offered for it (a tts/say for it is not this hub's: no playBytes); its next frame brings it back."""
+    from rhasspyhermes.tts import TtsSay
+
+    sub = Subscriber(broker, topics=("vcd/+/intent/#", "hermes/tts/sayFinished"))
+    hub = start_hub(tmp_path, broker, procs, "hub-a", mqtt={"hermes": True}, feedback={}, hermes_audio=True,
+                    site_timeout_s=2)
+    assert wait_until(lambda: "and Rhasspy audio frames" in hub.log, 30), hub.log
+    sat = RhasspySatellite(broker, "porch")
+    sat.echo = False
+    appeared = "Rhasspy satellite 'porch' streams audio to this hub"
+
+    def say(request_id: str) -> Any:
+        message = TtsSay(text="The garage door is open", site_id="porch", id=request_id, session_id="s")
+        sub.client.publish(message.topic(), message.payload(), qos=1)
+        finished = sub.wait_for("hermes/tts/sayFinished", timeout_s=30)
+        assert finished.json()["id"] == request_id
+        return finished
+
+    stream = LiveStream(sat)
+    try:
+        assert wait_until(lambda: appeared in hub.log, 10), hub.log
+        stream.say(utterances(COMMANDS[0][0]))
+        assert sub.wait_for("vcd/porch/intent/HassTurnOn", timeout_s=60).json()["site"] == "porch"
+        assert wait_until(lambda: len(sat.plays) >= 2, 30), hub.log  # the chime and the answer, as playBytes
+        time.sleep(1.0)  # the hub's echo guard after the answer's playFinished
+        stream.stop()
+        # unplugged in the middle of a command: what it had said is not decoded
+        sat.stream(utterances(COMMANDS[1][0], tail_s=0.0))
+        forgotten = ("Rhasspy satellite 'porch': no audio frame for 2 s (site_timeout_s); forgotten until it "
+                     "sends again; its segment in progress discarded")
+        assert wait_until(lambda: forgotten in hub.log, 10), hub.log
+        plays = len(sat.plays)
+        # no speaker for it now: a tts/say for it is not this hub's (Rhasspy's own TTS may take it)
+        message = TtsSay(text="The garage door is open", site_id="porch", id="say-gone", session_id="s")
+        sub.client.publish(message.topic(), message.payload(), qos=1)
+        assert [m.topic for m in sub.drain(3.0)] == [] and len(sat.plays) == plays
+
+        stream = LiveStream(sat)  # plugged in again
+        assert wait_until(lambda: hub.log.count(appeared) == 2, 10), hub.log
+        finished = say("say-back")
+        assert len(sat.plays) == plays + 1 and sat.plays[-1]["finished_at"] <= finished.at
+        assert [(p["site"], p["intent"]) for p in intents(sub, quiet_s=2.0)] == []  # the cut command: never
+        assert [m.json()["intent"] for m in sub.seen if "/intent/" in m.topic] == ["HassTurnOn"]
+        assert hub.log.count("forgotten until it sends again") == 1 and "Traceback" not in hub.log
+    finally:
+        stream.stop()
+        sat.close()
+        sub.close()
+
+
+@pytest.mark.parametrize(("value", "got"), [("0", "0"), ("1.5", "1.5"), ('"30"', "'30'")])
+def test_a_bad_site_timeout_is_one_config_error_line(tmp_path: Path, value: str, got: str) -> None:
+    """``vcd check-config`` and ``vcd run``: one line naming the key, exit 78 (ExitCode.CONFIG)."""
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[audio]\nsource = "none"\n[plugins]\nenabled = ["satellites"]\n'
+                      f"[plugins.satellites]\nsite_timeout_s = {value}\n")
+    for command in ("check-config", "run"):
+        done = subprocess.run([*vcd_command(), command, "--config", str(config)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 78, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].endswith(f"plugins.satellites.site_timeout_s: must be a whole number 1..86400 (got {got})"), lines
+        assert sum("site_timeout_s" in line for line in lines) == 1, lines
+
+
+def test_tts_say_for_a_vcd_satellite_is_played_there_and_finished(tmp_path: Path, broker: Broker, procs: list[Proc],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """hermes/tts/say for a vcd satellite's site: the hub's feedback plugin speaks it, the satellites plugin sends it
+    as playBytes, the satellite plays it on its output (ALSA's file pcm) and answers playFinished, then the hub
+    publishes sayFinished.  Its feedback stays the satellite's own: a command there brings the feedback message,
+    no playBytes.  Once the satellite is offline a tts/say for it is not this hub's."""
+    from rhasspyhermes.tts import TtsSay
+
+    if not Path("/usr/share/alsa/alsa.conf").exists():
+        pytest.skip("no ALSA configuration here")
+    conf, raw = alsa_output(tmp_path)
+    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{conf}")
+    sub = Subscriber(broker, topics=("vcd/+/intent/#", "hermes/tts/sayFinished", "hermes/audioServer/den/#",
+                                     "vcd/satellite/den/#"))
+    hub = start_hub(tmp_path, broker, procs, "hub-a", mqtt={"hermes": True}, feedback={})
+    config = write_config(tmp_path / "sat.toml", {
+        "daemon": {"site": "den"},
+        "satellite": {"host": broker.host, "port": broker.port},
+        "plugins": {"enabled": ["feedback"]},
+        "plugins.feedback": {"device": "vcdout", "tts": False, "volume": 1.0},
+    })
+    sat = Proc(tmp_path, "sat-den", "satellite", "--config", str(config), "--input", "-", stdin=True)
+    procs.append(sat)
+
+    def say(request_id: str, text: str) -> Any:
+        message = TtsSay(text=text, site_id="den", id=request_id, session_id="s-1")
+        sub.client.publish(message.topic(), message.payload(), qos=1)
+        finished = sub.wait_for("hermes/tts/sayFinished", timeout_s=30)
+        assert (finished.json()["id"], finished.json()["siteId"]) == (request_id, "den")
+        return finished
+
+    try:
+        sub.wait_for("vcd/satellite/den/status", payload="online", timeout_s=60)
+        if "feedback on vcdout" not in sat.log:
+            pytest.skip(f"PortAudio has no ALSA output here: {sat.log[-500:]}")
+        assert wait_until(lambda: "vcd satellite 'den' is online" in hub.log, 10), hub.log
+        assert wait_until(lambda: "connected to" in sat.log, 10)
+        time.sleep(0.5)  # the satellite's subscription to playBytes
+        finished = say("say-1", "The garage door is open")
+        topics = [m.topic for m in sub.seen]
+        plays = [t for t in topics if "/playBytes/" in t]
+        assert len(plays) == 1 and topics.index("hermes/audioServer/den/playFinished") < len(topics) - 1, topics
+        assert wait_until(lambda: raw.exists() and raw.stat().st_size > 2 * 1.0 * 48000, 5)
+        played = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
+        assert 1.0 < len(played) / 48000 < 4.0 and np.sqrt(np.mean(played**2)) > 0.02  # espeak-ng's answer
+        assert finished.at >= next(m.at for m in sub.seen if m.topic.endswith("/playFinished"))
+
+        # a command said there: the satellite renders its own feedback (the message), the hub sends no playBytes
+        assert sat.process.stdin is not None
+        sat.process.stdin.write(to_pcm16(utterances(COMMANDS[0][0])))
+        sat.process.stdin.flush()
+        assert sub.wait_for("vcd/den/intent/HassTurnOn", timeout_s=60).json()["site"] == "den"
+        sub.drain(1.0)
+        assert [m.json()["kind"] for m in sub.seen if m.topic == "vcd/satellite/den/feedback"] == ["recognized"]
+        assert sum("/playBytes/" in m.topic for m in sub.seen) == 1, [m.topic for m in sub.seen]
+
+        sat.process.send_signal(signal.SIGTERM)
+        assert sat.wait(30) == 0, sat.log
+        sub.wait_for("vcd/satellite/den/status", payload="offline", timeout_s=10)
+        assert wait_until(lambda: "vcd satellite 'den' is offline" in hub.log, 10), hub.log
+        # offline: no speaker for it, so a tts/say for it is not this hub's (no playBytes, no sayFinished)
+        message = TtsSay(text="Nobody is there", site_id="den", id="say-2", session_id="s-2")
+        sub.client.publish(message.topic(), message.payload(), qos=1)
+        assert [m.topic for m in sub.drain(2.0)] == []
+        assert "Traceback" not in hub.log and "Traceback" not in sat.log
+    finally:
+        sub.close()
+
+
+def test_feedback_for_a_forgotten_rhasspy_site_does_not_wait(broker: Broker) -> None:
+    """The satellites plugin's speaker, as the feedback plugin asks it: while a Rhasspy site streams, playing
+    there sends playBytes and waits for playFinished; once the site has been quiet for site_timeout_s no plugin
+    plays there, play_at is False straight away and nothing is sent; a frame brings the site back."""
+    from vcd.config import parse_config
+    from vcd.controls import Controls
+    from vcd_plugins.satellites import Hub, parse_settings
+
+    config = parse_config({"plugins": {"satellites": {"host": broker.host, "port": broker.port,
+                                                      "hermes_audio": True, "site_timeout_s": 2}}})
+    settings = parse_settings(config)
+    assert settings is not None and settings.site_timeout_s == 2
+    controls = Controls()
+    controls.attach_segment_sink(lambda *args: True)
+    hub = Hub(settings, "hub", config.vad, controls.for_plugin("satellites"))
+    controls.for_plugin("satellites").offer_speaker(hub.reaches, hub.play, says_at=hub.says_at)
+    feedback = controls.for_plugin("feedback")
+    sub = Subscriber(broker, topics=("hermes/audioServer/porch/playBytes/+",))
+    frame = encode_wav(silence(0.064))
+    hub.start()
+    try:
+        assert hub.subscribed.wait(10)
+        sub.client.publish("hermes/audioServer/porch/audioFrame", frame)
+        assert wait_until(lambda: feedback.plays_at("porch"), 10)
+        chime = np.zeros(1600, dtype=np.float32)
+        sub.client.publish("hermes/audioServer/porch/audioFrame", frame)  # heard just now
+        assert not feedback.play_at("porch", chime, 16000)  # sent; nobody answers playFinished: given up
+        assert len(sub.drain(0.5)) == 1
+        assert wait_until(lambda: not feedback.plays_at("porch"), 5)  # quiet for 2 s
+        assert not feedback.play_at("porch", chime, 16000) and sub.drain(0.5) == []
+        assert not feedback.plays_at("porch", saying=True)  # nor for spoken answers
+        sub.client.publish("hermes/audioServer/porch/audioFrame", frame)
+        assert wait_until(lambda: feedback.plays_at("porch"), 10)
+    finally:
+        hub.stop(1.0)
+        sub.close()

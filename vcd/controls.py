@@ -16,10 +16,11 @@ of ``vcd_startup`` and may keep it and call it from any thread:
   (the shipped ``feedback`` plugin: espeak-ng or Piper) to say a text at a site (None: this
   daemon's ``daemon.site``); it answers with the ``vcd_said`` hook when done.  Returns at once;
   call it once the daemon runs (after ``vcd_startup``).
-- ``controls.offer_speaker(reaches, play)``: this plugin can play audio at some sites (the
-  ``feedback`` plugin on its sound card, the ``satellites`` plugin at Rhasspy satellites);
-  ``controls.plays_at(site)`` / ``controls.play_at(site, samples, rate_hz)`` let another plugin
-  (the ``feedback`` plugin rendering for a satellite) or ``vcd satellite`` play there through it.
+- ``controls.offer_speaker(reaches, play, says_at=None)``: this plugin can play audio at some sites
+  (the ``feedback`` plugin on its sound card, the ``satellites`` plugin at Rhasspy satellites, and
+  spoken answers only at vcd satellites: ``says_at``); ``controls.plays_at(site, saying=False)`` /
+  ``controls.play_at(site, samples, rate_hz, saying=False)`` let another plugin (the ``feedback``
+  plugin rendering for a satellite) or ``vcd satellite`` play there through it.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Controls:
         self.site = ""
         self.segment_sink: Callable[..., bool] | None = None  # set by attach_segment_sink
         self.recognizer_ready = threading.Event()  # set once the recogniser takes segments from plugins
-        self._speakers: list[tuple[str, Callable[[str], bool], Callable[..., bool]]] = []  # (plugin, reaches, play)
+        # (plugin, reaches, play, says_at): says_at(site) → play speaks controls.say's answers there, not feedback
+        self._speakers: list[tuple[str, Callable[[str], bool], Callable[..., bool], Callable[[str], bool] | None]] = []
 
     def connect(self, dispatch: Callable[..., None], speaks: Callable[[], bool], site: str) -> None:
         """The plugin host's ``dispatch(hook, **kwargs)``, whether any plugin implements ``vcd_say``, the site."""
@@ -92,27 +94,32 @@ class Controls:
         if self._dispatch is not None:
             self._dispatch("vcd_said", site=site, text=text, request_id=request_id)
 
-    def offer_speaker(self, plugin: str, reaches: Callable[[str], bool], play: Callable[..., bool]) -> None:
+    def offer_speaker(self, plugin: str, reaches: Callable[[str], bool], play: Callable[..., bool],
+                      says_at: Callable[[str], bool] | None = None) -> None:
         with self._lock:
-            self._speakers = [s for s in self._speakers if s[0] != plugin] + [(plugin, reaches, play)]
+            self._speakers = [s for s in self._speakers if s[0] != plugin] + [(plugin, reaches, play, says_at)]
 
-    def speaker_at(self, site: str, asking: str | None = None) -> tuple[str, Callable[..., bool]] | None:
-        """(plugin, play) of the first speaker, not ``asking``'s own, that reaches ``site``; None when none does."""
+    def speaker_at(self, site: str, asking: str | None = None,
+                   saying: bool = False) -> tuple[str, Callable[..., bool]] | None:
+        """(plugin, play) of the first speaker, not ``asking``'s own, that reaches ``site``; None when none does.
+
+        ``saying``: for a spoken answer (``controls.say``), so a speaker's ``says_at`` sites count too.
+        """
         with self._lock:
             speakers = list(self._speakers)
-        for plugin, reaches, play in speakers:
+        for plugin, reaches, play, says_at in speakers:
             if plugin == asking:
                 continue
             try:
-                if reaches(site):
+                if reaches(site) or (saying and says_at is not None and says_at(site)):
                     return plugin, play
             except Exception:  # noqa: BLE001 - a broken plugin must not stop the one asking
                 _LOGGER.exception('plugin "%s": its speaker could not say whether it reaches site %r', plugin, site)
         return None
 
-    def play_at(self, site: str, samples: Any, rate_hz: int, asking: str | None = None) -> bool:
+    def play_at(self, site: str, samples: Any, rate_hz: int, asking: str | None = None, saying: bool = False) -> bool:
         """Play mono float32 ``samples`` at ``site`` through the speaker that reaches it; False when none does."""
-        found = self.speaker_at(site, asking)
+        found = self.speaker_at(site, asking, saying)
         if found is None:
             return False
         plugin, play = found
@@ -224,26 +231,34 @@ class PluginControls:
         """For the plugin that speaks: a ``vcd_say`` request is done (spoken or not); sends ``vcd_said``."""
         self._controls.said(site, text, request_id)
 
-    def offer_speaker(self, reaches: Callable[[str], bool], play: Callable[[str, Any, int], bool]) -> None:
+    def offer_speaker(self, reaches: Callable[[str], bool], play: Callable[[str, Any, int], bool],
+                      says_at: Callable[[str], bool] | None = None) -> None:
         """This plugin can play audio at some sites: others may play there through it (replaces an earlier offer).
 
         :param reaches: ``reaches(site)`` → whether ``play`` can play at ``site`` now (any thread; must not block).
         :param play: ``play(site, samples, rate_hz)`` plays mono float32 ``samples`` (−1..1) at ``rate_hz`` at
             ``site`` and blocks until they have been played (or given up on, within a few seconds of their
             length); True when they were played.  Called on the asker's thread.
+        :param says_at: ``says_at(site)`` → whether ``play`` can play spoken answers (``controls.say``) at ``site``
+            although ``reaches`` is False there: a site that renders its own feedback sounds (a vcd satellite)
+            but can play an answer rendered here.  Same rules as ``reaches``.
         """
-        self._controls.offer_speaker(self.plugin, reaches, play)
+        self._controls.offer_speaker(self.plugin, reaches, play, says_at)
 
-    def plays_at(self, site: str) -> bool:
-        """Whether another plugin offers a speaker that reaches ``site`` (e.g. a Rhasspy satellite's)."""
-        return self._controls.speaker_at(site, self.plugin) is not None
+    def plays_at(self, site: str, saying: bool = False) -> bool:
+        """Whether another plugin offers a speaker that reaches ``site`` (e.g. a Rhasspy satellite's).
 
-    def play_at(self, site: str, samples: Any, rate_hz: int) -> bool:
+        ``saying``: asking for a spoken answer (``controls.say``), which a speaker's ``says_at`` sites take too.
+        """
+        return self._controls.speaker_at(site, self.plugin, saying) is not None
+
+    def play_at(self, site: str, samples: Any, rate_hz: int, saying: bool = False) -> bool:
         """Play mono float32 ``samples`` at ``site`` through another plugin's speaker; blocks until played.
 
-        False when no other plugin reaches ``site``, or its speaker could not play them.
+        False when no other plugin reaches ``site`` (with ``saying``: nor says at it, as in :meth:`plays_at`), or
+        its speaker could not play them.
         """
-        return self._controls.play_at(site, samples, rate_hz, self.plugin)
+        return self._controls.play_at(site, samples, rate_hz, self.plugin, saying)
 
     def recognize(
         self, samples: Any, site: str, speech_end: float, done: Callable[[], None] | None = None,

@@ -90,6 +90,11 @@ class Topics:
         return f"{self.prefix}/satellite/+/segment"
 
     @property
+    def statuses(self) -> str:
+        """The filter of every satellite's status."""
+        return f"{self.prefix}/satellite/+/status"
+
+    @property
     def hubs(self) -> str:
         return f"{self.prefix}/hub/+/status"
 
@@ -186,6 +191,11 @@ class StreamSegmenter:
         self._resampler = StreamResampler(rate_hz)
         self._segmenter = Segmenter(vad)
         self._end = SpeechEnd
+
+    @property
+    def in_speech(self) -> bool:
+        """True while a segment is open (speech began and has not ended yet)."""
+        return self._segmenter.in_speech
 
     def process(self, samples: np.ndarray) -> list[tuple[np.ndarray | None, float]]:
         """The segments this block closed: (samples, ``time.time()`` at the close); samples None when too short."""

@@ -147,7 +147,7 @@ class Feedback:
     def vcd_say(self, site: str, text: str, request_id: str) -> None:
         """Queue ``text`` spoken at ``site``'s destination; ``controls.said`` follows once it has played (or was
         dropped, or is not spoken here: then at once).  Returns at once."""
-        where = self._destination_for(site) if self.speaker is not None else None
+        where = self._destination_for(site, saying=True) if self.speaker is not None else None
 
         def said() -> None:
             if self.controls is not None:
@@ -202,15 +202,16 @@ class Feedback:
         """Wait until every destination has played what it was given; False when ``timeout_s`` passed first."""
         return self.destinations.wait_idle(timeout_s)
 
-    def _destination_for(self, site: str) -> tuple[str, Callable[[Any, int], Any]] | None:
+    def _destination_for(self, site: str, saying: bool = False) -> tuple[str, Callable[[Any, int], Any]] | None:
         """(destination, player) of ``site``'s feedback: this machine's output for its own site, else a speaker
         another plugin offers for it (the ``satellites`` plugin's, at a Rhasspy satellite), else this machine's
-        output when ``sites`` names the site; None: not played here."""
+        output when ``sites`` names the site; None: not played here.  ``saying``: an answer to ``vcd_say``, which
+        also plays at a speaker's ``says_at`` sites (a vcd satellite, which renders its own feedback)."""
         local = self.output is not None and self.settings.plays_for(site, self.site)
         if local and site == self.site:
             return LOCAL, self._play
-        if self.controls is not None and self.controls.plays_at(site):
-            return f"site-{site}", lambda samples, rate_hz: self._play_at(site, samples, rate_hz)
+        if self.controls is not None and self.controls.plays_at(site, saying):
+            return f"site-{site}", lambda samples, rate_hz: self._play_at(site, samples, rate_hz, saying)
         return (LOCAL, self._play) if local else None
 
     def _reaches(self, site: str) -> bool:
@@ -236,11 +237,11 @@ class Feedback:
         finished.wait()
         return played == [True]
 
-    def _play_at(self, site: str, samples: Any, rate_hz: int) -> None:
+    def _play_at(self, site: str, samples: Any, rate_hz: int, saying: bool = False) -> None:
         """Through the speaker another plugin offers for ``site``: at full scale (the satellite's own volume rules
         there), blocking until it has been played; that plugin guards its microphone against the echo."""
         assert self.controls is not None
-        if not self.controls.play_at(site, samples, rate_hz):
+        if not self.controls.play_at(site, samples, rate_hz, saying):
             _LOGGER.debug("feedback: %.2f s of audio for site %s not confirmed played", len(samples) / rate_hz, site)
 
     def _play(self, samples: Any, rate_hz: int) -> bool:

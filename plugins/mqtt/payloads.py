@@ -180,14 +180,15 @@ class MqttPlugin:
             self._tts_say(payload)
 
     def _tts_say(self, payload: bytes) -> None:
-        """``hermes/tts/say`` for this site, or for a site another plugin plays at (a Rhasspy satellite of this
-        hub's ``satellites`` plugin): ask the plugin that speaks (``controls.say``); sayFinished follows."""
+        """``hermes/tts/say`` for this site, or for a site another plugin plays answers at (a Rhasspy or vcd
+        satellite of this hub's ``satellites`` plugin): ask the plugin that speaks (``controls.say``); sayFinished follows."""
         try:
             say = hermes.parse_tts_say(payload)
         except ValueError as exc:
             _LOGGER.warning("Hermes: %s ignored: %s", hermes.TTS_SAY_TOPIC, exc)
             return
-        if self.controls is None or (say.site != self.settings.site and not self.controls.plays_at(say.site)):
+        if self.controls is None or (say.site != self.settings.site
+                                     and not self.controls.plays_at(say.site, saying=True)):
             return
         request_id = f"hermes-{uuid.uuid4()}"
         self._says[request_id] = say

@@ -11,12 +11,17 @@ opened once the recogniser takes segments:
   receipted on ``PREFIX/satellite/SITE/decoded`` and the segment acknowledged; a satellite
   sends again what no hub receipted, and a segment another hub receipted is skipped here.
 - Rhasspy satellites' streams (``hermes/audioServer/SITE/audioFrame``, with ``hermes_audio``)
-  are cut into segments here, one VAD per site, the same segmenter as the microphone's.
+  are cut into segments here, one VAD per site, the same segmenter as the microphone's.  A site
+  whose frames stop for ``site_timeout_s`` is forgotten (its VAD and a segment in progress
+  discarded, no speaker offered for it) until its next frame; one log line each way.
 - ``vcd_feedback`` for a satellite's site is published to ``PREFIX/satellite/SITE/feedback``.
 - Rhasspy satellites get their sounds and answers as ``hermes/audioServer/SITE/playBytes/ID``: this
   plugin offers a speaker for them (``controls.offer_speaker``) that the ``feedback`` plugin plays
   through.  While one plays, and ``PLAY_GUARD_S`` after its ``playFinished`` (or a timeout), the
   site's frames are dropped, so the answer its microphone hears is not decoded as a command.
+- vcd satellites announce themselves on ``PREFIX/satellite/SITE/status`` (retained): while one is
+  ``online`` the same speaker plays spoken answers (``controls.say``, e.g. ``hermes/tts/say``) there
+  as ``playBytes`` (``says_at``), not feedback, which such a satellite renders itself.
 
 Bad input — a payload that is not a 16-bit WAV, one over ``max_segment_kb``, a site not in
 ``sites`` — is logged in one line and dropped; nothing else stops.
@@ -46,10 +51,13 @@ NAME = "satellites"
 FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30 s of one site)
 LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
 _KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
-         "hermes_audio", "hermes_play", "username", "password_env", "password_file", "tls", "ca_file")
+         "hermes_audio", "hermes_play", "site_timeout_s", "username", "password_env", "password_file", "tls",
+         "ca_file")
 RECEIPTS_KEPT = 1000  # per site: receipts remembered, so a segment sent again is not decoded twice
 PLAY_FINISHED_MARGIN_S = 3.0  # playBytes: wait this long past the sound's length for its playFinished
 PLAY_GUARD_S = 0.5  # ... and drop the site's frames this long after it (the echo, frames still on their way)
+SWEEP_S = 0.5  # the VAD thread looks for Rhasspy sites gone quiet at least this often
+_IDLE: tuple[str, bytes | None] = ("", None)  # the VAD thread's turn when no frame came in SWEEP_S
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class HubSettings:
     max_segment_kb: int = 1024
     hermes_audio: bool = False
     hermes_play: bool = True  # with hermes_audio: feedback to Rhasspy satellites as playBytes
+    site_timeout_s: int = 30  # a Rhasspy site without audio frames this long is forgotten until its next one
     login: protocol.BrokerLogin = protocol.BrokerLogin()
 
 
@@ -143,7 +152,7 @@ def parse_settings(config: Any) -> HubSettings | None:
         host=host, port=integer("port", 1883, 1, 65535), keepalive_s=integer("keepalive_s", 30, 5, 65535),
         client_id=string("client_id", "", topic=True), topic_prefix=prefix, shared_group=group, sites=tuple(sites),
         max_segment_kb=integer("max_segment_kb", 1024, 1, 256 * 1024), hermes_audio=hermes, hermes_play=play,
-        login=login,
+        site_timeout_s=integer("site_timeout_s", 30, 1, 86400), login=login,
     )
 
 
@@ -161,14 +170,15 @@ class Hub:
         self._frames: queue.Queue[tuple[str, bytes | None] | None] = queue.Queue(maxsize=FRAME_QUEUE)  # None: reset
         self._streams: dict[str, protocol.StreamSegmenter] = {}
         self._sites_heard: set[str] = set()  # vcd satellites that sent segments: feedback goes to them
-        self._hermes_sites: set[str] = set()  # Rhasspy satellites that sent audio frames: playBytes go to them
+        self._heard_at: dict[str, float] = {}  # Rhasspy satellite → time.monotonic() of its last audio frame
+        self._online: set[str] = set()  # vcd satellites whose status is "online": spoken answers go to them
         self._plays: dict[str, threading.Event] = {}  # playBytes request id → set by its playFinished
         self._playing: dict[str, int] = {}  # site → playBytes in flight there (its frames are dropped meanwhile)
         self._guard_until: dict[str, float] = {}  # site → time.monotonic() until which its frames are still dropped
         self._decoded: dict[str, collections.OrderedDict[str, None]] = {}  # site → recent receipted ids (any hub)
         self._next_log: dict[tuple[str, str], float] = {}
         self.subscribed = threading.Event()
-        self._lock = threading.Lock()  # _decoded: paho's thread and the recogniser's
+        self._lock = threading.Lock()  # _decoded, _heard_at, _online, plays: paho's thread, the VAD's, the askers'
         self._client = protocol.mqtt5_client(self.client_id, self.status_topic, settings.keepalive_s,
                                              receive_maximum=1, manual_ack=True, login=settings.login)
         self._client.on_connect = self._on_connect
@@ -224,11 +234,10 @@ class Hub:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
-        topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1)]
+        topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1), (self.topics.statuses, 0),
+                  (protocol.HERMES_PLAYS_FINISHED, 0)]  # playBytes go to vcd satellites too (spoken answers)
         if self.settings.hermes_audio:
             topics.append((protocol.HERMES_FRAMES, 0))
-            if self.settings.hermes_play:
-                topics.append((protocol.HERMES_PLAYS_FINISHED, 0))
         client.subscribe(topics)
         _LOGGER.info("connected to %s:%d; hearing satellites on %s%s", self.settings.host, self.settings.port,
                      self.segment_filter, " and Rhasspy audio frames" if self.settings.hermes_audio else "")
@@ -244,6 +253,9 @@ class Hub:
             elif message.topic.endswith("/decoded"):
                 self._ack(message)
                 self._receipt(self.topics.site_of(message.topic), bytes(message.payload).decode("utf-8", "replace"))
+            elif message.topic.endswith("/status"):
+                self._ack(message)
+                self._status(self.topics.site_of(message.topic), bytes(message.payload))
             else:
                 self._segment(message)
         except Exception:  # never let one message end paho's thread
@@ -331,13 +343,15 @@ class Hub:
         if len(payload) > self.settings.max_segment_kb * 1024:
             self._complain(site, "size", f"{topic}: {len(payload)} bytes, over max_segment_kb; dropped")
             return
+        with self._lock:
+            new = site not in self._heard_at
+            self._heard_at[site] = time.monotonic()  # heard, even while muted: it is there
+        if new:
+            _LOGGER.info("Rhasspy satellite %r streams audio to this hub%s", site,
+                         "; its feedback goes to it as playBytes" if self.settings.hermes_play else "")
         if self._muted(site):
             self.counts["muted"] += 1  # its microphone hears the answer playing there
             return
-        if site not in self._hermes_sites:
-            self._hermes_sites.add(site)
-            _LOGGER.info("Rhasspy satellite %r streams audio to this hub%s", site,
-                         "; its feedback goes to it as playBytes" if self.settings.hermes_play else "")
         try:
             self._frames.put_nowait((site, payload))
         except queue.Full:
@@ -346,10 +360,19 @@ class Hub:
     # --- thread vcd-satellites-vad: Rhasspy streams ---
 
     def _run_vad(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_S
         while True:
-            item = self._frames.get()
+            try:
+                item = self._frames.get(timeout=SWEEP_S)
+            except queue.Empty:
+                item = _IDLE
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_S
+                self._forget_quiet_sites()
             if item is None:
                 return
+            if item is _IDLE:
+                continue
             site, payload = item
             if payload is None:  # a playBytes begins: what the site's VAD holds is dropped
                 self._streams.pop(site, None)
@@ -358,6 +381,24 @@ class Hub:
                 self._vad_frame(site, payload)
             except Exception:
                 _LOGGER.exception("audio frame from site %r could not be segmented", site)
+
+    def _forget_quiet_sites(self) -> None:
+        """Rhasspy sites without a frame for ``site_timeout_s`` (unplugged, gone): drop their VAD, offer no speaker.
+
+        A segment in progress is discarded, not decoded: cut off mid-command, its words could make another
+        command ("set the living room to twenty" of "… twenty one degrees").
+        """
+        timeout_s = self.settings.site_timeout_s
+        now = time.monotonic()
+        with self._lock:
+            quiet = [site for site, heard in self._heard_at.items() if now - heard >= timeout_s]
+            for site in quiet:
+                del self._heard_at[site]
+        for site in quiet:
+            stream = self._streams.pop(site, None)
+            cut = stream is not None and stream.in_speech
+            _LOGGER.info("Rhasspy satellite %r: no audio frame for %d s (site_timeout_s); forgotten until it sends "
+                         "again%s", site, timeout_s, "; its segment in progress discarded" if cut else "")
 
     def _vad_frame(self, site: str, payload: bytes) -> None:
         topic = protocol.HERMES_FRAME.format(site=site)
@@ -389,9 +430,39 @@ class Hub:
     # --- playBytes: the speaker this plugin offers for Rhasspy satellites ---
 
     def reaches(self, site: str) -> bool:
-        """Whether :meth:`play` can play at ``site``: a Rhasspy satellite that sent frames, and the broker is up."""
-        return (self.settings.hermes_audio and self.settings.hermes_play and site in self._hermes_sites
+        """Whether :meth:`play` can play at ``site``: a Rhasspy satellite that sent a frame in the last
+        ``site_timeout_s``, and the broker is up."""
+        if not (self.settings.hermes_audio and self.settings.hermes_play):
+            return False
+        with self._lock:
+            heard = self._heard_at.get(site)
+        return (heard is not None and time.monotonic() - heard < self.settings.site_timeout_s
                 and self._client.is_connected())
+
+    def says_at(self, site: str) -> bool:
+        """Whether :meth:`play` can play spoken answers at ``site``: a vcd satellite whose status is ``online``
+        (it plays ``playBytes`` and answers ``playFinished``; its feedback it renders itself), the broker up.
+
+        A site streaming audio frames (a ``protocol = "hermes"`` satellite) is :meth:`reaches`' (``hermes_play``).
+        """
+        with self._lock:
+            online = site in self._online and site not in self._heard_at
+        return online and self._client.is_connected()
+
+    def _status(self, site: str, payload: bytes) -> None:
+        """``PREFIX/satellite/SITE/status``: a vcd satellite online (retained) or offline (its exit, its last will)."""
+        if self.settings.sites and site not in self.settings.sites:
+            return  # not ours: its segments are refused, and that is logged there
+        online = payload == protocol.ONLINE.encode()
+        with self._lock:
+            changed = (site in self._online) != online
+            if online:
+                self._online.add(site)
+            else:
+                self._online.discard(site)
+        if changed:
+            _LOGGER.info("vcd satellite %r is %s%s", site, "online" if online else "offline",
+                         "; spoken answers for it play there as playBytes" if online else "")
 
     def play(self, site: str, samples: Any, rate_hz: int) -> bool:
         """``hermes/audioServer/SITE/playBytes/ID`` with ``samples`` as a 16-bit WAV; blocks until its
@@ -462,7 +533,8 @@ def vcd_startup(config: Any, config_path: Path | None, controls: vcd.PluginContr
         _LOGGER.info("no [plugins.%s] table in %s; not hearing satellites", NAME, config.label)
         return
     _hub = Hub(settings, config.daemon.site, config.vad, controls)
-    controls.offer_speaker(_hub.reaches, _hub.play)  # the feedback plugin plays at Rhasspy satellites through it
+    # the feedback plugin plays at Rhasspy satellites through it, and spoken answers at vcd satellites
+    controls.offer_speaker(_hub.reaches, _hub.play, says_at=_hub.says_at)
     _hub.start()  # connects once the recogniser is loaded; the broker may be down: paho keeps trying
 
 
@@ -479,6 +551,6 @@ def vcd_shutdown(reason: str) -> None:
         return
     hub, _hub = _hub, None
     delivered = hub.stop()
-    _LOGGER.info("satellites: %d segments taken, %d messages dropped, %d sounds sent to Rhasspy satellites; "
+    _LOGGER.info("satellites: %d segments taken, %d messages dropped, %d sounds sent to satellites as playBytes; "
                  "offline %s (%s)", hub.counts["segments"], hub.counts["dropped"], hub.counts["played"],
                  "confirmed" if delivered else "not confirmed", reason)
