@@ -469,7 +469,10 @@ class Hub:
         ``playFinished`` (True), or for the sound's length + PLAY_FINISHED_MARGIN_S (False, one line).
 
         The site's audio frames are dropped from now until PLAY_GUARD_S after that, and its VAD starts afresh.
+        After :meth:`stop`, nothing is sent (False at once).
         """
+        if self._stopped.is_set():
+            return False
         request_id = str(uuid.uuid4())
         finished = threading.Event()
         wait_s = len(samples) / rate_hz + PLAY_FINISHED_MARGIN_S
