@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 import threading
 import time
 from dataclasses import replace
@@ -51,6 +52,18 @@ class MemorySink:
     def play(self, samples: np.ndarray, rate_hz: int) -> None:
         self.played.append((np.array(samples, dtype=np.float32), rate_hz))
         self.done.set()
+
+
+class PauseWatchingSink(MemorySink):
+    """A :class:`MemorySink` that notes, as each sound starts, what has paused ``controls`` (the echo guard)."""
+
+    def __init__(self, controls: Any, seen: list[str]) -> None:
+        super().__init__()
+        self.controls, self.seen = controls, seen
+
+    def play(self, samples: np.ndarray, rate_hz: int) -> None:
+        self.seen.append(self.controls.paused_by())
+        super().play(samples, rate_hz)
 
 
 class Said:
@@ -214,11 +227,7 @@ def test_recognition_pauses_while_feedback_plays_and_resumes_after_the_guard() -
 
     controls = Controls()
     seen: list[str] = []
-
-    class Watching(MemorySink):
-        def play(self, samples: np.ndarray, rate_hz: int) -> None:
-            seen.append(controls.paused_by())
-            super().play(samples, rate_hz)
+    Watching = partial(PauseWatchingSink, controls, seen)  # noqa: N806 - a sink class, bound to these two
 
     plugin = feedback.Feedback(output=Watching())
     host = host_with(("feedback", plugin))
@@ -781,11 +790,7 @@ def test_the_speaker_it_offers_pauses_recognition_while_a_hubs_answer_plays() ->
 
     controls = Controls()
     seen: list[str] = []
-
-    class Watching(MemorySink):
-        def play(self, samples: np.ndarray, rate_hz: int) -> None:
-            seen.append(controls.paused_by())
-            super().play(samples, rate_hz)
+    Watching = partial(PauseWatchingSink, controls, seen)  # noqa: N806 - a sink class, bound to these two
 
     host = host_with(("feedback", feedback.Feedback(output=Watching())))
     host.startup(replace(config_with({"tts": False}), vad=replace(Config().vad, silence_ms=100)), controls)
