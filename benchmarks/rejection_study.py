@@ -20,8 +20,9 @@ With commands under unfamiliar noise in the dump (``real_rooms.py --unfamiliar``
 also fitted with those noise streams left out and scored on them: what it costs commands in noise it
 never met (those commands are never fitted on).
 
-``--write MODEL.pt`` writes the rule fitted on every decode of the dump into the model file (its
-weights unchanged) and its numpy export beside it.  The dump must be of validation speakers:
+The last line names the candidate the choice rule (:func:`choose`) picks.  ``--write MODEL.pt`` writes
+it (or ``--rule NAME``), fitted on every decode of the dump, into the model file (its weights
+unchanged) and its numpy export beside it.  The dump must be of validation speakers:
 
     .venv/bin/python benchmarks/real_rooms.py --data ../shared/data --split validation --limit 0 \
         --talk-limit 0 --snrs 12,6,0 --stream-min 60 --dump runs/dump-validation.jsonl
@@ -47,7 +48,20 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.
 FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage")]
-DEFAULT_RULE = "gap+fit+agreement+free_confidence, monotone, noise guard"
+# The choice, fixed before stop 36's candidates were scored: a candidate is eligible when, for each noise
+# stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
+# among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
+# fewest left-out segments passed, then that mean.
+ELIGIBLE_LEFT_OUT = 1
+CHOSEN_ON = ("clean", "8 kHz", "12 dB", "6 dB", "0 dB", "room+12 dB")
+
+
+def choose(left_out: dict[str, list[int]], means: dict[str, float]) -> str:
+    """The candidate the choice rule picks, from each one's left-out noise accepts and command mean."""
+    eligible = [n for n, counts in left_out.items() if max(counts, default=0) <= ELIGIBLE_LEFT_OUT]
+    if eligible:
+        return max(eligible, key=lambda n: means[n])
+    return min(left_out, key=lambda n: (sum(left_out[n]), -means[n]))
 
 
 def main() -> int:
@@ -55,7 +69,7 @@ def main() -> int:
     ap.add_argument("dump", type=Path)
     ap.add_argument("--scale", type=float, default=None, help="the model's confidence_scale (default: --write's)")
     ap.add_argument("--write", type=Path, help="write the learned rule into this model file (.pt) and its .npz")
-    ap.add_argument("--rule", default=DEFAULT_RULE, help=f"the candidate to --write (default: {DEFAULT_RULE})")
+    ap.add_argument("--rule", help="the candidate to --write (default: the one the choice rule picks)")
     args = ap.parse_args()
     if args.scale is None:
         from vcd.inference import load_numpy_model
@@ -93,7 +107,7 @@ def main() -> int:
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
     kinds = sorted({r["condition"] for r in rows if r["set"] == "noise"})
-    rules = {}
+    rules, left_out, means = {}, {}, {}
     candidates = [(f"{'+'.join(f)}{', monotone' if m else ''}{', noise guard' if g else ''}", f, m, g)
                   for f in FEATURE_SETS for m in (False, True) for g in (False, True)
                   if "coverage" not in f or "coverage" in rows[0]]
@@ -107,11 +121,14 @@ def main() -> int:
             rule = learned([r for r in decoded if half[r["speaker"]] != k])
             held_out = {key: [r for r in group if half[r["speaker"]] == k] for key, group in groups.items()}
             report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: accepts(q, r))
-        unseen = []
+        unseen, left_out[name] = [], []
         for kind in kinds:  # each noise stream left out of the fit, then scored: noise the rule never met
             rule = learned([r for r in decoded if not (r["set"] == "noise" and r["condition"] == kind)])
-            unseen.append(f"{kind} {sum(accepts(rule, r) for r in groups[f'FA {kind}'])}/{len(groups[f'FA {kind}'])}")
+            left_out[name].append(sum(accepts(rule, r) for r in groups[f"FA {kind}"]))
+            unseen.append(f"{kind} {left_out[name][-1]}/{len(groups[f'FA {kind}'])}")
         rules[name] = rule = learned(decoded)
+        means[name] = float(np.mean([np.mean([accepts(rule, r) and r["right"] for r in groups[c]]) for c in CHOSEN_ON
+                                     if c in groups]))
         report(f"{name}: fitted on every speaker", lambda r, q=rule: accepts(q, r))
         print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)} |")
         if UNFAMILIAR in groups:  # the cost to commands of noise the rule never met
@@ -119,8 +136,10 @@ def main() -> int:
             report(f"{name}: {' and '.join(UNFAMILIAR_STREAMS)} left out of the fit", lambda r, q=rule: accepts(q, r))
     for name, rule in rules.items():
         print(f"\n{name}: {json.dumps(rule)}")
+    chosen = choose(left_out, means)
+    print(f"\nchosen by the rule (of {len(rules)} candidates): {chosen}")
     if args.write:
-        write(args.write, rules[args.rule])
+        write(args.write, rules[args.rule or chosen])
     return 0
 
 
