@@ -528,3 +528,53 @@ def test_vcd_train_fits_the_rejection_rule_on_validation_speakers_only(tmp_path:
     assert load_model(model_file)[2]["rejection"] == rule
     recognizer = Recognizer.load(None, model_file)
     assert recognizer.rejection is not None and list(recognizer.rejection.weights) == rule["weights"]
+
+
+def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_path: Path) -> None:
+    """benchmarks/rejection_study.py on a dump of decodes (right and wrong commands, talk, two noise streams):
+    it names the candidate its choice rule picks and --write stores that rule, noise guard and all."""
+    import shutil
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(4)
+    rows = []
+
+    def row(**kw: object) -> dict:
+        speech = int(rng.integers(8, 30))
+        fit = kw.pop("fit")
+        return {"speaker": f"s{rng.integers(20)}", "best": "turn on the light", "confidence": 0.5, "frames": 300,
+                "speech_frames": speech, "score": fit * speech, "free": (fit + kw.pop("gap")) * speech,
+                "recognized": False, "coverage": 1.0, **kw}
+
+    for condition in ("clean", "12 dB"):
+        for _ in range(300):
+            rows.append(row(set="cv", condition=condition, want="turn on the light", fit=rng.normal(-1.5, 0.4),
+                            gap=rng.normal(0.8, 0.4), agreement=rng.normal(0.8, 0.1), free_confidence=0.8))
+    for condition in ("clean", "babble 10 dB"):
+        for _ in range(200):
+            rows.append(row(set="talk", condition=condition, fit=rng.normal(-2.6, 0.4), gap=rng.normal(2.8, 0.5),
+                            agreement=rng.normal(0.3, 0.1), free_confidence=0.8))
+    for condition in ("white noise", "noise recordings"):
+        for _ in range(100):
+            rows.append(row(set="noise", condition=condition, fit=rng.normal(-3.0, 0.5), gap=rng.normal(2.5, 0.5),
+                            agreement=rng.normal(0.4, 0.15), free_confidence=rng.normal(0.4, 0.1)))
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    model_file = tmp_path / "model.pt"
+    shutil.copy(DEFAULT_MODEL, model_file)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".npz"), model_file.with_suffix(".npz"))
+    study = Path(__file__).resolve().parent.parent / "benchmarks" / "rejection_study.py"
+    run = subprocess.run([sys.executable, str(study), str(dump), "--write", str(model_file)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    chosen = run.stdout.strip().splitlines()[-2].split(": ", 1)[1]  # the line before "… rule written"
+    assert f"chosen by the rule (of 8 candidates): {chosen}" in run.stdout
+    written = load_model(model_file)[2]["rejection"]
+    assert "+".join(written["features"]) == chosen.split(",")[0]
+    assert ("noise_guard" in written) == chosen.endswith("noise guard")
+    if ", monotone" in chosen:
+        from vcd.training.calibrate import REJECTION_SIGNS
+
+        assert all(w * REJECTION_SIGNS[f] >= 0 for f, w in zip(written["features"], written["weights"]))
+    assert Recognizer.load(None, model_file).rejection is not None
