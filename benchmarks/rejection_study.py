@@ -48,7 +48,7 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.
 FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage")]
-# The choice, fixed before stop 36's candidates were scored: a candidate is eligible when, for each noise
+# The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
 # stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
 # among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
 # fewest left-out segments passed, then that mean.
