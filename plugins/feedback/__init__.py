@@ -179,23 +179,7 @@ class Feedback:
         drain then lets the last answers play out instead of ``vcd_shutdown``'s second."""
         if name != LOCAL or self.guard_s is not None:
             self.destinations.put(name, job)
-            return
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                job.run()
-            finally:
-                done.set()
-
-        def skip() -> None:
-            try:
-                job.skipped()
-            finally:
-                done.set()
-
-        self.destinations.put(name, Job(job.what, run, skip))
-        if not done.wait(FILE_PLAY_WAIT_S):
+        elif not self.destinations.put_and_wait(name, job, FILE_PLAY_WAIT_S):
             _LOGGER.warning("feedback: %s still playing after %.0f s; going on", job.what, FILE_PLAY_WAIT_S)
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -207,7 +191,7 @@ class Feedback:
         another plugin offers for it (the ``satellites`` plugin's, at a Rhasspy satellite), else this machine's
         output when ``sites`` names the site; None: not played here.  ``saying``: an answer to ``vcd_say``, which
         also plays at a speaker's ``says_at`` sites (a vcd satellite, which renders its own feedback)."""
-        local = self.output is not None and self.settings.plays_for(site, self.site)
+        local = self._reaches(site)
         if local and site == self.site:
             return LOCAL, self._play
         if self.controls is not None and self.controls.plays_at(site, saying):
@@ -224,17 +208,8 @@ class Feedback:
         if self.output is None:
             return False
         played: list[bool] = []
-        finished = threading.Event()
-
-        def run() -> None:
-            try:
-                played.append(self._play(samples, rate_hz))
-            finally:
-                finished.set()
-
-        self.destinations.put(LOCAL, Job(f"{len(samples) / rate_hz:.2f} s of audio for site {site}", run,
-                                         skip=finished.set))
-        finished.wait()
+        self.destinations.put_and_wait(LOCAL, Job(f"{len(samples) / rate_hz:.2f} s of audio for site {site}",
+                                                  lambda: played.append(self._play(samples, rate_hz))))
         return played == [True]
 
     def _play_at(self, site: str, samples: Any, rate_hz: int, saying: bool = False) -> None:

@@ -174,6 +174,25 @@ class Destinations:
             return False
         return destination.put(job)
 
+    def put_and_wait(self, name: str, job: Job, timeout_s: float | None = None) -> bool:
+        """Queue ``job`` at ``name`` and wait until it has run or been dropped; False when ``timeout_s`` passed first."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job.run()
+            finally:
+                done.set()
+
+        def skip() -> None:
+            try:
+                job.skipped()
+            finally:
+                done.set()
+
+        self.put(name, Job(job.what, run, skip))
+        return done.wait(timeout_s)
+
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every destination has played what it holds; False when ``timeout_s`` passed first."""
         deadline = time.monotonic() + timeout_s
