@@ -45,7 +45,7 @@ class Detection:
 
 def _first_detection(name: str, scores: np.ndarray, threshold: float, step_s: float) -> Detection | None:
     """The first frame whose score passes ``threshold`` (frames ``step_s`` apart), as a :class:`Detection`."""
-    above = np.flatnonzero(scores > threshold)
+    above = crossings(scores, threshold)
     if not above.size:
         return None
     i = int(above[0])
@@ -437,7 +437,6 @@ class PhraseSpotter:
 
     def detect(self, samples: np.ndarray) -> Detection | None:
         return _first_detection(self.name, self.scores(samples), self.threshold, PHRASE_FRAME_S)
-
 
 
 # openWakeWord as the second opinion (``[wake] verify = "openwakeword"``): when microWakeWord fires at time e,

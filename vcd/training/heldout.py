@@ -78,6 +78,10 @@ class Noises:
                 if u.text and speaker_split(corpus, u.speaker) == split:
                     self.talk.append((f"{corpus}/{u.speaker}", read_audio(u.path)))
 
+    def can_make(self, stream: str) -> bool:
+        """Whether :func:`noise_stream` can make ``stream`` here: those built of recordings need some."""
+        return bool(self.recordings) or "recordings" not in stream
+
     def _stretch(self, src: np.ndarray, n: int) -> np.ndarray:
         src = np.tile(src, int(np.ceil(n / src.size)) + 1)
         start = int(self.rng.integers(src.size - n + 1))
@@ -137,7 +141,7 @@ def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits
     noises = Noises(data, split, rng)
     other = copy.copy(noises)  # the same recordings, drawn from with another generator
     other.rng = np.random.default_rng(draw.seed + 1)
-    unfamiliar = [k for k in UNFAMILIAR_STREAMS if noises.recordings or "recordings" not in k]
+    unfamiliar = [k for k in UNFAMILIAR_STREAMS if noises.can_make(k)]
     conditions = draw.conditions
     for name, grammar, clips in command_sets(data, split, folder, digits):
         recognizer = Recognizer.load(grammar, **load)
@@ -196,7 +200,7 @@ def noise_segments(home: Recognizer, noises: Noises, minutes: float,
 
     n = int(minutes * 60 * 16000)
     for kind in NOISE_STREAMS:
-        if "recordings" in kind and not noises.recordings:
+        if not noises.can_make(kind):
             continue
         audio = noise_stream(kind, noises, n, rng)
         segmenter, segments = Segmenter(VadConfig()), 0
