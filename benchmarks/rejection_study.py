@@ -43,8 +43,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
+from vcd.training.calibrate import REJECTION_FEATURES  # noqa: E402
 from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 
+# Where each of vcd.training.calibrate.REJECTION_FEATURES is in a dump row (gap and fit: main() computes them from
+# the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
+DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
+               "coverage": "coverage"}
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.
 FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage")]
@@ -101,8 +106,8 @@ def main() -> int:
     for tau in np.percentile([r["fit"] for r in groups.get("clean", rows) if r["right"]], (1, 2, 5, 10)):
         report(f"gap/speech ≤ {g0:.2f} and fit ≥ {tau:.2f}", lambda r, t=tau: r["gap_speech"] <= g0 and r["fit"] >= t)
     report("the model's own rule (the dump's)", lambda r: r["recognized"])
-    for r in rows:  # in the order of vcd.training.calibrate.REJECTION_FEATURES
-        r["x"] = np.array([r["gap_speech"], r["fit"], r["agreement"], r["free_confidence"], r.get("coverage", np.nan)])
+    for r in rows:  # the rule's features by name (a dump from before coverage existed has none: NaN)
+        r["x"] = np.array([r.get(DUMP_FIELDS[f], np.nan) for f in REJECTION_FEATURES], dtype=np.float64)
     decoded = [r for r in rows if r["best"]]
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
@@ -144,8 +149,6 @@ def main() -> int:
 
 
 def accepts(rule: dict, row: dict) -> bool:
-    from vcd.training.calibrate import REJECTION_FEATURES
-
     x = row["x"][[REJECTION_FEATURES.index(f) for f in rule["features"]]]
     z = float(np.dot(rule["weights"], x) + rule["bias"])
     if "noise_guard" in rule:
