@@ -885,3 +885,19 @@ def test_feedback_for_a_forgotten_rhasspy_site_does_not_wait(broker: Broker) -> 
     finally:
         hub.stop(1.0)
         sub.close()
+
+
+def test_complaints_are_one_line_per_key_and_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """What both the hub and the satellite log about a broken peer: one line per key every ``every_s``."""
+    import logging
+
+    from vcd.satellite_protocol import Complaints
+
+    complaints = Complaints(logging.getLogger("vcd.test.complaints"), every_s=60.0)
+    with caplog.at_level(logging.WARNING, logger="vcd.test.complaints"):
+        for _ in range(5):
+            complaints.warn(("den", "audio"), "den: bad audio")
+        complaints.warn(("porch", "audio"), "porch: bad audio")
+        complaints.every_s = 0.0
+        complaints.warn(("den", "audio"), "den: bad audio again")  # its interval is still running
+    assert [r.getMessage() for r in caplog.records] == ["den: bad audio", "porch: bad audio"]

@@ -41,7 +41,6 @@ PUBLISH_WAIT_S = 0.5  # the sender checks for a stop this often while the broker
 FEEDBACK_KINDS = ("wake", "recognized", "not_understood")
 MAX_TRIES = 3  # a segment is published at most this many times (retry_s apart) before it is given up
 PLAY_QUEUE = 8  # playBytes waiting to be played; more are answered playFinished unplayed
-LOG_EVERY_S = 10.0  # the same complaint about playBytes: at most one line per this many seconds
 
 
 @dataclass
@@ -89,7 +88,7 @@ class Satellite:
         self._sender = threading.Thread(target=self._send_loop, name="vcd-satellite-send", daemon=True)
         self._play_queue: queue.Queue[tuple[str, np.ndarray, int] | None] = queue.Queue(maxsize=PLAY_QUEUE)
         self._player = threading.Thread(target=self._play_loop, name="vcd-satellite-play", daemon=True)
-        self._next_log: dict[str, float] = {}
+        self._complaints = protocol.Complaints(_LOGGER)  # about a hub's playBytes, one line per kind of problem
         self._play_topic = protocol.HERMES_PLAY.format(site=self.site, request_id="+")
 
     # --- paho's network thread ---
@@ -148,25 +147,18 @@ class Satellite:
             return
         self.plugins.dispatch("vcd_feedback", site=self.site, kind=kind, text=text)
 
-    def _warn(self, what: str, message: str) -> None:
-        """One line per kind of problem every LOG_EVERY_S (a broken hub must not flood the log)."""
-        now = time.monotonic()
-        if now >= self._next_log.get(what, 0.0):
-            self._next_log[what] = now + LOG_EVERY_S
-            _LOGGER.warning("%s", message)
-
     def _play_bytes(self, topic: str, request_id: str, payload: bytes) -> None:
         """A hub's (Rhasspy's, or vcd's for a hermes satellite) ``playBytes`` → the player thread, checked first."""
         try:
             samples, rate_hz = protocol.decode_play(payload)
         except protocol.BadAudio as exc:
-            self._warn(str(exc), f"{topic}: not played: {exc}")  # one line per problem, not per message
+            self._complaints.warn(str(exc), f"{topic}: not played: {exc}")  # one line per problem, not per message
             self._finished(request_id)
             return
         try:
             self._play_queue.put_nowait((request_id, samples, rate_hz))
         except queue.Full:
-            self._warn("full", f"{topic}: not played: {PLAY_QUEUE} sounds wait already")
+            self._complaints.warn("full", f"{topic}: not played: {PLAY_QUEUE} sounds wait already")
             self._finished(request_id)
 
     def _finished(self, request_id: str) -> None:
@@ -180,7 +172,7 @@ class Satellite:
             request_id, samples, rate_hz = item
             try:
                 if not self.controls.play_at(self.site, samples, rate_hz):
-                    self._warn("speaker", f"playBytes {request_id}: no plugin plays sound here (the feedback "
+                    self._complaints.warn("speaker", f"playBytes {request_id}: no plugin plays sound here (the feedback "
                                           "plugin, with an output device); answered playFinished unplayed")
             finally:
                 self._finished(request_id)

@@ -55,6 +55,24 @@ MAX_PLAY_BYTES = 16 * 1024 * 1024  # a playBytes payload larger than this is not
 MAX_PLAY_S = 120.0  # nor one longer than this: an answer or a chime, not a song
 
 
+LOG_EVERY_S = 10.0  # the same complaint about a peer: at most one line per this many seconds
+
+
+class Complaints:
+    """Warnings at most one line per key every ``every_s``: a broken satellite or hub must not flood the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = LOG_EVERY_S) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self._next: dict[Any, float] = {}
+
+    def warn(self, key: Any, message: str) -> None:
+        now = time.monotonic()
+        if now >= self._next.get(key, 0.0):
+            self._next[key] = now + self.every_s
+            self.logger.warning("%s", message)
+
+
 class BadAudio(ValueError):
     """A payload that is not a usable WAV file (the message says why, in a few words)."""
 

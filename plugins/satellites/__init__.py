@@ -49,7 +49,6 @@ _LOGGER = logging.getLogger(__name__)
 
 NAME = "satellites"
 FRAME_QUEUE = 1000  # Rhasspy audio frames waiting for the hub's VAD thread (~30 s of one site)
-LOG_EVERY_S = 10.0  # the same complaint about one site: at most one line per this many seconds
 _KEYS = ("host", "port", "keepalive_s", "client_id", "topic_prefix", "shared_group", "sites", "max_segment_kb",
          "hermes_audio", "hermes_play", "site_timeout_s", "username", "password_env", "password_file", "tls",
          "ca_file")
@@ -176,7 +175,7 @@ class Hub:
         self._playing: dict[str, int] = {}  # site → playBytes in flight there (its frames are dropped meanwhile)
         self._guard_until: dict[str, float] = {}  # site → time.monotonic() until which its frames are still dropped
         self._decoded: dict[str, collections.OrderedDict[str, None]] = {}  # site → recent receipted ids (any hub)
-        self._next_log: dict[tuple[str, str], float] = {}
+        self._complaints = protocol.Complaints(_LOGGER)  # per (site, kind of problem)
         self.subscribed = threading.Event()
         self._lock = threading.Lock()  # _decoded, _heard_at, _online, plays: paho's thread, the VAD's, the askers'
         self._client = protocol.mqtt5_client(self.client_id, self.status_topic, settings.keepalive_s,
@@ -267,15 +266,9 @@ class Hub:
             self._client.ack(message.mid, message.qos)
 
     def _complain(self, site: str, what: str, message: str) -> None:
-        """One log line per site and kind of problem every LOG_EVERY_S (a broken satellite must not flood the log)."""
+        """Count a dropped message; one log line per site and kind of problem every ``protocol.LOG_EVERY_S``."""
         self.counts["dropped"] += 1
-        self._warn(site, what, message)
-
-    def _warn(self, site: str, what: str, message: str) -> None:
-        now = time.monotonic()
-        if now >= self._next_log.get((site, what), 0.0):
-            self._next_log[(site, what)] = now + LOG_EVERY_S
-            _LOGGER.warning("%s", message)
+        self._complaints.warn((site, what), message)
 
     def _known(self, site: str, topic: str) -> bool:
         if self.settings.sites and site not in self.settings.sites:
@@ -485,11 +478,11 @@ class Hub:
             topic = protocol.HERMES_PLAY.format(site=site, request_id=request_id)
             info = self._client.publish(topic, protocol.encode_wav(samples, rate_hz), qos=0)
             if info.rc != 0:
-                self._warn(site, "play", f"{topic}: not sent (paho error {info.rc}); the broker is away")
+                self._complaints.warn((site, "play"), f"{topic}: not sent (paho error {info.rc}); the broker is away")
                 return False
             self.counts["played"] += 1
             if not finished.wait(wait_s):
-                self._warn(site, "play", f"{topic}: no playFinished from {site!r} in {wait_s:.1f} s; going on")
+                self._complaints.warn((site, "play"), f"{topic}: no playFinished from {site!r} in {wait_s:.1f} s; going on")
                 return False
             return not self._stopped.is_set()
         finally:
