@@ -57,6 +57,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--denoise", type=float, default=0.0, metavar="SHARE",
                    help="pass this share of the prepared copies through the RNNoise front end (matched training); "
                         "from 0.5 up the model asks for that front end by default (default 0)")
+    p.add_argument("--distil", type=float, default=0.0, metavar="WEIGHT",
+                   help="noise distillation from the --init model: the loss adds WEIGHT x KL from its posteriors "
+                        "on the clips without the noise the student hears (needs --init and --data; default 0: off)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -149,10 +152,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--copies must be 1 or more (got {args.copies})")
     if not 0.0 <= args.denoise <= 1.0:
         raise UsageError(f"--denoise must be a share from 0 to 1 (got {args.denoise})")
+    if args.distil < 0:
+        raise UsageError(f"--distil must be 0 or more (got {args.distil})")
+    if args.distil and (args.init is None or args.data is None):
+        raise UsageError("--distil needs --init MODEL (the teacher) and --data (the noise recordings)")
     shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
                      args.accented_synth, args.denoise, args.copies)
+    noise = valid_noise = None
+    if args.distil:
+        from vcd.training.distil import noises_from
+
+        noise, valid_noise = noises_from(args.data, args.seed)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
-                 lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts)
+                 lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts,
+                 distil=noise, distil_weight=args.distil, valid_noise=valid_noise)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     if args.blend_init:

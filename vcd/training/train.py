@@ -16,12 +16,15 @@ from vcd.errors import ModelError
 from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.training.augment import EdgeCuts, cut_speech_edges, spec_augment, vtlp_warp
+from vcd.training.distil import MelNoise, distillation_loss
 from vcd.training.widen import widen
 from vcd.transcripts import word_errors
 
 _LOGGER = logging.getLogger(__name__)
 # Snapshots kept in work/snapshots (at least --average of them): enough to try longer averages afterwards.
 SNAPSHOTS_KEPT = 8
+# SNR of the noisy validation copy that noise distillation judges checkpoints by.
+VALID_SNR_DB = 6.0
 
 
 def load_shards(files: list[Path]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -55,9 +58,21 @@ def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int
     xs = [feats[i].float() for i in idx]
     if rng is not None:
         xs = [spec_augment(vtlp_warp(cut_speech_edges(x, rng, edge_cuts), rng), rng) for x in xs]
+    return _padded(xs, [labels[i] for i in idx])
+
+
+def collate_distil(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random,
+                   edge_cuts: EdgeCuts, noise: MelNoise):
+    """:func:`collate` for noise distillation: also the teacher's input, the same clips before noise and SpecAugment."""
+    xs = [vtlp_warp(cut_speech_edges(feats[i].float(), rng, edge_cuts), rng) for i in idx]
+    teacher_x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
+    xs = [spec_augment(x, rng) for x in noise.student_input(xs, rng)]
+    return (*_padded(xs, [labels[i] for i in idx]), teacher_x)
+
+
+def _padded(xs: list[torch.Tensor], ys: list[torch.Tensor]):
     lengths = torch.tensor([x.shape[0] for x in xs])
     x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
-    ys = [labels[i] for i in idx]
     y_len = torch.tensor([y.numel() for y in ys])
     y = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
     return x, lengths, y, y_len
@@ -128,12 +143,15 @@ def trained_shape(init: Path, hidden: int | None, work: Path) -> tuple[dict, dic
 
 
 def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats, v_labels, best_per: float,
-                           best_file: Path, extra: dict) -> float:
+                           best_file: Path, extra: dict, v_noisy=()) -> float:
     """Average ``snapshots`` (weights of ``model``'s shape); if that validates below ``best_per``, write it
-    to ``best_file``.  Returns the averaged weights' validation PER; ``model`` itself is not touched."""
+    to ``best_file``.  Returns the averaged weights' validation PER (with ``v_noisy``, the mean of the
+    clean and noisy PERs, as :func:`train` judges them); ``model`` itself is not touched."""
     averaged = AcousticModel(**model.hparams)
     averaged.load_state_dict(average_weights(snapshots))
     per = greedy_phone_error_rate(averaged, v_feats, v_labels)
+    if v_noisy:
+        per = (per + greedy_phone_error_rate(averaged, v_noisy, v_labels)) / 2
     tqdm.write(f"average of {len(snapshots)} snapshots: validation phone error rate {per:.3f} (best {best_per:.3f})")
     if per < best_per:
         save_model(averaged, best_file, list(LABELS), {**extra, "valid_per": per,
@@ -144,7 +162,8 @@ def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats,
 def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: int, threads: int,
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
           init: Path | None = None, average: int = 4, hidden: int | None = None,
-          edge_cuts: EdgeCuts = EdgeCuts()) -> Path:
+          edge_cuts: EdgeCuts = EdgeCuts(), distil: MelNoise | None = None, distil_weight: float = 1.0,
+          valid_noise: MelNoise | None = None) -> Path:
     """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
@@ -152,6 +171,10 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     ``hidden`` sets the GRU width (default: ``init``'s, else the model's default); a width above ``init``'s
     widens those weights with :func:`vcd.training.widen.widen`, which keeps what they compute.
     ``edge_cuts`` sets how deep and how often the speech's ends are cut (a resumed run should pass the same).
+    ``distil`` (needs ``init``): noise distillation (:mod:`vcd.training.distil`), the loss CTC plus
+    ``distil_weight`` × KL from the frozen ``init`` model; ``valid_noise`` (validation noise
+    recordings) then adds a noisy copy of the validation clips (6 dB), and checkpoints are judged by
+    the mean of the clean and noisy phone error rates.
     Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
     SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last
     ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
@@ -177,6 +200,13 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         _LOGGER.info("starting from the weights of %s (step %s)", init, start_extra.get("step", "?"))
     else:
         model = AcousticModel(n_labels=len(LABELS), **({"hidden": hidden} if hidden else {}))
+    teacher = None
+    if distil is not None:
+        if init is None:
+            raise ModelError("noise distillation needs a starting model (--init) to be its teacher")
+        teacher, _, _ = load_model(init)
+        teacher.requires_grad_(False)
+    v_noisy = valid_noise.fixed_draw(v_feats, VALID_SNR_DB, seed) if valid_noise is not None and v_feats else []
     ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
     resume = torch.load(str(ckpt_file), weights_only=False) if ckpt_file.exists() else None
     if resume is not None and resume.get("hparams", model.hparams) != model.hparams:
@@ -187,7 +217,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.03, 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     # stored with every saved model
-    run_info = {"seed": seed, "init": str(init) if init else None, "edge_cuts": list(astuple(edge_cuts))}
+    run_info = {"seed": seed, "init": str(init) if init else None, "edge_cuts": list(astuple(edge_cuts)),
+                **({"distil_weight": distil_weight} if distil is not None else {})}
     snap_dir.mkdir(exist_ok=True)
     keep_snapshots = max(average, SNAPSHOTS_KEPT)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
@@ -209,6 +240,10 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     def checkpoint() -> None:
         nonlocal best_per
         per = greedy_phone_error_rate(model, v_feats, v_labels) if v_feats else float("nan")
+        if v_noisy:
+            noisy = greedy_phone_error_rate(model, v_noisy, v_labels)
+            tqdm.write(f"step {step}: validation phone error rate clean {per:.3f}, {VALID_SNR_DB:g} dB {noisy:.3f}")
+            per = (per + noisy) / 2
         extra = {"step": step, "valid_per": per, **run_info}
         if not v_feats or per < best_per:
             best_per = per if v_feats else best_per
@@ -235,9 +270,16 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         for idx in batches[done_in_epoch:]:  # a resumed epoch goes on where it stopped
             if step >= steps:
                 break
-            x, lengths, y, y_len = collate(feats, labels, idx, rng, edge_cuts)
+            if teacher is None:
+                x, lengths, y, y_len = collate(feats, labels, idx, rng, edge_cuts)
+            else:
+                x, lengths, y, y_len, teacher_x = collate_distil(feats, labels, idx, rng, edge_cuts, distil)
             log_probs = model(x)
             loss = ctc(log_probs.transpose(0, 1), y, AcousticModel.output_frames(lengths), y_len)
+            if teacher is not None:
+                with torch.no_grad():
+                    targets = teacher(teacher_x)
+                loss = loss + distil_weight * distillation_loss(log_probs, targets, AcousticModel.output_frames(lengths))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -258,5 +300,6 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     bar.close()
     snapshots = sorted(snap_dir.glob("step-*.pt"))[-average:]
     if v_feats and average > 1 and len(snapshots) > 1:
-        keep_average_if_better(model, snapshots, v_feats, v_labels, best_per, best_file, {"step": step, **run_info})
+        keep_average_if_better(model, snapshots, v_feats, v_labels, best_per, best_file, {"step": step, **run_info},
+                               v_noisy)
     return best_file
