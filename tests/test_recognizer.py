@@ -547,10 +547,12 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
                 "speech_frames": speech, "score": fit * speech, "free": (fit + kw.pop("gap")) * speech,
                 "recognized": False, "coverage": 1.0, **kw}
 
+    noises = ["babble", "blender-1.wav", "fridge-2.wav", "plates-3.wav", "stove-4.wav", "juicer-5.wav"]
     for condition in ("clean", "12 dB"):
-        for _ in range(300):
+        for k in range(300):
+            noise = {"noise": noises[k % len(noises)]} if condition != "clean" else {}
             rows.append(row(set="cv", condition=condition, want="turn on the light", fit=rng.normal(-1.5, 0.4),
-                            gap=rng.normal(0.8, 0.4), agreement=rng.normal(0.8, 0.1), free_confidence=0.8))
+                            gap=rng.normal(0.8, 0.4), agreement=rng.normal(0.8, 0.1), free_confidence=0.8, **noise))
     for condition in ("clean", "babble 10 dB"):
         for _ in range(200):
             rows.append(row(set="talk", condition=condition, fit=rng.normal(-2.6, 0.4), gap=rng.normal(2.8, 0.5),
@@ -569,6 +571,9 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     chosen = run.stdout.strip().splitlines()[-2].split(": ", 1)[1]  # the line before "… rule written"
+    # each candidate refitted without the commands in half of the noise recordings, scored on them
+    assert run.stdout.count("commands in noise recordings, right and accepted: half 0: ") == 8
+    assert run.stdout.count("commands in recordings of half 1 left out of the fit |") == 8
     assert f"chosen by the rule (of 8 candidates): {chosen}" in run.stdout
     written = load_model(model_file)[2]["rejection"]
     assert "+".join(written["features"]) == chosen.split(",")[0]

@@ -75,6 +75,7 @@ def test_noise_streams_are_sound_the_vad_can_cut(tmp_path: Path) -> None:
 
     noises = Noises(tmp_path, "validation", np.random.default_rng(0))
     noises.recordings = [np.random.default_rng(1).standard_normal(16000 * 6).astype(np.float32) * 0.1]
+    noises.names = ["hiss.wav"]
     for kind in NOISE_STREAMS:
         x = noise_stream(kind, noises, 16000 * 70, np.random.default_rng(5))
         assert x.dtype == np.float32 and x.size == 16000 * 70 and np.isfinite(x).all() and 0 < np.abs(x).max() <= 1.0
@@ -107,7 +108,7 @@ def test_commands_under_unfamiliar_noise_leave_the_other_draws_as_they_were(tmp_
     from conftest import write_wav
 
     from vcd.training.corpora import speaker_split
-    from vcd.training.heldout import UNFAMILIAR, Draw, decodes
+    from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS, Draw, decodes
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "data" / "commonvoice"
@@ -128,3 +129,7 @@ def test_commands_under_unfamiliar_noise_leave_the_other_draws_as_they_were(tmp_
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip([d for d in more if d[0]["condition"] != UNFAMILIAR], plain))
     unfamiliar = [(n, a) for n, a in more if n["condition"] == UNFAMILIAR]
     assert len(unfamiliar) == len(speakers) and all(a.dtype == np.float32 and np.isfinite(a).all() for _, a in unfamiliar)
+    # each noisy decode names its noise (no recordings here: babble), the clean ones none
+    assert {n.get("noise") for n, _ in more if n["condition"] in ("clean", "8 kHz")} == {None}
+    assert {n["noise"] for n, _ in more if n["condition"] in ("12 dB", "room+12 dB")} == {"babble"}
+    assert {n["noise"] for n, _ in unfamiliar} <= set(UNFAMILIAR_STREAMS)

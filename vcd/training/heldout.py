@@ -70,8 +70,11 @@ class Noises:
     def __init__(self, data: Path, split: str, rng: np.random.Generator) -> None:
         self.rng = rng
         source = "test" if split == "test" else "validation"
-        self.recordings = [read_audio(p) for p in noise_files(data, source)]
-        self.recordings = [r for r in self.recordings if np.any(r) and r.size > 8000]
+        named = [(p.name, read_audio(p)) for p in noise_files(data, source)]
+        named = [(n, r) for n, r in named if np.any(r) and r.size > 8000]
+        self.recordings = [r for _, r in named]
+        self.names = [n for n, _ in named]
+        self.last = ""  # what the latest noise was made of: a recording's file name, or "babble"
         self.talk: list[tuple[str, np.ndarray]] = []
         for corpus in (c for c in TALK_CORPORA if (data / c / "transcripts.jsonl").exists()):
             for u in read_transcripts(data / corpus):
@@ -88,9 +91,12 @@ class Noises:
         return src[start:start + n]
 
     def recording(self, n: int) -> np.ndarray:
-        return self._stretch(self.recordings[int(self.rng.integers(len(self.recordings)))], n)
+        index = int(self.rng.integers(len(self.recordings)))
+        self.last = self.names[index]
+        return self._stretch(self.recordings[index], n)
 
     def babble(self, n: int, not_speaker: str, talkers: int = 3) -> np.ndarray:
+        self.last = "babble"
         return babble([a for s, a in self.talk if s != not_speaker], n, talkers, self.rng)
 
     def any(self, n: int, speaker: str) -> np.ndarray:
@@ -133,7 +139,8 @@ def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits
     """Every decode of the split, in a fixed order: (what it is, the recogniser to decode with, the audio).
 
     What it is: ``set`` (a command set, ``"talk"`` or ``"noise"``), ``condition``, ``speaker`` and,
-    for commands, ``want`` (the words said).  ``load`` are :meth:`Recognizer.load`'s keywords;
+    for commands, ``want`` (the words said) and, in noise, ``noise`` (the recording's file name,
+    ``"babble"`` or the unfamiliar stream).  ``load`` are :meth:`Recognizer.load`'s keywords;
     ``folder`` holds the command sets' grammars; ``digits`` is FSDD's (test only).  ``progress(set,
     clips)`` follows each command set.
     """
@@ -152,19 +159,23 @@ def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits
             speech = np.concatenate([PAD, read_audio(clip.path), PAD])
             speaker = f"{clip.corpus}/{clip.speaker}"
             for condition in conditions if index in noisy else conditions[:1]:
+                noise = ""
                 if condition == "clean":
                     audio = speech
                 elif condition == NARROWBAND:
                     audio = narrowband(speech)
                 elif condition.startswith("room"):
                     audio = mix_at_snr(room(speech, rng), noises.any(speech.size, speaker), 12.0)
+                    noise = noises.last
                 elif condition == UNFAMILIAR:
                     kind = unfamiliar[int(other.rng.integers(len(unfamiliar)))]
                     audio = mix_at_snr(speech, noise_stream(kind, other, speech.size, other.rng), 12.0)
+                    noise = kind
                 else:
                     audio = mix_at_snr(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
+                    noise = noises.last
                 yield {"set": name, "condition": condition, "want": " ".join(words_of(clip.text)),
-                       "speaker": speaker}, recognizer, audio
+                       "speaker": speaker, **({"noise": noise} if noise else {})}, recognizer, audio
         if progress is not None:
             progress(name, len(clips))
     home = Recognizer.load(None, **load)
