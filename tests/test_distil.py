@@ -106,3 +106,14 @@ def test_distil_without_a_teacher_or_data_is_a_usage_error(capsys: pytest.Captur
     assert main_train(["--distil", "-1", "--init", str(DEFAULT_MODEL), "--work", str(tmp_path / "work")]) == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == "Error: --distil must be 0 or more (got -1.0)"
     assert not (tmp_path / "work").exists()  # refused before any data was prepared
+
+
+def test_distil_with_data_that_holds_no_noise_fails_in_one_line_before_preparing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    work = tmp_path / "work"
+    assert main_train(["--distil", "1", "--init", str(DEFAULT_MODEL), "--data", str(data), "--work", str(work)]) == ExitCode.FAILURE
+    err = capsys.readouterr().err.strip()
+    assert err == f"Error: {data}: --distil: no transcribed training clips to take the speech level from"
+    assert not work.exists()  # nothing prepared

@@ -156,13 +156,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--distil must be 0 or more (got {args.distil})")
     if args.distil and (args.init is None or args.data is None):
         raise UsageError("--distil needs --init MODEL (the teacher) and --data (the noise recordings)")
-    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
-                     args.accented_synth, args.denoise, args.copies)
     noise = valid_noise = None
-    if args.distil:
+    if args.distil:  # before the data preparation, which may take an hour
         from vcd.training.distil import noises_from
 
         noise, valid_noise = noises_from(args.data, args.seed)
+    shards = prepare(args.data, args.work, args.synth, args.seed, args.workers, extra_voices, aligner,
+                     args.accented_synth, args.denoise, args.copies)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts,
                  distil=noise, distil_weight=args.distil, valid_noise=valid_noise)

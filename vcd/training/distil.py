@@ -24,6 +24,7 @@ import torch
 
 from vcd.audio import read_audio
 from vcd.audio_format import SAMPLE_RATE_HZ
+from vcd.errors import VcdError
 from vcd.features import LOG_FLOOR, mel_power
 from vcd.training.corpora import noise_files, speaker_split
 from vcd.transcripts import read_transcripts
@@ -51,7 +52,7 @@ def speech_level(paths: list[Path], rng: random.Random) -> np.ndarray:
         x = x + np.random.default_rng(rng.randrange(1 << 30)).standard_normal(x.size).astype(np.float32) * 1e-4
         means.append(np.log(mel_power(x) + LOG_FLOOR).mean(axis=0))
     if not means:
-        raise ValueError("no readable clips to take the speech level from")
+        raise ValueError("no transcribed training clips to take the speech level from")
     return np.mean(means, axis=0)
 
 
@@ -61,7 +62,7 @@ class MelNoise:
     def __init__(self, noises: list[np.ndarray], level: np.ndarray) -> None:
         self.noises = [torch.from_numpy(mel_power(x).astype(np.float32)) for x in noises if x.size > SAMPLE_RATE_HZ // 2]
         if not self.noises:
-            raise ValueError("no noise recordings to mix in")
+            raise ValueError("no noise recordings to mix in (noise/noises.jsonl, Speech Commands' background clips)")
         self.level = torch.from_numpy(np.exp(level).astype(np.float32))
 
     def power(self, feats: torch.Tensor) -> torch.Tensor:
@@ -116,8 +117,11 @@ def noises_from(data_dir: Path, seed: int) -> tuple[MelNoise, MelNoise | None]:
     background = [u.path for u in read_transcripts(commands) if not u.text] if commands.is_dir() else []
     level_clips = [u.path for name in LEVEL_CORPORA if (data_dir / name / "transcripts.jsonl").exists()
                    for u in read_transcripts(data_dir / name) if u.text and speaker_split(name, u.speaker) == "train"]
-    level = speech_level(level_clips, random.Random(seed))
-    train = MelNoise(_read_all(background + noise_files(data_dir, "train")), level)
+    try:
+        level = speech_level(level_clips, random.Random(seed))
+        train = MelNoise(_read_all(background + noise_files(data_dir, "train")), level)
+    except ValueError as exc:
+        raise VcdError(f"{data_dir}: --distil: {exc}") from None
     validation = _read_all(noise_files(data_dir, "validation"))
     return train, MelNoise(validation, level) if validation else None
 
