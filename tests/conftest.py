@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import io
 import json
+import logging
 import os
 import queue
 import shutil
@@ -25,6 +26,18 @@ import soundfile
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_RATE_HZ = 16000
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a command in-process (``main_train``, ``vcd.cli.main``) sets the root logger up
+    (:func:`vcd.cli.setup_logging`); put it back, so that what later tests log does not depend on their order."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if h not in handlers and type(h) is logging.StreamHandler]:
+        root.removeHandler(handler)  # setup_logging's; pytest's own capture handlers are subclasses
 
 
 def find_program(name: str) -> str | None:
