@@ -27,6 +27,7 @@ from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import VcdError
 from vcd.features import LOG_FLOOR, mel_power
 from vcd.training.corpora import noise_files, speaker_split
+from vcd.training.prepare import read_clips
 from vcd.transcripts import read_transcripts
 
 # The SNR range of the student's noise (dB, on the loudest fifth of the speech frames).
@@ -119,21 +120,11 @@ def noises_from(data_dir: Path, seed: int) -> tuple[MelNoise, MelNoise | None]:
                    for u in read_transcripts(data_dir / name) if u.text and speaker_split(name, u.speaker) == "train"]
     try:
         level = speech_level(level_clips, random.Random(seed))
-        train = MelNoise(_read_all(background + noise_files(data_dir, "train")), level)
+        train = MelNoise(read_clips(background + noise_files(data_dir, "train")), level)
     except ValueError as exc:
         raise VcdError(f"{data_dir}: --distil: {exc}") from None
-    validation = _read_all(noise_files(data_dir, "validation"))
+    validation = read_clips(noise_files(data_dir, "validation"))
     return train, MelNoise(validation, level) if validation else None
-
-
-def _read_all(paths: list[Path]) -> list[np.ndarray]:
-    clips = []
-    for path in paths:
-        try:
-            clips.append(read_audio(path))
-        except Exception:  # noqa: BLE001 - a broken recording just is not used
-            continue
-    return clips
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

@@ -153,7 +153,8 @@ def talk_files(corpora: dict[str, list[Utterance]], seed: int) -> list[str]:
     return random.Random(seed).sample(pool, min(TALK_CLIPS, len(pool)))
 
 
-def _read_all(paths: list[str]) -> list[np.ndarray]:
+def read_clips(paths: list[str] | list[Path]) -> list[np.ndarray]:
+    """The audio of each file in ``paths`` that can be read (16 kHz mono float32); broken ones are left out."""
     clips = []
     for path in paths:
         try:
@@ -169,8 +170,8 @@ ROOMS_PER_WORKER = 60
 
 def _init_worker(noise_files: list[str], seed: int, talk: list[str] = (), denoise: float = 0.0) -> None:
     torch.set_num_threads(1)
-    _WORKER["augment"] = Augmenter(_read_all(noise_files), seed + mp.current_process()._identity[0],
-                                   talk=_read_all(list(talk)), rooms=ROOMS_PER_WORKER)
+    _WORKER["augment"] = Augmenter(read_clips(noise_files), seed + mp.current_process()._identity[0],
+                                   talk=read_clips(list(talk)), rooms=ROOMS_PER_WORKER)
     _WORKER["rng"] = np.random.default_rng(seed + 7 * mp.current_process()._identity[0])
     _WORKER["denoise"] = denoise
     if denoise > 0:
