@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vcd.audio import read_audio
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import VcdError
 from vcd.features import LOG_FLOOR, mel_power
@@ -43,11 +42,7 @@ LEVEL_CLIPS = 200
 def speech_level(paths: list[Path], rng: random.Random) -> np.ndarray:
     """Per-band mean log-mel power of clips prepared as training prepares a clean copy (silence around them)."""
     means = []
-    for path in rng.sample(paths, min(LEVEL_CLIPS, len(paths))):
-        try:
-            audio = read_audio(path)
-        except Exception:  # noqa: BLE001 - a broken clip just is not used
-            continue
+    for audio in read_clips(rng.sample(paths, min(LEVEL_CLIPS, len(paths)))):
         pad = lambda: np.zeros(int(rng.uniform(0.05, 0.5) * SAMPLE_RATE_HZ), np.float32)  # noqa: E731
         x = np.concatenate([pad(), audio, pad()])
         x = x + np.random.default_rng(rng.randrange(1 << 30)).standard_normal(x.size).astype(np.float32) * 1e-4
