@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -253,9 +254,20 @@ class Service:
                 )],
             )]
 
-    async def recognize(self, samples: np.ndarray) -> Any:
-        """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.recognizer.recognize, samples)
+    def presence(self) -> Any:
+        """A speech presence of a connection's own (:mod:`vcd.presence`), when the recogniser's rule weighs it."""
+        if getattr(self.recognizer, "presence", None) is None:
+            return None
+        from vcd.presence import SpeechPresence
+
+        return SpeechPresence()
+
+    async def recognize(self, samples: np.ndarray, speech: float | None = None) -> Any:
+        """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile.
+
+        ``speech``: the samples' speech presence, measured as they came (else the recogniser measures it)."""
+        decode = functools.partial(self.recognizer.recognize, samples, **({} if speech is None else {"speech": speech}))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, decode)
 
     async def understand(self, text: str) -> tuple[str, dict[str, Any]] | None:
         """(intent, slots) of ``text`` by hassil against the recogniser's sentences, or None; on the same thread."""
@@ -293,6 +305,8 @@ class WyomingHandler(AsyncEventHandler):
         self.service = service
         self.peer = _peer_name(writer)
         self.audio: AudioBuffer | None = None
+        # measures the speech presence while 16 kHz mono audio arrives, so that audio-stop leaves only the decode
+        self.presence = service.presence()
 
     async def run(self) -> None:
         """Read events until the client leaves; a malformed one is logged, answered with ``error``, and ends it."""
@@ -354,6 +368,8 @@ class WyomingHandler(AsyncEventHandler):
             if self.audio is None:  # no audio-start: the chunk's own format starts the stream
                 self.audio = AudioBuffer(self.service.max_audio_s)
             self.audio.add(chunk.audio or b"", rate, width, channels)
+            if self.presence is not None and len(self.audio.pieces) == 1 and rate == SAMPLE_RATE_HZ:
+                self.presence(self.audio.pieces[0][1])  # about 1 ms per 32 ms of audio
         elif AudioStop.is_type(event.type):
             await self._transcribe()
         elif self.service.intents and (Recognize.is_type(event.type) or Transcript.is_type(event.type)):
@@ -369,7 +385,10 @@ class WyomingHandler(AsyncEventHandler):
         audio, self.audio = self.audio, None
         samples = audio.samples_16k() if audio is not None else np.zeros(0, np.float32)
         stopped = time.perf_counter()
-        result = await self.service.recognize(samples)
+        speech = None
+        if self.presence is not None and audio is not None and len(audio.pieces) == 1 and audio.pieces[0][0] == SAMPLE_RATE_HZ:
+            speech = self.presence(samples)  # the audio as it came: measured already
+        result = await self.service.recognize(samples, speech)
         if result.recognized:
             _LOGGER.info("wyoming: client %s: %.2f s → %r (%s, confidence %.2f, %.0f ms)", self.peer,
                          samples.size / SAMPLE_RATE_HZ, result.text, result.intent, result.confidence,
