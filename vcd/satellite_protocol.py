@@ -287,14 +287,26 @@ def connect_async(client: Any, host: str, port: int) -> None:
     client.loop_start()
 
 
-def segment_properties(segment_id: int | str, speech_end: float) -> Any:
-    """The PUBLISH properties of a segment: user properties ``id`` and ``speech_end``."""
+def segment_properties(segment_id: int | str, speech_end: float, speech: float | None = None) -> Any:
+    """The PUBLISH properties of a segment: user properties ``id``, ``speech_end`` and, when the satellite
+    measured it, ``speech`` (the segment's speech presence, :mod:`vcd.presence`)."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     properties = Properties(PacketTypes.PUBLISH)
     properties.UserProperty = [("id", str(segment_id)), ("speech_end", f"{speech_end:.3f}")]
+    if speech is not None:
+        properties.UserProperty.append(("speech", f"{speech:.6f}"))
     return properties
+
+
+def speech_of(properties: dict[str, str]) -> float | None:
+    """The ``speech`` user property (0..1), or None when it is missing or not such a number (the hub measures it)."""
+    try:
+        value = float(properties.get("speech", ""))
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None
 
 
 def speech_end_of(properties: dict[str, str]) -> float:

@@ -314,7 +314,7 @@ class Hub:
                 self._client.publish(self.topics.decoded(site), segment_id, qos=1)
             self._ack(message)
 
-        if self.controls.recognize(samples, site, speech_end, done=decoded):
+        if self.controls.recognize(samples, site, speech_end, done=decoded, speech=protocol.speech_of(props)):
             self.counts["segments"] += 1
         else:
             self._complain(site, "busy", f"{topic}: the recogniser is not taking segments (stopping or "
