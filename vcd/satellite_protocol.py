@@ -198,10 +198,11 @@ def parse_play_finished(payload: bytes) -> str:
 class StreamSegmenter:
     """One site's audio stream, blocks at any rate → 16 kHz speech segments, cut by the microphone's VAD.
 
-    Not thread-safe: one thread feeds it.
+    With a ``presence`` (:class:`vcd.presence.SpeechPresence`, its own), each segment's speech presence
+    is measured as the segment grows.  Not thread-safe: one thread feeds it.
     """
 
-    def __init__(self, vad: Any, rate_hz: int) -> None:
+    def __init__(self, vad: Any, rate_hz: int, presence: Any = None) -> None:
         from vcd.audio import StreamResampler
         from vcd.vad import Segmenter, SpeechEnd
 
@@ -209,16 +210,22 @@ class StreamSegmenter:
         self._resampler = StreamResampler(rate_hz)
         self._segmenter = Segmenter(vad)
         self._end = SpeechEnd
+        self._presence = presence
 
     @property
     def in_speech(self) -> bool:
         """True while a segment is open (speech began and has not ended yet)."""
         return self._segmenter.in_speech
 
-    def process(self, samples: np.ndarray) -> list[tuple[np.ndarray | None, float]]:
-        """The segments this block closed: (samples, ``time.time()`` at the close); samples None when too short."""
+    def process(self, samples: np.ndarray) -> list[tuple[np.ndarray | None, float, float | None]]:
+        """The segments this block closed: (samples, ``time.time()`` at the close, speech presence or None);
+        samples None when too short."""
         events = self._segmenter.process(self._resampler.process(samples))
-        return [(e.samples if e.kept else None, e.timestamp) for e in events if isinstance(e, self._end)]
+        closed = [(e.samples if e.kept else None, e.timestamp) for e in events if isinstance(e, self._end)]
+        closed = [(s, at, None if s is None or self._presence is None else self._presence(s)) for s, at in closed]
+        if self._presence is not None and self._segmenter.in_speech:
+            self._presence(self._segmenter.open_audio())
+        return closed
 
 
 def user_properties(properties: Any) -> dict[str, str]:

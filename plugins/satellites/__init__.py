@@ -44,6 +44,7 @@ from typing import Any
 
 import vcd
 from vcd import satellite_protocol as protocol
+from vcd.presence import speech_presence_or_none
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -402,11 +403,12 @@ class Hub:
             return
         stream = self._streams.get(site)
         if stream is None or stream.rate_hz != rate_hz:
-            stream = self._streams[site] = protocol.StreamSegmenter(self.vad, rate_hz)
+            presence = speech_presence_or_none(f"audio frames of {site}")  # measured as each segment grows
+            stream = self._streams[site] = protocol.StreamSegmenter(self.vad, rate_hz, presence)
         self.counts["frames"] += 1
-        for samples_16k, speech_end in stream.process(samples):
+        for samples_16k, speech_end, speech in stream.process(samples):
             if samples_16k is not None:
-                if self.controls.recognize(samples_16k, site, speech_end):
+                if self.controls.recognize(samples_16k, site, speech_end, speech=speech):
                     self.counts["segments"] += 1
                 else:
                     self._complain(site, "busy", f"{topic}: the recogniser is not taking segments; one dropped")
