@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,16 +69,27 @@ def test_a_missing_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
         SpeechPresence()
 
 
-def test_the_recogniser_measures_presence_only_when_asked_or_its_rule_weighs_it() -> None:
-    from vcd.recognizer import Recognizer
+def test_the_recogniser_measures_presence_when_asked_or_when_its_rule_weighs_it(tmp_path) -> None:
+    from vcd.model import export_numpy, load_model, save_model
+    from vcd.recognizer import DEFAULT_MODEL, Recognizer, RejectionRule
 
     audio = utterances("turn on the kitchen light")
     asked = Recognizer.load(presence=True)
     hyp = asked.decode(audio)[1]
     assert hyp.speech == pytest.approx(SpeechPresence()(audio))
     assert asked.decode(audio, speech=0.25)[1].speech == 0.25  # measured by the caller (the daemon's VAD stage)
-    plain = Recognizer.load(presence=False)
-    assert np.isnan(plain.decode(audio)[1].speech)
+    shipped = Recognizer.load(presence=False)  # the shipped rule weighs it: measured all the same
+    assert shipped.rejection.needs_presence and shipped.presence is not None
+    model, labels, extra = load_model(DEFAULT_MODEL)
+    without = tmp_path / "without.pt"  # a rule that does not weigh it: not measured unless asked
+    save_model(model, without, labels, {**extra, "rejection": {
+        "features": ["gap", "agreement"], "weights": [-1.0, 5.0], "bias": 0.0}}, half=True)
+    export_numpy(without)
+    plain = Recognizer.load(model=without)
+    assert plain.presence is None and np.isnan(plain.decode(audio)[1].speech)
+    # a rule that weighs a feature nobody measured rejects, whatever the rest says
+    rule = RejectionRule(("gap", "speech"), (0.0, 1.0), 50.0)
+    assert rule.confidence(replace(hyp, speech=float("nan"))) == 0.0 and rule.confidence(hyp) > 0.99
 
 
 def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets_the_same_value() -> None:

@@ -103,6 +103,8 @@ class RejectionRule:
         z = self.bias + float(np.dot(self.weights, x))
         if self.guard_weights is not None:
             z = min(z, self.guard_bias + float(np.dot(self.guard_weights, x)))
+        if not np.isfinite(z):  # a feature it weighs was not measured: never accept on that
+            return 0.0
         return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
 
 
@@ -156,6 +158,8 @@ class Recognizer:
                  beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None) -> None:
         self.model = model
         self.rejection = rejection
+        if presence is None and rejection is not None and rejection.needs_presence:
+            presence = _presence()  # the rule cannot do without it
         self.presence = presence  # vcd.presence.SpeechPresence, when the rule weighs it (or a study asks)
         self.context = dict(context or {})  # hassil intent context (a satellite's area …) for requires_context
         self.front_end = front_end
@@ -189,8 +193,9 @@ class Recognizer:
         takes the one the model was trained with (its ``front_end``, else none).  The model runs
         in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``); ``threads``
         limits the BLAS threads of its matrix products.  ``beam`` prunes the search
-        (:func:`vcd.decoder.search`; 0 = exact).  ``presence`` measures each segment's speech presence
-        (:mod:`vcd.presence`); None: when the model's rejection rule weighs it.
+        (:func:`vcd.decoder.search`; 0 = exact).  ``presence`` True measures each segment's speech presence
+        (:mod:`vcd.presence`) even when the model's rejection rule does not weigh it; a rule that does
+        always gets it.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -204,8 +209,7 @@ class Recognizer:
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         rejection = RejectionRule.from_extra(extra)
-        if presence is None:
-            presence = rejection is not None and rejection.needs_presence
+        presence = bool(presence) or (rejection is not None and rejection.needs_presence)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
