@@ -127,10 +127,10 @@ class Daemon:
         self._recognizer_lock = threading.Lock()
         # a recogniser without a completeness check (a test double) is endpointed by silence alone
         complete = self._complete if hasattr(recognizer, "complete") else None
-        self._segmenter = Segmenter(config.vad, complete=complete)
         # the VAD stage's own speech presence, when the recogniser's rule weighs it: measured as each segment
         # grows, so that a segment's end leaves only the model and the search to run
-        self._presence = SpeechPresence() if getattr(recognizer, "presence", None) is not None else None
+        presence = SpeechPresence() if getattr(recognizer, "presence", None) is not None else None
+        self._segmenter = Segmenter(config.vad, complete=complete, presence=presence)
         self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
@@ -265,10 +265,7 @@ class Daemon:
     def _segment(self, block: np.ndarray | RateChange) -> list[_Segment]:
         """VAD: an audio block (at the source's rate, or 16 kHz after the front end) → the segments it closed."""
         samples = block if self._denoiser is not None else self._to_16k(block)
-        segments = self._speech(self._segmenter.process(samples))
-        if self._presence is not None and self._segmenter.in_speech:
-            self._presence(self._segmenter.open_audio())
-        return segments
+        return self._speech(self._segmenter.process(samples))
 
     def _segment_rest(self) -> list[_Segment]:
         """VAD at the end of the input: close a command still open."""
@@ -290,7 +287,8 @@ class Daemon:
         again and counts its failures; the VAD must not stop on them.
         """
         try:
-            speech = {} if self._presence is None else {"speech": self._presence(samples)}
+            presence = self._segmenter.speech_presence(samples)
+            speech = {} if presence is None else {"speech": presence}
             with self._recognizer_lock:
                 if self._denoiser is not None:
                     return self.recognizer.complete(samples, denoise=False, **speech)
@@ -317,8 +315,7 @@ class Daemon:
                     _LOGGER.debug("vad: skipped %s", noise)
                     continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                speech = None if self._presence is None else self._presence(event.samples)
-                segments.append(_Segment(event.samples, event.timestamp, result=event.result, speech=speech))
+                segments.append(_Segment(event.samples, event.timestamp, result=event.result, speech=event.speech))
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:

@@ -71,10 +71,10 @@ class Satellite:
         self.counts = {"segments": 0, "sent": 0, "dropped": 0, "frames": 0}
         self._blocks = BlockQueue(config.audio.queue_blocks)
         self._resampler = StreamResampler(source.rate_hz)
-        self._segmenter = Segmenter(config.vad)
         # the speech presence of each segment, measured as it grows (the hubs' rejection rule may weigh it;
         # measured here it costs the hub nothing when the segment arrives)
-        self._presence = speech_presence_or_none("satellite") if self.settings.protocol != "hermes" else None
+        presence = speech_presence_or_none("satellite") if self.settings.protocol != "hermes" else None
+        self._segmenter = Segmenter(config.vad, presence=presence)
         self._outbox: collections.deque[_Outgoing] = collections.deque()
         self._cond = threading.Condition()
         self._sending = False
@@ -258,8 +258,7 @@ class Satellite:
         """
         return event.kept
 
-    def _queue(self, samples: np.ndarray, speech_end: float) -> None:
-        speech = None if self._presence is None else self._presence(samples)
+    def _queue(self, samples: np.ndarray, speech_end: float, speech: float | None) -> None:
         item = _Outgoing(f"{self._boot}-{self._next_id}", protocol.encode_wav(samples), speech_end, time.monotonic(),
                          speech=speech)
         self._next_id += 1
@@ -295,9 +294,7 @@ class Satellite:
                 continue
             if self._to_send(event):
                 _LOGGER.info("segment %d: %.2f s of speech to the hubs", self._next_id, event.audio_s)
-                self._queue(event.samples, event.timestamp)
-        if self._presence is not None and self._segmenter.in_speech:
-            self._presence(self._segmenter.open_audio())
+                self._queue(event.samples, event.timestamp, event.speech)
 
     def run(self, notifier: Notifier | None = None) -> int:
         """Until a signal or the end of a finite input (then until the queued segments are delivered)."""

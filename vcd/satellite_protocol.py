@@ -208,9 +208,8 @@ class StreamSegmenter:
 
         self.rate_hz = rate_hz
         self._resampler = StreamResampler(rate_hz)
-        self._segmenter = Segmenter(vad)
+        self._segmenter = Segmenter(vad, presence=presence)
         self._end = SpeechEnd
-        self._presence = presence
 
     @property
     def in_speech(self) -> bool:
@@ -221,11 +220,7 @@ class StreamSegmenter:
         """The segments this block closed: (samples, ``time.time()`` at the close, speech presence or None);
         samples None when too short."""
         events = self._segmenter.process(self._resampler.process(samples))
-        closed = [(e.samples if e.kept else None, e.timestamp) for e in events if isinstance(e, self._end)]
-        closed = [(s, at, None if s is None or self._presence is None else self._presence(s)) for s, at in closed]
-        if self._presence is not None and self._segmenter.in_speech:
-            self._presence(self._segmenter.open_audio())
-        return closed
+        return [(e.samples if e.kept else None, e.timestamp, e.speech) for e in events if isinstance(e, self._end)]
 
 
 def user_properties(properties: Any) -> dict[str, str]:

@@ -36,6 +36,7 @@ class SpeechEnd:
     start_sample: int = 0  # where ``samples`` begin in the stream fed to the segmenter (16 kHz samples)
     voiced_frames: int = 0  # frames of the segment that webrtcvad called speech
     frames: int = 0  # frames in the segment
+    speech: float | None = None  # speech presence of a kept segment, with the segmenter's ``presence`` (vcd.presence)
 
     @property
     def voiced_share(self) -> float:
@@ -76,11 +77,17 @@ class Segmenter:
     nothing in the grammar could follow it) and the silence reaches ``early_silence_ms``, the segment
     closes, carrying that result.  Otherwise the silence runs on to ``silence_ms`` as usual; if
     speech resumes, the result is dropped and the check runs again at the next pause.
+
+    With a ``presence`` (a :class:`vcd.presence.SpeechPresence` of its own), the open segment's speech
+    presence is measured after each block, so that a kept segment closes with it (``SpeechEnd.speech``)
+    and :meth:`speech_presence` of the audio a completeness check gets costs next to nothing.
     """
 
-    def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None) -> None:
+    def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None,
+                 presence: Callable[[np.ndarray], float] | None = None) -> None:
         self.config = config
         self._complete = complete if config.early_silence_ms else None
+        self._presence = presence
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._frame_len = SAMPLE_RATE_HZ * config.frame_ms // 1000
         frames = lambda ms: max(1, round(ms / config.frame_ms))  # noqa: E731
@@ -123,7 +130,13 @@ class Segmenter:
             frame = audio[i * self._frame_len : (i + 1) * self._frame_len]
             events.extend(self._frame(frame, self._vad.is_speech(float_to_pcm16(frame), SAMPLE_RATE_HZ)))
         self._pending = audio[n_frames * self._frame_len :]
+        if self._presence is not None and self._triggered:
+            self._presence(self.open_audio())  # the open segment so far: only its new chunks are measured
         return events
+
+    def speech_presence(self, samples: np.ndarray) -> float | None:
+        """The speech presence of (a start of) the open segment's audio; None without a ``presence``."""
+        return None if self._presence is None else self._presence(samples)
 
     def flush(self) -> list[Event]:
         """End of the stream: close an open segment (as if silence followed)."""
@@ -208,7 +221,8 @@ class Segmenter:
                 len(samples) / SAMPLE_RATE_HZ,
                 voiced_frames * self.config.frame_ms,
             )
+        speech = self.speech_presence(samples) if kept else None
         self._reset()
         return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut,
                          start_sample=self._start_frame * self._frame_len, voiced_frames=int(voiced_frames),
-                         frames=frames, result=result)
+                         frames=frames, result=result, speech=speech)

@@ -195,6 +195,11 @@ class AudioBuffer:
         else:
             self.pieces.append((rate, samples))
 
+    @property
+    def as_it_came(self) -> np.ndarray | None:
+        """All the audio so far when it came as one run at 16 kHz (mono float32, unresampled); else None."""
+        return self.pieces[0][1] if len(self.pieces) == 1 and self.pieces[0][0] == SAMPLE_RATE_HZ else None
+
     def samples_16k(self) -> np.ndarray:
         """All the audio at 16 kHz: each run of one rate resampled as a whole (no seams inside a run)."""
         from vcd.audio import to_mono_16k
@@ -368,8 +373,8 @@ class WyomingHandler(AsyncEventHandler):
             if self.audio is None:  # no audio-start: the chunk's own format starts the stream
                 self.audio = AudioBuffer(self.service.max_audio_s)
             self.audio.add(chunk.audio or b"", rate, width, channels)
-            if self.presence is not None and len(self.audio.pieces) == 1 and rate == SAMPLE_RATE_HZ:
-                self.presence(self.audio.pieces[0][1])  # about 1 ms per 32 ms of audio
+            if self.presence is not None and self.audio.as_it_came is not None:
+                self.presence(self.audio.as_it_came)  # about 1 ms per 32 ms of audio
         elif AudioStop.is_type(event.type):
             await self._transcribe()
         elif self.service.intents and (Recognize.is_type(event.type) or Transcript.is_type(event.type)):
@@ -386,7 +391,7 @@ class WyomingHandler(AsyncEventHandler):
         samples = audio.samples_16k() if audio is not None else np.zeros(0, np.float32)
         stopped = time.perf_counter()
         speech = None
-        if self.presence is not None and audio is not None and len(audio.pieces) == 1 and audio.pieces[0][0] == SAMPLE_RATE_HZ:
+        if self.presence is not None and audio is not None and audio.as_it_came is not None:
             speech = self.presence(samples)  # the audio as it came: measured already
         result = await self.service.recognize(samples, speech)
         if result.recognized:
