@@ -324,6 +324,56 @@ def test_events_not_delivered_at_shutdown_are_counted_without_the_stop_marker(
     host.loaded[0].module.release.set()
 
 
+SLOW_SPEAKER = """
+import time
+import vcd
+
+controls = None
+
+@vcd.hookimpl
+def vcd_startup(controls):
+    globals()["controls"] = controls
+
+@vcd.hookimpl
+def vcd_say(site, text, request_id):
+    time.sleep(0.5)  # speaking
+    controls.said(site, text, request_id)
+"""
+
+ASKER = """
+import vcd
+
+controls = None
+HEARD = []
+
+@vcd.hookimpl
+def vcd_startup(controls):
+    globals()["controls"] = controls
+
+@vcd.hookimpl
+def vcd_intent(site, intent):
+    controls.say(f"did {intent}", request_id=intent)
+
+@vcd.hookimpl
+def vcd_said(site, text, request_id):
+    HEARD.append((text, request_id))
+"""
+
+
+def test_the_drain_delivers_the_events_that_queued_events_dispatch(tmp_path: Path) -> None:
+    """intent → the asker's say → the speaker's vcd_say → vcd_said back to the asker: all before the queues close,
+    though the asker's own queue was empty when the drain began."""
+    config_path = make_plugins(tmp_path, {"asker": ASKER, "speaker": SLOW_SPEAKER}, "[daemon]\n")
+    config = load_config(config_path)
+    host = load_plugins(config)
+    host.startup(config)
+    host.start_workers()
+    host.dispatch("vcd_intent", site="s", intent="HassTurnOn", slots={}, text="t", confidence=0.9, timings={})
+    assert host.drain(5.0)
+    asker = next(p for p in host.loaded if p.name == "asker").module
+    assert asker.HEARD == [("did HassTurnOn", "HassTurnOn")]
+
+
 SICKLY = """
 import vcd
 

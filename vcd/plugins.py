@@ -162,11 +162,40 @@ class FailureLog:
             )
 
 
+class _InFlight:
+    """Events offered to any worker and not yet handled, counted across all workers.
+
+    A handler that dispatches (``controls.say`` → ``vcd_say`` → ``vcd_said``) offers its events before
+    its own one is counted as done, so the count reaches zero only when no chain of events is still
+    running: what :meth:`PluginHost.drain` waits for before it closes the queues.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def add(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def done(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=max(0.0, timeout_s))
+
+
 class _Worker:
     """One plugin's thread and bounded event queue."""
 
-    def __init__(self, name: str, queue_size: int, failures: FailureLog | None = None) -> None:
+    def __init__(self, name: str, queue_size: int, failures: FailureLog | None = None,
+                 in_flight: _InFlight | None = None) -> None:
         self.name = name
+        self.in_flight = in_flight or _InFlight()
         self.failures = failures or FailureLog()
         self._marker_queued = False  # close() put the stop marker, which qsize() counts
         self.queue: queue.Queue[tuple[Any, str, dict[str, Any]] | None] = queue.Queue(maxsize=queue_size)
@@ -178,9 +207,11 @@ class _Worker:
         self.thread.start()
 
     def offer(self, impl: Any, hook: str, kwargs: dict[str, Any]) -> None:
+        self.in_flight.add()
         try:
             self.queue.put_nowait((impl, hook, kwargs))
         except queue.Full:
+            self.in_flight.done()
             self.dropped += 1
             _LOGGER.warning(
                 'plugin "%s": queue full (still busy with %s); dropped %s (%d dropped so far)',
@@ -229,6 +260,7 @@ class _Worker:
             finally:
                 self.busy_since = None
                 self.busy_with = ""
+                self.in_flight.done()
 
 
 class PluginHost:
@@ -241,6 +273,7 @@ class PluginHost:
         self._workers: dict[str, _Worker] = {}
         self._started: list[str] = []
         self.failures = FailureLog()
+        self._in_flight = _InFlight()
 
     @property
     def names(self) -> list[str]:
@@ -289,7 +322,7 @@ class PluginHost:
         """Start one worker thread per plugin that implements an event hook."""
         for plugin in self.loaded:
             if set(plugin.hooks) - {"vcd_check_config", "vcd_startup", "vcd_shutdown", "vcd_health"}:
-                self._workers[plugin.name] = _Worker(plugin.name, self.queue_size, self.failures)
+                self._workers[plugin.name] = _Worker(plugin.name, self.queue_size, self.failures, self._in_flight)
 
     def dispatch(self, hook: str, **kwargs: Any) -> None:
         """Queue ``hook(**kwargs)`` for every plugin implementing it; never blocks, never raises."""
@@ -330,10 +363,12 @@ class PluginHost:
         return all(w.thread.is_alive() for w in self._workers.values())
 
     def drain(self, timeout_s: float) -> bool:
-        """Let every worker finish its queued events; True when all did within ``timeout_s``."""
+        """Let every worker finish its queued events, and the events those dispatch in turn (a ``vcd_said``
+        answering a ``vcd_say``); True when all did within ``timeout_s``.  Then the queues close."""
+        deadline = time.monotonic() + timeout_s
+        self._in_flight.wait_idle(timeout_s)
         for worker in self._workers.values():
             worker.close()
-        deadline = time.monotonic() + timeout_s
         done = True
         for worker in self._workers.values():
             worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
