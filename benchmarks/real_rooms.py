@@ -91,7 +91,8 @@ def main() -> int:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
-                                   "coverage": hyp.coverage, **({"speech": hyp.speech} if presence else {}),
+                                   "coverage": hyp.coverage, "weakest": hyp.weakest,
+                                   **({"speech": hyp.speech} if presence else {}),
                                    "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result

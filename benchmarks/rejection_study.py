@@ -53,13 +53,16 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # Where each of vcd.training.calibrate.REJECTION_FEATURES is in a dump row (gap and fit: main() computes them from
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
-               "coverage": "coverage", "speech": "speech"}
+               "coverage": "coverage", "speech": "speech", "weakest": "weakest"}
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.
-# Stop 38 added the same two with the speech presence of vcd.presence (written down before its decodes).
+# Stop 38 added the same two with the speech presence of vcd.presence, stop 39 those with the weakest word's gap
+# (vcd.decoder.Hypothesis.weakest); each written down before its decodes.
 FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage"),
                 ("gap", "fit", "agreement", "free_confidence", "speech"),
-                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech")]
+                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech"),
+                ("gap", "fit", "agreement", "free_confidence", "speech", "weakest"),
+                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest")]
 # The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
 # stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
 # among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the

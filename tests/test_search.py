@@ -184,6 +184,7 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
         assert pruned.agreement == pytest.approx(exact.agreement)
         assert pruned.free_confidence == exact.free_confidence
         assert pruned.coverage == pytest.approx(exact.coverage)
+        assert pruned.weakest == pytest.approx(exact.weakest, abs=1e-3)
 
 
 def test_agreement_is_the_share_of_speech_frames_the_sentence_explains(lights) -> None:
@@ -234,3 +235,21 @@ def test_coverage_is_the_share_of_the_sentences_phones_the_model_heard(lights) -
         hyp = decode(graph, unheard)
         assert hyp.words == words and hyp.agreement > 0.95  # (its last phone may share turn's "n")
         assert hyp.coverage <= (phones - unsaid + 1) / phones < 1.0
+
+
+def test_the_weakest_word_is_the_one_the_model_did_not_hear(lights) -> None:
+    """Ideal posteriors: every word fits, the weakest word's gap is nearly 0.  One word swapped for one the
+    grammar lacks ("garden" for "kitchen"): the path must still say a grammar word there, whose gap per
+    speech frame is many nats.  Blurring every frame alike (each label less sure, the best ones unchanged),
+    as noise does, leaves every word as near its frames' best labels as before."""
+    _, _, graph = lights
+    lexicon = Lexicon()
+    clean = peaky("turn on the kitchen light".split(), lexicon)
+    blurred = np.log(0.6 * np.exp(clean) + 0.4 / clean.shape[1]).astype(np.float32)
+    for decode in (viterbi, lambda g, lp: beam_search(g, lp, DEFAULT_BEAM)):
+        right = decode(graph, clean)
+        assert right.words == "turn on the kitchen light".split() and right.weakest < 0.05
+        swapped = decode(graph, peaky("turn on the garden light".split(), lexicon))
+        assert swapped.words and swapped.weakest > 2.0
+        blur = decode(graph, blurred)
+        assert blur.words == right.words and blur.weakest < 0.05 and blur.free_confidence < 0.7

@@ -302,6 +302,7 @@ class Hypothesis:
     free_confidence: float = 0.0  # mean probability of the best label over the speech frames
     coverage: float = 0.0  # share of the path's phones that are some frame's best label where the path says them
     speech: float = float("nan")  # speech presence of the segment (vcd.presence), set by the recogniser when it weighs it
+    weakest: float = 0.0  # the largest per-word gap to the frames' best labels, per speech frame of the word
 
     @property
     def gap_per_frame(self) -> float:
@@ -355,15 +356,31 @@ class _Frames:
     free_confidence: float  # mean probability of the best label over those frames
 
     def hypothesis(self, graph: PhoneGraph, words_rev: list[int], score: float, end: int,
-                   labels: np.ndarray, phone_at: np.ndarray, phones: int) -> Hypothesis:
+                   labels: np.ndarray, phone_at: np.ndarray, phones: int, word_at: np.ndarray) -> Hypothesis:
         """The :class:`Hypothesis` of a path that says ``labels`` (per searched frame; 0: blank), the
-        ``phone_at`` each frame (which of its ``phones`` phones, counted from the end; -1: blank)."""
+        ``phone_at`` each frame (which of its ``phones`` phones, counted from the end; -1: blank) and
+        the ``word_at`` (which word, counted from the end; -1: before the first)."""
         words = [graph.words[w] for w in reversed(words_rev)]
         speech = self.best_label != 0
         agreement = float(np.mean(labels[speech] == self.best_label[speech])) if speech.any() else 1.0
         heard = np.unique(phone_at[(labels == self.best_label) & (labels != 0)])
         return Hypothesis(words, graph.tags_of(words), score, self.free, self.speech, bool(graph.more[end]),
-                          agreement, self.free_confidence, heard.size / max(phones, 1))
+                          agreement, self.free_confidence, heard.size / max(phones, 1),
+                          weakest=self.weakest_word(labels, word_at, len(words_rev)))
+
+    def weakest_word(self, labels: np.ndarray, word_at: np.ndarray, words: int) -> float:
+        """The largest per-word gap: for each word, the sum over its frames (from its first phone to the next
+        word's; blanks after it included) of the frame's best log-probability minus the path's, per frame
+        of it whose best label is not blank (at least 1).  Talk fitted onto a sentence leaves some word
+        unheard; a command in noise is blurred everywhere."""
+        inside = word_at >= 0
+        if not words or not inside.any():
+            return 0.0
+        frames = np.flatnonzero(inside)
+        lost = self.searched[frames].max(axis=1) - self.searched[frames, labels[frames]]
+        per_word = np.bincount(word_at[frames], weights=lost, minlength=words)
+        speech = np.bincount(word_at[frames], weights=self.best_label[frames] != 0, minlength=words)
+        return float((per_word / np.maximum(speech, 1.0)).max())
 
     def nothing(self, score: float) -> Hypothesis:
         return Hypothesis([], [], score, self.free, self.speech, free_confidence=self.free_confidence)
@@ -439,8 +456,10 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     entered = 0
     labels = np.zeros(frames, dtype=np.int64)
     phone_at = np.full(frames, -1, dtype=np.int64)
+    word_at = np.full(frames, -1, dtype=np.int64)
     in_blank = B[best] >= P[best]
     for t in range(frames - 1, -1, -1):
+        word_at[t] = len(words_rev)
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(B_hist[t - 1][s] >= P_hist[t - 1][s])
             continue
@@ -468,7 +487,13 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
             break
         if kind == "edge":
             s, in_blank = pred, pred_blank
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
+                               _first_word_first(word_at, len(words_rev)))
+
+
+def _first_word_first(word_at: np.ndarray, words: int) -> np.ndarray:
+    """Word indices counted from the end (as a backtrace finds them) counted from the start; -1 stays -1."""
+    return np.where(word_at >= 0, words - 1 - word_at, -1)
 
 
 _HELD, _EDGE, _START = 0, 1, 2
@@ -547,9 +572,11 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     s, in_blank, entered = best, bool(B[k] >= P[k]), 0
     labels = np.zeros(len(history), dtype=np.int64)
     phone_at = np.full(len(history), -1, dtype=np.int64)
+    word_at = np.full(len(history), -1, dtype=np.int64)
     for t in range(len(history) - 1, -1, -1):
         ids, codes = history[t]
         code = int(codes[np.flatnonzero(ids == s)[0]])
+        word_at[t] = len(words_rev)
         if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
             in_blank = bool(code & 8)
             continue
@@ -563,4 +590,5 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         if kind == _START:
             break
         s, in_blank = code >> 4, bool(code & 1)
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered)
+    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
+                               _first_word_first(word_at, len(words_rev)))

@@ -53,7 +53,8 @@ DEFAULT_BEAM = 40.0
 
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
-                      "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech"}
+                      "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech",
+                      "weakest": "weakest"}
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class RejectionRule:
     of the validation noise.  The features (:data:`REJECTION_FEATURES`): the gap to the free phone loop
     and the sentence's own fit per speech frame, the share of speech frames where the sentence's
     phone is the frame's best label, how sure the model is of its best labels at all, the share
-    of the sentence's phones the model heard, and how much of the segment a separate voice-activity
+    of the sentence's phones the model heard, how much of the segment a separate voice-activity
     model hears as speech (:mod:`vcd.presence`; not from the acoustic model, so unfamiliar noise
-    does not sway it the same way).
+    does not sway it the same way), and the gap of the sentence's worst-fitting word (talk fitted
+    onto a sentence leaves a word unheard; noise blurs them all).
     """
 
     features: tuple[str, ...]

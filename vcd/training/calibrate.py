@@ -175,8 +175,9 @@ CLEAN_FALSE_ACCEPT_BUDGET = 0.01
 
 
 # Which way each feature may move a sentence's acceptance in a monotone rule: a worse gap, a worse fit,
-# less agreement, a less sure model or less speech never makes a sentence more acceptable.
-REJECTION_SIGNS = {"gap": -1.0, "fit": 1.0, "agreement": 1.0, "free_confidence": 1.0, "coverage": 1.0, "speech": 1.0}
+# less agreement, a less sure model, less speech or a worse weakest word never makes a sentence more acceptable.
+REJECTION_SIGNS = {"gap": -1.0, "fit": 1.0, "agreement": 1.0, "free_confidence": 1.0, "coverage": 1.0, "speech": 1.0,
+                   "weakest": -1.0}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50,
