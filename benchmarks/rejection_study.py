@@ -47,38 +47,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
-from vcd.training.calibrate import REJECTION_FEATURES  # noqa: E402
+from vcd.training.calibrate import (  # noqa: E402
+    REJECTION_FEATURES,
+    candidate_rules,
+    choose,
+    command_mean,
+    left_out_accepts,
+    noise_kinds,
+    rule_accepts,
+)
 from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 
 # Where each of vcd.training.calibrate.REJECTION_FEATURES is in a dump row (gap and fit: main() computes them from
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
                "coverage": "coverage", "speech": "speech", "weakest": "weakest"}
-# The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
-# cut for talk and noise or a noise guard of its own.
-# Stop 38 added the same two with the speech presence of vcd.presence, stop 39 those with the weakest word's gap
-# (vcd.decoder.Hypothesis.weakest); each written down before its decodes.
-FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"), ("gap", "fit", "agreement", "free_confidence", "coverage"),
-                ("gap", "fit", "agreement", "free_confidence", "speech"),
-                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech"),
-                ("gap", "fit", "agreement", "free_confidence", "speech", "weakest"),
-                ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest")]
-# The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
-# stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
-# among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
-# fewest left-out segments passed, then that mean.
-ELIGIBLE_LEFT_OUT = 1
-CHOSEN_ON = ("clean", "8 kHz", "12 dB", "6 dB", "0 dB", "room+12 dB")
-
-
-def choose(left_out: dict[str, list[int]], means: dict[str, float]) -> str:
-    """The candidate the choice rule picks, from each one's left-out noise accepts and command mean."""
-    eligible = [n for n, counts in left_out.items() if max(counts, default=0) <= ELIGIBLE_LEFT_OUT]
-    if eligible:
-        return max(eligible, key=lambda n: means[n])
-    return min(left_out, key=lambda n: (sum(left_out[n]), -means[n]))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump", type=Path)
@@ -121,12 +104,10 @@ def main() -> int:
     decoded = [r for r in rows if r["best"]]
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
-    kinds = sorted({r["condition"] for r in rows if r["set"] == "noise"})
+    kinds = noise_kinds(rows)
     rules, left_out, means = {}, {}, {}
-    candidates = [(f"{'+'.join(f)}{', monotone' if m else ''}{', noise guard' if g else ''}", f, m, g)
-                  for f in FEATURE_SETS for m in (False, True) for g in (False, True)
-                  if all(DUMP_FIELDS[name] in rows[0] for name in f if name != "gap" and name != "fit")]
-    for name, features, monotone, guard in candidates:
+    in_dump = tuple(f for f in REJECTION_FEATURES if f in ("gap", "fit") or DUMP_FIELDS[f] in rows[0])
+    for name, features, monotone, guard in candidate_rules(in_dump):
         def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
             from vcd.training.calibrate import rejection_rule_from
 
@@ -136,14 +117,11 @@ def main() -> int:
             rule = learned([r for r in decoded if half[r["speaker"]] != k])
             held_out = {key: [r for r in group if half[r["speaker"]] == k] for key, group in groups.items()}
             report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: accepts(q, r))
-        unseen, left_out[name] = [], []
-        for kind in kinds:  # each noise stream left out of the fit, then scored: noise the rule never met
-            rule = learned([r for r in decoded if not (r["set"] == "noise" and r["condition"] == kind)])
-            left_out[name].append(sum(accepts(rule, r) for r in groups[f"FA {kind}"]))
-            unseen.append(f"{kind} {left_out[name][-1]}/{len(groups[f'FA {kind}'])}")
+        # each noise stream left out of the fit, then scored: noise the rule never met
+        left_out[name] = left_out_accepts(rows, learned)
+        unseen = [f"{kind} {n}/{len(groups[f'FA {kind}'])}" for kind, n in zip(kinds, left_out[name])]
         rules[name] = rule = learned(decoded)
-        means[name] = float(np.mean([np.mean([accepts(rule, r) and r["right"] for r in groups[c]]) for c in CHOSEN_ON
-                                     if c in groups]))
+        means[name] = command_mean(rule, rows)
         report(f"{name}: fitted on every speaker", lambda r, q=rule: accepts(q, r))
         print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)} |")
         if UNFAMILIAR in groups:  # the cost to commands of noise the rule never met
@@ -188,12 +166,7 @@ def recordings_left_out(name: str, learned, rule: dict, decoded: list[dict], gro
         f"half {k}: {100 * a:.1f} % in the fit, {100 * b:.1f} % left out ({n})" for k, (a, b, n) in enumerate(pairs)) + " |")
 
 
-def accepts(rule: dict, row: dict) -> bool:
-    x = row["x"][[REJECTION_FEATURES.index(f) for f in rule["features"]]]
-    z = float(np.dot(rule["weights"], x) + rule["bias"])
-    if "noise_guard" in rule:
-        z = min(z, float(np.dot(rule["noise_guard"]["weights"], x) + rule["noise_guard"]["bias"]))
-    return bool(row["best"]) and z >= 0.0
+accepts = rule_accepts
 
 
 def report_on(groups: dict, keys: list[str], label: str, accept) -> None:

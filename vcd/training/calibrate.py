@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -268,8 +269,8 @@ REJECTION_NOISE_MINUTES = 60.0
 
 
 def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = REJECTION_NOISE_MINUTES) -> dict:
-    """Fit ``model_file``'s rejection rule (:func:`fit_rejection_rule`) on the validation speakers' held-out
-    decodes (:func:`vcd.training.heldout.decodes`: commands clean, at 12 / 6 / 0 dB and in a room; talk clean
+    """Choose and fit ``model_file``'s rejection rule (:func:`choose_rejection_rule`) on the validation speakers'
+    held-out decodes (:func:`vcd.training.heldout.decodes`: commands clean, at 12 / 6 / 0 dB and in a room; talk clean
     and under babble; ``stream_min`` of each noise stream) and write it into the file and its numpy export.
     What ``benchmarks/rejection_study.py --write`` does from a dump of the same decodes."""
     from vcd.recognizer import REJECTION_FEATURES as FEATURES
@@ -278,15 +279,16 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         draw = Draw(snrs=(12.0, 6.0, 0.0), stream_min=stream_min)
-        for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), {"model": model_file}, draw),
+        load = {"model": model_file, "presence": True}
+        for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), load, draw),
                                             desc="rejection rule", unit="decode", leave=False):
             result, hyp = recognizer.decode(audio)
-            if hyp is not None and hyp.words:
+            if hyp is not None:
                 rows.append({**note, "best": result.best_text,
                              "x": [float(getattr(hyp, FEATURES[f])) for f in REJECTION_FEATURES]})
-    rule = rejection_rule_from(rows)
+    name, rule = choose_rejection_rule(rows)
     write_rejection_rule(model_file, rule)
-    _LOGGER.info("rejection rule from %d validation decodes: %s", len(rows), rule)
+    _LOGGER.info("rejection rule from %d validation decodes (%s): %s", len(rows), name, rule)
     return rule
 
 
@@ -308,6 +310,89 @@ def rejection_rule_from(decodes: list[dict], monotone: bool = True, features: tu
     right = np.array([d.get("want") == d["best"] for d in decodes], dtype=bool)
     return fit_rejection_rule(x, right, of("talk", "clean"), of("talk", "babble 10 dB"), of("noise"), monotone=monotone,
                               features=tuple(features), noise_guard=noise_guard)
+
+
+# The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
+# cut for talk and noise or a noise guard of its own.  Stop 38 added the same two with the speech presence
+# of vcd.presence, stop 39 those with the weakest word's gap (vcd.decoder.Hypothesis.weakest); each written
+# down before its decodes.
+CANDIDATE_FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"),
+                          ("gap", "fit", "agreement", "free_confidence", "coverage"),
+                          ("gap", "fit", "agreement", "free_confidence", "speech"),
+                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech"),
+                          ("gap", "fit", "agreement", "free_confidence", "speech", "weakest"),
+                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest")]
+# The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
+# stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
+# among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
+# fewest left-out segments passed, then that mean.
+ELIGIBLE_LEFT_OUT = 1
+CHOSEN_ON = ("clean", "8 kHz", "12 dB", "6 dB", "0 dB", "room+12 dB")
+
+
+def candidate_rules(features: tuple[str, ...] = REJECTION_FEATURES) -> list[tuple[str, tuple[str, ...], bool, bool]]:
+    """(name, features, monotone, noise guard) of each candidate whose features are all among ``features``."""
+    return [(f"{'+'.join(f)}{', monotone' if m else ''}{', noise guard' if g else ''}", f, m, g)
+            for f in CANDIDATE_FEATURE_SETS for m in (False, True) for g in (False, True) if set(f) <= set(features)]
+
+
+def rule_accepts(rule: dict, decode: dict) -> bool:
+    """Whether ``rule`` (a model file's ``rejection`` entry) accepts a decode (``best``, ``x``: :data:`REJECTION_FEATURES`),
+    as :class:`vcd.recognizer.RejectionRule` does: an unmeasured feature (NaN) rejects."""
+    x = np.asarray(decode["x"], dtype=np.float64)[[REJECTION_FEATURES.index(f) for f in rule["features"]]]
+    z = float(np.dot(rule["weights"], x) + rule["bias"])
+    if "noise_guard" in rule:
+        z = min(z, float(np.dot(rule["noise_guard"]["weights"], x) + rule["noise_guard"]["bias"]))
+    return bool(decode["best"]) and z >= 0.0
+
+
+def noise_kinds(decodes: list[dict]) -> list[str]:
+    return sorted({d["condition"] for d in decodes if d["set"] == "noise"})
+
+
+def left_out_accepts(decodes: list[dict], learned: Callable[[list[dict]], dict]) -> list[int]:
+    """For each noise stream (:func:`noise_kinds`): the rule ``learned`` fits without that stream's segments,
+    and how many of them it accepts (noise it never met).  ``decodes``: every decode, found a sentence or not."""
+    counts = []
+    for kind in noise_kinds(decodes):
+        rule = learned([d for d in decodes if d["best"] and not (d["set"] == "noise" and d["condition"] == kind)])
+        counts.append(sum(rule_accepts(rule, d) for d in decodes if d["set"] == "noise" and d["condition"] == kind))
+    return counts
+
+
+def command_mean(rule: dict, decodes: list[dict]) -> float:
+    """The mean over :data:`CHOSEN_ON` (those in ``decodes``) of the share of commands right and accepted."""
+    commands = [d for d in decodes if d["set"] not in ("talk", "noise")]
+    shares = [np.mean([rule_accepts(rule, d) and d.get("want") == d["best"] for d in commands if d["condition"] == c])
+              for c in CHOSEN_ON if any(d["condition"] == c for d in commands)]
+    return float(np.mean(shares))
+
+
+def choose(left_out: dict[str, list[int]], means: dict[str, float]) -> str:
+    """The candidate the choice rule picks, from each one's left-out noise accepts and command mean."""
+    eligible = [n for n, counts in left_out.items() if max(counts, default=0) <= ELIGIBLE_LEFT_OUT]
+    if eligible:
+        return max(eligible, key=lambda n: means[n])
+    return min(left_out, key=lambda n: (sum(left_out[n]), -means[n]))
+
+
+def choose_rejection_rule(decodes: list[dict]) -> tuple[str, dict]:
+    """The candidate (:func:`candidate_rules`) the choice rule picks on validation ``decodes`` (every decode,
+    found a sentence or not: ``set``, ``condition``, ``best``, ``want``, ``x``), and that rule fitted on all of
+    them: what ``benchmarks/rejection_study.py --write`` writes, without the study's tables."""
+    decoded = [d for d in decodes if d["best"]]
+    measured = tuple(f for i, f in enumerate(REJECTION_FEATURES)
+                     if decoded and all(np.isfinite(d["x"][i]) for d in decoded))
+    left_out, means, rules = {}, {}, {}
+    for name, features, monotone, guard in candidate_rules(measured):
+        def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
+            return rejection_rule_from(subset, m, f, g)
+
+        left_out[name] = left_out_accepts(decodes, learned)
+        rules[name] = learned(decoded)
+        means[name] = command_mean(rules[name], decodes)
+    chosen = choose(left_out, means)
+    return chosen, rules[chosen]
 
 
 def write_rejection_rule(model_file: Path, rule: dict) -> None:
