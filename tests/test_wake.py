@@ -527,6 +527,32 @@ def test_the_stage_passes_only_the_command_after_the_wake_word(recognizer: Any) 
 
 @requires_espeak
 @needs_model
+def test_a_command_after_a_pause_keeps_the_vad_stages_speech_presence() -> None:
+    """The segment after the wake word is the command, whole: it reaches the recogniser with the speech presence
+    the VAD stage measured as it grew (the value one look gives), not measured again.  (A command said in the
+    wake word's breath is a part of its segment: the recogniser measures that one when it decodes it.)"""
+    from vcd.presence import SpeechPresence
+    from vcd.recognizer import Recognizer
+
+    recognizer = Recognizer.load(None, MODEL, 0.5, 1)
+    assert recognizer.presence is not None  # the shipped rule weighs it
+    seen: list[tuple[np.ndarray, float | None]] = []
+    decode = recognizer.decode
+
+    def spy(samples, denoise=True, speech=None):
+        if threading.current_thread().name == "vcd-asr":
+            seen.append((np.array(samples), speech))
+        return decode(samples, denoise, speech)
+
+    recognizer.decode = spy  # type: ignore[method-assign]
+    recorder, _ = run_daemon(utterances("alexa", 1.5, COMMAND, tail_s=2.0), recognizer, WakeConfig(enabled=True))
+    assert [kwargs.get("text") for hook, _, kwargs in recorder.calls if hook == "vcd_transcript"] == [COMMAND]
+    ((command, speech),) = seen
+    assert speech is not None and speech == pytest.approx(SpeechPresence()(command), abs=1e-6)
+
+
+@requires_espeak
+@needs_model
 def test_the_stage_with_a_typed_phrase(recognizer: Any) -> None:
     audio = utterances(OTHER_COMMAND, 1.5, "hey computer", 1.5, COMMAND)
     recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, phrase="hey computer"))

@@ -329,7 +329,12 @@ class Daemon:
                 "vcd_wake", site=self.site, name=detection.name, score=detection.score, timestamp=round(heard_at, 3)
             )
             self.plugins.dispatch("vcd_feedback", site=self.site, kind="wake", text=None)
-        return [] if heard.command is None else [_Segment(heard.command, segment.speech_end)]
+        if heard.command is None:
+            return []
+        # a command in a segment of its own (after a pause) is the whole segment: the VAD stage's speech
+        # presence holds for it; one said in the same breath as the wake word is measured when it is decoded
+        whole = heard.command is segment.samples
+        return [_Segment(heard.command, segment.speech_end, speech=segment.speech if whole else None)]
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""
