@@ -220,12 +220,15 @@ class Subscriber:
             if message.topic == topic and (payload is None or message.text == payload):
                 return message
 
-    def drain(self, quiet_s: float = 0.5) -> list[Received]:
-        """Every message until none has come for ``quiet_s``."""
+    def drain(self, quiet_s: float = 0.5, expect: int = 0, timeout_s: float = 10) -> list[Received]:
+        """Every message until none has come for ``quiet_s``, once ``expect`` have come (waiting up to
+        ``timeout_s`` for those, however slow the machine: a quiet spell before them ends nothing)."""
         out = []
+        deadline = time.monotonic() + timeout_s
         while True:
+            wait = max(quiet_s, deadline - time.monotonic()) if len(out) < expect else quiet_s
             try:
-                message = self.messages.get(timeout=quiet_s)
+                message = self.messages.get(timeout=wait)
             except queue.Empty:
                 return out
             self.seen.append(message)

@@ -220,7 +220,7 @@ def test_commands_map_intents_to_topics_and_payloads(
         TIMINGS,
     )
 
-    got = [(m.topic, m.text, m.qos, m.retain) for m in subscriber.drain(0.7)]
+    got = [(m.topic, m.text, m.qos, m.retain) for m in subscriber.drain(0.7, expect=4)]
     assert got == [
         ("home/kitchen_light/set", "ON", 1, False),
         ("home/living_room_lamp/set", "OFF", 0, False),
@@ -235,7 +235,7 @@ def test_commands_map_intents_to_topics_and_payloads(
     ]
     late = Subscriber(broker, topics=("home/#",))  # retain = true on the thermostat rule only
     try:
-        assert [(m.topic, m.retain) for m in late.drain(0.5)] == [("home/bedroom/thermostat/set", True)]
+        assert [(m.topic, m.retain) for m in late.drain(0.5, expect=1)] == [("home/bedroom/thermostat/set", True)]
     finally:
         late.close()
 
@@ -249,7 +249,7 @@ def test_command_topic_made_unsafe_by_a_raw_slot_is_skipped(
     caplog.set_level(logging.WARNING, logger="vcd_plugins.mqtt")
     plugin.intent(SITE, "HassTurnOn", {"name": "tv #2"}, "turn on tv number two", 0.9, TIMINGS)
     turn_on_kitchen_light(plugin)
-    assert [(m.topic, m.text) for m in subscriber.drain(0.7)] == [("home/kitchen light/set", "ON")]
+    assert [(m.topic, m.text) for m in subscriber.drain(0.7, expect=1)] == [("home/kitchen light/set", "ON")]
     assert [r.getMessage() for r in caplog.records] == [
         ("commands[0] (intent HassTurnOn) skipped: topic must not contain the wildcards '+' or '#' "
          "(got 'home/tv #2/set') (template 'home/{name}/set')")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import vcd
+from conftest import wait_until
 from vcd import hookspecs
 from vcd.config import load_config
 from vcd.errors import ConfigError, ExitCode, PluginError
@@ -159,8 +160,10 @@ def test_a_hanging_plugin_stalls_only_itself(tmp_path: Path, caplog: pytest.LogC
     import threading
     import vcd
     RELEASE = threading.Event()
+    STARTED = threading.Event()
     @vcd.hookimpl
     def vcd_intent(intent):
+        STARTED.set()
         RELEASE.wait(30)
     @vcd.hookimpl
     def vcd_shutdown(reason):
@@ -171,13 +174,14 @@ def test_a_hanging_plugin_stalls_only_itself(tmp_path: Path, caplog: pytest.LogC
     host = load_plugins(config)
     host.startup(config)
     host.start_workers()
+    hang_module = next(p for p in host.loaded if p.name == "hang").module
+    recorder = next(p for p in host.loaded if p.name == "recorder").module
     for i in range(5):
         host.dispatch("vcd_intent", site="s", intent=f"I{i}", slots={}, text="t", confidence=1.0, timings={})
-        time.sleep(0.05)
-    recorder = next(p for p in host.loaded if p.name == "recorder").module
-    deadline = time.monotonic() + 5
-    while len(recorder.CALLS) < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        if i == 0:
+            assert hang_module.STARTED.wait(10)  # I0 is being handled: the queue of 3 fills with I1..I3
+        # the recorder keeps up (its own queue of 3 is not what this test fills)
+        assert wait_until(lambda n=i + 1: sum(c[0] == "intent" for c in recorder.CALLS) == n, 10)
     assert [c[1] for c in recorder.CALLS if c[0] == "intent"] == [f"I{i}" for i in range(5)]
     assert 'plugin "hang": queue full (still busy with intent I0' in caplog.text
     started = time.monotonic()
@@ -186,7 +190,6 @@ def test_a_hanging_plugin_stalls_only_itself(tmp_path: Path, caplog: pytest.LogC
     assert time.monotonic() - started < 2.0
     assert 'plugin "hang": still handling intent I0' in caplog.text
     assert 'plugin "hang": vcd_shutdown did not return within 0.5 s' in caplog.text
-    hang_module = next(p for p in host.loaded if p.name == "hang").module
     hang_module.RELEASE.set()
 
 
@@ -301,9 +304,11 @@ import threading
 import vcd
 
 release = threading.Event()
+started = threading.Event()
 
 @vcd.hookimpl
 def vcd_intent(intent):
+    started.set()
     release.wait(10)
 """
 
@@ -315,7 +320,7 @@ def test_events_not_delivered_at_shutdown_are_counted_without_the_stop_marker(
     host.start_workers()
     for i in range(3):
         host.dispatch("vcd_intent", site="s", intent=f"I{i}", slots={}, text="t", confidence=0.9, timings={})
-    time.sleep(0.2)  # the first is being handled, two wait
+    assert host.loaded[0].module.started.wait(10)  # the first is being handled, two wait
     caplog.set_level("WARNING", logger="vcd.plugins")
     assert host.drain(0.2) is False
     assert caplog.records[-1].getMessage() == (

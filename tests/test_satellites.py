@@ -264,7 +264,7 @@ def test_feedback_reaches_the_satellites_plugins(tmp_path: Path, broker: Broker,
     sub.wait_for("vcd/satellite/den/status", payload="online", timeout_s=60)
     # no plugin here plays sound: a hub's playBytes is answered at once, unplayed, with one line
     assert wait_until(lambda: "connected to" in sat.log, 10)
-    time.sleep(0.5)  # its subscription
+    # no wait: a satellite subscribes before it says it is online
     sub.client.publish("hermes/audioServer/den/playBytes/p-1", encode_wav(np.zeros(1600, dtype=np.float32)))
     assert sub.wait_for("hermes/audioServer/den/playFinished", timeout_s=10).json()["id"] == "p-1"
     topic = "vcd/satellite/den/feedback"
@@ -599,11 +599,12 @@ def test_a_vcd_satellite_plays_play_bytes_and_answers_play_finished(tmp_path: Pa
             return out.getvalue()
 
         assert wait_until(lambda: "connected to" in sat.log, 10)
-        time.sleep(0.5)  # its subscription
+        # no wait: a satellite subscribes before it says it is online
         tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.4 * 22050)) / 22050)).astype(np.float32)
         assert play("r-1", hermes.AudioPlayBytes(wav_bytes=encode_wav(tone, 22050)).payload()) == {
             "id": "r-1", "siteId": "den", "sessionId": None}
-        assert wait_until(lambda: raw.exists() and raw.stat().st_size >= 2 * 0.4 * 48000, 5)
+        # the tone and most of the tail written (ALSA's file pcm writes as it plays)
+        assert wait_until(lambda: raw.exists() and raw.stat().st_size >= 2 * 0.43 * 48000, 10)
         time.sleep(0.3)
         played = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768
         assert abs(len(played) / 48000 - 0.45) < 0.05  # the tone and the plugin's 50 ms tail
@@ -825,7 +826,7 @@ def test_tts_say_for_a_vcd_satellite_is_played_there_and_finished(tmp_path: Path
             pytest.skip(f"PortAudio has no ALSA output here: {sat.log[-500:]}")
         assert wait_until(lambda: "vcd satellite 'den' is online" in hub.log, 10), hub.log
         assert wait_until(lambda: "connected to" in sat.log, 10)
-        time.sleep(0.5)  # the satellite's subscription to playBytes
+        # no wait: the satellite subscribed to playBytes before it said it was online
         finished = say("say-1", "The garage door is open")
         topics = [m.topic for m in sub.seen]
         plays = [t for t in topics if "/playBytes/" in t]
@@ -930,12 +931,14 @@ def test_a_vcd_satellite_sends_each_segments_speech_presence_measured_as_it_was_
 
     got: queue_module.Queue = queue_module.Queue()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
     client.on_message = lambda c, u, msg: got.put((bytes(msg.payload), user_properties(msg.properties)))
+    client.on_subscribe = lambda *args: subscribed.set()
     client.connect(broker.host, broker.port)
     client.subscribe("vcd/satellite/hall/segment", qos=1)
     client.loop_start()
     try:
-        time.sleep(0.3)  # subscribed before the satellite speaks
+        assert subscribed.wait(10)  # before the satellite speaks
         config = parse_config({"daemon": {"site": "hall"}, "plugins": {"enabled": []},
                                "satellite": {"host": broker.host, "port": broker.port, "retry_s": 0, "hold_s": 0.0}})
         config = replace(config, audio=replace(config.audio, realtime=False))

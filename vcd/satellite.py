@@ -102,9 +102,11 @@ class Satellite:
         if reason.is_failure:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
-        client.publish(self.topics.status(self.site), protocol.ONLINE, qos=1, retain=True)
+        # subscribed first: the broker handles a client's packets in order, so whoever sees "online" (a hub
+        # about to send an answer's playBytes) can reach this satellite at once
         client.subscribe([(self.topics.feedback(self.site), 1), (self.topics.hubs, 1),
                           (self.topics.decoded(self.site), 1), (self._play_topic, 0)])
+        client.publish(self.topics.status(self.site), protocol.ONLINE, qos=1, retain=True)
         _LOGGER.info("connected to %s:%d as satellite %r", self.settings.host, self.settings.port, self.site)
         self._connected.set()
         with self._cond:
