@@ -154,11 +154,11 @@ class Publisher:
         else:
             _LOGGER.info("connected to %s:%d as %r", s.host, s.port, self.client_id)
         self._problem_logged = None
+        if self.subscriptions:  # first: whoever reads "online" (a dialogue manager's tts/say) reaches vcd at once
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
         client.publish(s.availability_topic, ONLINE, qos=AVAILABILITY_QOS, retain=True)
         for topic, payload in self.discovery:
             client.publish(topic, payload, qos=AVAILABILITY_QOS, retain=True)
-        if self.subscriptions:
-            client.subscribe([(topic, 1) for topic in self.subscriptions])
         with self._cond:
             self._connected = True
             self._generation += 1

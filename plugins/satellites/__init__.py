@@ -233,12 +233,14 @@ class Hub:
         if reason.is_failure:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason)
             return
-        client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         topics = [(self.segment_filter, 1), (self.topics.all_decoded, 1), (self.topics.statuses, 0),
                   (protocol.HERMES_PLAYS_FINISHED, 0)]  # playBytes go to vcd satellites too (spoken answers)
         if self.settings.hermes_audio:
             topics.append((protocol.HERMES_FRAMES, 0))
         client.subscribe(topics)
+        # online after the subscriptions: the broker handles a client's packets in order, so a satellite that
+        # sends a segment as soon as it reads "online" finds this hub subscribed
+        client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         _LOGGER.info("connected to %s:%d; hearing satellites on %s%s", self.settings.host, self.settings.port,
                      self.segment_filter, " and Rhasspy audio frames" if self.settings.hermes_audio else "")
 
