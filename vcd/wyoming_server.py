@@ -222,6 +222,8 @@ class Service:
         self.intents = intents
         self.language = str(getattr(recognizer.intents, "language", None) or "en")
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcd-asr")
+        # the connections' speech presence, off the event loop: describe and other clients are answered meanwhile
+        self.presence_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcd-presence")
         model_name = model_path.stem if model_path else "default"
         self.info = Info(asr=[AsrProgram(
             name="vcd",
@@ -266,6 +268,10 @@ class Service:
         from vcd.presence import SpeechPresence
 
         return SpeechPresence()
+
+    async def measure(self, presence: Any, samples: np.ndarray) -> float:
+        """``presence(samples)`` on the presence thread (about 1 ms per 32 ms of new audio)."""
+        return await asyncio.get_running_loop().run_in_executor(self.presence_executor, presence, samples)
 
     async def recognize(self, samples: np.ndarray, speech: float | None = None) -> Any:
         """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile.
@@ -374,7 +380,7 @@ class WyomingHandler(AsyncEventHandler):
                 self.audio = AudioBuffer(self.service.max_audio_s)
             self.audio.add(chunk.audio or b"", rate, width, channels)
             if self.presence is not None and self.audio.as_it_came is not None:
-                self.presence(self.audio.as_it_came)  # about 1 ms per 32 ms of audio
+                await self.service.measure(self.presence, self.audio.as_it_came)
         elif AudioStop.is_type(event.type):
             await self._transcribe()
         elif self.service.intents and (Recognize.is_type(event.type) or Transcript.is_type(event.type)):
@@ -392,7 +398,7 @@ class WyomingHandler(AsyncEventHandler):
         stopped = time.perf_counter()
         speech = None
         if self.presence is not None and audio is not None and audio.as_it_came is not None:
-            speech = self.presence(samples)  # the audio as it came: measured already
+            speech = await self.service.measure(self.presence, samples)  # the audio as it came: measured already
         result = await self.service.recognize(samples, speech)
         if result.recognized:
             _LOGGER.info("wyoming: client %s: %.2f s → %r (%s, confidence %.2f, %.0f ms)", self.peer,
@@ -454,6 +460,7 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
         asyncio.run(_serve(server, service, uri, notifier))
     finally:
         service.executor.shutdown(wait=True, cancel_futures=True)
+        service.presence_executor.shutdown(wait=True, cancel_futures=True)
     return ExitCode.OK
 
 
