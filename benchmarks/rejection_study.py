@@ -62,6 +62,8 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
                "coverage": "coverage", "speech": "speech", "weakest": "weakest"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump", type=Path)
@@ -116,17 +118,17 @@ def main() -> int:
         for k in (0, 1):
             rule = learned([r for r in decoded if half[r["speaker"]] != k])
             held_out = {key: [r for r in group if half[r["speaker"]] == k] for key, group in groups.items()}
-            report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: accepts(q, r))
+            report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: rule_accepts(q, r))
         # each noise stream left out of the fit, then scored: noise the rule never met
         left_out[name] = left_out_accepts(rows, learned)
         unseen = [f"{kind} {n}/{len(groups[f'FA {kind}'])}" for kind, n in zip(kinds, left_out[name])]
         rules[name] = rule = learned(decoded)
         means[name] = command_mean(rule, rows)
-        report(f"{name}: fitted on every speaker", lambda r, q=rule: accepts(q, r))
+        report(f"{name}: fitted on every speaker", lambda r, q=rule: rule_accepts(q, r))
         print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)} |")
         if UNFAMILIAR in groups:  # the cost to commands of noise the rule never met
             rule = learned([r for r in decoded if not (r["set"] == "noise" and r["condition"] in UNFAMILIAR_STREAMS)])
-            report(f"{name}: {' and '.join(UNFAMILIAR_STREAMS)} left out of the fit", lambda r, q=rule: accepts(q, r))
+            report(f"{name}: {' and '.join(UNFAMILIAR_STREAMS)} left out of the fit", lambda r, q=rule: rule_accepts(q, r))
         if any(r.get("noise") for r in rows):
             recordings_left_out(name, learned, rules[name], decoded, groups, keys)
     for name, rule in rules.items():
@@ -158,15 +160,13 @@ def recordings_left_out(name: str, learned, rule: dict, decoded: list[dict], gro
         scored = {key: group for key, group in scored.items() if group}
         for label, q in ((f"{name}: fitted on every decode, commands in recordings of half {k}", rule),
                          (f"{name}: commands in recordings of half {k} left out of the fit", kept)):
-            report_on(scored, [key for key in keys if key in scored], label, lambda r, q=q: accepts(q, r))
+            report_on(scored, [key for key in keys if key in scored], label, lambda r, q=q: rule_accepts(q, r))
         rows = [r for group in scored.values() for r in group]
-        pairs.append((np.mean([accepts(rule, r) and r["right"] for r in rows]),
-                      np.mean([accepts(kept, r) and r["right"] for r in rows]), len(rows)))
+        pairs.append((np.mean([rule_accepts(rule, r) and r["right"] for r in rows]),
+                      np.mean([rule_accepts(kept, r) and r["right"] for r in rows]), len(rows)))
     print("|   commands in noise recordings, right and accepted: " + "; ".join(
         f"half {k}: {100 * a:.1f} % in the fit, {100 * b:.1f} % left out ({n})" for k, (a, b, n) in enumerate(pairs)) + " |")
 
-
-accepts = rule_accepts
 
 
 def report_on(groups: dict, keys: list[str], label: str, accept) -> None:

@@ -488,12 +488,7 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
         if kind == "edge":
             s, in_blank = pred, pred_blank
     return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
-                               _first_word_first(word_at, len(words_rev)))
-
-
-def _first_word_first(word_at: np.ndarray, words: int) -> np.ndarray:
-    """Word indices counted from the end (as a backtrace finds them) counted from the start; -1 stays -1."""
-    return np.where(word_at >= 0, words - 1 - word_at, -1)
+                               word_at)
 
 
 _HELD, _EDGE, _START = 0, 1, 2
@@ -591,4 +586,4 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
             break
         s, in_blank = code >> 4, bool(code & 1)
     return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
-                               _first_word_first(word_at, len(words_rev)))
+                               word_at)

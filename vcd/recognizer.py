@@ -210,13 +210,12 @@ class Recognizer:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
-        rejection = RejectionRule.from_extra(extra)
-        presence = bool(presence) or (rejection is not None and rejection.needs_presence)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
-                         context, sentence_set, slot_lists, float(beam), rejection, _presence() if presence else None)
+                         context, sentence_set, slot_lists, float(beam), RejectionRule.from_extra(extra),
+                         _presence() if presence else None)  # a rule that weighs it gets one in __init__ anyway
         grammar = None
         if extra_lists:
             try:
