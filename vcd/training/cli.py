@@ -60,6 +60,13 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--distil", type=float, default=0.0, metavar="WEIGHT",
                    help="noise distillation from the --init model: the loss adds WEIGHT x KL from its posteriors "
                         "on the clips without the noise the student hears (needs --init and --data; default 0: off)")
+    p.add_argument("--corpus-weights", default="", metavar="NAME=W,...",
+                   help="visit each clip of corpus NAME W times an epoch (a fraction: sometimes once more), e.g. "
+                        "speechocean762=2,vctk-sample=4; names are the prepared shards (the corpora, synth); "
+                        "default 1 each")
+    p.add_argument("--guard", type=float, default=0.0, metavar="WEIGHT",
+                   help="keep the corpora not weighted above 1 near the --init model: the loss adds WEIGHT x KL "
+                        "from its posteriors on their clips (needs --init; not with --distil; default 0: off)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
@@ -118,6 +125,21 @@ def _extra_voice_sets(text: str) -> tuple[str, ...]:
     return sets
 
 
+def _corpus_weights(text: str) -> dict[str, float]:
+    """``--corpus-weights``: ``NAME=W,...`` with W a number of 0 or more."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value) if sep and name.strip() else -1.0
+        except ValueError:
+            weight = -1.0
+        if not weight >= 0:
+            raise UsageError(f"--corpus-weights: {item!r} is not NAME=W with W a number of 0 or more")
+        weights[name.strip()] = weight
+    return weights
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.augment import EdgeCuts
     from vcd.training.calibrate import calibrate, fit_learned_rejection
@@ -156,6 +178,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--distil must be 0 or more (got {args.distil})")
     if args.distil and (args.init is None or args.data is None):
         raise UsageError("--distil needs --init MODEL (the teacher) and --data (the noise recordings)")
+    corpus_weights = _corpus_weights(args.corpus_weights)
+    if not args.guard >= 0:
+        raise UsageError(f"--guard must be 0 or more (got {args.guard})")
+    if args.guard and (args.init is None or args.distil):
+        raise UsageError("--guard needs --init MODEL (the model to stay near) and cannot go with --distil")
     noise = valid_noise = None
     if args.distil:  # before the data preparation, which may take an hour
         from vcd.training.distil import noises_from
@@ -165,7 +192,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      args.accented_synth, args.denoise, args.copies)
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts,
-                 distil=noise, distil_weight=args.distil, valid_noise=valid_noise)
+                 distil=noise, distil_weight=args.distil, valid_noise=valid_noise, corpus_weights=corpus_weights,
+                 guard=args.guard)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     if args.blend_init:

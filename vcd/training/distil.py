@@ -122,8 +122,13 @@ def noises_from(data_dir: Path, seed: int) -> tuple[MelNoise, MelNoise | None]:
     return train, MelNoise(validation, level) if validation else None
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Mean over the real (unpadded) frames of KL(teacher ‖ student); both are (batch, frames, labels) log-probabilities."""
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, frames: torch.Tensor,
+                      clips: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the real (unpadded) frames of KL(teacher ‖ student); both are (batch, frames, labels)
+    log-probabilities.  ``clips`` (booleans, one per clip) leaves the other clips out: a guard on some
+    corpora only (``vcd train --guard``)."""
     kl = (teacher.exp() * (teacher - student)).sum(-1)
     mask = torch.arange(kl.shape[1])[None, :] < frames[:, None]
+    if clips is not None:
+        mask = mask & clips[:, None]
     return (kl * mask).sum() / mask.sum().clamp(min=1)

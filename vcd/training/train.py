@@ -36,6 +36,19 @@ def load_shards(files: list[Path]) -> tuple[list[torch.Tensor], list[torch.Tenso
     return feats, labels
 
 
+def epoch_visits(corpora: list[str], weights: dict[str, float], rng: random.Random) -> list[int]:
+    """The clips one epoch visits: clip ``i`` of corpus ``c`` ``weights[c]`` times (1 for a corpus not named).
+
+    A fractional weight visits each clip its whole part, and once more with the fractional part's
+    probability: ``{"vctk-sample": 2.5}`` sees every VCTK clip two or three times an epoch.
+    """
+    visits = []
+    for i, corpus in enumerate(corpora):
+        weight = weights.get(corpus, 1.0)
+        visits += [i] * (int(weight) + (rng.random() < weight - int(weight)))
+    return visits
+
+
 def make_batches(lengths: list[int], max_frames: int, rng: random.Random) -> list[list[int]]:
     """Length-bucketed batches of at most ``max_frames`` padded frames, in random order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i] + rng.random() * 30)
@@ -62,11 +75,12 @@ def collate(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int
 
 
 def collate_distil(feats: list[torch.Tensor], labels: list[torch.Tensor], idx: list[int], rng: random.Random,
-                   edge_cuts: EdgeCuts, noise: MelNoise):
-    """:func:`collate` for noise distillation: also the teacher's input, the same clips before noise and SpecAugment."""
+                   edge_cuts: EdgeCuts, noise: MelNoise | None):
+    """:func:`collate` for a teacher: also the teacher's input, the same clips before noise (``noise``:
+    noise distillation; None: the student hears them as the teacher does) and SpecAugment."""
     xs = [vtlp_warp(cut_speech_edges(feats[i].float(), rng, edge_cuts), rng) for i in idx]
     teacher_x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
-    xs = [spec_augment(x, rng) for x in noise.student_input(xs, rng)]
+    xs = [spec_augment(x, rng) for x in (noise.student_input(xs, rng) if noise is not None else xs)]
     return (*_padded(xs, [labels[i] for i in idx]), teacher_x)
 
 
@@ -163,7 +177,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
           max_frames: int = 9000, lr: float = 2e-3, checkpoint_every_s: float = 300.0,
           init: Path | None = None, average: int = 4, hidden: int | None = None,
           edge_cuts: EdgeCuts = EdgeCuts(), distil: MelNoise | None = None, distil_weight: float = 1.0,
-          valid_noise: MelNoise | None = None) -> Path:
+          valid_noise: MelNoise | None = None, corpus_weights: dict[str, float] | None = None,
+          guard: float = 0.0) -> Path:
     """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
@@ -178,11 +193,24 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     Every checkpoint also leaves the weights in ``work/snapshots`` (the last ``max(average,
     SNAPSHOTS_KEPT)`` are kept, older ones deleted); at the end the mean of the last
     ``average`` snapshots (the low-learning-rate tail) replaces the best model if it validates better.
+    ``corpus_weights`` (shard name → visits per epoch, see :func:`epoch_visits`) weights corpora up
+    or down.  ``guard`` (needs ``init``, not with ``distil``): the loss adds ``guard`` × KL from the
+    frozen ``init`` model on the same input, on the clips of corpora not weighted above 1, so the
+    rest keeps what the starting model hears while the weighted-up corpora learn from CTC alone.
     """
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
     torch.manual_seed(seed)
-    feats, labels = load_shards(shards)
+    feats, labels, corpora = [], [], []
+    for shard in shards:
+        shard_feats, shard_labels = load_shards([shard])
+        feats, labels, corpora = feats + shard_feats, labels + shard_labels, corpora + [shard.stem] * len(shard_feats)
+    corpus_weights = corpus_weights or {}
+    unknown = sorted(set(corpus_weights) - set(corpora))
+    if unknown:
+        raise ModelError(f"corpus weights name corpora with no prepared clips: {', '.join(unknown)} "
+                         f"(prepared: {', '.join(sorted(set(corpora)))})")
+    guarded = torch.tensor([corpus_weights.get(c, 1.0) <= 1.0 for c in corpora])
     v_feats, v_labels = load_shards([valid_file]) if valid_file.exists() else ([], [])
     _LOGGER.info("training on %d clips (%.1f h of features), validating on %d held-out-speaker clips",
                  len(feats), sum(f.shape[0] for f in feats) / 360000, len(v_feats))
@@ -201,9 +229,11 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     else:
         model = AcousticModel(n_labels=len(LABELS), **({"hidden": hidden} if hidden else {}))
     teacher = None
-    if distil is not None:
+    if distil is not None and guard:
+        raise ModelError("a guard and noise distillation both weigh the teacher: choose one")
+    if distil is not None or guard:
         if init is None:
-            raise ModelError("noise distillation needs a starting model (--init) to be its teacher")
+            raise ModelError("noise distillation and a guard need a starting model (--init) to be the teacher")
         teacher, _, _ = load_model(init)
         teacher.requires_grad_(False)
     v_noisy = valid_noise.fixed_draw(v_feats, VALID_SNR_DB, seed) if valid_noise is not None and v_feats else []
@@ -218,7 +248,8 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     # stored with every saved model
     run_info = {"seed": seed, "init": str(init) if init else None, "edge_cuts": list(astuple(edge_cuts)),
-                **({"distil_weight": distil_weight} if distil is not None else {})}
+                **({"distil_weight": distil_weight} if distil is not None else {}),
+                **({"corpus_weights": corpus_weights} if corpus_weights else {}), **({"guard": guard} if guard else {})}
     snap_dir.mkdir(exist_ok=True)
     keep_snapshots = max(average, SNAPSHOTS_KEPT)
     step, epoch, best_per, done_in_epoch = 0, 0, float("inf"), 0
@@ -266,7 +297,9 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     running = None
     while step < steps:
         epoch_rng = random.Random(seed * 1000 + epoch)
-        batches = make_batches([f.shape[0] for f in feats], max_frames, epoch_rng)
+        visits = epoch_visits(corpora, corpus_weights, epoch_rng) if corpus_weights else list(range(len(feats)))
+        batches = [[visits[j] for j in batch]
+                   for batch in make_batches([feats[i].shape[0] for i in visits], max_frames, epoch_rng)]
         for idx in batches[done_in_epoch:]:  # a resumed epoch goes on where it stopped
             if step >= steps:
                 break
@@ -279,7 +312,11 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             if teacher is not None:
                 with torch.no_grad():
                     targets = teacher(teacher_x)
-                loss = loss + distil_weight * distillation_loss(log_probs, targets, AcousticModel.output_frames(lengths))
+                frames = AcousticModel.output_frames(lengths)
+                if distil is not None:
+                    loss = loss + distil_weight * distillation_loss(log_probs, targets, frames)
+                else:
+                    loss = loss + guard * distillation_loss(log_probs, targets, frames, guarded[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
