@@ -38,7 +38,8 @@ from vcd.audio import read_audio  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.calibrate import calibration_sets  # noqa: E402
 from vcd.training.corpora import data_folder, is_held_out_speaker  # noqa: E402
-from vcd.transcripts import read_transcripts, words_of  # noqa: E402
+from vcd.grammar import spoken_words  # noqa: E402
+from vcd.transcripts import read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 SNRS_DB = (20, 10, 5, 0)
@@ -137,7 +138,7 @@ def main() -> int:
     for corpus in ("commonvoice", "speechocean762", "speechcommands-v2", "an4-train"):
         talk += [u for u in read_transcripts(args.data / corpus)
                  if u.text and is_held_out_speaker(corpus, u.speaker) and str(u.path) not in used
-                 and rec.word_graph.parse(words_of(u.text)) is None]
+                 and rec.word_graph.parse(spoken_words(u.text)) is None]
     for label, snr in (("clean", None), ("babble 10 dB", 10)):
         accepted = [0] * len(thresholds)
         for u in talk:

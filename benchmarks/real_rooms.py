@@ -46,14 +46,14 @@ sys.path.insert(0, str(REPO))
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
-from vcd.transcripts import words_of  # noqa: E402
+from vcd.grammar import spoken_words  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 
 
 def right(recognition, text: str) -> tuple[bool, bool]:
     """(best sentence right, right and accepted)."""
-    want = words_of(text)
+    want = spoken_words(text)
     best = recognition.best_text.split() == want
     return best, best and recognition.recognized
 

@@ -46,6 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.grammar import spoken_words  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
 from vcd.training.calibrate import (  # noqa: E402
     REJECTION_FEATURES,
@@ -81,6 +82,8 @@ def main() -> int:
         row["gap_speech"] = (row["free"] - row["score"]) / speech
         row["gap_frame"] = (row["free"] - row["score"]) / max(row["frames"], 1)
         row["fit"] = row["score"] / speech
+        if "want" in row:  # dumps before stop 40 kept the transcript's hyphens and digits
+            row["want"] = " ".join(spoken_words(row["want"]))
         row["right"] = row.get("want") == row["best"]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:

@@ -337,7 +337,8 @@ def test_transcribe_bad_sentences_is_one_line(tmp_path: Path) -> None:
 def test_eval_reports_accuracy_false_accepts_and_plot(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    rows = [("turn on the tv", "a.wav"), ("turn off the kitchen light", "b.wav"), ("the quick brown fox", "c.wav")]
+    # transcripts as people write them: digits and hyphens, which the grammar's words speak and split
+    rows = [("Turn on the TV.", "a.wav"), ("Set the temperature to 21 degrees", "b.wav"), ("the quick brown fox", "c.wav")]
     for text, name in rows:
         write_wav(data / name, utterances(text, lead_s=0.3, tail_s=0.5))
     (data / "transcripts.jsonl").write_text("".join(json.dumps({"file": n, "text": t, "speaker": "espeak"}) + "\n"
@@ -583,3 +584,12 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
 
         assert all(w * REJECTION_SIGNS[f] >= 0 for f, w in zip(written["features"], written["weights"]))
     assert Recognizer.load(None, model_file).rejection is not None
+
+
+def test_a_transcript_is_scored_in_the_grammars_words() -> None:
+    from vcd.grammar import spoken_words
+
+    assert spoken_words("Shortly after hi-de-hi!") == ["shortly", "after", "hi", "de", "hi"]
+    assert spoken_words("Set it to 21 degrees.") == ["set", "it", "to", "twenty", "one", "degrees"]
+    assert spoken_words("It’s a three-quarters view") == ["it's", "a", "three", "quarters", "view"]
+    assert spoken_words("turn on the tv") == ["turn", "on", "the", "tv"]

@@ -13,7 +13,8 @@ import numpy as np
 from vcd.audio import read_audio
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import AudioError, UsageError, VcdError
-from vcd.transcripts import read_transcripts, word_errors, words_of
+from vcd.grammar import spoken_words
+from vcd.transcripts import read_transcripts, word_errors
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def evaluate(recognizer, data_dir: Path, limit: int = 0, pad_s: float = 0.0, cli
         except AudioError as exc:
             _LOGGER.warning("%s", exc)
             continue
-        ref_words = words_of(clip.text)
+        ref_words = spoken_words(clip.text)
         ref_text = " ".join(ref_words)
         expected = recognizer.word_graph.parse(ref_words) if ref_words else None
         r = recognizer.recognize(audio)

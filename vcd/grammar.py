@@ -31,6 +31,7 @@ from hassil.util import check_excluded_context, check_required_context, remove_s
 from vcd.errors import GrammarError
 from vcd.ha_sentences import (BUNDLED_SENTENCES, PRIORITY_BUNDLED, SentenceSet, load_sentences,
                               sentence_files)
+from vcd.transcripts import words_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ def _text_words(text: str) -> tuple[str, ...]:
         if word and re.search(r"\w", word):
             words.append(word)
     return tuple(words)
+
+
+def spoken_words(transcript: str) -> list[str]:
+    """The words of a transcript as the grammar spells them: what a right recognition's sentence reads.
+
+    A corpus transcript ("shortly after hi-de-hi", "set it to 5") keeps hyphens and digits
+    (:func:`vcd.transcripts.words_of`); the graph's words split the one and speak the other
+    (:func:`text_words`).  Scoring a recognition against the transcript's own words would count
+    every such sentence wrong.
+    """
+    return text_words(" ".join(words_of(transcript)))
 
 
 def words_of_chunk(text: str) -> list[str]:

@@ -19,6 +19,7 @@ from vcd.model import load_model, save_model
 from vcd.recognizer import REJECTION_FEATURES as RUNTIME_REJECTION_FEATURES
 from vcd.training.augment import babble, mix_at_snr
 from vcd.training.corpora import speaker_split
+from vcd.grammar import spoken_words
 from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def calibration_sets(data_dir: Path | None, heldout_dir: Path, intents_graph) ->
             if (data_dir / corpus / "transcripts.jsonl").exists():
                 negatives += [u for u in read_transcripts(data_dir / corpus)
                               if speaker_split(corpus, u.speaker) == "validation"
-                              and intents_graph.parse(words_of(u.text)) is None]
+                              and intents_graph.parse(spoken_words(u.text)) is None]
     return positives, negatives[:200]
 
 

@@ -33,6 +33,7 @@ from vcd.recognizer import Recognizer
 from vcd.training.augment import babble, coloured_noise, mix_at_snr
 from vcd.training.calibrate import word_list_grammar
 from vcd.training.corpora import noise_files, speaker_split
+from vcd.grammar import spoken_words
 from vcd.transcripts import read_transcripts, words_of
 
 COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")
@@ -174,7 +175,7 @@ def decodes(data: Path, split: str, folder: Path, load: dict, draw: Draw, digits
                 else:
                     audio = mix_at_snr(speech, noises.any(speech.size, speaker), float(condition.split()[0]))
                     noise = noises.last
-                yield {"set": name, "condition": condition, "want": " ".join(words_of(clip.text)),
+                yield {"set": name, "condition": condition, "want": " ".join(spoken_words(clip.text)),
                        "speaker": speaker, **({"noise": noise} if noise else {})}, recognizer, audio
         if progress is not None:
             progress(name, len(clips))
@@ -195,7 +196,7 @@ def talk_clips(data: Path, split: str, home: Recognizer, limit: int = 0) -> list
             if (data / corpus / "transcripts.jsonl").exists()
             for u in read_transcripts(data / corpus)
             if u.text and speaker_split(corpus, u.speaker) == split
-            and home.word_graph.parse(words_of(u.text)) is None]
+            and home.word_graph.parse(spoken_words(u.text)) is None]
     if split == "test" and (data / "wakewords" / "transcripts.jsonl").exists():
         talk += read_transcripts(data / "wakewords")[::4]
     if limit:
