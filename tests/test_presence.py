@@ -110,9 +110,9 @@ def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets
     seen: list[tuple[str, np.ndarray, float | None]] = []
     decode = recognizer.decode
 
-    def spy(samples, denoise=True, speech=None):
+    def spy(samples, denoise=True, speech=None, **kwargs):
         seen.append((threading.current_thread().name, np.array(samples), speech))
-        return decode(samples, denoise, speech)
+        return decode(samples, denoise, speech, **kwargs)
 
     recognizer.decode = spy  # type: ignore[method-assign]
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)

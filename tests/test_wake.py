@@ -539,10 +539,10 @@ def test_a_command_after_a_pause_keeps_the_vad_stages_speech_presence() -> None:
     seen: list[tuple[np.ndarray, float | None]] = []
     decode = recognizer.decode
 
-    def spy(samples, denoise=True, speech=None):
+    def spy(samples, denoise=True, speech=None, **kwargs):
         if threading.current_thread().name == "vcd-asr":
             seen.append((np.array(samples), speech))
-        return decode(samples, denoise, speech)
+        return decode(samples, denoise, speech, **kwargs)
 
     recognizer.decode = spy  # type: ignore[method-assign]
     recorder, _ = run_daemon(utterances("alexa", 1.5, COMMAND, tail_s=2.0), recognizer, WakeConfig(enabled=True))

@@ -76,6 +76,7 @@ class RecognizerConfig:
     threads: int = 1  # BLAS threads of the recogniser's model (numpy)
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
     beam: float = 40.0  # search beam, log-probability; 0 = the exact search over every phone state
+    second_opinion: bool = True  # ask PocketSphinx where the model's rule weighs its answer (vcd.second_opinion)
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "threads": _int(1, 64),
             "front_end": _str(choices=("auto", "rnnoise", "none")),
             "beam": _float(0.0, 1000.0),
+            "second_opinion": _bool,
         },
     ),
     "adapt": (

@@ -303,6 +303,7 @@ class Hypothesis:
     coverage: float = 0.0  # share of the path's phones that are some frame's best label where the path says them
     speech: float = float("nan")  # speech presence of the segment (vcd.presence), set by the recogniser when it weighs it
     weakest: float = 0.0  # the largest per-word gap to the frames' best labels, per speech frame of the word
+    second: float = float("nan")  # 1 or 0: a second recogniser heard the same sentence (vcd.second_opinion); NaN: not asked
 
     @property
     def gap_per_frame(self) -> float:

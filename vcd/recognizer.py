@@ -54,7 +54,7 @@ DEFAULT_BEAM = 40.0
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
                       "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech",
-                      "weakest": "weakest"}
+                      "weakest": "weakest", "second": "second"}
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ class RejectionRule:
     phone is the frame's best label, how sure the model is of its best labels at all, the share
     of the sentence's phones the model heard, how much of the segment a separate voice-activity
     model hears as speech (:mod:`vcd.presence`; not from the acoustic model, so unfamiliar noise
-    does not sway it the same way), and the gap of the sentence's worst-fitting word (talk fitted
-    onto a sentence leaves a word unheard; noise blurs them all).
+    does not sway it the same way), the gap of the sentence's worst-fitting word (talk fitted
+    onto a sentence leaves a word unheard; noise blurs them all), and whether a second, independent
+    recogniser hears the same sentence (:mod:`vcd.second_opinion`: 1 or 0).
     """
 
     features: tuple[str, ...]
@@ -99,6 +100,10 @@ class RejectionRule:
     @property
     def needs_presence(self) -> bool:
         return "speech" in self.features
+
+    @property
+    def weighs_second(self) -> bool:
+        return "second" in self.features
 
     def confidence(self, hyp) -> float:
         x = np.array([float(getattr(hyp, REJECTION_FEATURES[f])) for f in self.features])
@@ -140,6 +145,12 @@ def _presence():
     return SpeechPresence()
 
 
+def _second_opinion(lexicon):
+    from vcd.second_opinion import second_opinion_or_none
+
+    return second_opinion_or_none(lexicon)
+
+
 class Recognizer:
     """Acoustic model + compiled grammar.  Not thread-safe: one thread owns it.
 
@@ -152,14 +163,21 @@ class Recognizer:
     speech frame is below it is rejected too (its confidence is capped just
     under ``min_confidence``).  A model that carries a learned
     :class:`RejectionRule` (``rejection``) uses that instead of both.
+
+    ``second_opinion`` (:class:`vcd.second_opinion.SecondOpinion`, for a rule that weighs it) is asked
+    only about a sentence whose acceptance its answer decides; ``ask_always`` asks about every
+    sentence (studies record the answer).
     """
 
     def __init__(self, model, intents, word_graph, phone_graph, min_confidence: float,
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
                  context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
-                 beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None) -> None:
+                 beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None,
+                 second_opinion=None, ask_always: bool = False) -> None:
         self.model = model
         self.rejection = rejection
+        self.second_opinion = second_opinion  # vcd.second_opinion.SecondOpinion, or None: never asked
+        self.ask_always = ask_always
         if presence is None and rejection is not None and rejection.needs_presence:
             presence = _presence()  # the rule cannot do without it
         self.presence = presence  # vcd.presence.SpeechPresence, when the rule weighs it (or a study asks)
@@ -180,7 +198,8 @@ class Recognizer:
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
-             beam: float = DEFAULT_BEAM, presence: bool | None = None) -> "Recognizer":
+             beam: float = DEFAULT_BEAM, presence: bool | None = None,
+             second_opinion: bool | None = None) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -197,7 +216,9 @@ class Recognizer:
         limits the BLAS threads of its matrix products.  ``beam`` prunes the search
         (:func:`vcd.decoder.search`; 0 = exact).  ``presence`` True measures each segment's speech presence
         (:mod:`vcd.presence`) even when the model's rejection rule does not weigh it; a rule that does
-        always gets it.
+        always gets it.  ``second_opinion`` (:mod:`vcd.second_opinion`): None asks it where the model's rule
+        weighs it and its answer decides; True asks about every sentence (a study records the answers);
+        False never (the rule then takes every sentence as one it did not confirm).
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -210,12 +231,15 @@ class Recognizer:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
+        rule, lexicon = RejectionRule.from_extra(extra), lexicon or Lexicon()
+        asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
                          float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
-                         None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon or Lexicon(),
-                         context, sentence_set, slot_lists, float(beam), RejectionRule.from_extra(extra),
-                         _presence() if presence else None)  # a rule that weighs it gets one in __init__ anyway
+                         None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon,
+                         context, sentence_set, slot_lists, float(beam), rule,
+                         _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
+                         _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True)
         grammar = None
         if extra_lists:
             try:
@@ -291,7 +315,7 @@ class Recognizer:
         a short pause (``vad.early_silence_ms``) to end the command without waiting for the full
         ``vad.silence_ms``.
         """
-        result, hyp = self.decode(samples, denoise, speech)
+        result, hyp = self.decode(samples, denoise, speech, ask=False)  # not worth a second opinion's time yet
         if not result.recognized or hyp is None or hyp.continues or not self._fits_closely(hyp):
             _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
                           "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
@@ -316,8 +340,11 @@ class Recognizer:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         return confidence
 
-    def decode(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None):
-        """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s)."""
+    def decode(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None, ask: bool = True):
+        """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s).
+
+        ``ask`` False never asks the second opinion (a sentence its answer would decide stays rejected).
+        """
         from vcd.decoder import search
 
         started = time.perf_counter()
@@ -330,10 +357,12 @@ class Recognizer:
         hyp = search(self.graph, self.posteriors(samples, denoise=False), self.beam)
         if hyp.words and (speech is not None or self.presence is not None):
             hyp = replace(hyp, speech=self.presence(samples) if speech is None else float(speech))
+        if hyp.words and self.second_opinion is not None and self.ask_always:
+            hyp = replace(hyp, second=float(self.second_opinion.agrees(self.word_graph, samples, hyp.words)))
         if not hyp.words:
             confidence = 0.0
         elif self.rejection is not None:
-            confidence = self.rejection.confidence(hyp)
+            confidence, hyp = self._rule_confidence(samples, hyp, ask)
         else:
             confidence = self._gap_confidence(hyp)
         text = " ".join(hyp.words)
@@ -345,6 +374,26 @@ class Recognizer:
             return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
         return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text,
                            answer=self.answer(parse)), hyp
+
+    def _rule_confidence(self, samples: np.ndarray, hyp, ask: bool):
+        """The rule's confidence, and ``hyp`` with the second opinion's answer where it was asked.
+
+        A rule that weighs the second opinion is scored both ways first; only where the two sides of
+        ``min_confidence`` differ is PocketSphinx asked (a few hundred ms for a 3 s command).  Not
+        asked, the sentence counts as one the second opinion did not confirm.
+        """
+        rule = self.rejection
+        if not rule.weighs_second or np.isfinite(hyp.second):
+            return rule.confidence(hyp), hyp
+        without = rule.confidence(replace(hyp, second=0.0))
+        if not ask or self.second_opinion is None:
+            return without, hyp
+        confirmed = rule.confidence(replace(hyp, second=1.0))
+        if (without >= self.min_confidence) == (confirmed >= self.min_confidence):
+            return without, hyp
+        agrees = self.second_opinion.agrees(self.word_graph, samples, hyp.words)
+        _LOGGER.debug("second opinion on %r: %s", " ".join(hyp.words), "the same" if agrees else "another sentence")
+        return (confirmed if agrees else without), replace(hyp, second=float(agrees))
 
     def answer(self, parse) -> str | None:
         """The spoken answer for a :class:`vcd.grammar.Parse`: its response rendered (:func:`vcd.responses.answer`)."""

@@ -1,0 +1,106 @@
+"""The second opinion (vcd.second_opinion): PocketSphinx over vcd's word graph, and when the recogniser asks it."""
+
+from __future__ import annotations
+
+import builtins
+import numpy as np
+import pytest
+
+from conftest import noise, utterances
+from vcd.errors import ModelError
+from vcd.recognizer import Recognizer, RejectionRule
+from vcd.second_opinion import SecondOpinion, second_opinion_or_none
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load(None)
+
+
+def test_pocketsphinx_hears_a_spoken_command_as_the_same_sentence_and_noise_as_none(recognizer: Recognizer) -> None:
+    opinion = SecondOpinion(recognizer.lexicon)
+    graph = recognizer.word_graph
+    assert opinion.sentence(graph, utterances("turn on the kitchen light")) == "turn on the kitchen light".split()
+    assert opinion.agrees(graph, utterances("turn off the kitchen light"), "turn off the kitchen light".split())
+    assert not opinion.agrees(graph, utterances("turn off the kitchen light"), "turn on the kitchen light".split())
+    assert not opinion.agrees(graph, noise(2.0, level=0.05), [])  # no sentence: nothing to agree with
+    heard = opinion.sentence(graph, noise(2.0, level=0.05))
+    assert heard == [] or graph.parse(heard) is not None  # forced onto the grammar, if anywhere
+
+
+def test_a_word_missing_from_its_dictionary_is_taken_from_vcds_lexicon() -> None:
+    from vcd.phonetics import Lexicon
+
+    recognizer = Recognizer.load(None, extra_lists={"name": []})
+    from vcd.controls import ListValue
+
+    grammar = recognizer.compile_grammar({"name": [ListValue("nanoleaf lamp", "light.nanoleaf")]})
+    asked: list[str] = []
+    lexicon = Lexicon()
+
+    def pronounce(word: str):
+        asked.append(word)
+        return lexicon(word)
+
+    opinion = SecondOpinion(pronounce)
+    heard = opinion.sentence(grammar.word_graph, utterances("turn on the nanoleaf lamp"))
+    assert "nanoleaf" in asked and "turn" not in asked  # only what PocketSphinx's own dictionary lacks
+    assert heard == "turn on the nanoleaf lamp".split()
+
+
+def test_the_recogniser_asks_only_where_the_answer_decides(recognizer: Recognizer) -> None:
+    audio = utterances("turn on the kitchen light")
+    calls: list[list[str]] = []
+    opinion = SecondOpinion(recognizer.lexicon)
+    agrees = opinion.agrees
+
+    def counting(graph, samples, words):
+        calls.append(list(words))
+        return agrees(graph, samples, words)
+
+    opinion.agrees = counting  # type: ignore[method-assign]
+    hyp = recognizer.decode(audio)[1]
+    features = tuple(f for f in recognizer.rejection.features)
+    zero = (0.0,) * len(features)
+    decided = Recognizer(recognizer.model, recognizer.intents, recognizer.word_graph, recognizer.graph, 0.5,
+                         recognizer.confidence_scale, lexicon=recognizer.lexicon, sentence_set=recognizer.sentence_set,
+                         rejection=RejectionRule((*features, "second"), (*zero, 10.0), -5.0), presence=recognizer.presence,
+                         second_opinion=opinion)
+    result, asked = decided.decode(audio)  # rejected without it, accepted with it: asked
+    assert calls == [hyp.words] and asked.second == 1.0
+    assert result.recognized and result.confidence == pytest.approx(1 / (1 + np.exp(-5.0)))
+    assert decided.complete(audio) is None and len(calls) == 1  # early endpointing never waits for it
+    decided.rejection = RejectionRule((*features, "second"), (*zero, 10.0), 5.0)  # accepted either way
+    result, hyp_sure = decided.decode(audio)
+    assert result.recognized and len(calls) == 1 and np.isnan(hyp_sure.second)
+    decided.rejection = RejectionRule((*features, "second"), (*zero, 1.0), -5.0)  # rejected either way
+    assert not decided.decode(audio)[0].recognized and len(calls) == 1
+    decided.rejection = RejectionRule((*features, "second"), (*zero, 10.0), -5.0)
+    result = decided.decode(utterances("turn off the kitchen light"))[0]
+    assert result.recognized and len(calls) == 2
+    decided.second_opinion = None  # `second_opinion = false`, or pocketsphinx missing: counted as not confirmed
+    result = decided.decode(audio)[0]
+    assert not result.recognized and result.best_text == "turn on the kitchen light" and len(calls) == 2
+
+
+def test_a_study_records_the_answer_for_every_sentence() -> None:
+    always = Recognizer.load(None, second_opinion=True)
+    assert always.ask_always and always.decode(utterances("turn on the kitchen light"))[1].second == 1.0
+    assert Recognizer.load(None, second_opinion=False).second_opinion is None
+
+
+def test_a_rule_that_weighs_it_without_pocketsphinx_goes_on_without_it(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    real_import = builtins.__import__
+
+    def no_pocketsphinx(name, *args, **kwargs):
+        if name == "pocketsphinx":
+            raise ImportError("No module named 'pocketsphinx'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pocketsphinx)
+    with pytest.raises(ModelError, match="needs the pocketsphinx package"):
+        SecondOpinion(lambda word: [])
+    assert second_opinion_or_none(lambda word: []) is None
+    assert "segments go without a second opinion" in caplog.text
+

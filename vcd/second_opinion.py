@@ -1,0 +1,90 @@
+"""A second opinion: does an independent recogniser hear the same sentence in a segment?
+
+CMU PocketSphinx (the ``pocketsphinx`` package: its US English acoustic model and dictionary ship
+in the wheel) decodes the segment against the same word graph as vcd's search, with its own
+acoustic model: Gaussian mixtures over MFCCs, trained on other recordings by other people.  Where
+the two land on the same sentence, that sentence is very unlikely to be talk or noise fitted onto
+the grammar; on the validation decodes no talk or noise segment had both agree.  A rejection rule
+may weigh it (the ``second`` feature of :class:`vcd.recognizer.RejectionRule`); the recogniser
+asks only for a segment whose acceptance depends on the answer (:meth:`Recognizer.decode`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vcd.errors import ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class SecondOpinion:
+    """PocketSphinx over a :class:`vcd.grammar.WordGraph`.  Not thread-safe: one thread owns each instance.
+
+    ``pronounce(word)`` gives CMU phones for a word PocketSphinx's dictionary lacks (vcd's lexicon).
+    The graph is turned into PocketSphinx's finite-state grammar once, and again only when another
+    graph comes (a reload, plugins' new list values).
+    """
+
+    def __init__(self, pronounce: Callable[[str], list[list[str]]]) -> None:
+        try:
+            from pocketsphinx import Decoder, get_model_path
+        except (ImportError, OSError) as exc:
+            raise ModelError(f"the model's rejection rule weighs a second opinion, which needs the pocketsphinx "
+                             f"package ({exc})") from None
+        model = Path(get_model_path()) / "en-us"
+        self._decoder = Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"), lm=None,
+                                samprate=16000, loglevel="FATAL")
+        self._pronounce = pronounce
+        self._graph = None  # the word graph whose grammar is active
+
+    def _use(self, graph) -> None:
+        if graph is self._graph:
+            return
+        words = sorted({w for arcs in graph.arcs for _, w, _ in arcs if w})
+        for word in words:
+            if self._decoder.lookup_word(word) is None:
+                prons = self._pronounce(word)
+                if prons:
+                    self._decoder.add_word(word, " ".join(prons[0]), update=True)
+        transitions = [(src, dst, 1.0 / len(arcs), word) if word else (src, dst, 1.0 / len(arcs))
+                       for src, arcs in enumerate(graph.arcs) for dst, word, _ in arcs]
+        name, old = f"vcd-{id(graph)}", self._decoder.current_search() if self._graph is not None else None
+        self._decoder.add_fsg(name, self._decoder.create_fsg(name, graph.start, graph.final, transitions))
+        self._decoder.activate_search(name)
+        if old is not None and old != name:
+            self._decoder.remove_search(old)
+        self._graph = graph
+        _LOGGER.debug("second opinion: %d words, %d transitions", len(words), len(transitions))
+
+    def sentence(self, graph, samples: np.ndarray) -> list[str]:
+        """The words PocketSphinx hears in ``samples`` (16 kHz mono float) as a sentence of ``graph``; [] if none."""
+        try:
+            self._use(graph)
+        except (RuntimeError, ValueError) as exc:  # a word it cannot say: no opinion on this graph
+            _LOGGER.warning("second opinion: PocketSphinx cannot use this grammar (%s)", exc)
+            return []
+        pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+        self._decoder.start_utt()
+        self._decoder.process_raw(pcm.tobytes(), full_utt=True)
+        self._decoder.end_utt()
+        hyp = self._decoder.hyp()
+        return [w for w in (hyp.hypstr.split() if hyp is not None else []) if not w.startswith(("<", "["))]
+
+    def agrees(self, graph, samples: np.ndarray, words: Sequence[str]) -> bool:
+        """Whether PocketSphinx hears ``words`` (vcd's best sentence) in ``samples``."""
+        return bool(words) and self.sentence(graph, samples) == list(words)
+
+
+def second_opinion_or_none(pronounce: Callable[[str], list[list[str]]]) -> SecondOpinion | None:
+    """A :class:`SecondOpinion`, or None with a warning where pocketsphinx does not load (segments then go
+    without one: a rule that weighs it accepts only what it accepts without)."""
+    try:
+        return SecondOpinion(pronounce)
+    except ModelError as exc:
+        _LOGGER.warning("segments go without a second opinion (%s)", exc)
+        return None
