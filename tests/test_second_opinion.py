@@ -104,3 +104,50 @@ def test_a_rule_that_weighs_it_without_pocketsphinx_goes_on_without_it(monkeypat
     assert second_opinion_or_none(lambda word: []) is None
     assert "segments go without a second opinion" in caplog.text
 
+
+
+def _decode(kind: str, condition: str, gap: float, second: float, right: bool = True) -> dict:
+    from vcd.training.calibrate import REJECTION_FEATURES
+
+    x = [np.nan] * len(REJECTION_FEATURES)
+    x[REJECTION_FEATURES.index("gap")], x[REJECTION_FEATURES.index("second")] = gap, second
+    return {"set": kind, "condition": condition, "best": "turn on the tv", "want": "turn on the tv" if right else "x",
+            "x": x}
+
+
+def test_the_floor_chosen_is_the_lowest_that_keeps_the_talk_and_noise_budgets() -> None:
+    from vcd.training.calibrate import choose_second_opinion, rule_accepts, with_second_opinion, without_second_opinion
+
+    rule = {"features": ["gap"], "weights": [-1.0], "bias": 0.0}  # accepted where gap <= 0
+    talk = [_decode("talk", "clean", 1.0, 0.0) for _ in range(100)]  # confidence sigmoid(-1) = 0.27
+    talk += [_decode("talk", "babble 10 dB", 2.5, 0.0) for _ in range(100)]  # 0.076
+    commands = [_decode("commands", "clean", 4.0, 1.0) for _ in range(10)]  # 0.018, confirmed
+    noise = [_decode("noise", "white noise", 6.0, np.nan) for _ in range(50)]  # 0.0025, never asked
+    decodes = talk + commands + noise
+    floor, chosen, left_out = choose_second_opinion(rule, decodes)
+    assert floor == 0.001 and all(rule_accepts(chosen, d) for d in commands) and left_out == [0]  # nothing else confirmed
+    talk[0]["x"][-1] = talk[1]["x"][-1] = 1.0  # two clean talk clips confirmed: 2 % > 1 % from F = 0.27 down
+    talk[100]["x"][-1] = 1.0
+    assert choose_second_opinion(rule, decodes)[0] == 0.3
+    noise[0]["x"][-1] = 1.0  # a noise segment confirmed: F must stay above its confidence (0.0025)
+    talk[0]["x"][-1] = talk[1]["x"][-1] = 0.0
+    floor, _, left_out = choose_second_opinion(rule, decodes)
+    assert floor == 0.005 and left_out == [1]  # chosen without the white noise, F = 0.001 lets that segment through
+    assert without_second_opinion(with_second_opinion(rule, 0.05)) == rule
+    both = with_second_opinion({**rule, "noise_guard": {"weights": [-2.0], "bias": 1.0}}, 0.05)
+    assert both["noise_guard"]["weights"][-1] == both["weights"][-1] == pytest.approx(np.log(19))
+    assert with_second_opinion(both, 0.3)["weights"][-1] == pytest.approx(np.log(7 / 3))  # replaced, not added
+
+
+def test_a_rule_with_a_second_opinion_reads_back_as_the_recogniser_applies_it() -> None:
+    from vcd.training.calibrate import rule_accepts, with_second_opinion
+
+    rule = with_second_opinion({"features": ["gap"], "weights": [-1.0], "bias": 0.0}, 0.05)
+    runtime = RejectionRule.from_extra({"rejection": rule})
+    for gap, second in ((1.0, 1.0), (1.0, 0.0), (3.5, 1.0), (-0.5, 0.0)):
+        decode = _decode("commands", "clean", gap, second)
+        from vcd.decoder import Hypothesis
+
+        hyp = Hypothesis(["turn"], [], score=-gap, free_score=0.0, speech_frames=1, second=second)
+        assert (runtime.confidence(hyp) >= 0.5) == rule_accepts(rule, decode)
+    assert not rule_accepts(rule, _decode("commands", "clean", 1.0, np.nan))  # not asked: not confirmed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import tempfile
@@ -273,14 +274,17 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     """Choose and fit ``model_file``'s rejection rule (:func:`choose_rejection_rule`) on the validation speakers'
     held-out decodes (:func:`vcd.training.heldout.decodes`: commands clean, at 12 / 6 / 0 dB and in a room; talk clean
     and under babble; ``stream_min`` of each noise stream) and write it into the file and its numpy export.
-    What ``benchmarks/rejection_study.py --write`` does from a dump of the same decodes."""
+    What ``benchmarks/rejection_study.py --write`` does from a dump of the same decodes; with pocketsphinx
+    installed, then also the second opinion's floor (:func:`choose_second_opinion`), as ``--second-opinion``
+    does (PocketSphinx then decodes every sentence: about half as long again)."""
     from vcd.recognizer import REJECTION_FEATURES as FEATURES
     from vcd.training.heldout import Draw, decodes
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         draw = Draw(snrs=(12.0, 6.0, 0.0), stream_min=stream_min)
-        load = {"model": model_file, "presence": True, "second_opinion": True}
+        load = {"model": model_file, "presence": True,
+                "second_opinion": True if importlib.util.find_spec("pocketsphinx") is not None else False}
         for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), load, draw),
                                             desc="rejection rule", unit="decode", leave=False):
             result, hyp = recognizer.decode(audio)
@@ -288,6 +292,9 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
                 rows.append({**note, "best": result.best_text,
                              "x": [float(getattr(hyp, FEATURES[f])) for f in REJECTION_FEATURES]})
     name, rule = choose_rejection_rule(rows)
+    if any(np.isfinite(row["x"][REJECTION_FEATURES.index("second")]) for row in rows):
+        floor, rule, _ = choose_second_opinion(rule, rows)
+        name += f", second opinion from {floor}" if floor is not None else ", no second opinion within the budgets"
     write_rejection_rule(model_file, rule)
     _LOGGER.info("rejection rule from %d validation decodes (%s): %s", len(rows), name, rule)
     return rule
