@@ -12,6 +12,7 @@ model size and load time.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -161,6 +162,20 @@ def latency_rows(model: Path) -> list[tuple[str, str, str]]:
                 presence.append(1000 * (time.perf_counter() - t))
             rows.append(("speech presence (Silero VAD) on a 3 s command, as it is spoken", f"{np.median(presence):.1f} ms",
                          ""))
+        if importlib.util.find_spec("pocketsphinx") is not None:
+            from vcd.second_opinion import SecondOpinion
+
+            opinion = SecondOpinion(rec.lexicon)
+            t = time.perf_counter()
+            opinion.sentence(rec.word_graph, audio)  # the first ask also builds its grammar
+            first = 1000 * (time.perf_counter() - t)
+            asked = []
+            for _ in range(20):  # only for a sentence whose acceptance it decides, after the segment ends
+                t = time.perf_counter()
+                opinion.sentence(rec.word_graph, audio)
+                asked.append(1000 * (time.perf_counter() - t))
+            rows.append(("second opinion (PocketSphinx) on a 3 s command, when asked", f"{np.median(asked):.1f} ms", ""))
+            rows.append(("second opinion, first ask (builds its grammar)", f"{first:.0f} ms", ""))
         from vcd.denoise import RNNoise
 
         denoiser, front = RNNoise(), []
