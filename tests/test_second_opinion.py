@@ -60,7 +60,7 @@ def test_the_recogniser_asks_only_where_the_answer_decides(recognizer: Recognize
 
     opinion.agrees = counting  # type: ignore[method-assign]
     hyp = recognizer.decode(audio)[1]
-    features = tuple(f for f in recognizer.rejection.features)
+    features = tuple(f for f in recognizer.rejection.features if f != "second")
     zero = (0.0,) * len(features)
     decided = Recognizer(recognizer.model, recognizer.intents, recognizer.word_graph, recognizer.graph, 0.5,
                          recognizer.confidence_scale, lexicon=recognizer.lexicon, sentence_set=recognizer.sentence_set,
@@ -151,3 +151,19 @@ def test_a_rule_with_a_second_opinion_reads_back_as_the_recogniser_applies_it() 
         hyp = Hypothesis(["turn"], [], score=-gap, free_score=0.0, speech_frames=1, second=second)
         assert (runtime.confidence(hyp) >= 0.5) == rule_accepts(rule, decode)
     assert not rule_accepts(rule, _decode("commands", "clean", 1.0, np.nan))  # not asked: not confirmed
+
+
+def test_the_shipped_rule_asks_only_about_the_doubtful_and_the_config_can_turn_it_off() -> None:
+    from vcd.config import parse_config
+    from vcd.daemon import load_recognizer
+
+    shipped = load_recognizer(parse_config({}))
+    assert shipped.rejection.weighs_second and shipped.second_opinion is not None and not shipped.ask_always
+    asked: list[list[str]] = []
+    agrees = shipped.second_opinion.agrees
+    shipped.second_opinion.agrees = lambda graph, samples, words: asked.append(list(words)) or agrees(graph, samples, words)
+    result = shipped.recognize(utterances("turn on the kitchen light"))
+    assert result.recognized and asked == []  # a clear command is accepted without it
+    assert not shipped.recognize(noise(2.0, level=0.05)).recognized and asked == []  # noise is far from the floor
+    off = load_recognizer(parse_config({"recognizer": {"second_opinion": False}}))
+    assert off.rejection.weighs_second and off.second_opinion is None
