@@ -167,3 +167,17 @@ def test_the_shipped_rule_asks_only_about_the_doubtful_and_the_config_can_turn_i
     assert not shipped.recognize(noise(2.0, level=0.05)).recognized and asked == []  # noise is far from the floor
     off = load_recognizer(parse_config({"recognizer": {"second_opinion": False}}))
     assert off.rejection.weighs_second and off.second_opinion is None
+
+
+def test_sentences_too_large_for_pocketsphinx_go_without_it_in_one_warning(recognizer: Recognizer,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import vcd.second_opinion
+
+    monkeypatch.setattr(vcd.second_opinion, "MAX_TRANSITIONS", 100)
+    opinion = SecondOpinion(recognizer.lexicon)
+    audio = utterances("turn on the kitchen light")
+    assert opinion.sentence(recognizer.word_graph, audio) == [] and opinion.sentence(recognizer.word_graph, audio) == []
+    warnings = [r.getMessage() for r in caplog.records if "second opinion: off" in r.getMessage()]
+    assert len(warnings) == 1 and "transitions" in warnings[0]
+    assert opinion._decoder is None  # PocketSphinx never loaded for it

@@ -21,6 +21,11 @@ from vcd.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
+# The largest word graph (arcs, epsilons included) it is asked about.  The bundled sentences have about
+# 1 600, a household's command list a few thousand; Home Assistant's whole sentence folder ~75 000, where
+# PocketSphinx took 5.5 s to build its grammar and 3.7 s a 3 s command and found nothing (docs/benchmarks.md).
+MAX_TRANSITIONS = 10_000
+
 
 class SecondOpinion:
     """PocketSphinx over a :class:`vcd.grammar.WordGraph`.  Not thread-safe: one thread owns each instance.
@@ -36,15 +41,28 @@ class SecondOpinion:
         except (ImportError, OSError) as exc:
             raise ModelError(f"the model's rejection rule weighs a second opinion, which needs the pocketsphinx "
                              f"package ({exc})") from None
-        model = Path(get_model_path()) / "en-us"
-        self._decoder = Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"), lm=None,
-                                samprate=16000, loglevel="FATAL")
+        self._model = Path(get_model_path()) / "en-us"
+        self._make = Decoder
+        self._decoder = None  # loaded on the first ask (~27 MiB): many days need none
         self._pronounce = pronounce
         self._graph = None  # the word graph whose grammar is active
+        self._too_large = None  # the last graph found over MAX_TRANSITIONS (warned about once)
 
-    def _use(self, graph) -> None:
+    def _use(self, graph) -> bool:
+        """Make ``graph`` the active grammar; False when it is over :data:`MAX_TRANSITIONS`."""
         if graph is self._graph:
-            return
+            return True
+        if graph is self._too_large:
+            return False
+        size = sum(len(arcs) for arcs in graph.arcs)
+        if size > MAX_TRANSITIONS:
+            self._too_large = graph
+            _LOGGER.warning("second opinion: off for these sentences (%d transitions; PocketSphinx is asked about "
+                            "at most %d, where it decides in time)", size, MAX_TRANSITIONS)
+            return False
+        if self._decoder is None:
+            self._decoder = self._make(hmm=str(self._model / "en-us"), dict=str(self._model / "cmudict-en-us.dict"),
+                                       lm=None, samprate=16000, loglevel="FATAL")
         words = sorted({w for arcs in graph.arcs for _, w, _ in arcs if w})
         for word in words:
             if self._decoder.lookup_word(word) is None:
@@ -60,13 +78,16 @@ class SecondOpinion:
             self._decoder.remove_search(old)
         self._graph = graph
         _LOGGER.debug("second opinion: %d words, %d transitions", len(words), len(transitions))
+        return True
 
     def sentence(self, graph, samples: np.ndarray) -> list[str]:
         """The words PocketSphinx hears in ``samples`` (16 kHz mono float) as a sentence of ``graph``; [] if none."""
         try:
-            self._use(graph)
+            if not self._use(graph):
+                return []
         except (RuntimeError, ValueError) as exc:  # a word it cannot say: no opinion on this graph
-            _LOGGER.warning("second opinion: PocketSphinx cannot use this grammar (%s)", exc)
+            self._too_large = graph
+            _LOGGER.warning("second opinion: off for these sentences: PocketSphinx cannot use them (%s)", exc)
             return []
         pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
         self._decoder.start_utt()
