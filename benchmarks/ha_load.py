@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search (beam {DEFAULT_BEAM:g}) of a 3 s command (median of 5): this graph {median_ms(phones):.0f} ms; the bundled sentences alone "
               f"({bundled.size} states) {median_ms(bundled):.0f} ms; peak RSS {rss_mib():.0f} MiB")
         if importlib.util.find_spec("pocketsphinx") is not None:  # where the model's rule weighs a second opinion
-            from vcd.second_opinion import SecondOpinion
+            from vcd.second_opinion import MAX_TRANSITIONS, SecondOpinion
 
+            size = sum(len(arcs) for arcs in graph.arcs)
+            if size > MAX_TRANSITIONS:
+                print(f"second opinion (PocketSphinx): off for this graph ({size} transitions, over {MAX_TRANSITIONS})")
+                return 0
             opinion = SecondOpinion(Lexicon())
             t6 = time.perf_counter()
             heard = opinion.sentence(graph, command)  # the first ask builds its grammar
