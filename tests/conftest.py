@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import getpass
 import io
@@ -456,3 +457,15 @@ def run_vcd(tmp_path: Path) -> Iterator[Any]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+def without_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Make ``import module`` fail as it does where the package is not installed."""
+    real_import = builtins.__import__
+
+    def importer(name, *args, **kwargs):
+        if name == module:
+            raise ImportError(f"No module named {module!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", importer)

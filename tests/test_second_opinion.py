@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import builtins
 import numpy as np
 import pytest
 
-from conftest import noise, utterances
+from conftest import noise, utterances, without_module
 from vcd.errors import ModelError
 from vcd.recognizer import Recognizer, RejectionRule
 from vcd.second_opinion import SecondOpinion, second_opinion_or_none
@@ -91,14 +90,7 @@ def test_a_study_records_the_answer_for_every_sentence() -> None:
 
 def test_a_rule_that_weighs_it_without_pocketsphinx_goes_on_without_it(monkeypatch: pytest.MonkeyPatch,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
-    real_import = builtins.__import__
-
-    def no_pocketsphinx(name, *args, **kwargs):
-        if name == "pocketsphinx":
-            raise ImportError("No module named 'pocketsphinx'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pocketsphinx)
+    without_module(monkeypatch, "pocketsphinx")
     with pytest.raises(ModelError, match="needs the pocketsphinx package"):
         SecondOpinion(lambda word: [])
     assert second_opinion_or_none(lambda word: []) is None
