@@ -35,10 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.audio import read_audio  # noqa: E402
+from vcd.grammar import spoken_words  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.calibrate import calibration_sets  # noqa: E402
 from vcd.training.corpora import data_folder, is_held_out_speaker  # noqa: E402
-from vcd.grammar import spoken_words  # noqa: E402
 from vcd.transcripts import read_transcripts  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"

@@ -43,11 +43,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.grammar import spoken_words  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from vcd.training.calibrate import SECOND_OPINION_FLOORS  # noqa: E402
 from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.training.heldout import Draw, decodes  # noqa: E402
-from vcd.grammar import spoken_words  # noqa: E402
 
 GRAMMARS = REPO / "benchmarks" / "grammars"
 

@@ -4,7 +4,8 @@ CMU PocketSphinx (the ``pocketsphinx`` package: its US English acoustic model an
 in the wheel) decodes the segment against the same word graph as vcd's search, with its own
 acoustic model: Gaussian mixtures over MFCCs, trained on other recordings by other people.  Where
 the two land on the same sentence, that sentence is very unlikely to be talk or noise fitted onto
-the grammar; on the validation decodes no talk or noise segment had both agree.  A rejection rule
+the grammar: on stop 40's validation decodes they agreed on 1 of 725 talk decodes and none of 526
+noise segments they were asked about.  A rejection rule
 may weigh it (the ``second`` feature of :class:`vcd.recognizer.RejectionRule`); the recogniser
 asks only for a segment whose acceptance depends on the answer (:meth:`Recognizer.decode`).
 """
@@ -46,17 +47,17 @@ class SecondOpinion:
         self._decoder = None  # loaded on the first ask (~27 MiB): many days need none
         self._pronounce = pronounce
         self._graph = None  # the word graph whose grammar is active
-        self._too_large = None  # the last graph found over MAX_TRANSITIONS (warned about once)
+        self._unusable = None  # the last graph it could not take (over MAX_TRANSITIONS, or refused): warned once
 
     def _use(self, graph) -> bool:
         """Make ``graph`` the active grammar; False when it is over :data:`MAX_TRANSITIONS`."""
         if graph is self._graph:
             return True
-        if graph is self._too_large:
+        if graph is self._unusable:
             return False
         size = sum(len(arcs) for arcs in graph.arcs)
         if size > MAX_TRANSITIONS:
-            self._too_large = graph
+            self._unusable = graph
             _LOGGER.warning("second opinion: off for these sentences (%d transitions; PocketSphinx is asked about "
                             "at most %d, where it decides in time)", size, MAX_TRANSITIONS)
             return False
@@ -86,7 +87,7 @@ class SecondOpinion:
             if not self._use(graph):
                 return []
         except (RuntimeError, ValueError) as exc:  # a word it cannot say: no opinion on this graph
-            self._too_large = graph
+            self._unusable = graph
             _LOGGER.warning("second opinion: off for these sentences: PocketSphinx cannot use them (%s)", exc)
             return []
         pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)

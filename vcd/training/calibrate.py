@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from vcd.audio import read_audio
 from vcd.decoder import viterbi
+from vcd.grammar import spoken_words
 from vcd.model import load_model, save_model
 from vcd.recognizer import REJECTION_FEATURES as RUNTIME_REJECTION_FEATURES
 from vcd.training.augment import babble, mix_at_snr
 from vcd.training.corpora import speaker_split
-from vcd.grammar import spoken_words
 from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -283,8 +283,7 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         draw = Draw(snrs=(12.0, 6.0, 0.0), stream_min=stream_min)
-        load = {"model": model_file, "presence": True,
-                "second_opinion": True if importlib.util.find_spec("pocketsphinx") is not None else False}
+        load = {"model": model_file, "presence": True, "second_opinion": importlib.util.find_spec("pocketsphinx") is not None}
         for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), load, draw),
                                             desc="rejection rule", unit="decode", leave=False):
             result, hyp = recognizer.decode(audio)

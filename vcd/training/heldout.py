@@ -29,11 +29,11 @@ import numpy as np
 import soxr
 
 from vcd.audio import RESAMPLE_QUALITY, SAMPLE_RATE_HZ, read_audio
+from vcd.grammar import spoken_words
 from vcd.recognizer import Recognizer
 from vcd.training.augment import babble, coloured_noise, mix_at_snr
 from vcd.training.calibrate import word_list_grammar
 from vcd.training.corpora import noise_files, speaker_split
-from vcd.grammar import spoken_words
 from vcd.transcripts import read_transcripts, words_of
 
 COMMAND_CORPORA = ("speechocean762", "commonvoice", "vctk-sample", "an4-train", "speechcommands-v2")

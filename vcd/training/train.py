@@ -201,10 +201,12 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
     torch.manual_seed(seed)
-    feats, labels, corpora = [], [], []
+    feats, labels, corpora = [], [], []  # corpora: each clip's shard name, what corpus_weights name
     for shard in shards:
         shard_feats, shard_labels = load_shards([shard])
-        feats, labels, corpora = feats + shard_feats, labels + shard_labels, corpora + [shard.stem] * len(shard_feats)
+        feats += shard_feats
+        labels += shard_labels
+        corpora += [shard.stem] * len(shard_feats)
     corpus_weights = corpus_weights or {}
     unknown = sorted(set(corpus_weights) - set(corpora))
     if unknown:
