@@ -463,6 +463,44 @@ def test_a_model_with_a_rejection_rule_uses_it(tmp_path: Path) -> None:
         Recognizer.load(None, tmp_path / "odd.pt")
 
 
+def test_a_model_decodes_with_the_pronunciations_it_was_trained_with(tmp_path: Path) -> None:
+    """A model whose labels said "off" as AH F (vcd train's lexicon puts AN4's and speechocean762's dictionaries
+    first) carries that pronunciation, and the recogniser looks for it beside cmudict's AO F; a damaged entry is a
+    one-line ModelError."""
+    from vcd.model import export_numpy, save_model
+
+    model, labels, extra = load_model(DEFAULT_MODEL)
+    words = "turn off the kitchen light".split()
+    lp = peaky_posteriors([p for w in words for p in (["AH", "F"] if w == "off" else Lexicon()(w)[0])])
+    hyps = {}
+    for carried in ({}, {"off": ["AH", "F"]}):
+        model_file = tmp_path / f"carried{len(carried)}.pt"
+        save_model(model, model_file, labels, {**extra, "pronunciations": carried}, half=True)
+        export_numpy(model_file)
+        recognizer = Recognizer.load(None, model_file, second_opinion=False)
+        recognizer.posteriors = lambda samples, denoise=True: lp
+        hyps[bool(carried)] = recognizer.decode(np.zeros(16000, np.float32))[1]
+    assert hyps[True].words == words and hyps[True].gap_per_frame == pytest.approx(0.0, abs=1e-3)
+    assert hyps[False].gap_per_frame > hyps[True].gap_per_frame + 0.5  # cmudict's AO F alone fits AH F badly
+    save_model(model, tmp_path / "damaged.pt", labels, {**extra, "pronunciations": {"off": "AH F"}}, half=True)
+    export_numpy(tmp_path / "damaged.pt")
+    with pytest.raises(ModelError, match="pronunciations") as caught:
+        Recognizer.load(None, tmp_path / "damaged.pt")
+    assert "\n" not in str(caught.value)
+
+
+def test_trained_pronunciations_follow_the_users_and_precede_cmudicts() -> None:
+    from vcd.training.corpora import trained_pronunciations
+
+    lexicon = Lexicon({"off": [["AA", "F"]]}).add_trained({"off": ["AH", "F"], "one": ["HH", "W", "AH", "N"]})
+    assert lexicon("off") == [["AA", "F"], ["AH", "F"], ["AO", "F"]]
+    assert lexicon("one")[0] == ["HH", "W", "AH", "N"] and ["W", "AH", "N"] in lexicon("one")
+    labels = Lexicon()  # training's: corpus dictionaries first, with stress marks
+    labels.add("one", ["HH", "W", "AH1", "N"])
+    labels.add("off", ["AO1", "F"])
+    assert trained_pronunciations(labels, ["one", "off", "two", "one"]) == {"one": ["HH", "W", "AH", "N"]}
+
+
 @pytest.mark.parametrize("shipped", [True, False])
 def test_numpy_inference_matches_the_torch_forward_pass(shipped: bool) -> None:
     import torch

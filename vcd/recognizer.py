@@ -139,6 +139,21 @@ def segment_features(samples: np.ndarray, front_end=None) -> np.ndarray:
     return log_mel(with_quiet_margins(samples))
 
 
+def trained_pronunciations(extra: dict) -> dict[str, list[str]]:
+    """A model file's ``pronunciations``: the phones its training labels gave words where the recogniser's
+    dictionary says otherwise (``vcd train`` writes them); ModelError when they are not word → phones."""
+    from vcd.phonetics import PHONES
+
+    carried = extra.get("pronunciations") or {}
+    if not isinstance(carried, dict) or not all(
+            isinstance(word, str) and isinstance(phones, list) and phones and all(p in PHONES for p in phones)
+            for word, phones in carried.items()):
+        from vcd.errors import ModelError
+
+        raise ModelError("the model's pronunciations are not words with CMU phones: the file is damaged")
+    return carried
+
+
 def _presence():
     from vcd.presence import SpeechPresence
 
@@ -231,7 +246,8 @@ class Recognizer:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
-        rule, lexicon = RejectionRule.from_extra(extra), lexicon or Lexicon()
+        rule = RejectionRule.from_extra(extra)
+        lexicon = (lexicon or Lexicon()).add_trained(trained_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),

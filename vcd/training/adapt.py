@@ -182,15 +182,16 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
     if method not in METHODS:
         raise AdaptError(f"adapt: method must be one of {', '.join(METHODS)} (got {method!r})")
     started = time.perf_counter()
+    from vcd.denoise import make_front_end
+    from vcd.recognizer import segment_features, trained_pronunciations
+
     try:
         model, labels, extra = load_model(model_file)
+        carried = trained_pronunciations(extra)
     except ModelError as exc:
         raise AdaptError(str(exc)) from None
-    from vcd.denoise import make_front_end
-    from vcd.recognizer import segment_features
-
     denoise = make_front_end(front_end, extra)
-    lexicon = lexicon or Lexicon()
+    lexicon = (lexicon or Lexicon()).add_trained(carried)  # label the clips as the model was trained
     clips = list(clips)[-max_clips:] if max_clips else list(clips)
     feats, targets, unpronounceable = [], [], []
     for samples, text in clips:

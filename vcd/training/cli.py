@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import shutil
 import sys
@@ -143,7 +144,7 @@ def _corpus_weights(text: str) -> dict[str, float]:
 def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.augment import EdgeCuts
     from vcd.training.calibrate import calibrate, fit_learned_rejection
-    from vcd.training.prepare import prepare
+    from vcd.training.prepare import PRONUNCIATIONS, prepare
     from vcd.training.synth import EXTRA_VOICE_LICENCES
     from vcd.training.train import train
 
@@ -204,8 +205,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vcd.model import load_model, save_model
 
     model, labels, extra = load_model(args.output)
+    carried = args.work / PRONUNCIATIONS  # the labels' pronunciations: decoding must look for them too
     save_model(model, args.output, labels, {**extra, "front_end": "rnnoise" if args.denoise >= 0.5 else "none",
-                                            "denoise_share": args.denoise})
+                                            "denoise_share": args.denoise,
+                                            "pronunciations": json.loads(carried.read_text(encoding="utf-8"))})
     calibrate(args.output, args.data, args.work / "synth-heldout")
     if args.data is not None:
         fit_learned_rejection(args.output, args.data)

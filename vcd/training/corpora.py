@@ -93,6 +93,19 @@ def corpus_lexicon(data_dir: str | Path) -> Lexicon:
     return lexicon
 
 
+def trained_pronunciations(lexicon: Lexicon, words) -> dict[str, list[str]]:
+    """The training labels' pronunciation (``lexicon``'s first, as :func:`phones_of` takes it) of each of
+    ``words`` that the recogniser's own dictionary does not offer: what a model trained on these labels
+    carries in its file (``pronunciations``) so that decoding looks for the phones it learned."""
+    runtime = Lexicon()
+    carried = {}
+    for word in sorted(set(words)):
+        prons = lexicon(word)
+        if prons and prons[0] not in runtime(word):
+            carried[word] = prons[0]
+    return carried
+
+
 def word_phones(text: str, lexicon: Lexicon) -> list[list[str]] | None:
     """First pronunciation of each word, word by word; None if a word has none."""
     words = []

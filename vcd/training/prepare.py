@@ -21,13 +21,15 @@ from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
 from vcd.training.corpora import (TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker, noise_files, phones_of,
-                                  speaker_split)
+                                  speaker_split, trained_pronunciations)
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
 from vcd.transcripts import Utterance, read_transcripts, words_of
 
 _LOGGER = logging.getLogger(__name__)
 
+# In the work folder: the pronunciations the labels use that the recogniser's dictionary lacks (word → phones)
+PRONUNCIATIONS = "pronunciations.json"
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MAX_SECONDS = 9.0
 # Real clips with a spoken digit get this many extra copies, each band-limited to 8 kHz sampling: the
@@ -257,6 +259,9 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     vocabulary = sorted({w for utts in corpora.values() for u in utts for w in words_of(u.text)
                          if lexicon(w) and w.isalpha()})
     vocabulary = vocabulary or list(DIGITS)
+    # the labels' pronunciations the recogniser's dictionary lacks: the trained model carries them
+    (work / PRONUNCIATIONS).write_text(json.dumps(trained_pronunciations(
+        lexicon, [w for utts in corpora.values() for u in utts for w in words_of(u.text)] + list(DIGITS)), indent=0))
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
     synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
     corpora["synth"] = read_transcripts(work / "synth-train")
