@@ -489,8 +489,8 @@ def test_a_model_decodes_with_the_pronunciations_it_was_trained_with(tmp_path: P
     assert "\n" not in str(caught.value)
 
 
-def test_trained_pronunciations_follow_the_users_and_precede_cmudicts() -> None:
-    from vcd.training.corpora import trained_pronunciations
+def test_a_models_pronunciations_follow_the_users_and_precede_cmudicts() -> None:
+    from vcd.training.corpora import label_pronunciations
 
     lexicon = Lexicon({"off": [["AA", "F"]]}).add_trained({"off": ["AH", "F"], "one": ["HH", "W", "AH", "N"]})
     assert lexicon("off") == [["AA", "F"], ["AH", "F"], ["AO", "F"]]
@@ -498,7 +498,7 @@ def test_trained_pronunciations_follow_the_users_and_precede_cmudicts() -> None:
     labels = Lexicon()  # training's: corpus dictionaries first, with stress marks
     labels.add("one", ["HH", "W", "AH1", "N"])
     labels.add("off", ["AO1", "F"])
-    assert trained_pronunciations(labels, ["one", "off", "two", "one"]) == {"one": ["HH", "W", "AH", "N"]}
+    assert label_pronunciations(labels, ["one", "off", "two", "one"]) == {"one": ["HH", "W", "AH", "N"]}
 
 
 @pytest.mark.parametrize("shipped", [True, False])

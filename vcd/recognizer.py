@@ -139,7 +139,7 @@ def segment_features(samples: np.ndarray, front_end=None) -> np.ndarray:
     return log_mel(with_quiet_margins(samples))
 
 
-def trained_pronunciations(extra: dict) -> dict[str, list[str]]:
+def model_pronunciations(extra: dict) -> dict[str, list[str]]:
     """A model file's ``pronunciations``: the phones its training labels gave words where the recogniser's
     dictionary says otherwise (``vcd train`` writes them); ModelError when they are not word → phones."""
     from vcd.phonetics import PHONES
@@ -247,7 +247,7 @@ class Recognizer:
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         rule = RejectionRule.from_extra(extra)
-        lexicon = (lexicon or Lexicon()).add_trained(trained_pronunciations(extra))
+        lexicon = (lexicon or Lexicon()).add_trained(model_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),

@@ -183,11 +183,11 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
         raise AdaptError(f"adapt: method must be one of {', '.join(METHODS)} (got {method!r})")
     started = time.perf_counter()
     from vcd.denoise import make_front_end
-    from vcd.recognizer import segment_features, trained_pronunciations
+    from vcd.recognizer import model_pronunciations, segment_features
 
     try:
         model, labels, extra = load_model(model_file)
-        carried = trained_pronunciations(extra)
+        carried = model_pronunciations(extra)
     except ModelError as exc:
         raise AdaptError(str(exc)) from None
     denoise = make_front_end(front_end, extra)

@@ -93,7 +93,7 @@ def corpus_lexicon(data_dir: str | Path) -> Lexicon:
     return lexicon
 
 
-def trained_pronunciations(lexicon: Lexicon, words) -> dict[str, list[str]]:
+def label_pronunciations(lexicon: Lexicon, words) -> dict[str, list[str]]:
     """The training labels' pronunciation (``lexicon``'s first, as :func:`phones_of` takes it) of each of
     ``words`` that the recogniser's own dictionary does not offer: what a model trained on these labels
     carries in its file (``pronunciations``) so that decoding looks for the phones it learned."""

@@ -20,8 +20,8 @@ from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
-from vcd.training.corpora import (TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker, noise_files, phones_of,
-                                  speaker_split, trained_pronunciations)
+from vcd.training.corpora import (TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker, label_pronunciations,
+                                  noise_files, phones_of, speaker_split)
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
 from vcd.transcripts import Utterance, read_transcripts, words_of
@@ -260,7 +260,7 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
                          if lexicon(w) and w.isalpha()})
     vocabulary = vocabulary or list(DIGITS)
     # the labels' pronunciations the recogniser's dictionary lacks: the trained model carries them
-    (work / PRONUNCIATIONS).write_text(json.dumps(trained_pronunciations(
+    (work / PRONUNCIATIONS).write_text(json.dumps(label_pronunciations(
         lexicon, [w for utts in corpora.values() for u in utts for w in words_of(u.text)] + list(DIGITS)), indent=0))
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
     synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
