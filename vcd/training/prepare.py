@@ -20,8 +20,8 @@ from vcd.grammar import load_intents, number_words, sample_sentence
 from vcd.phonetics import LABEL_ID, Lexicon
 from vcd.training.accents import Accent, accented_phonemes
 from vcd.training.augment import Augmenter
-from vcd.training.corpora import (TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker, label_pronunciations,
-                                  noise_files, phones_of, speaker_split)
+from vcd.training.corpora import (CORPUS_DICTIONARIES, TRAIN_CORPORA, corpus_lexicon, is_held_out_speaker,
+                                  label_pronunciations, noise_files, phones_of, speaker_split)
 from vcd.training.synth import Voice, available_voices, speak
 from vcd.training.wordcuts import cut_words
 from vcd.transcripts import Utterance, read_transcripts, words_of
@@ -249,7 +249,10 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     work.mkdir(parents=True, exist_ok=True)
     feats_dir = work / "features"
     feats_dir.mkdir(exist_ok=True)
-    lexicon = corpus_lexicon(data_dir) if data_dir else corpus_lexicon(work)
+    # each corpus labelled with its own phone dictionary where it brings one, the rest with cmudict
+    folder = data_dir or work
+    lexicons = {name: corpus_lexicon(folder, name) for name in CORPUS_DICTIONARIES}
+    lexicon = Lexicon()
     corpora: dict[str, list[Utterance]] = {}
     if data_dir:
         for name in TRAIN_CORPORA:
@@ -260,8 +263,11 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
                          if lexicon(w) and w.isalpha()})
     vocabulary = vocabulary or list(DIGITS)
     # the labels' pronunciations the recogniser's dictionary lacks: the trained model carries them
-    (work / PRONUNCIATIONS).write_text(json.dumps(label_pronunciations(
-        lexicon, [w for utts in corpora.values() for u in utts for w in words_of(u.text)] + list(DIGITS)), indent=0))
+    carried: dict[str, list[str]] = {}
+    for name, utts in corpora.items():
+        found = label_pronunciations(lexicons.get(name, lexicon), [w for u in utts for w in words_of(u.text)])
+        carried.update((word, phones) for word, phones in found.items() if word not in carried)
+    (work / PRONUNCIATIONS).write_text(json.dumps(carried, indent=0))
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
     synthesise(work / "synth-heldout", max(100, synth_count // 20), True, vocabulary, seed + 1, workers, extra_voices)
     corpora["synth"] = read_transcripts(work / "synth-train")
@@ -269,7 +275,7 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     if accented > 0 and (work / "synth-accented" / "transcripts.jsonl").exists():
         corpora["synth-accented"] = read_transcripts(work / "synth-accented")
     if aligner is not None and corpora:
-        cut_words({k: v for k, v in corpora.items() if not k.startswith("synth")}, lexicon, aligner, work / "digit-words",
+        cut_words({k: v for k, v in corpora.items() if not k.startswith("synth")}, lexicons, aligner, work / "digit-words",
                    frozenset(DIGITS))
     if (work / "digit-words" / "transcripts.jsonl").exists():
         corpora["digit-words"] = read_transcripts(work / "digit-words")
@@ -282,7 +288,7 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     for name, utts in corpora.items():
         train: list[tuple[str, list[int], int]] = []
         for u in utts:
-            phones = phones_of(u.text, lexicon) if u.text else []
+            phones = phones_of(u.text, lexicons.get(name, lexicon)) if u.text else []
             if phones is None or (not phones and name != "speechcommands-v2"):
                 continue
             ids = [LABEL_ID[p] for p in phones]

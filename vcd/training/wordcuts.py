@@ -58,9 +58,11 @@ def word_spans(spans: list, word_phones: list[int], total: int) -> list[tuple[in
     return out
 
 
-def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_path: Path, out_dir: Path,
+def cut_words(utterances: dict[str, list[Utterance]], lexicons: dict[str, Lexicon], model_path: Path, out_dir: Path,
               words: frozenset[str]) -> None:
     """Write each of ``words`` spoken in the training clips of ``utterances`` as a clip of its own.
+
+    Each corpus's clips are aligned with its own lexicon in ``lexicons`` (the one that labels them), else cmudict's.
 
     Validation speakers are left out. Writes ``out_dir``/``transcripts.jsonl`` last, so an
     interrupted run starts this stage again; skipped when that file exists.
@@ -76,10 +78,10 @@ def cut_words(utterances: dict[str, list[Utterance]], lexicon: Lexicon, model_pa
     net.eval()
     jobs = [(name, u) for name, utts in utterances.items() for u in utts
             if u.text and not is_held_out_speaker(name, u.speaker) and not words.isdisjoint(words_of(u.text))]
-    rows, weak = [], 0
+    rows, weak, plain = [], 0, Lexicon()
     for name, u in tqdm(jobs, desc="cutting digit words"):
         text_words = words_of(u.text)
-        prons = word_phones(u.text, lexicon)
+        prons = word_phones(u.text, lexicons.get(name, plain))
         if prons is None:
             continue
         phones = [[LABEL_ID[p] for p in pr] for pr in prons]
