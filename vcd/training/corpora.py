@@ -91,8 +91,7 @@ def corpus_lexicon(data_dir: str | Path, corpus: str | None = None) -> Lexicon:
     scores speechocean762 with)."""
     lexicon = Lexicon()
     data_dir = Path(data_dir)
-    names = CORPUS_DICTIONARIES if corpus is None else [corpus] if corpus in CORPUS_DICTIONARIES else []
-    for name in names:
+    for name in [name for name in CORPUS_DICTIONARIES if corpus in (None, name)]:
         dic = data_dir / name / CORPUS_DICTIONARIES[name]
         if dic.exists():
             for line in dic.read_text(encoding="utf-8").splitlines():

@@ -262,10 +262,11 @@ def prepare(data_dir: Path | None, work: Path, synth_count: int, seed: int, work
     vocabulary = sorted({w for utts in corpora.values() for u in utts for w in words_of(u.text)
                          if lexicon(w) and w.isalpha()})
     vocabulary = vocabulary or list(DIGITS)
-    # the labels' pronunciations the recogniser's dictionary lacks: the trained model carries them
+    # the labels' pronunciations the recogniser's dictionary lacks (only a corpus dictionary's can differ from
+    # it): the trained model carries them
     carried: dict[str, list[str]] = {}
-    for name, utts in corpora.items():
-        found = label_pronunciations(lexicons.get(name, lexicon), [w for u in utts for w in words_of(u.text)])
+    for name in [name for name in corpora if name in lexicons]:
+        found = label_pronunciations(lexicons[name], [w for u in corpora[name] for w in words_of(u.text)])
         carried.update((word, phones) for word, phones in found.items() if word not in carried)
     (work / PRONUNCIATIONS).write_text(json.dumps(carried, indent=0))
     synthesise(work / "synth-train", synth_count, False, vocabulary, seed, workers, extra_voices)
