@@ -96,7 +96,7 @@ def main() -> int:
             dump.write(json.dumps({**note, "best": result.best_text, "confidence": result.confidence,
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
-                                   "coverage": hyp.coverage, "weakest": hyp.weakest,
+                                   "coverage": hyp.coverage, "weakest": hyp.weakest, "margin": hyp.margin,
                                    **({"speech": hyp.speech} if presence else {}),
                                    **({"second": second} if opinion is not None else {}),
                                    "recognized": result.recognized,

@@ -67,7 +67,8 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # Where each of vcd.training.calibrate.REJECTION_FEATURES is in a dump row (gap and fit: main() computes them from
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
-               "coverage": "coverage", "speech": "speech", "weakest": "weakest", "second": "second"}
+               "coverage": "coverage", "speech": "speech", "weakest": "weakest", "second": "second",
+               "margin": "margin"}
 
 
 def main() -> int:

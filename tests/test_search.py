@@ -12,7 +12,7 @@ import pytest
 
 from conftest import speak, utterances, vcd_command, write_wav
 from vcd.errors import ExitCode
-from vcd.decoder import beam_search, build_phone_graph, minimize, search, viterbi
+from vcd.decoder import MARGIN_NONE, beam_search, build_phone_graph, minimize, search, viterbi
 from vcd.grammar import compile_word_graph, load_intents, sample_sentence
 from vcd.phonetics import LABELS, Lexicon
 from vcd.recognizer import DEFAULT_BEAM, Recognizer
@@ -185,6 +185,10 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
         assert pruned.free_confidence == exact.free_confidence
         assert pruned.coverage == pytest.approx(exact.coverage)
         assert pruned.weakest == pytest.approx(exact.weakest, abs=1e-3)
+        # the same rival, or one the pruned search lost far behind (it then says the beam per speech frame)
+        lost = DEFAULT_BEAM / max(exact.speech_frames, 1)
+        assert (pruned.margin == pytest.approx(exact.margin, abs=1e-2)
+                or (pruned.margin == pytest.approx(lost) and exact.margin * exact.speech_frames > DEFAULT_BEAM / 2))
 
 
 def test_agreement_is_the_share_of_speech_frames_the_sentence_explains(lights) -> None:
@@ -253,3 +257,40 @@ def test_the_weakest_word_is_the_one_the_model_did_not_hear(lights) -> None:
         assert swapped.words and swapped.weakest > 2.0
         blur = decode(graph, blurred)
         assert blur.words == right.words and blur.weakest < 0.05 and blur.free_confidence < 0.7
+
+
+KEYWORDS = """
+language: en
+intents:
+  Keyword:
+    data:
+      - sentences:
+          - "{keyword}"
+lists:
+  keyword:
+    values: ["up", "off", "yes", "no", "stop"]
+"""
+
+
+def test_the_margin_is_how_far_the_sentence_wins_over_one_ending_in_another_word(tmp_path: Path, lights) -> None:
+    """A one-word grammar: the right word, heard clearly, wins by several nats per speech frame; the same frames
+    made half "off", half "up" (a keyword heard as another in loud noise) leave it winning by little.  Sentences that
+    end alike ("turn on the kitchen light", "turn on the bedroom light") still have a rival; a grammar of one
+    sentence has none (MARGIN_NONE).  The exact and the pruned search agree."""
+    path = tmp_path / "keywords.yaml"
+    path.write_text(KEYWORDS)
+    lexicon = Lexicon()
+    graph = build_phone_graph(compile_word_graph(load_intents(path)), lexicon)
+    clear = peaky(["off"], lexicon)
+    mixed = np.logaddexp(np.log(0.5) + clear, np.log(0.5) + peaky(["up"], lexicon)[: len(clear)]).astype(np.float32)
+    for decode in (viterbi, lambda g, lp: beam_search(g, lp, DEFAULT_BEAM)):
+        sure = decode(graph, clear)
+        assert sure.words == ["off"] and sure.margin > 1.0
+        unsure = decode(graph, mixed)
+        assert unsure.words in (["off"], ["up"]) and 0.0 <= unsure.margin < 0.3
+        sentence = decode(lights[2], peaky("turn on the kitchen light".split(), lexicon))
+        assert sentence.words == "turn on the kitchen light".split() and 0.5 < sentence.margin <= MARGIN_NONE
+    one = tmp_path / "one.yaml"
+    one.write_text(KEYWORDS.replace("[\"up\", \"off\", \"yes\", \"no\", \"stop\"]", "[\"off\"]"))
+    alone = build_phone_graph(compile_word_graph(load_intents(one)), lexicon)
+    assert viterbi(alone, clear).margin == MARGIN_NONE

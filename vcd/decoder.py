@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -304,6 +304,7 @@ class Hypothesis:
     speech: float = float("nan")  # speech presence of the segment (vcd.presence), set by the recogniser when it weighs it
     weakest: float = 0.0  # the largest per-word gap to the frames' best labels, per speech frame of the word
     second: float = float("nan")  # 1 or 0: a second recogniser heard the same sentence (vcd.second_opinion); NaN: not asked
+    margin: float = 0.0  # how much better the sentence scores than the best one ending in another word, per speech frame
 
     @property
     def gap_per_frame(self) -> float:
@@ -452,44 +453,78 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     score = float(end_scores[best])
     if score <= _NEG / 2:
         return prepared.nothing(score)
-    words_rev: list[int] = []
-    s = best
-    entered = 0
-    labels = np.zeros(frames, dtype=np.int64)
-    phone_at = np.full(frames, -1, dtype=np.int64)
-    word_at = np.full(frames, -1, dtype=np.int64)
-    in_blank = B[best] >= P[best]
-    for t in range(frames - 1, -1, -1):
-        word_at[t] = len(words_rev)
-        if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
-            in_blank = bool(B_hist[t - 1][s] >= P_hist[t - 1][s])
+
+    def backtrace(s: int) -> tuple:
+        words_rev: list[int] = []
+        entered = 0
+        labels = np.zeros(frames, dtype=np.int64)
+        phone_at = np.full(frames, -1, dtype=np.int64)
+        word_at = np.full(frames, -1, dtype=np.int64)
+        in_blank = B[s] >= P[s]
+        for t in range(frames - 1, -1, -1):
+            word_at[t] = len(words_rev)
+            if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
+                in_blank = bool(B_hist[t - 1][s] >= P_hist[t - 1][s])
+                continue
+            labels[t], phone_at[t] = graph.phone[s], entered
+            # P[t][s] = max(P[t-1][s] (same phone held), best incoming edge, start) + phone
+            kind, pred, pred_blank = "start", -1, False
+            if t > 0:
+                best_val = np.float32(b0_hist[t - 1]) if entry[s] else _NEG
+                lo, hi = np.searchsorted(graph.dst, [s, s + 1])
+                if hi > lo:
+                    srcs = src[lo:hi]
+                    via_b = B_hist[t - 1][srcs]
+                    via_p = np.where(same[lo:hi], _NEG, P_hist[t - 1][srcs])
+                    vals = np.maximum(via_b, via_p)
+                    k = int(vals.argmax())
+                    if vals[k] > best_val:
+                        kind, pred, pred_blank, best_val = "edge", int(srcs[k]), bool(via_b[k] >= via_p[k]), vals[k]
+                if P_hist[t - 1][s] >= best_val + bonus:
+                    kind = "self"
+            if kind != "self":  # the path entered this state here
+                entered += 1
+                if graph.word[s] >= 0:
+                    words_rev.append(int(graph.word[s]))
+            if kind == "start":
+                break
+            if kind == "edge":
+                s, in_blank = pred, pred_blank
+        return words_rev, labels, phone_at, word_at, entered
+
+    words_rev, labels, phone_at, word_at, entered = backtrace(best)
+    hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
+                              word_at)
+    return _with_margin(hyp, graph, end_scores, best, words_rev, bonus, lambda s: backtrace(s)[::4], prepared.speech)
+
+
+def _with_margin(hyp: Hypothesis, graph: PhoneGraph, end_scores: np.ndarray, best: int, words_rev: list[int],
+                 bonus: np.float32, words_of, speech: int, beam: float = 0.0) -> Hypothesis:
+    """``hyp`` with its :attr:`Hypothesis.margin`: the best path's score less that of the best path ending in another
+    final phone state whose words differ (``words_of(state)``: its words reversed and phones entered), per speech
+    frame, without the phone bonus; at most :data:`MAX_RIVALS` final states are traced back.  Exact for a grammar of
+    one-word sentences; sentences that share their last word merge before the end, so there it is the margin to the
+    best sentence with another last word.  With no such path: :data:`MARGIN_NONE`, or for the pruned search
+    (``beam`` > 0), whose rivals fell out of the beam, the beam per speech frame (at most that)."""
+    own = hyp.score
+    order = np.argsort(-end_scores, kind="stable")
+    mine = [graph.words[w] for w in words_rev]
+    for s in order[:MAX_RIVALS + 1]:
+        if s == best or end_scores[s] <= _NEG / 2:
             continue
-        labels[t], phone_at[t] = graph.phone[s], entered
-        # P[t][s] = max(P[t-1][s] (same phone held), best incoming edge, start) + phone
-        kind, pred, pred_blank = "start", -1, False
-        if t > 0:
-            best_val = np.float32(b0_hist[t - 1]) if entry[s] else _NEG
-            lo, hi = np.searchsorted(graph.dst, [s, s + 1])
-            if hi > lo:
-                srcs = src[lo:hi]
-                via_b = B_hist[t - 1][srcs]
-                via_p = np.where(same[lo:hi], _NEG, P_hist[t - 1][srcs])
-                vals = np.maximum(via_b, via_p)
-                k = int(vals.argmax())
-                if vals[k] > best_val:
-                    kind, pred, pred_blank, best_val = "edge", int(srcs[k]), bool(via_b[k] >= via_p[k]), vals[k]
-            if P_hist[t - 1][s] >= best_val + bonus:
-                kind = "self"
-        if kind != "self":  # the path entered this state here
-            entered += 1
-            if graph.word[s] >= 0:
-                words_rev.append(int(graph.word[s]))
-        if kind == "start":
-            break
-        if kind == "edge":
-            s, in_blank = pred, pred_blank
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
-                               word_at)
+        rival_rev, rival_entered = words_of(int(s))
+        if [graph.words[w] for w in rival_rev] != mine:
+            rival = float(end_scores[s]) - float(bonus) * rival_entered
+            margin = float(np.clip((own - rival) / max(speech, 1), -MARGIN_NONE, MARGIN_NONE))
+            return replace(hyp, margin=margin)
+    return replace(hyp, margin=min(MARGIN_NONE, beam / max(speech, 1)) if beam > 0 else MARGIN_NONE)
+
+
+# How many final states _with_margin traces back looking for a path with other words, and the margin it
+# reports (nats per speech frame) when none is found: a sentence with no rival in the search is as sure
+# as the search can say; margins are clipped to ±MARGIN_NONE.
+MAX_RIVALS = 8
+MARGIN_NONE = 2.0
 
 
 _HELD, _EDGE, _START = 0, 1, 2
@@ -564,27 +599,34 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
         return prepared.nothing(float(_NEG))
     k = int(end_scores.argmax())
     score, best = float(end_scores[k]), int(act[k])
-    words_rev: list[int] = []
-    s, in_blank, entered = best, bool(B[k] >= P[k]), 0
-    labels = np.zeros(len(history), dtype=np.int64)
-    phone_at = np.full(len(history), -1, dtype=np.int64)
-    word_at = np.full(len(history), -1, dtype=np.int64)
-    for t in range(len(history) - 1, -1, -1):
-        ids, codes = history[t]
-        code = int(codes[np.flatnonzero(ids == s)[0]])
-        word_at[t] = len(words_rev)
-        if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
-            in_blank = bool(code & 8)
-            continue
-        labels[t], phone_at[t] = phone[s], entered
-        kind = (code >> 1) & 3
-        if kind == _HELD:
-            continue
-        entered += 1
-        if graph.word[s] >= 0:
-            words_rev.append(int(graph.word[s]))
-        if kind == _START:
-            break
-        s, in_blank = code >> 4, bool(code & 1)
-    return prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
-                               word_at)
+
+    def backtrace(k: int) -> tuple:
+        s, in_blank, entered = int(act[k]), bool(B[k] >= P[k]), 0
+        words_rev: list[int] = []
+        labels = np.zeros(len(history), dtype=np.int64)
+        phone_at = np.full(len(history), -1, dtype=np.int64)
+        word_at = np.full(len(history), -1, dtype=np.int64)
+        for t in range(len(history) - 1, -1, -1):
+            ids, codes = history[t]
+            code = int(codes[np.flatnonzero(ids == s)[0]])
+            word_at[t] = len(words_rev)
+            if in_blank:  # B[t][s] = max(P[t-1][s], B[t-1][s]) + blank
+                in_blank = bool(code & 8)
+                continue
+            labels[t], phone_at[t] = phone[s], entered
+            kind = (code >> 1) & 3
+            if kind == _HELD:
+                continue
+            entered += 1
+            if graph.word[s] >= 0:
+                words_rev.append(int(graph.word[s]))
+            if kind == _START:
+                break
+            s, in_blank = code >> 4, bool(code & 1)
+        return words_rev, labels, phone_at, word_at, entered
+
+    words_rev, labels, phone_at, word_at, entered = backtrace(k)
+    hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
+                              word_at)
+    return _with_margin(hyp, graph, end_scores, k, words_rev, bonus, lambda i: backtrace(i)[::4], prepared.speech,
+                        beam)

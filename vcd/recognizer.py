@@ -54,7 +54,7 @@ DEFAULT_BEAM = 40.0
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
                       "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech",
-                      "weakest": "weakest", "second": "second"}
+                      "weakest": "weakest", "second": "second", "margin": "margin"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ class RejectionRule:
     model hears as speech (:mod:`vcd.presence`; not from the acoustic model, so unfamiliar noise
     does not sway it the same way), the gap of the sentence's worst-fitting word (talk fitted
     onto a sentence leaves a word unheard; noise blurs them all), and whether a second, independent
-    recogniser hears the same sentence (:mod:`vcd.second_opinion`: 1 or 0).
+    recogniser hears the same sentence (:mod:`vcd.second_opinion`: 1 or 0), and how much better the
+    sentence fits than the best one ending in another word (:attr:`vcd.decoder.Hypothesis.margin`: a word
+    heard as another in loud noise wins by little).
     """
 
     features: tuple[str, ...]

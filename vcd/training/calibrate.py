@@ -178,9 +178,9 @@ CLEAN_FALSE_ACCEPT_BUDGET = 0.01
 
 
 # Which way each feature may move a sentence's acceptance in a monotone rule: a worse gap, a worse fit,
-# less agreement, a less sure model, less speech or a worse weakest word never makes a sentence more acceptable.
+# less agreement, a less sure model, less speech, a worse weakest word or a smaller margin to another sentence never makes a sentence more acceptable.
 REJECTION_SIGNS = {"gap": -1.0, "fit": 1.0, "agreement": 1.0, "free_confidence": 1.0, "coverage": 1.0, "speech": 1.0,
-                   "weakest": -1.0, "second": 1.0}
+                   "weakest": -1.0, "second": 1.0, "margin": 1.0}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50,
@@ -321,14 +321,17 @@ def rejection_rule_from(decodes: list[dict], monotone: bool = True, features: tu
 
 # The candidate rules: these feature sets, each fitted freely or held to its signs (monotone), with one
 # cut for talk and noise or a noise guard of its own.  Stop 38 added the same two with the speech presence
-# of vcd.presence, stop 39 those with the weakest word's gap (vcd.decoder.Hypothesis.weakest); each written
+# of vcd.presence, stop 39 those with the weakest word's gap (vcd.decoder.Hypothesis.weakest), stop 42 those
+# with the margin to the best sentence ending in another word (vcd.decoder.Hypothesis.margin); each written
 # down before its decodes.
 CANDIDATE_FEATURE_SETS = [("gap", "fit", "agreement", "free_confidence"),
                           ("gap", "fit", "agreement", "free_confidence", "coverage"),
                           ("gap", "fit", "agreement", "free_confidence", "speech"),
                           ("gap", "fit", "agreement", "free_confidence", "coverage", "speech"),
                           ("gap", "fit", "agreement", "free_confidence", "speech", "weakest"),
-                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest")]
+                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "weakest"),
+                          ("gap", "fit", "agreement", "free_confidence", "speech", "margin"),
+                          ("gap", "fit", "agreement", "free_confidence", "coverage", "speech", "margin")]
 # The choice, fixed at stop 36 before six of its eight candidates were scored: eligible when, for each noise
 # stream left out of its fit (an hour each), at most ELIGIBLE_LEFT_OUT of that stream's segments pass;
 # among the eligible, the best mean of correct-and-accepted over CHOSEN_ON; with none eligible, the
