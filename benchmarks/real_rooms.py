@@ -119,7 +119,7 @@ def main() -> int:
 
         opinion = SecondOpinion(Lexicon())
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end,
-                presence=presence or None)
+                presence=presence or None, margin=args.dump is not None)
     if args.beam is not None:
         load["beam"] = args.beam
 

@@ -304,7 +304,8 @@ class Hypothesis:
     speech: float = float("nan")  # speech presence of the segment (vcd.presence), set by the recogniser when it weighs it
     weakest: float = 0.0  # the largest per-word gap to the frames' best labels, per speech frame of the word
     second: float = float("nan")  # 1 or 0: a second recogniser heard the same sentence (vcd.second_opinion); NaN: not asked
-    margin: float = 0.0  # how much better the sentence scores than the best one ending in another word, per speech frame
+    margin: float = float("nan")  # how much better it scores than the best sentence ending in another word, per speech
+    # frame (search(margin=True); NaN: not measured)
 
     @property
     def gap_per_frame(self) -> float:
@@ -402,15 +403,16 @@ def _prepare(log_probs: np.ndarray, collapse: bool) -> _Frames:
 
 
 def search(graph: PhoneGraph, log_probs: np.ndarray, beam: float = 0.0, collapse: bool = True,
-           phone_bonus: float | None = None) -> Hypothesis:
-    """The best sentence: :func:`viterbi` (exact) when ``beam`` is 0, else :func:`beam_search` with that beam."""
+           phone_bonus: float | None = None, margin: bool = False) -> Hypothesis:
+    """The best sentence: :func:`viterbi` (exact) when ``beam`` is 0, else :func:`beam_search` with that beam.
+    ``margin``: also measure :attr:`Hypothesis.margin` (a few more backtraces; NaN without)."""
     if beam > 0:
-        return beam_search(graph, log_probs, beam, collapse=collapse, phone_bonus=phone_bonus)
-    return viterbi(graph, log_probs, collapse=collapse, phone_bonus=phone_bonus)
+        return beam_search(graph, log_probs, beam, collapse=collapse, phone_bonus=phone_bonus, margin=margin)
+    return viterbi(graph, log_probs, collapse=collapse, phone_bonus=phone_bonus, margin=margin)
 
 
 def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
-            phone_bonus: float | None = None) -> Hypothesis:
+            phone_bonus: float | None = None, margin: bool = False) -> Hypothesis:
     """Best path of ``graph`` through CTC ``log_probs`` (frames, labels) and the free-loop score: every state, every frame.
 
     The free-loop score and the speech-frame count come from every frame; the grammar search runs on
@@ -495,6 +497,8 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
     words_rev, labels, phone_at, word_at, entered = backtrace(best)
     hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
                               word_at)
+    if not margin:
+        return hyp
     return _with_margin(hyp, graph, end_scores, best, words_rev, bonus, lambda s: backtrace(s)[::4], prepared.speech)
 
 
@@ -531,7 +535,7 @@ _HELD, _EDGE, _START = 0, 1, 2
 
 
 def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse: bool = True,
-                phone_bonus: float | None = None, max_active: int = MAX_ACTIVE) -> Hypothesis:
+                phone_bonus: float | None = None, max_active: int = MAX_ACTIVE, margin: bool = False) -> Hypothesis:
     """:func:`viterbi` over the states whose score is within ``beam`` (log-probability) of the frame's best.
 
     Token passing: each frame, only the surviving states (at most ``max_active``) send their scores along
@@ -628,5 +632,7 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
     words_rev, labels, phone_at, word_at, entered = backtrace(k)
     hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
                               word_at)
+    if not margin:
+        return hyp
     return _with_margin(hyp, graph, end_scores, k, words_rev, bonus, lambda i: backtrace(i)[::4], prepared.speech,
                         beam)

@@ -104,6 +104,10 @@ class RejectionRule:
         return "speech" in self.features
 
     @property
+    def weighs_margin(self) -> bool:
+        return "margin" in self.features
+
+    @property
     def weighs_second(self) -> bool:
         return "second" in self.features
 
@@ -190,8 +194,10 @@ class Recognizer:
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
                  context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
                  beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None,
-                 second_opinion=None, ask_always: bool = False) -> None:
+                 second_opinion=None, ask_always: bool = False, margin: bool = False) -> None:
         self.model = model
+        # the margin to another sentence (vcd.decoder.Hypothesis.margin): measured where the rule weighs it or a study asks
+        self.margin = margin or (rejection is not None and rejection.weighs_margin)
         self.rejection = rejection
         self.second_opinion = second_opinion  # vcd.second_opinion.SecondOpinion, or None: never asked
         self.ask_always = ask_always
@@ -216,7 +222,7 @@ class Recognizer:
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
              beam: float = DEFAULT_BEAM, presence: bool | None = None,
-             second_opinion: bool | None = None) -> "Recognizer":
+             second_opinion: bool | None = None, margin: bool = False) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -235,7 +241,9 @@ class Recognizer:
         (:mod:`vcd.presence`) even when the model's rejection rule does not weigh it; a rule that does
         always gets it.  ``second_opinion`` (:mod:`vcd.second_opinion`): None asks it where the model's rule
         weighs it and its answer decides; True asks about every sentence (a study records the answers);
-        False never (the rule then takes every sentence as one it did not confirm).
+        False never (the rule then takes every sentence as one it did not confirm).  ``margin`` True measures
+        each sentence's margin to another (:attr:`vcd.decoder.Hypothesis.margin`) even when the rule does not
+        weigh it.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -257,7 +265,8 @@ class Recognizer:
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon,
                          context, sentence_set, slot_lists, float(beam), rule,
                          _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
-                         _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True)
+                         _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True,
+                         margin=margin)
         grammar = None
         if extra_lists:
             try:
@@ -372,7 +381,7 @@ class Recognizer:
             return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
         if denoise and self.front_end is not None:
             samples = self.front_end(samples)  # the model and the speech presence hear the same audio
-        hyp = search(self.graph, self.posteriors(samples, denoise=False), self.beam)
+        hyp = search(self.graph, self.posteriors(samples, denoise=False), self.beam, margin=self.margin)
         if hyp.words and (speech is not None or self.presence is not None):
             hyp = replace(hyp, speech=self.presence(samples) if speech is None else float(speech))
         if hyp.words and self.second_opinion is not None and self.ask_always:
