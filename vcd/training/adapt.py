@@ -191,7 +191,7 @@ def adapt(model_file: str | Path, clips: list[tuple[np.ndarray, str]], out_file:
     except ModelError as exc:
         raise AdaptError(str(exc)) from None
     denoise = make_front_end(front_end, extra)
-    lexicon = (lexicon or Lexicon()).add_trained(carried)  # label the clips as the model was trained
+    lexicon = (lexicon or Lexicon()).with_trained(carried)  # label the clips as the model was trained
     clips = list(clips)[-max_clips:] if max_clips else list(clips)
     feats, targets, unpronounceable = [], [], []
     for samples, text in clips:
