@@ -494,12 +494,21 @@ def viterbi(graph: PhoneGraph, log_probs: np.ndarray, collapse: bool = True,
                 s, in_blank = pred, pred_blank
         return words_rev, labels, phone_at, word_at, entered
 
-    words_rev, labels, phone_at, word_at, entered = backtrace(best)
-    hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
+    return _traced(prepared, graph, backtrace, end_scores, best, best, score, bonus, margin)
+
+
+def _traced(prepared: _Frames, graph: PhoneGraph, backtrace, end_scores: np.ndarray, at: int, end: int, score: float,
+            bonus: np.float32, margin: bool, beam: float = 0.0) -> Hypothesis:
+    """The :class:`Hypothesis` of the path ``backtrace(at)`` traces back (its words reversed, labels, phone and word
+    of each frame, phones entered) from final state ``end`` with ``score`` (the phone bonus included), and its
+    margin (:func:`_with_margin`) where asked."""
+    words_rev, labels, phone_at, word_at, entered = backtrace(at)
+    hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, end, labels, phone_at, entered,
                               word_at)
     if not margin:
         return hyp
-    return _with_margin(hyp, graph, end_scores, best, words_rev, bonus, lambda s: backtrace(s)[::4], prepared.speech)
+    return _with_margin(hyp, graph, end_scores, at, words_rev, bonus, lambda i: backtrace(i)[::4], prepared.speech,
+                        beam)
 
 
 def _with_margin(hyp: Hypothesis, graph: PhoneGraph, end_scores: np.ndarray, best: int, words_rev: list[int],
@@ -629,10 +638,4 @@ def beam_search(graph: PhoneGraph, log_probs: np.ndarray, beam: float, collapse:
             s, in_blank = code >> 4, bool(code & 1)
         return words_rev, labels, phone_at, word_at, entered
 
-    words_rev, labels, phone_at, word_at, entered = backtrace(k)
-    hyp = prepared.hypothesis(graph, words_rev, score - float(bonus) * entered, best, labels, phone_at, entered,
-                              word_at)
-    if not margin:
-        return hyp
-    return _with_margin(hyp, graph, end_scores, k, words_rev, bonus, lambda i: backtrace(i)[::4], prepared.speech,
-                        beam)
+    return _traced(prepared, graph, backtrace, end_scores, k, best, score, bonus, margin, beam)
