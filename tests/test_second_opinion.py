@@ -98,15 +98,6 @@ def test_a_rule_that_weighs_it_without_pocketsphinx_goes_on_without_it(monkeypat
 
 
 
-def _second_index() -> int:
-    from vcd.training.calibrate import REJECTION_FEATURES
-
-    return REJECTION_FEATURES.index("second")
-
-
-_SECOND = _second_index()
-
-
 def _decode(kind: str, condition: str, gap: float, second: float, right: bool = True) -> dict:
     from vcd.training.calibrate import REJECTION_FEATURES
 
@@ -117,7 +108,10 @@ def _decode(kind: str, condition: str, gap: float, second: float, right: bool = 
 
 
 def test_the_floor_chosen_is_the_lowest_that_keeps_the_talk_and_noise_budgets() -> None:
-    from vcd.training.calibrate import choose_second_opinion, rule_accepts, with_second_opinion, without_second_opinion
+    from vcd.training.calibrate import (REJECTION_FEATURES, choose_second_opinion, rule_accepts, with_second_opinion,
+                                        without_second_opinion)
+
+    second = REJECTION_FEATURES.index("second")
 
     rule = {"features": ["gap"], "weights": [-1.0], "bias": 0.0}  # accepted where gap <= 0
     talk = [_decode("talk", "clean", 1.0, 0.0) for _ in range(100)]  # confidence sigmoid(-1) = 0.27
@@ -127,11 +121,11 @@ def test_the_floor_chosen_is_the_lowest_that_keeps_the_talk_and_noise_budgets() 
     decodes = talk + commands + noise
     floor, chosen, left_out = choose_second_opinion(rule, decodes)
     assert floor == 0.001 and all(rule_accepts(chosen, d) for d in commands) and left_out == [0]  # nothing else confirmed
-    talk[0]["x"][_SECOND] = talk[1]["x"][_SECOND] = 1.0  # two clean talk clips confirmed: 2 % > 1 % from F = 0.27 down
-    talk[100]["x"][_SECOND] = 1.0
+    talk[0]["x"][second] = talk[1]["x"][second] = 1.0  # two clean talk clips confirmed: 2 % > 1 % from F = 0.27 down
+    talk[100]["x"][second] = 1.0
     assert choose_second_opinion(rule, decodes)[0] == 0.3
-    noise[0]["x"][_SECOND] = 1.0  # a noise segment confirmed: F must stay above its confidence (0.0025)
-    talk[0]["x"][_SECOND] = talk[1]["x"][_SECOND] = 0.0
+    noise[0]["x"][second] = 1.0  # a noise segment confirmed: F must stay above its confidence (0.0025)
+    talk[0]["x"][second] = talk[1]["x"][second] = 0.0
     floor, _, left_out = choose_second_opinion(rule, decodes)
     assert floor == 0.005 and left_out == [1]  # chosen without the white noise, F = 0.001 lets that segment through
     assert without_second_opinion(with_second_opinion(rule, 0.05)) == rule

@@ -507,12 +507,11 @@ def _traced(prepared: _Frames, graph: PhoneGraph, backtrace, end_scores: np.ndar
                               word_at)
     if not margin:
         return hyp
-    return _with_margin(hyp, graph, end_scores, at, words_rev, bonus, lambda i: backtrace(i)[::4], prepared.speech,
-                        beam)
+    return _with_margin(hyp, graph, end_scores, at, bonus, lambda i: backtrace(i)[::4], prepared.speech, beam)
 
 
-def _with_margin(hyp: Hypothesis, graph: PhoneGraph, end_scores: np.ndarray, best: int, words_rev: list[int],
-                 bonus: np.float32, words_of, speech: int, beam: float = 0.0) -> Hypothesis:
+def _with_margin(hyp: Hypothesis, graph: PhoneGraph, end_scores: np.ndarray, best: int, bonus: np.float32, words_of,
+                 speech: int, beam: float = 0.0) -> Hypothesis:
     """``hyp`` with its :attr:`Hypothesis.margin`: the best path's score less that of the best path ending in another
     final phone state whose words differ (``words_of(state)``: its words reversed and phones entered), per speech
     frame, without the phone bonus; at most :data:`MAX_RIVALS` final states are traced back.  Exact for a grammar of
@@ -521,7 +520,7 @@ def _with_margin(hyp: Hypothesis, graph: PhoneGraph, end_scores: np.ndarray, bes
     (``beam`` > 0), whose rivals fell out of the beam, the beam per speech frame (at most that)."""
     own = hyp.score
     order = np.argsort(-end_scores, kind="stable")
-    mine = [graph.words[w] for w in words_rev]
+    mine = hyp.words[::-1]  # as words_of gives them: last word first
     for s in order[:MAX_RIVALS + 1]:
         if s == best or end_scores[s] <= _NEG / 2:
             continue
