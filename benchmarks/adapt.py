@@ -5,14 +5,17 @@
 
 For each speaker of the split, the first utterances (FSDD test speakers: 30, in recording order —
 takes 0, 1, 2 of every digit; speechocean762 validation speakers: the first half of their clips) are
-decoded by the unadapted recogniser; those above ``thr`` confidence (default 0.5, the default min_confidence: what the recogniser accepts) are kept with the recogniser's own
-text as label (never the transcript) and the model is adapted to them (:func:`vcd.training.adapt.adapt`).
+decoded by the unadapted recogniser as the daemon decodes them (at the default min_confidence, so the
+second opinion is asked where the model's rule weighs it); those above ``thr`` confidence (default 0.5, what
+the recogniser accepts) are kept with the recogniser's own text as label (never the transcript), with
+``confirm=1`` only those PocketSphinx hears as the same sentence (:mod:`vcd.second_opinion`), and the
+model is adapted to them (:func:`vcd.training.adapt.adapt`).
 The speaker's other clips are scored before and after: sentence accuracy of the best sentence, and
 correct-and-accepted at the default ``min_confidence``; error rate = 1 − correct-and-accepted.
 FSDD is decoded against the digit grammar (clips padded with 0.3 s of zeros, as benchmarks/recognizer.py
 does); speechocean762 against a closed grammar of the split's distinct sentences.
 
-A candidate is ``METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1]``; several are compared on one decode of the
+A candidate is ``METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1][:confirm=0|1]``; several are compared on one decode of the
 unadapted model. Choose on ``--split validation``; run ``--split test`` once with the chosen one.
 """
 
@@ -36,6 +39,7 @@ from vcd.evaluate import word_errors  # noqa: E402
 from vcd.model import load_model  # noqa: E402
 from vcd.phonetics import LABEL_ID  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
+from vcd.second_opinion import second_opinion_or_none  # noqa: E402
 from vcd.training.adapt import adapt  # noqa: E402
 from vcd.training.calibrate import word_list_grammar  # noqa: E402
 from vcd.training.corpora import corpus_lexicon, data_folder, phones_of, speaker_split  # noqa: E402
@@ -48,10 +52,10 @@ FSDD_PAD_S = 0.3
 
 def parse_candidate(spec: str) -> dict:
     method, *options = spec.split(":")
-    out = {"method": method, "thr": 0.5, "steps": 30, "aug": 1}
+    out = {"method": method, "thr": 0.5, "steps": 30, "aug": 1, "confirm": 0}
     for option in options:
         key, value = option.split("=")
-        out[key] = int(value) if key in ("steps", "aug") else float(value)
+        out[key] = int(value) if key in ("steps", "aug", "confirm") else float(value)
     return out
 
 
@@ -108,7 +112,7 @@ def main() -> int:
     ap.add_argument("--split", choices=("validation", "test"), required=True)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--candidate", action="append", default=[],
-                    help="METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1] (repeatable; default finetune:lr=3e-5, chosen on validation)")
+                    help="METHOD[:lr=X][:l2=X][:steps=N][:thr=X][:aug=0|1][:confirm=0|1] (repeatable; default finetune:lr=3e-5, chosen on validation)")
     ap.add_argument("--speakers", type=int, default=0, help="only the first N speakers (0: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -118,7 +122,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         grammar, speakers, first = speakers_of(args.data, args.split, Path(tmp))
         names = sorted(speakers)[: args.speakers or None]
-        rec = Recognizer.load(grammar, args.model, 0.0, lexicon=lexicon)
+        rec = Recognizer.load(grammar, args.model, DEFAULT_MIN_CONFIDENCE, lexicon=lexicon)
+        if any(c["confirm"] for c in candidates) and rec.second_opinion is None:
+            rec.second_opinion = second_opinion_or_none(rec.lexicon)
+            if rec.second_opinion is None:
+                raise SystemExit("confirm=1 needs pocketsphinx (vcd.second_opinion)")
         original = rec.model
         totals = defaultdict(lambda: [0.0, 0.0, 0, 0.0, 0.0, 0.0])  # candidate -> errors before, after, clips, s, PERs
         rows = []
@@ -130,10 +138,14 @@ def main() -> int:
             rest, per_before = score(rec, clips[n:], lexicon)
             refs = [ref for _, ref in clips[n:]]
             before = error_rate(rest, refs)
+            confirmed = [bool(hyp) and rec.second_opinion is not None
+                         and rec.second_opinion.agrees(rec.word_graph, samples, hyp.split())
+                         for (samples, _), (hyp, _) in zip(clips[:n], head)] if any(c["confirm"] for c in candidates) else []
             for k, cand in enumerate(candidates):
-                kept = [(samples, hyp) for (samples, _), (hyp, conf) in zip(clips[:n], head)
-                        if hyp and conf >= cand["thr"]]
-                wrong = sum(hyp != ref for (_, ref), (hyp, conf) in zip(clips[:n], head) if hyp and conf >= cand["thr"])
+                keep = [bool(hyp) and conf >= cand["thr"] and (not cand["confirm"] or confirmed[i])
+                        for i, (hyp, conf) in enumerate(head)]
+                kept = [(samples, hyp) for (samples, _), (hyp, _), ok in zip(clips[:n], head, keep) if ok]
+                wrong = sum(hyp != ref for (_, ref), (hyp, _), ok in zip(clips[:n], head, keep) if ok)
                 out = Path(tmp) / "adapted.pt"
                 try:
                     result = adapt(args.model, kept, out, method=cand["method"], steps=cand["steps"], lr=cand.get("lr"),

@@ -360,3 +360,29 @@ def test_the_fit_floor_is_the_loosest_that_keeps_babble_false_accepts_in_budget(
     assert int(np.sum((neg_gaps <= 2.0) & (neg_fits >= floor))) == 3  # three negatives pass: 3 % of 100
     assert choose_fit_floor(np.full(100, 5.0), neg_fits, 2.0, pos_fits) is None  # the gap alone suffices
     assert choose_fit_floor(neg_gaps, neg_fits, 2.0, np.full(50, -3.0), budget=0.03) == -3.0  # positives first
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_rejection_fit_at_the_end_of_training_can_be_left_to_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip: bool) -> None:
+    """With --data, vcd train ends by fitting the rejection rule on the validation decodes (as long as a short
+    run); --no-rejection-fit leaves the model's rule as it was, for benchmarks/rejection_study.py --write."""
+    import vcd.training.calibrate as calibrate_module
+    import vcd.training.prepare as prepare_module
+    import vcd.training.train as train_module
+
+    work, data = tmp_path / "work", tmp_path / "data"
+    data.mkdir()
+    work.mkdir()
+    (work / prepare_module.PRONUNCIATIONS).write_text("{}", encoding="utf-8")
+    fitted = []
+    monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: [])
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: DEFAULT_MODEL)  # the shipped weights stand in for a run
+    monkeypatch.setattr(calibrate_module, "calibrate", lambda *a, **k: 1.0)
+    monkeypatch.setattr(calibrate_module, "fit_learned_rejection",
+                        lambda model, folder, **k: fitted.append((model, folder)))
+    output = tmp_path / "model.pt"
+    args = ["--data", str(data), "--work", str(work), "--output", str(output)]
+    assert main_train(args + (["--no-rejection-fit"] if skip else [])) == ExitCode.OK
+    assert fitted == ([] if skip else [(output, data)])
+    assert load_model(output)[2]["rejection"] == load_model(DEFAULT_MODEL)[2]["rejection"]  # untouched either way here

@@ -69,6 +69,10 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="keep the corpora not weighted above 1 near the --init model: the loss adds WEIGHT x KL "
                         "from its posteriors on their clips (needs --init; not with --distil; default 0: off)")
     p.add_argument("--output", type=Path, default=DEFAULT_MODEL, help="where to write the trained model")
+    p.add_argument("--no-rejection-fit", action="store_true",
+                   help="skip the rejection rule's fit on the validation speakers' decodes (with --data it decodes "
+                        "them all, about as long as a short training run); fit it later from a benchmark's dump "
+                        "with benchmarks/rejection_study.py DUMP --write MODEL")
     p.add_argument("--extra-voices", default="", metavar="SET,...",
                    help="opt-in TTS voice sets for the synthetic speech, licences permitting: mbrola, festvox, pico, "
                         "piper (install: scripts/install-training-voices.sh SET...; use a new --work folder)")
@@ -210,7 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                             "denoise_share": args.denoise,
                                             "pronunciations": json.loads(carried.read_text(encoding="utf-8"))})
     calibrate(args.output, args.data, args.work / "synth-heldout")
-    if args.data is not None:
+    if args.data is not None and not args.no_rejection_fit:
         fit_learned_rejection(args.output, args.data)
     print(f"model written to {args.output}")
     print("measure it on the validation speakers (never the test ones) to choose what ships: "
