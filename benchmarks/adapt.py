@@ -123,7 +123,8 @@ def main() -> int:
         grammar, speakers, first = speakers_of(args.data, args.split, Path(tmp))
         names = sorted(speakers)[: args.speakers or None]
         rec = Recognizer.load(grammar, args.model, DEFAULT_MIN_CONFIDENCE, lexicon=lexicon)
-        if any(c["confirm"] for c in candidates) and rec.second_opinion is None:
+        confirms = any(c["confirm"] for c in candidates)
+        if confirms and rec.second_opinion is None:
             rec.second_opinion = second_opinion_or_none(rec.lexicon)
             if rec.second_opinion is None:
                 raise SystemExit("confirm=1 needs pocketsphinx (vcd.second_opinion)")
@@ -138,9 +139,8 @@ def main() -> int:
             rest, per_before = score(rec, clips[n:], lexicon)
             refs = [ref for _, ref in clips[n:]]
             before = error_rate(rest, refs)
-            confirmed = [bool(hyp) and rec.second_opinion is not None
-                         and rec.second_opinion.agrees(rec.word_graph, samples, hyp.split())
-                         for (samples, _), (hyp, _) in zip(clips[:n], head)] if any(c["confirm"] for c in candidates) else []
+            confirmed = [confirms and bool(hyp) and rec.second_opinion.agrees(rec.word_graph, samples, hyp.split())
+                         for (samples, _), (hyp, _) in zip(clips[:n], head)]  # PocketSphinx asked only for confirm=1
             for k, cand in enumerate(candidates):
                 keep = [bool(hyp) and conf >= cand["thr"] and (not cand["confirm"] or confirmed[i])
                         for i, (hyp, conf) in enumerate(head)]
