@@ -177,7 +177,8 @@ def test_the_pruned_search_agrees_with_the_exact_one_on_spoken_commands() -> Non
     for k in range(9):
         _, text = sample_sentence(recognizer.intents, rng)
         lp = recognizer.posteriors(speak(text, voice=voices[k % len(voices)]))
-        exact, pruned = viterbi(recognizer.graph, lp, margin=True), beam_search(recognizer.graph, lp, DEFAULT_BEAM, margin=True)
+        exact = viterbi(recognizer.graph, lp, margin=True)
+        pruned = beam_search(recognizer.graph, lp, DEFAULT_BEAM, margin=True)
         assert pruned.words == exact.words, text
         assert pruned.score == pytest.approx(exact.score, abs=1e-2)
         assert pruned.tags == exact.tags and pruned.continues == exact.continues
@@ -284,7 +285,8 @@ def test_the_margin_is_how_far_the_sentence_wins_over_one_ending_in_another_word
     clear = peaky(["off"], lexicon)
     mixed = np.logaddexp(np.log(0.5) + clear, np.log(0.5) + peaky(["up"], lexicon)[: len(clear)]).astype(np.float32)
     assert np.isnan(viterbi(graph, clear).margin) and np.isnan(beam_search(graph, clear, DEFAULT_BEAM).margin)  # not asked
-    for decode in (lambda g, lp: viterbi(g, lp, margin=True), lambda g, lp: beam_search(g, lp, DEFAULT_BEAM, margin=True)):
+    for decode in (lambda g, lp: viterbi(g, lp, margin=True),
+                   lambda g, lp: beam_search(g, lp, DEFAULT_BEAM, margin=True)):
         sure = decode(graph, clear)
         assert sure.words == ["off"] and sure.margin > 1.0
         unsure = decode(graph, mixed)
@@ -308,3 +310,5 @@ def test_the_recognizer_measures_the_margin_where_its_rule_weighs_it_or_a_study_
     rule = RejectionRule(("gap", "margin"), (-1.0, 1.0), 0.0)
     weighs = Recognizer(shipped.model, shipped.intents, shipped.word_graph, shipped.graph, 0.5, 1.0, rejection=rule)
     assert weighs.margin and replace(rule, features=("gap",), weights=(-1.0,)).weighs_margin is False
+    shipped.rejection = rule  # a rule put in place later is measured for too
+    assert shipped.margin

@@ -196,8 +196,7 @@ class Recognizer:
                  beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None,
                  second_opinion=None, ask_always: bool = False, margin: bool = False) -> None:
         self.model = model
-        # the margin to another sentence (vcd.decoder.Hypothesis.margin): measured where the rule weighs it or a study asks
-        self.margin = margin or (rejection is not None and rejection.weighs_margin)
+        self.margin_asked = margin  # a study wants the margin even where the rule does not weigh it
         self.rejection = rejection
         self.second_opinion = second_opinion  # vcd.second_opinion.SecondOpinion, or None: never asked
         self.ask_always = ask_always
@@ -216,6 +215,12 @@ class Recognizer:
         self.confidence_scale = confidence_scale
         self.fit_floor = fit_floor
         self.beam = beam
+
+    @property
+    def margin(self) -> bool:
+        """Whether the search measures each sentence's margin to another (:attr:`vcd.decoder.Hypothesis.margin`):
+        where the rule weighs it (the rule in place now) or a study asks."""
+        return self.margin_asked or (self.rejection is not None and self.rejection.weighs_margin)
 
     @classmethod
     def load(cls, sentences=None, model=None, min_confidence: float | None = None, threads: int = 1,

@@ -283,7 +283,8 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         draw = Draw(snrs=(12.0, 6.0, 0.0), stream_min=stream_min)
-        load = {"model": model_file, "presence": True, "margin": True, "second_opinion": importlib.util.find_spec("pocketsphinx") is not None}
+        load = {"model": model_file, "presence": True, "margin": True,
+                "second_opinion": importlib.util.find_spec("pocketsphinx") is not None}
         for note, recognizer, audio in tqdm(decodes(data_dir, "validation", Path(tmp), load, draw),
                                             desc="rejection rule", unit="decode", leave=False):
             result, hyp = recognizer.decode(audio)
