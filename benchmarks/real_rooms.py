@@ -97,6 +97,7 @@ def main() -> int:
                                    "score": hyp.score, "free": hyp.free_score, "speech_frames": hyp.speech_frames,
                                    "agreement": hyp.agreement, "free_confidence": hyp.free_confidence,
                                    "coverage": hyp.coverage, "weakest": hyp.weakest, "margin": hyp.margin,
+                                   "snr": hyp.snr,
                                    **({"speech": hyp.speech} if presence else {}),
                                    **({"second": second} if opinion is not None else {}),
                                    "recognized": result.recognized,

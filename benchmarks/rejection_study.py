@@ -46,6 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vcd.audio import SNR_KNEE_DB  # noqa: E402
 from vcd.grammar import spoken_words  # noqa: E402
 from vcd.inference import load_numpy_model  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
@@ -61,6 +62,7 @@ from vcd.training.calibrate import (  # noqa: E402
     left_out_accepts,
     noise_kinds,
     rule_accepts,
+    with_snr_strictness,
 )
 from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 
@@ -68,7 +70,7 @@ from vcd.training.heldout import UNFAMILIAR, UNFAMILIAR_STREAMS  # noqa: E402
 # the scores, as vcd.decoder.Hypothesis.gap_per_frame and fit_per_frame do).
 DUMP_FIELDS = {"gap": "gap_speech", "fit": "fit", "agreement": "agreement", "free_confidence": "free_confidence",
                "coverage": "coverage", "speech": "speech", "weakest": "weakest", "second": "second",
-               "margin": "margin"}
+               "margin": "margin", "snr_shortfall": "snr_shortfall"}
 
 
 def main() -> int:
@@ -80,7 +82,12 @@ def main() -> int:
     ap.add_argument("--second-opinion", action="store_true",
                     help="--write the model's own rule with the second opinion's floor the choice picks (a dump "
                          "with 'second': real_rooms.py with pocketsphinx installed) instead of a candidate")
+    ap.add_argument("--snr-strictness", type=float, metavar="PER_DB",
+                    help="--write the model's own rule made stricter by PER_DB (logit) per dB of estimated SNR under "
+                         "the knee (vcd.training.calibrate.with_snr_strictness; a dump with 'snr') instead of a candidate")
     args = ap.parse_args()
+    if args.snr_strictness is not None and args.second_opinion:
+        ap.error("--snr-strictness and --second-opinion each write the model's own rule: use one at a time")
     if args.scale is None:
         args.scale = float(load_numpy_model(args.write or DEFAULT_MODEL)[2].get("confidence_scale", 1.0))
     rows = [json.loads(line) for line in args.dump.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -89,6 +96,8 @@ def main() -> int:
         row["gap_speech"] = (row["free"] - row["score"]) / speech
         row["gap_frame"] = (row["free"] - row["score"]) / max(row["frames"], 1)
         row["fit"] = row["score"] / speech
+        if "snr" in row:  # as vcd.decoder.Hypothesis.snr_shortfall
+            row["snr_shortfall"] = max(0.0, SNR_KNEE_DB - row["snr"]) if np.isfinite(row["snr"]) else np.nan
         if "want" in row:  # dumps before stop 40 kept the transcript's hyphens and digits
             row["want"] = " ".join(spoken_words(row["want"]))
         row["right"] = row.get("want") == row["best"]
@@ -160,8 +169,29 @@ def main() -> int:
         print("Error: the dump has no second opinion ('second'): rerun real_rooms.py with pocketsphinx installed",
               file=sys.stderr)
         return 1
+    strict = None
+    if "snr_shortfall" in in_dump:  # stricter under the knee, on the model's own rule: right and wrong per condition
+        own = load_numpy_model(args.write or DEFAULT_MODEL)[2]["rejection"]
+        commands = [r for r in rows if r["set"] not in ("talk", "noise")]
+        conditions = sorted({r["condition"] for r in commands})
+        print(f"\n| the model's own rule, stricter per dB under {SNR_KNEE_DB:g} dB estimated SNR | "
+              + " | ".join(f"{c} right / wrong" for c in conditions) + " |")
+        for per_db in sorted({0.0, 0.01, 0.02, 0.05, 0.1, args.snr_strictness or 0.0}):
+            q = with_snr_strictness(own, per_db)
+            cells = []
+            for c in conditions:
+                group = [r for r in commands if r["condition"] == c]
+                accepted = [rule_accepts(q, r) for r in group]
+                cells.append(f"{100 * np.mean([a and r['right'] for a, r in zip(accepted, group)]):.1f} / "
+                             f"{100 * np.mean([a and not r['right'] for a, r in zip(accepted, group)]):.1f}")
+            print(f"| {per_db:g} | " + " | ".join(cells) + " |")
+        strict = with_snr_strictness(own, args.snr_strictness or 0.0)
+    elif args.snr_strictness is not None:
+        print("Error: the dump has no estimated SNR ('snr'): rerun real_rooms.py with this vcd", file=sys.stderr)
+        return 1
     if args.write:
-        write(args.write, second if args.second_opinion else rules[args.rule or chosen])
+        write(args.write, second if args.second_opinion else strict if args.snr_strictness is not None
+              else rules[args.rule or chosen])
     return 0
 
 

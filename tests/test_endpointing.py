@@ -127,6 +127,22 @@ def test_a_command_cut_inside_a_word_never_ends_early_as_another_command() -> No
         assert early is None or early.text == "turn off the fish tank", (end_s, early)
 
 
+@pytest.mark.parametrize("text", ["how warm is it in the bedroom", "turn on the fish tank"])
+def test_a_command_cut_short_by_a_pause_is_not_whole(text: str) -> None:
+    """A pause of the early silence anywhere in a command: "how warm is it in the bed…" fits "… garden" well enough
+    for the rules, but a sentence cut short fits it far better (Recognizer._cut_short), so it is not ended early."""
+    from vcd import ListValue
+
+    recognizer = Recognizer.load(extra_lists={"name": [ListValue("fish tank", "fish tank")]})
+    said = speak(text)
+    loud = np.flatnonzero(np.abs(said) > 0.02)
+    pause = silence(0.15)
+    assert recognizer.complete(np.concatenate([silence(0.3), said[: loud[-1] + 1], pause])).text == text
+    for end in range(int(loud[0]) + 4000, int(loud[-1]), 800):
+        early = recognizer.complete(np.concatenate([silence(0.3), said[:end], pause]))
+        assert early is None or early.text == text, (end / SAMPLE_RATE_HZ, early)
+
+
 def test_the_daemon_publishes_the_long_command_only(tmp_path: Path, sentences: Path) -> None:
     """"turn on the light", a pause shorter than vad.silence_ms, "in the kitchen": one command, the long one."""
     wav = write_wav(tmp_path / "pause.wav", np.concatenate(

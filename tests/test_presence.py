@@ -70,9 +70,14 @@ def test_the_recogniser_measures_presence_when_asked_or_when_its_rule_weighs_it(
     hyp = asked.decode(audio)[1]
     assert hyp.speech == pytest.approx(SpeechPresence()(audio))
     assert asked.decode(audio, speech=0.25)[1].speech == 0.25  # measured by the caller (the daemon's VAD stage)
-    shipped = Recognizer.load(presence=False)  # the shipped rule weighs it: measured all the same
-    assert shipped.rejection.needs_presence and shipped.presence is not None
     model, labels, extra = load_model(DEFAULT_MODEL)
+    weighs = tmp_path / "weighs.pt"  # a rule that weighs it: measured all the same
+    save_model(model, weighs, labels, {**extra, "rejection": {
+        "features": ["gap", "speech"], "weights": [-1.0, 5.0], "bias": 0.0}}, half=True)
+    export_numpy(weighs)
+    measured = Recognizer.load(model=weighs, presence=False)
+    assert measured.rejection.needs_presence and measured.presence is not None
+    assert measured.decode(audio)[1].speech == pytest.approx(SpeechPresence()(audio))
     without = tmp_path / "without.pt"  # a rule that does not weigh it: not measured unless asked
     save_model(model, without, labels, {**extra, "rejection": {
         "features": ["gap", "agreement"], "weights": [-1.0, 5.0], "bias": 0.0}}, half=True)
@@ -100,13 +105,13 @@ def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets
 
     recognizer = Recognizer.load(presence=True)
     seen: list[tuple[str, np.ndarray, float | None]] = []
-    decode = recognizer.decode
+    decode = recognizer._decode  # what decode() and complete() both search with
 
-    def spy(samples, denoise=True, speech=None, **kwargs):
+    def spy(samples, denoise, speech, ask):
         seen.append((threading.current_thread().name, np.array(samples), speech))
-        return decode(samples, denoise, speech, **kwargs)
+        return decode(samples, denoise, speech, ask)
 
-    recognizer.decode = spy  # type: ignore[method-assign]
+    recognizer._decode = spy  # type: ignore[method-assign]
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)

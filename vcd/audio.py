@@ -198,3 +198,34 @@ def with_quiet_margins(samples: np.ndarray, margin_s: float = QUIET_MARGIN_S) ->
     if not before and not after:
         return samples
     return np.concatenate([np.zeros(before, np.float32), samples, np.zeros(after, np.float32)])
+
+
+SNR_CHUNK = 512  # 32 ms at 16 kHz
+SNR_LOUD_SHARE = 0.1  # the loudest tenth of a segment's chunks: its speech
+SNR_FLOOR_SHARE = 0.2  # the quietest fifth: the room's noise between and around the words
+SNR_RANGE_DB = (-10.0, 40.0)
+# Below this estimated SNR a rejection rule may grow stricter (its ``snr_shortfall`` feature): chosen on the
+# validation speakers and noise among 10, 15, 20, 25 and 30 dB (docs/training-log.md, "Stop 44").
+SNR_KNEE_DB = 20.0
+
+
+def estimate_snr_db(samples: np.ndarray) -> float:
+    """A blind estimate of how far a segment's speech stands above the room's noise, in dB.
+
+    The mean power of the segment's loudest tenth of 32 ms chunks (less the floor) against that of its
+    quietest fifth (the noise between and around the words), clipped to -10 … 40 dB: about 40 in a
+    quiet room, near 0 in a kitchen as loud as the voice.  A segment under five chunks gets NaN.  As
+    the mixing of the real-rooms benchmark, it compares loud frames, so figures are comparable to its
+    conditions' SNRs (not equal: its noise floor is the noise's quiet chunks, not its loud ones).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    n = samples.size // SNR_CHUNK
+    if n < 5:
+        return float("nan")
+    power = np.sort(np.mean(np.square(samples[: n * SNR_CHUNK].reshape(n, SNR_CHUNK)), axis=1))
+    floor = float(np.mean(power[: max(1, int(round(n * SNR_FLOOR_SHARE)))]))
+    loud = float(np.mean(power[n - max(1, int(round(n * SNR_LOUD_SHARE))):]))
+    low, high = SNR_RANGE_DB
+    if floor <= 0.0:
+        return high
+    return float(np.clip(10.0 * np.log10(max(loud - floor, 1e-20) / floor), low, high))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from vcd.audio import SNR_KNEE_DB
 from vcd.errors import GrammarError
 from vcd.grammar import WordGraph, text_words
 from vcd.phonetics import LABEL_ID, Lexicon
@@ -306,6 +307,7 @@ class Hypothesis:
     second: float = float("nan")  # 1 or 0: a second recogniser heard the same sentence (vcd.second_opinion); NaN: not asked
     margin: float = float("nan")  # how much better it scores than the best sentence ending in another word, per speech
     # frame (search(margin=True); NaN: not measured)
+    snr: float = float("nan")  # the segment's estimated SNR, dB (vcd.audio.estimate_snr_db), set by the recogniser
 
     @property
     def gap_per_frame(self) -> float:
@@ -316,6 +318,11 @@ class Hypothesis:
     def fit_per_frame(self) -> float:
         """The grammar path's own log-probability per speech frame: how well the sentence fits the sound."""
         return self.score / max(self.speech_frames, 1)
+
+    @property
+    def snr_shortfall(self) -> float:
+        """How many dB the segment's estimated SNR falls short of :data:`vcd.audio.SNR_KNEE_DB` (0 in a quiet room)."""
+        return max(0.0, SNR_KNEE_DB - self.snr) if np.isfinite(self.snr) else float("nan")
 
 
 # Log-probability credited for each phone a grammar path enters.  CTC paths through short words need

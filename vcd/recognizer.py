@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from vcd.audio import estimate_snr_db
 from vcd.audio_format import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,10 +52,14 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_BEAM = 40.0
 
 
+# complete(): a segment whose best sentence cut short (after any phone) fits this many nats better than its best whole
+# sentence is not over.  Chosen on validation voices and synthetic cuts from 3, 5 and 8 (docs/training-log.md, "Stop 44").
+CUT_SHORT_NATS = 3.0
+
 # What a :class:`RejectionRule` may weigh: properties of :class:`vcd.decoder.Hypothesis`.
 REJECTION_FEATURES = {"gap": "gap_per_frame", "fit": "fit_per_frame", "agreement": "agreement",
                       "free_confidence": "free_confidence", "coverage": "coverage", "speech": "speech",
-                      "weakest": "weakest", "second": "second", "margin": "margin"}
+                      "weakest": "weakest", "second": "second", "margin": "margin", "snr_shortfall": "snr_shortfall"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,9 @@ class RejectionRule:
     onto a sentence leaves a word unheard; noise blurs them all), and whether a second, independent
     recogniser hears the same sentence (:mod:`vcd.second_opinion`: 1 or 0), and how much better the
     sentence fits than the best one ending in another word (:attr:`vcd.decoder.Hypothesis.margin`: a word
-    heard as another in loud noise wins by little).
+    heard as another in loud noise wins by little), and how many dB the segment's estimated signal-to-noise
+    ratio falls short of :data:`vcd.audio.SNR_KNEE_DB` (:func:`vcd.audio.estimate_snr_db`; weighed against
+    acceptance only, it makes a rule stricter in a loud room alone, where sentences are more often heard wrong).
     """
 
     features: tuple[str, ...]
@@ -211,6 +218,7 @@ class Recognizer:
         self.intents = intents
         self.word_graph = word_graph
         self.graph = phone_graph
+        self._prefixes = None  # (graph, that graph with every phone state final), for _cut_short
         self.min_confidence = min_confidence
         self.confidence_scale = confidence_scale
         self.fit_floor = fit_floor
@@ -347,12 +355,30 @@ class Recognizer:
         a short pause (``vad.early_silence_ms``) to end the command without waiting for the full
         ``vad.silence_ms``.
         """
-        result, hyp = self.decode(samples, denoise, speech, ask=False)  # not worth a second opinion's time yet
+        result, hyp, log_probs = self._decode(samples, denoise, speech, ask=False)  # no second opinion yet
         if not result.recognized or hyp is None or hyp.continues or not self._fits_closely(hyp):
             _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
                           "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
             return None
+        if self._cut_short(hyp, log_probs):
+            _LOGGER.debug("%r is not a whole command yet (a sentence cut short fits better)", result.best_text)
+            return None
         return result
+
+    def _cut_short(self, hyp, log_probs: np.ndarray) -> bool:
+        """Whether the segment sounds like a sentence of the grammar cut short rather than a whole one.
+
+        The grammar is searched again with every phone state allowed to end the segment (any sentence cut
+        after any phone); when that fits more than :data:`CUT_SHORT_NATS` better than the best whole
+        sentence, the speaker has not finished: "turn off the fi…" (a pause inside "fish tank") fits "turn
+        off the f" far better than "turn off the heater", which the rules alone would accept.
+        """
+        from vcd.decoder import search
+
+        if self._prefixes is None or self._prefixes[0] is not self.graph:
+            self._prefixes = (self.graph, replace(self.graph, final=np.ones_like(self.graph.final), _out=None))
+        cut = search(self._prefixes[1], log_probs, self.beam)
+        return cut.score - hyp.score > CUT_SHORT_NATS
 
     def _fits_closely(self, hyp) -> bool:
         """Also accepted by the gap and the fit floor alone.
@@ -377,16 +403,23 @@ class Recognizer:
 
         ``ask`` False never asks the second opinion (a sentence its answer would decide stays rejected).
         """
+        return self._decode(samples, denoise, speech, ask)[:2]
+
+    def _decode(self, samples: np.ndarray, denoise: bool, speech: float | None, ask: bool):
+        """:meth:`decode`, and the model's log-posteriors it searched (None under 0.1 s)."""
         from vcd.decoder import search
 
         started = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
         audio_s = samples.size / SAMPLE_RATE_HZ
         if samples.size < SAMPLE_RATE_HZ // 10:  # under 0.1 s: nothing to decode
-            return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None
+            return Recognition("", None, {}, 0.0, audio_s, (time.perf_counter() - started) * 1000.0), None, None
         if denoise and self.front_end is not None:
             samples = self.front_end(samples)  # the model and the speech presence hear the same audio
-        hyp = search(self.graph, self.posteriors(samples, denoise=False), self.beam, margin=self.margin)
+        log_probs = self.posteriors(samples, denoise=False)
+        hyp = search(self.graph, log_probs, self.beam, margin=self.margin)
+        if hyp.words:
+            hyp = replace(hyp, snr=estimate_snr_db(samples))
         if hyp.words and (speech is not None or self.presence is not None):
             hyp = replace(hyp, speech=self.presence(samples) if speech is None else float(speech))
         if hyp.words and self.second_opinion is not None and self.ask_always:
@@ -403,9 +436,9 @@ class Recognizer:
         intent, slots = (parse.intent, parse.slots) if parse is not None else (None, {})
         decode_ms = (time.perf_counter() - started) * 1000.0
         if confidence < self.min_confidence or intent is None:
-            return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp
+            return Recognition("", None, {}, confidence, audio_s, decode_ms, best_text=text), hyp, log_probs
         return Recognition(text, intent, slots, confidence, audio_s, decode_ms, best_text=text,
-                           answer=self.answer(parse)), hyp
+                           answer=self.answer(parse)), hyp, log_probs
 
     def _rule_confidence(self, samples: np.ndarray, hyp, ask: bool):
         """The rule's confidence, and ``hyp`` with the second opinion's answer where it was asked.

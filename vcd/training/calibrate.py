@@ -438,6 +438,19 @@ def without_second_opinion(rule: dict) -> dict:
     return out
 
 
+def with_snr_strictness(rule: dict, per_db: float) -> dict:
+    """``rule`` made stricter by ``per_db`` (logit) for each dB the segment's estimated SNR falls short of
+    :data:`vcd.audio.SNR_KNEE_DB` (the ``snr_shortfall`` feature, in the rule and its noise guard alike;
+    replacing any it had).  Stricter only: it can take nothing away in a quiet room, nor accept more anywhere."""
+    keep = [i for i, f in enumerate(rule["features"]) if f != "snr_shortfall"]
+    out = {**rule, "features": [rule["features"][i] for i in keep] + ["snr_shortfall"],
+           "weights": [rule["weights"][i] for i in keep] + [-abs(float(per_db))]}
+    if "noise_guard" in rule:
+        out["noise_guard"] = {**rule["noise_guard"],
+                              "weights": [rule["noise_guard"]["weights"][i] for i in keep] + [-abs(float(per_db))]}
+    return out
+
+
 def second_opinion_within_budgets(rule: dict, decodes: list[dict], streams: Collection[str] | None = None) -> bool:
     """Whether ``rule`` accepts at most 1 % of the clean talk, 3 % of the talk under babble and no segment of
     the noise ``streams`` (default: all) among ``decodes``."""
