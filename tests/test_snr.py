@@ -38,7 +38,7 @@ def test_the_estimate_follows_the_noise_level_and_tops_out_in_silence() -> None:
 
 
 @hypothesis.settings(max_examples=200, deadline=None)
-@given(arrays(np.float32, st.integers(0, 6000), elements=st.floats(-1.0, 1.0, width=32)))
+@given(arrays(np.float32, st.integers(0, 6000), elements=st.floats(-1.0, 1.0, width=32, allow_subnormal=False)))
 def test_any_audio_gets_an_estimate_in_range_or_nan(samples: np.ndarray) -> None:
     estimate = estimate_snr_db(samples)
     assert np.isnan(estimate) == (samples.size < 5 * 512)
@@ -58,7 +58,8 @@ def _decode(best: str, **x: float) -> dict:
 
 
 @hypothesis.settings(max_examples=200, deadline=None)
-@given(gap=st.floats(0, 5), shortfall=st.floats(0, 30), per_db=st.floats(0, 1), bias=st.floats(-5, 5))
+@given(gap=st.floats(0, 5, allow_subnormal=False), shortfall=st.floats(0, 30, allow_subnormal=False),
+       per_db=st.floats(0, 1, allow_subnormal=False), bias=st.floats(-5, 5, allow_subnormal=False))
 def test_strictness_in_loud_noise_never_accepts_more(gap: float, shortfall: float, per_db: float, bias: float) -> None:
     rule = {"features": ["gap"], "weights": [-1.0], "bias": bias, "noise_guard": {"weights": [-2.0], "bias": bias + 1}}
     strict = with_snr_strictness(rule, per_db)

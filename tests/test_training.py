@@ -221,11 +221,11 @@ def test_malformed_edge_cuts_is_a_usage_error(capsys: pytest.CaptureFixture[str]
 
 def test_blend_init_of_a_widened_model_is_refused_before_training(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main_train(["--blend-init", "--init", str(DEFAULT_MODEL), "--hidden", "288",
+    assert main_train(["--blend-init", "--init", str(DEFAULT_MODEL), "--hidden", "320",
                        "--work", str(tmp_path / "work")]) == ExitCode.USAGE
     err = capsys.readouterr().err.strip()
-    assert err == (f"Error: --blend-init: {DEFAULT_MODEL} has 224 GRU units and the model trained in "
-                   f"{tmp_path / 'work'} would have 288; blend only models of one shape")
+    assert err == (f"Error: --blend-init: {DEFAULT_MODEL} has 288 GRU units and the model trained in "
+                   f"{tmp_path / 'work'} would have 320; blend only models of one shape")
     assert not (tmp_path / "work").exists()  # refused before any data was prepared
 
 

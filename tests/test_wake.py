@@ -534,17 +534,17 @@ def test_a_command_after_a_pause_keeps_the_vad_stages_speech_presence() -> None:
     from vcd.presence import SpeechPresence
     from vcd.recognizer import Recognizer
 
-    recognizer = Recognizer.load(None, MODEL, 0.5, 1)
-    assert recognizer.presence is not None  # the shipped rule weighs it
+    recognizer = Recognizer.load(None, MODEL, 0.5, 1, presence=True)  # as for a rule that weighs it
+    assert recognizer.presence is not None
     seen: list[tuple[np.ndarray, float | None]] = []
-    decode = recognizer.decode
+    decode = recognizer._decode  # what decode() and complete() both search with
 
-    def spy(samples, denoise=True, speech=None, **kwargs):
+    def spy(samples, denoise, speech, ask):
         if threading.current_thread().name == "vcd-asr":
             seen.append((np.array(samples), speech))
-        return decode(samples, denoise, speech, **kwargs)
+        return decode(samples, denoise, speech, ask)
 
-    recognizer.decode = spy  # type: ignore[method-assign]
+    recognizer._decode = spy  # type: ignore[method-assign]
     recorder, _ = run_daemon(utterances("alexa", 1.5, COMMAND, tail_s=2.0), recognizer, WakeConfig(enabled=True))
     assert [kwargs.get("text") for hook, _, kwargs in recorder.calls if hook == "vcd_transcript"] == [COMMAND]
     ((command, speech),) = seen
