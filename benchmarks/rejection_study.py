@@ -91,6 +91,9 @@ def main() -> int:
     if args.scale is None:
         args.scale = float(load_numpy_model(args.write or DEFAULT_MODEL)[2].get("confidence_scale", 1.0))
     rows = [json.loads(line) for line in args.dump.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.snr_strictness is not None and not any("snr" in row for row in rows):
+        print("Error: the dump has no estimated SNR ('snr'): rerun real_rooms.py with this vcd", file=sys.stderr)
+        return 1
     for row in rows:
         speech = max(row["speech_frames"], 1)
         row["gap_speech"] = (row["free"] - row["score"]) / speech
@@ -186,9 +189,6 @@ def main() -> int:
                              f"{100 * np.mean([a and not r['right'] for a, r in zip(accepted, group)]):.1f}")
             print(f"| {per_db:g} | " + " | ".join(cells) + " |")
         strict = with_snr_strictness(own, args.snr_strictness or 0.0)
-    elif args.snr_strictness is not None:
-        print("Error: the dump has no estimated SNR ('snr'): rerun real_rooms.py with this vcd", file=sys.stderr)
-        return 1
     if args.write:
         write(args.write, second if args.second_opinion else strict if args.snr_strictness is not None
               else rules[args.rule or chosen])

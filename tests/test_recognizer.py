@@ -589,13 +589,9 @@ def test_vcd_train_fits_the_rejection_rule_on_validation_speakers_only(tmp_path:
     assert recognizer.rejection is not None and list(recognizer.rejection.weights) == rule["weights"]
 
 
-def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_path: Path) -> None:
-    """benchmarks/rejection_study.py on a dump of decodes (right and wrong commands, talk, two noise streams):
-    it names the candidate its choice rule picks and --write stores that rule, noise guard and all."""
-    import shutil
-    import subprocess
-    import sys
-
+def _study_dump(tmp_path: Path, snr: bool = False) -> Path:
+    """A dump of decodes as real_rooms.py --dump writes them: right commands clean and at 12 dB (with an
+    estimated SNR when ``snr``), talk clean and under babble, two noise streams."""
     rng = np.random.default_rng(4)
     rows = []
 
@@ -604,7 +600,7 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
         fit = kw.pop("fit")
         return {"speaker": f"s{rng.integers(20)}", "best": "turn on the light", "confidence": 0.5, "frames": 300,
                 "speech_frames": speech, "score": fit * speech, "free": (fit + kw.pop("gap")) * speech,
-                "recognized": False, "coverage": 1.0, **kw}
+                "recognized": False, "coverage": 1.0, **({"snr": float(rng.uniform(0, 40))} if snr else {}), **kw}
 
     noises = ["babble", "blender-1.wav", "fridge-2.wav", "plates-3.wav", "stove-4.wav", "juicer-5.wav"]
     for condition in ("clean", "12 dB"):
@@ -622,6 +618,17 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
                             agreement=rng.normal(0.4, 0.15), free_confidence=rng.normal(0.4, 0.1)))
     dump = tmp_path / "dump.jsonl"
     dump.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return dump
+
+
+def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_path: Path) -> None:
+    """benchmarks/rejection_study.py on a dump of decodes (right and wrong commands, talk, two noise streams):
+    it names the candidate its choice rule picks and --write stores that rule, noise guard and all."""
+    import shutil
+    import subprocess
+    import sys
+
+    dump = _study_dump(tmp_path)
     model_file = tmp_path / "model.pt"
     shutil.copy(DEFAULT_MODEL, model_file)
     shutil.copy(DEFAULT_MODEL.with_suffix(".npz"), model_file.with_suffix(".npz"))
@@ -642,6 +649,38 @@ def test_the_rejection_study_picks_a_candidate_by_its_rule_and_writes_it(tmp_pat
 
         assert all(w * REJECTION_SIGNS[f] >= 0 for f, w in zip(written["features"], written["weights"]))
     assert Recognizer.load(None, model_file).rejection is not None
+
+
+def test_the_rejection_study_writes_the_models_own_rule_stricter_in_loud_noise(tmp_path: Path) -> None:
+    """--snr-strictness K: the model's own rule with K per dB of estimated SNR under the knee, in the rule and
+    its guard; refused without an SNR in the dump, or beside --second-opinion."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vcd.inference import load_numpy_model
+    from vcd.training.calibrate import with_snr_strictness
+
+    model_file = tmp_path / "model.pt"
+    shutil.copy(DEFAULT_MODEL, model_file)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".npz"), model_file.with_suffix(".npz"))
+    own = load_model(model_file)[2]["rejection"]
+    study = [sys.executable, str(Path(__file__).resolve().parent.parent / "benchmarks" / "rejection_study.py")]
+    run = subprocess.run([*study, str(_study_dump(tmp_path, snr=True)), "--write", str(model_file),
+                          "--snr-strictness", "0.05"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "| the model's own rule, stricter per dB under 20 dB estimated SNR |" in run.stdout
+    assert load_model(model_file)[2]["rejection"] == with_snr_strictness(own, 0.05)
+    assert load_numpy_model(model_file)[2]["rejection"] == with_snr_strictness(own, 0.05)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run = subprocess.run([*study, str(_study_dump(plain)), "--write", str(model_file), "--snr-strictness", "0.05"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == (
+        "Error: the dump has no estimated SNR ('snr'): rerun real_rooms.py with this vcd")
+    run = subprocess.run([*study, str(_study_dump(plain)), "--second-opinion", "--snr-strictness", "0.05"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "use one at a time" in run.stderr
 
 
 def test_a_transcript_is_scored_in_the_grammars_words() -> None:
