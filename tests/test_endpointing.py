@@ -143,6 +143,18 @@ def test_a_command_cut_short_by_a_pause_is_not_whole(text: str) -> None:
         assert early is None or early.text == text, (end / SAMPLE_RATE_HZ, early)
 
 
+def test_a_pause_inside_a_word_does_not_end_the_command_as_another() -> None:
+    """"how warm is it in the bed" · 350 ms · "room", through the VAD as the daemon runs it: one command, the
+    one said.  (Without the prefix check the pause ended it early as "how warm is it in the garden".)"""
+    recognizer = Recognizer.load()
+    said = speak("how warm is it in the bedroom")
+    cut = int(1.35 * SAMPLE_RATE_HZ)  # inside "bedroom", after "bed"
+    audio = np.concatenate([silence(0.5), said[:cut], silence(0.35), said[cut:], silence(1.5)])
+    ends = segment(audio, recognizer.complete)
+    texts = [e.result.text if e.early else recognizer.recognize(e.samples).text for _, e in ends]
+    assert texts == ["how warm is it in the bedroom"], texts
+
+
 def test_the_daemon_publishes_the_long_command_only(tmp_path: Path, sentences: Path) -> None:
     """"turn on the light", a pause shorter than vad.silence_ms, "in the kitchen": one command, the long one."""
     wav = write_wav(tmp_path / "pause.wav", np.concatenate(
