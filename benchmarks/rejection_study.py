@@ -46,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcd.audio import SNR_KNEE_DB  # noqa: E402
+from vcd.audio import SNR_KNEE_DB, snr_shortfall_db  # noqa: E402
 from vcd.grammar import spoken_words  # noqa: E402
 from vcd.inference import load_numpy_model  # noqa: E402
 from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> int:
         row["gap_frame"] = (row["free"] - row["score"]) / max(row["frames"], 1)
         row["fit"] = row["score"] / speech
         if "snr" in row:  # as vcd.decoder.Hypothesis.snr_shortfall
-            row["snr_shortfall"] = max(0.0, SNR_KNEE_DB - row["snr"]) if np.isfinite(row["snr"]) else np.nan
+            row["snr_shortfall"] = snr_shortfall_db(row["snr"])
         if "want" in row:  # dumps before stop 40 kept the transcript's hyphens and digits
             row["want"] = " ".join(spoken_words(row["want"]))
         row["right"] = row.get("want") == row["best"]
@@ -172,7 +172,6 @@ def main() -> int:
         print("Error: the dump has no second opinion ('second'): rerun real_rooms.py with pocketsphinx installed",
               file=sys.stderr)
         return 1
-    strict = None
     if "snr_shortfall" in in_dump:  # stricter under the knee, on the model's own rule: right and wrong per condition
         own = load_numpy_model(args.write or DEFAULT_MODEL)[2]["rejection"]
         commands = [r for r in rows if r["set"] not in ("talk", "noise")]
@@ -188,10 +187,14 @@ def main() -> int:
                 cells.append(f"{100 * np.mean([a and r['right'] for a, r in zip(accepted, group)]):.1f} / "
                              f"{100 * np.mean([a and not r['right'] for a, r in zip(accepted, group)]):.1f}")
             print(f"| {per_db:g} | " + " | ".join(cells) + " |")
-        strict = with_snr_strictness(own, args.snr_strictness or 0.0)
     if args.write:
-        write(args.write, second if args.second_opinion else strict if args.snr_strictness is not None
-              else rules[args.rule or chosen])
+        if args.second_opinion:
+            rule = second
+        elif args.snr_strictness is not None:
+            rule = with_snr_strictness(load_numpy_model(args.write)[2]["rejection"], args.snr_strictness)
+        else:
+            rule = rules[args.rule or chosen]
+        write(args.write, rule)
     return 0
 
 

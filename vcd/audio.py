@@ -229,3 +229,8 @@ def estimate_snr_db(samples: np.ndarray) -> float:
     if floor <= 0.0:
         return high
     return float(np.clip(10.0 * np.log10(max(loud - floor, 1e-20) / floor), low, high))
+
+
+def snr_shortfall_db(snr_db: float) -> float:
+    """How many dB an estimated SNR falls short of :data:`SNR_KNEE_DB` (0 above it; NaN for no estimate)."""
+    return max(0.0, SNR_KNEE_DB - snr_db) if np.isfinite(snr_db) else float("nan")

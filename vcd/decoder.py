@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vcd.audio import SNR_KNEE_DB
+from vcd.audio import snr_shortfall_db
 from vcd.errors import GrammarError
 from vcd.grammar import WordGraph, text_words
 from vcd.phonetics import LABEL_ID, Lexicon
@@ -322,7 +322,7 @@ class Hypothesis:
     @property
     def snr_shortfall(self) -> float:
         """How many dB the segment's estimated SNR falls short of :data:`vcd.audio.SNR_KNEE_DB` (0 in a quiet room)."""
-        return max(0.0, SNR_KNEE_DB - self.snr) if np.isfinite(self.snr) else float("nan")
+        return snr_shortfall_db(self.snr)
 
 
 # Log-probability credited for each phone a grammar path enters.  CTC paths through short words need

@@ -419,35 +419,38 @@ SECOND_OPINION_FLOORS = (0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 def with_second_opinion(rule: dict, floor: float) -> dict:
     """``rule`` where a confirmed sentence is accepted from confidence ``floor`` up (instead of any second opinion
     it had)."""
-    rule = without_second_opinion(rule)
-    bonus = float(np.log((1.0 - floor) / floor))  # -logit(floor)
-    out = {**rule, "features": [*rule["features"], "second"], "weights": [*rule["weights"], bonus]}
-    if "noise_guard" in rule:
-        out["noise_guard"] = {**rule["noise_guard"], "weights": [*rule["noise_guard"]["weights"], bonus]}
-    return out
+    return _with_feature(rule, "second", float(np.log((1.0 - floor) / floor)))  # weight -logit(floor)
 
 
 def without_second_opinion(rule: dict) -> dict:
     """``rule`` without its second-opinion bonus (itself if it has none)."""
-    if "second" not in rule["features"]:
-        return rule
-    keep = [i for i, f in enumerate(rule["features"]) if f != "second"]
-    out = {**rule, "features": [rule["features"][i] for i in keep], "weights": [rule["weights"][i] for i in keep]}
-    if "noise_guard" in rule:
-        out["noise_guard"] = {**rule["noise_guard"], "weights": [rule["noise_guard"]["weights"][i] for i in keep]}
-    return out
+    return _without_feature(rule, "second")
 
 
 def with_snr_strictness(rule: dict, per_db: float) -> dict:
     """``rule`` made stricter by ``per_db`` (logit) for each dB the segment's estimated SNR falls short of
     :data:`vcd.audio.SNR_KNEE_DB` (the ``snr_shortfall`` feature, in the rule and its noise guard alike;
     replacing any it had).  Stricter only: it can take nothing away in a quiet room, nor accept more anywhere."""
-    keep = [i for i, f in enumerate(rule["features"]) if f != "snr_shortfall"]
-    out = {**rule, "features": [rule["features"][i] for i in keep] + ["snr_shortfall"],
-           "weights": [rule["weights"][i] for i in keep] + [-abs(float(per_db))]}
+    return _with_feature(rule, "snr_shortfall", -abs(float(per_db)))
+
+
+def _with_feature(rule: dict, feature: str, weight: float) -> dict:
+    """``rule`` with ``feature`` weighed ``weight`` last, in the rule and its noise guard alike (replacing it)."""
+    rule = _without_feature(rule, feature)
+    out = {**rule, "features": [*rule["features"], feature], "weights": [*rule["weights"], weight]}
     if "noise_guard" in rule:
-        out["noise_guard"] = {**rule["noise_guard"],
-                              "weights": [rule["noise_guard"]["weights"][i] for i in keep] + [-abs(float(per_db))]}
+        out["noise_guard"] = {**rule["noise_guard"], "weights": [*rule["noise_guard"]["weights"], weight]}
+    return out
+
+
+def _without_feature(rule: dict, feature: str) -> dict:
+    """``rule`` without ``feature``, in the rule and its noise guard (itself if it has none)."""
+    if feature not in rule["features"]:
+        return rule
+    keep = [i for i, f in enumerate(rule["features"]) if f != feature]
+    out = {**rule, "features": [rule["features"][i] for i in keep], "weights": [rule["weights"][i] for i in keep]}
+    if "noise_guard" in rule:
+        out["noise_guard"] = {**rule["noise_guard"], "weights": [rule["noise_guard"]["weights"][i] for i in keep]}
     return out
 
 
