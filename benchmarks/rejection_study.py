@@ -53,6 +53,8 @@ from vcd.recognizer import DEFAULT_MODEL  # noqa: E402
 from vcd.training.calibrate import (  # noqa: E402
     REJECTION_FEATURES,
     SECOND_OPINION_FLOORS,
+    SECOND_OPINION_TALK_ASKS,
+    second_opinion_asks,
     choose_second_opinion,
     with_second_opinion,
     without_second_opinion,
@@ -164,9 +166,12 @@ def main() -> int:
               + " | ".join(keys) + " |")
         report("F = none (the rule alone)", lambda r, q=own: rule_accepts(q, r))
         for floor in SECOND_OPINION_FLOORS:
-            report(f"F = {floor:g}", lambda r, q=with_second_opinion(own, floor): rule_accepts(q, r))
+            q = with_second_opinion(own, floor)
+            report(f"F = {floor:g} (asks about {100 * second_opinion_asks(q, rows):.0f} % of the talk)",
+                   lambda r, q=q: rule_accepts(q, r))
         floor, second, unseen = choose_second_opinion(own, rows)
-        print(f"\nsecond opinion chosen (of {len(SECOND_OPINION_FLOORS)} floors): F = {floor}; each noise stream "
+        print(f"\nsecond opinion chosen (of {len(SECOND_OPINION_FLOORS)} floors; asking about at most "
+              f"{100 * SECOND_OPINION_TALK_ASKS:.0f} % of the talk): F = {floor}; each noise stream "
               f"with F chosen without it: " + "; ".join(f"{k} {n}" for k, n in zip(kinds, unseen)))
     elif args.second_opinion:
         print("Error: the dump has no second opinion ('second'): rerun real_rooms.py with pocketsphinx installed",

@@ -119,19 +119,40 @@ def test_the_floor_chosen_is_the_lowest_that_keeps_the_talk_and_noise_budgets() 
     commands = [_decode("commands", "clean", 4.0, 1.0) for _ in range(10)]  # 0.018, confirmed
     noise = [_decode("noise", "white noise", 6.0, np.nan) for _ in range(50)]  # 0.0025, never asked
     decodes = talk + commands + noise
-    floor, chosen, left_out = choose_second_opinion(rule, decodes)
+    floor, chosen, left_out = choose_second_opinion(rule, decodes, asks=1.0)  # asks: see the test below
     assert floor == 0.001 and all(rule_accepts(chosen, d) for d in commands) and left_out == [0]  # nothing else confirmed
     talk[0]["x"][second] = talk[1]["x"][second] = 1.0  # two clean talk clips confirmed: 2 % > 1 % from F = 0.27 down
     talk[100]["x"][second] = 1.0
-    assert choose_second_opinion(rule, decodes)[0] == 0.3
+    assert choose_second_opinion(rule, decodes, asks=1.0)[0] == 0.3
     noise[0]["x"][second] = 1.0  # a noise segment confirmed: F must stay above its confidence (0.0025)
     talk[0]["x"][second] = talk[1]["x"][second] = 0.0
-    floor, _, left_out = choose_second_opinion(rule, decodes)
+    floor, _, left_out = choose_second_opinion(rule, decodes, asks=1.0)
     assert floor == 0.005 and left_out == [1]  # chosen without the white noise, F = 0.001 lets that segment through
     assert without_second_opinion(with_second_opinion(rule, 0.05)) == rule
     both = with_second_opinion({**rule, "noise_guard": {"weights": [-2.0], "bias": 1.0}}, 0.05)
     assert both["noise_guard"]["weights"][-1] == both["weights"][-1] == pytest.approx(np.log(19))
     assert with_second_opinion(both, 0.3)["weights"][-1] == pytest.approx(np.log(7 / 3))  # replaced, not added
+
+
+def test_the_floor_chosen_asks_pocketsphinx_about_at_most_a_quarter_of_the_talk() -> None:
+    from vcd.training.calibrate import (SECOND_OPINION_TALK_ASKS, choose_second_opinion, second_opinion_asks,
+                                        with_second_opinion)
+
+    rule = {"features": ["gap"], "weights": [-1.0], "bias": 0.0}
+    # Talk at confidence 0.27 (a fifth of it) and 0.076; nothing confirmed, so every floor keeps the budgets.
+    talk = [_decode("talk", "clean", 1.0, 0.0) for _ in range(40)] + [_decode("talk", "clean", 2.5, 0.0) for _ in range(160)]
+    commands = [_decode("commands", "clean", 4.0, 1.0) for _ in range(10)]
+    decodes = talk + commands
+    assert second_opinion_asks(rule, decodes) == 0.0  # no second opinion in the rule: nothing asked
+    assert second_opinion_asks(with_second_opinion(rule, 0.3), decodes) == 0.0
+    assert second_opinion_asks(with_second_opinion(rule, 0.2), decodes) == pytest.approx(0.2)
+    assert second_opinion_asks(with_second_opinion(rule, 0.05), decodes) == pytest.approx(1.0)
+    assert second_opinion_asks(with_second_opinion(rule, 0.05), decodes, kind="commands") == 0.0  # 0.018: below
+    assert second_opinion_asks(with_second_opinion(rule, 0.01), decodes, kind="commands") == 1.0
+    assert SECOND_OPINION_TALK_ASKS == 0.25
+    assert choose_second_opinion(rule, decodes)[0] == 0.1  # 0.1 asks about the first fifth; 0.05 about all
+    assert choose_second_opinion(rule, decodes, asks=1.0)[0] == 0.001
+    assert choose_second_opinion(rule, decodes, asks=0.1)[0] == 0.3  # 0.3 asks about none
 
 
 def test_a_rule_with_a_second_opinion_reads_back_as_the_recogniser_applies_it() -> None:

@@ -454,6 +454,28 @@ def _without_feature(rule: dict, feature: str) -> dict:
     return out
 
 
+# The most of the validation talk (clean and under babble together) a floor may send to PocketSphinx: each ask
+# costs a few hundred ms of CPU, and a floor low enough puts nearly all the talk a household says near the hub in
+# the band (stop 44: F = 0.001 asked about 98 % of it).  Stop 44 chose the shipped floor under this budget.
+SECOND_OPINION_TALK_ASKS = 0.25
+
+
+def second_opinion_asks(rule: dict, decodes: list[dict], kind: str = "talk") -> float:
+    """The share of ``kind``'s decodes that ``rule`` (with a second opinion) sends to PocketSphinx: those with a
+    sentence whose acceptance its answer decides, as :meth:`vcd.recognizer.Recognizer.decode` asks."""
+    i = REJECTION_FEATURES.index("second")
+    group = [d for d in decodes if d["set"] == kind]
+    if "second" not in rule["features"] or not group:
+        return 0.0
+
+    def accepts(d: dict, answer: float) -> bool:
+        x = list(d["x"])
+        x[i] = answer
+        return rule_accepts(rule, {**d, "x": x})
+
+    return float(np.mean([accepts(d, 1.0) != accepts(d, 0.0) for d in group]))
+
+
 def second_opinion_within_budgets(rule: dict, decodes: list[dict], streams: Collection[str] | None = None) -> bool:
     """Whether ``rule`` accepts at most 1 % of the clean talk, 3 % of the talk under babble and no segment of
     the noise ``streams`` (default: all) among ``decodes``."""
@@ -466,13 +488,16 @@ def second_opinion_within_budgets(rule: dict, decodes: list[dict], streams: Coll
             and np.mean(babble or [0]) <= BABBLE_FALSE_ACCEPT_BUDGET + 1e-9 and not any(accepted("noise")))
 
 
-def choose_second_opinion(rule: dict, decodes: list[dict]) -> tuple[float | None, dict, list[int]]:
+def choose_second_opinion(rule: dict, decodes: list[dict], asks: float = SECOND_OPINION_TALK_ASKS,
+                          ) -> tuple[float | None, dict, list[int]]:
     """The lowest floor of :data:`SECOND_OPINION_FLOORS` whose rule (:func:`with_second_opinion`) keeps the
-    budgets on ``decodes`` (validation; each decode's ``x`` carries the second opinion where it was asked),
-    that rule (``rule`` itself with none), and for each noise stream how many of its segments the floor
-    chosen without it accepts."""
+    budgets on ``decodes`` (validation; each decode's ``x`` carries the second opinion where it was asked) and
+    asks PocketSphinx about at most ``asks`` of the talk (:func:`second_opinion_asks`), that rule (``rule``
+    itself with none), and for each noise stream how many of its segments the floor chosen without it accepts."""
+    affordable = [f for f in SECOND_OPINION_FLOORS if second_opinion_asks(with_second_opinion(rule, f), decodes) <= asks]
+
     def lowest(streams: Collection[str] | None) -> float | None:
-        ok = [f for f in SECOND_OPINION_FLOORS if second_opinion_within_budgets(with_second_opinion(rule, f), decodes, streams)]
+        ok = [f for f in affordable if second_opinion_within_budgets(with_second_opinion(rule, f), decodes, streams)]
         return min(ok) if ok else None
 
     kinds = noise_kinds(decodes)
