@@ -558,7 +558,7 @@ def test_vcd_train_fits_the_rejection_rule_on_validation_speakers_only(tmp_path:
     decodes (commands, talk; no noise recordings here, so no noise streams) and writes a rule the model uses."""
     from conftest import speak
     from vcd.model import save_model
-    from vcd.training.calibrate import fit_learned_rejection
+    from vcd.training.calibrate import SNR_STRICTNESS_PER_DB, fit_learned_rejection
     from vcd.training.corpora import speaker_split
     from vcd.training.heldout import Draw, decodes
 
@@ -585,6 +585,7 @@ def test_vcd_train_fits_the_rejection_rule_on_validation_speakers_only(tmp_path:
     save_model(model, model_file, labels, {k: v for k, v in extra.items() if k != "rejection"}, half=True)
     rule = fit_learned_rejection(model_file, tmp_path / "data", stream_min=0)
     assert load_model(model_file)[2]["rejection"] == rule
+    assert rule["weights"][rule["features"].index("snr_shortfall")] == -SNR_STRICTNESS_PER_DB  # stricter when loud
     recognizer = Recognizer.load(None, model_file)
     assert recognizer.rejection is not None and list(recognizer.rejection.weights) == rule["weights"]
 

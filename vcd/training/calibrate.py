@@ -276,7 +276,8 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     and under babble; ``stream_min`` of each noise stream) and write it into the file and its numpy export.
     What ``benchmarks/rejection_study.py --write`` does from a dump of the same decodes; with pocketsphinx
     installed, then also the second opinion's floor (:func:`choose_second_opinion`), as ``--second-opinion``
-    does (PocketSphinx then decodes every sentence: about half as long again)."""
+    does (PocketSphinx then decodes every sentence: about half as long again); last the strictness in loud rooms
+    (:data:`SNR_STRICTNESS_PER_DB`), as ``--snr-strictness`` does."""
     from vcd.recognizer import REJECTION_FEATURES as FEATURES
     from vcd.training.heldout import Draw, decodes
 
@@ -295,6 +296,7 @@ def fit_learned_rejection(model_file: Path, data_dir: Path, stream_min: float = 
     if any(np.isfinite(row["x"][REJECTION_FEATURES.index("second")]) for row in rows):
         floor, rule, _ = choose_second_opinion(rule, rows)
         name += f", second opinion from {floor}" if floor is not None else ", no second opinion within the budgets"
+    rule = with_snr_strictness(rule, SNR_STRICTNESS_PER_DB)
     write_rejection_rule(model_file, rule)
     _LOGGER.info("rejection rule from %d validation decodes (%s): %s", len(rows), name, rule)
     return rule
@@ -425,6 +427,11 @@ def with_second_opinion(rule: dict, floor: float) -> dict:
 def without_second_opinion(rule: dict) -> dict:
     """``rule`` without its second-opinion bonus (itself if it has none)."""
     return _without_feature(rule, "second")
+
+
+# The strictness vcd train's fit adds (logit per dB under the knee): what stop 44 chose for the shipped model on
+# validation (the smallest that kept wrong sentences accepted in loud noise under the previous model's ceilings).
+SNR_STRICTNESS_PER_DB = 0.02
 
 
 def with_snr_strictness(rule: dict, per_db: float) -> dict:
