@@ -60,8 +60,10 @@ from vcd.training.calibrate import (  # noqa: E402
     without_second_opinion,
     candidate_rules,
     choose,
-    command_mean,
+    ELIGIBLE_LEFT_OUT,
     left_out_accepts,
+    left_out_fits,
+    left_out_margin,
     noise_kinds,
     rule_accepts,
     with_snr_strictness,
@@ -131,7 +133,7 @@ def main() -> int:
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
     kinds = noise_kinds(rows)
-    rules, left_out, means = {}, {}, {}
+    rules, left_out, margins = {}, {}, {}
     in_dump = tuple(f for f in REJECTION_FEATURES if f in ("gap", "fit") or DUMP_FIELDS[f] in rows[0])
     for name, features, monotone, guard in candidate_rules(in_dump):
         def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
@@ -144,12 +146,14 @@ def main() -> int:
             held_out = {key: [r for r in group if half[r["speaker"]] == k] for key, group in groups.items()}
             report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: rule_accepts(q, r))
         # each noise stream left out of the fit, then scored: noise the rule never met
-        left_out[name] = left_out_accepts(rows, learned)
+        fits = left_out_fits(rows, learned)
+        left_out[name] = left_out_accepts(fits)
+        margins[name] = left_out_margin(fits)
         unseen = [f"{kind} {n}/{len(groups[f'FA {kind}'])}" for kind, n in zip(kinds, left_out[name])]
         rules[name] = rule = learned(decoded)
-        means[name] = command_mean(rule, rows)
         report(f"{name}: fitted on every speaker", lambda r, q=rule: rule_accepts(q, r))
-        print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)} |")
+        print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)}; "
+              f"the margin that would keep each to {ELIGIBLE_LEFT_OUT}: {margins[name]:.3g} |")
         if UNFAMILIAR in groups:  # the cost to commands of noise the rule never met
             rule = learned([r for r in decoded if not (r["set"] == "noise" and r["condition"] in UNFAMILIAR_STREAMS)])
             report(f"{name}: {' and '.join(UNFAMILIAR_STREAMS)} left out of the fit", lambda r, q=rule: rule_accepts(q, r))
@@ -157,7 +161,7 @@ def main() -> int:
             recordings_left_out(name, learned, rules[name], decoded, groups, keys)
     for name, rule in rules.items():
         print(f"\n{name}: {json.dumps(rule)}")
-    chosen = choose(left_out, means)
+    chosen, chosen_rule = choose(left_out, rules, margins, rows)
     print(f"\nchosen by the rule (of {len(rules)} candidates): {chosen}")
     second = None
     if any(np.isfinite(r.get("second", np.nan)) for r in rows):  # the second opinion as a bonus on the model's rule
@@ -198,7 +202,7 @@ def main() -> int:
         elif args.snr_strictness is not None:
             rule = with_snr_strictness(load_numpy_model(args.write)[2]["rejection"], args.snr_strictness)
         else:
-            rule = rules[args.rule or chosen]
+            rule = rules[args.rule] if args.rule else chosen_rule
         write(args.write, rule)
     return 0
 
