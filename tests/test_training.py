@@ -172,6 +172,35 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> No
     assert extra.get("averaged") in (None, ["step-000002", "step-000004"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (vcd train --device cuda)")
+def test_training_on_a_gpu_leaves_cpu_checkpoints_that_resume_on_the_cpu(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    feats = [torch.from_numpy(rng.standard_normal((60 + 10 * i, 64)).astype(np.float16)) for i in range(6)]
+    labels = [torch.tensor([1 + i, 2 + i, 3]) for i in range(6)]
+    shard, valid = tmp_path / "train.pt", tmp_path / "valid.pt"
+    torch.save({"feats": feats, "labels": labels}, str(shard))
+    torch.save({"feats": feats[:2], "labels": labels[:2]}, str(valid))
+    work = tmp_path / "work"
+    work.mkdir()
+    train([shard], valid, work, steps=2, seed=1, threads=1, max_frames=200, device="cuda")
+    blob = torch.load(str(work / "checkpoint.pt"), weights_only=False)
+    tensors = [*blob["model"].values(), *(t for state in blob["opt"]["state"].values() for t in state.values()
+                                          if isinstance(t, torch.Tensor))]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    train([shard], valid, work, steps=4, seed=1, threads=1, max_frames=200, device="cpu")
+    assert torch.load(str(work / "checkpoint.pt"), weights_only=False)["step"] == 4
+
+
+def test_device_cuda_without_a_gpu_is_a_usage_error_before_any_preparation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert main_train(["--device", "cuda", "--work", str(tmp_path / "work")]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: --device cuda: torch sees no CUDA GPU here") and "\n" not in err
+    assert not (tmp_path / "work").exists()  # refused before any data was prepared
+
+
 def test_training_keeps_only_the_latest_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
     feats = [torch.from_numpy(rng.standard_normal((60, 64)).astype(np.float16)) for _ in range(4)]

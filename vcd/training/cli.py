@@ -33,6 +33,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--workers", type=int, default=2, help="processes for synthesis and features (default 2)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model trains: a CUDA GPU where torch sees one (auto, the default), or the CPU; "
+                        "clips are prepared and augmented on the CPU either way")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--init", type=Path, metavar="MODEL",
                    help="start from this model's weights instead of random ones (fine-tune / warm restart)")
@@ -150,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vcd.training.calibrate import calibrate, fit_learned_rejection
     from vcd.training.prepare import PRONUNCIATIONS, prepare
     from vcd.training.synth import EXTRA_VOICE_LICENCES
-    from vcd.training.train import train
+    from vcd.training.train import resolve_device, train
 
     setup_logging("info")  # its progress lines: clips and hours trained on, the starting model, resumes
     # ...but not the hundreds of corpus words spelled by espeak-ng, one line each
@@ -188,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--guard must be 0 or more (got {args.guard})")
     if args.guard and (args.init is None or args.distil):
         raise UsageError("--guard needs --init MODEL (the model to stay near) and cannot go with --distil")
+    device = resolve_device(args.device)  # before the data preparation, which may take an hour
     noise = valid_noise = None
     if args.distil:  # before the data preparation, which may take an hour
         from vcd.training.distil import noises_from
@@ -198,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = train(shards, args.work / "features" / "valid.pt", args.work, args.steps, args.seed, args.threads,
                  lr=args.lr, init=args.init, average=args.average, hidden=args.hidden, edge_cuts=edge_cuts,
                  distil=noise, distil_weight=args.distil, valid_noise=valid_noise, corpus_weights=corpus_weights,
-                 guard=args.guard)
+                 guard=args.guard, device=device)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, args.output)
     if args.blend_init:

@@ -128,7 +128,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, frames: torc
     log-probabilities.  ``clips`` (booleans, one per clip) leaves the other clips out: a guard on some
     corpora only (``vcd train --guard``)."""
     kl = (teacher.exp() * (teacher - student)).sum(-1)
-    mask = torch.arange(kl.shape[1])[None, :] < frames[:, None]
+    mask = torch.arange(kl.shape[1], device=kl.device)[None, :] < frames.to(kl.device)[:, None]
     if clips is not None:
-        mask = mask & clips[:, None]
+        mask = mask & clips.to(kl.device)[:, None]
     return (kl * mask).sum() / mask.sum().clamp(min=1)

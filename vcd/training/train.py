@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vcd.errors import ModelError
+from vcd.errors import ModelError, UsageError
 from vcd.model import AcousticModel, load_model, save_model
 from vcd.phonetics import LABELS
 from vcd.training.augment import EdgeCuts, cut_speech_edges, spec_augment, vtlp_warp
@@ -100,7 +100,7 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
     with torch.inference_mode():
         for idx in make_batches([f.shape[0] for f in feats], max_frames, rng):
             x, lengths, _, _ = collate(feats, labels, idx, None)
-            out = model(x).argmax(-1)
+            out = model(x.to(next(model.parameters()).device)).argmax(-1).cpu()
             out_len = AcousticModel.output_frames(lengths)
             for row, n, i in zip(out, out_len, idx):
                 seq = row[:n].tolist()
@@ -110,6 +110,27 @@ def greedy_phone_error_rate(model: AcousticModel, feats, labels, max_frames: int
                 total += max(1, len(ref))
     model.train()
     return errors / max(1, total)
+
+
+def resolve_device(name: str) -> str:
+    """``vcd train --device``: ``"auto"`` is ``"cuda"`` where torch sees a GPU, else ``"cpu"``; ``"cuda"``
+    without one is a :class:`vcd.errors.UsageError`."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA GPU here (torch " + torch.__version__ + ")")
+    return name
+
+
+def _on_cpu(value):
+    """A (nested) state dict with every tensor copied to the CPU: a checkpoint resumes on any device."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
 
 
 def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -161,7 +182,7 @@ def keep_average_if_better(model: AcousticModel, snapshots: list[Path], v_feats,
     """Average ``snapshots`` (weights of ``model``'s shape); if that validates below ``best_per``, write it
     to ``best_file``.  Returns the averaged weights' validation PER (with ``v_noisy``, the mean of the
     clean and noisy PERs, as :func:`train` judges them); ``model`` itself is not touched."""
-    averaged = AcousticModel(**model.hparams)
+    averaged = AcousticModel(**model.hparams).to(next(model.parameters()).device)
     averaged.load_state_dict(average_weights(snapshots))
     per = greedy_phone_error_rate(averaged, v_feats, v_labels)
     if v_noisy:
@@ -178,7 +199,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
           init: Path | None = None, average: int = 4, hidden: int | None = None,
           edge_cuts: EdgeCuts = EdgeCuts(), distil: MelNoise | None = None, distil_weight: float = 1.0,
           valid_noise: MelNoise | None = None, corpus_weights: dict[str, float] | None = None,
-          guard: float = 0.0) -> Path:
+          guard: float = 0.0, device: str = "cpu") -> Path:
     """Train (or resume) until ``steps``; returns the path of the best model by validation PER.
 
     ``init`` starts from the weights of a saved model (fine-tuning, or a warm restart of the learning-rate
@@ -197,7 +218,11 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
     or down.  ``guard`` (needs ``init``, not with ``distil``): the loss adds ``guard`` × KL from the
     frozen ``init`` model on the same input, on the clips of corpora not weighted above 1, so the
     rest keeps what the starting model hears while the weighted-up corpora learn from CTC alone.
+    ``device`` (a torch device: ``"cpu"``, ``"cuda"``) runs the model and its loss there; the clips are
+    augmented and batched on the CPU either way, and every saved file holds CPU weights, so a run can be
+    resumed on either (:func:`resolve_device` turns ``"auto"`` into one).
     """
+    device = torch.device(device)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # tiny GRU activations otherwise slow the CPU many times over
     torch.manual_seed(seed)
@@ -238,11 +263,13 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
             raise ModelError("noise distillation and a guard need a starting model (--init) to be the teacher")
         teacher, _, _ = load_model(init)
         teacher.requires_grad_(False)
+        teacher.to(device)
     v_noisy = valid_noise.fixed_draw(v_feats, VALID_SNR_DB, seed) if valid_noise is not None and v_feats else []
     ckpt_file, best_file, snap_dir = work / "checkpoint.pt", work / "best.pt", work / "snapshots"
-    resume = torch.load(str(ckpt_file), weights_only=False) if ckpt_file.exists() else None
+    resume = torch.load(str(ckpt_file), map_location="cpu", weights_only=False) if ckpt_file.exists() else None
     if resume is not None and resume.get("hparams", model.hparams) != model.hparams:
         model = AcousticModel(**resume["hparams"])  # the run being resumed decides the shape (--hidden)
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     warmup = max(1, min(200 if init is not None else 500, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -262,7 +289,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         except RuntimeError:  # a checkpoint from before checkpoints recorded their shape
             raise ModelError(f"{ckpt_file}: its weights differ in shape from the model being trained; "
                              "resume with the --hidden it was started with") from None
-        opt.load_state_dict(resume["opt"])
+        opt.load_state_dict(resume["opt"])  # moves its state to the parameters' device
         sched.load_state_dict(resume["sched"])
         step, epoch, best_per = resume["step"], resume["epoch"], resume["best_per"]
         done_in_epoch = resume.get("done_in_epoch", 0)
@@ -285,7 +312,7 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
         for old in sorted(snap_dir.glob("step-*.pt"))[:-keep_snapshots]:
             old.unlink()
         tmp = ckpt_file.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "hparams": model.hparams, "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+        torch.save({"model": _on_cpu(model.state_dict()), "hparams": model.hparams, "opt": _on_cpu(opt.state_dict()), "sched": sched.state_dict(), "step": step,
                     "epoch": epoch, "done_in_epoch": done_in_epoch, "best_per": best_per, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
                    str(tmp))
         tmp.rename(ckpt_file)
@@ -309,11 +336,12 @@ def train(shards: list[Path], valid_file: Path, work: Path, steps: int, seed: in
                 x, lengths, y, y_len = collate(feats, labels, idx, rng, edge_cuts)
             else:
                 x, lengths, y, y_len, teacher_x = collate_distil(feats, labels, idx, rng, edge_cuts, distil)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             log_probs = model(x)
             loss = ctc(log_probs.transpose(0, 1), y, AcousticModel.output_frames(lengths), y_len)
             if teacher is not None:
                 with torch.no_grad():
-                    targets = teacher(teacher_x)
+                    targets = teacher(teacher_x.to(device, non_blocking=True))
                 frames = AcousticModel.output_frames(lengths)
                 if distil is not None:
                     loss = loss + distil_weight * distillation_loss(log_probs, targets, frames)
