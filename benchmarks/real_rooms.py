@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--talk-limit", type=int, default=0, help="clips of non-command talk (0: all)")
     ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
     ap.add_argument("--beam", type=float, default=None, help="search beam (default: the recogniser's; 0: exact search)")
+    ap.add_argument("--denoised-view", action="store_true", help="as recognizer.denoised_view = true (opt-in)")
     ap.add_argument("--unfamiliar", action="store_true",
                     help="also commands at 12 dB in noise streams no other condition uses (a measurement: never fitted on)")
     ap.add_argument("--seed", type=int, default=28)
@@ -120,7 +121,7 @@ def main() -> int:
 
         opinion = SecondOpinion(Lexicon())
     load = dict(model=args.model, min_confidence=args.min_confidence, front_end=args.front_end,
-                presence=presence or None, margin=args.dump is not None)
+                presence=presence or None, margin=args.dump is not None, denoised_view=args.denoised_view)
     if args.beam is not None:
         load["beam"] = args.beam
 

@@ -93,3 +93,70 @@ def test_transcribe_front_end_option(tmp_path: Path) -> None:
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert '"text": "turn on the radio"' in ok.stdout
+
+
+def _noisy_command(seed: int = 0, snr_db: float = 3.0) -> np.ndarray:
+    """An espeak command in white noise (lead and tail too): a segment the SNR estimate calls loud."""
+    speech = speak("turn on the kitchen light")
+    rng = np.random.default_rng(seed)
+    level = np.sqrt(np.mean(np.square(speech)) / 10 ** (snr_db / 10))
+    audio = np.concatenate([np.zeros(4000, np.float32), speech, np.zeros(4000, np.float32)])
+    return (audio + rng.standard_normal(audio.size).astype(np.float32) * level).astype(np.float32)
+
+
+@requires_espeak
+def test_the_denoised_view_accepts_a_rejected_sentence_when_the_denoised_decode_agrees(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recognizer.denoised_view: a sentence the rule rejects in a loud segment is decoded again from RNNoise's
+    output and accepted with that decode's confidence when the same sentence comes out and the rule accepts it;
+    a quiet segment is never looked at again; off by default.  The rule here is built from the two decodes' own
+    fit so that it rejects the segment as heard and accepts it denoised: what is tested is the mechanism (the
+    model, RNNoise and the search are real), not whether denoising helps this synthetic voice."""
+    from vcd.audio import estimate_snr_db
+    from vcd.decoder import search
+    from vcd.model import export_numpy, load_model, save_model
+    from vcd.recognizer import DEFAULT_MODEL
+
+    grammar = tmp_path / "s.yaml"
+    grammar.write_text(SENTENCES, encoding="utf-8")
+    noisy = _noisy_command()
+    assert estimate_snr_db(noisy) < 20.0
+    plain = Recognizer.load(grammar)
+    _, heard = plain.decode(noisy, ask=False)
+    seen = search(plain.graph, plain.posteriors(RNNoise()(noisy), denoise=False), plain.beam)
+    assert heard.words == seen.words == "turn on the kitchen light".split()
+    raw_fit, view_fit = heard.fit_per_frame, seen.fit_per_frame
+    assert abs(view_fit - raw_fit) > 0.05
+    weight = 10.0 if view_fit > raw_fit else -10.0
+    model, labels, extra = load_model(DEFAULT_MODEL)
+    model_file = tmp_path / "rule.pt"
+    save_model(model, model_file, labels, {**extra, "rejection": {
+        "features": ["fit"], "weights": [weight], "bias": -weight * (raw_fit + view_fit) / 2}}, half=True)
+    export_numpy(model_file)
+
+    off = Recognizer.load(grammar, model_file)
+    assert off.view is None and not off.recognize(noisy).recognized
+    on = Recognizer.load(grammar, model_file, denoised_view=True)
+    result = on.recognize(noisy)
+    assert result.recognized and result.text == "turn on the kitchen light"
+    assert result.confidence == pytest.approx(1 / (1 + np.exp(-weight * (view_fit - raw_fit) / 2)), rel=1e-3)
+    looked = []
+    monkeypatch.setattr(on, "view", lambda samples: looked.append(samples.size) or RNNoise()(samples))
+    quiet = utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.3)
+    assert estimate_snr_db(quiet) >= 20.0
+    on.recognize(quiet)
+    assert looked == []  # a quiet room: decided as heard
+    assert Recognizer.load(grammar, model_file, front_end="rnnoise", denoised_view=True).view is None
+
+
+def test_the_denoised_view_without_pyrnnoise_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vcd.denoise
+
+    def missing(self) -> None:
+        raise ConfigError("recognizer.front_end: rnnoise needs the pyrnnoise package, pip install 'vcd[denoise]'")
+
+    monkeypatch.setattr(vcd.denoise.RNNoise, "__init__", missing)
+    assert Recognizer.load(None).view is None  # off by default: nothing needed
+    with pytest.raises(ConfigError) as err:
+        Recognizer.load(None, denoised_view=True)
+    assert str(err.value) == "recognizer.denoised_view: needs the pyrnnoise package, pip install 'vcd[denoise]'"

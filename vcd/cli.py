@@ -153,6 +153,8 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
                    help="denoiser before the features (default auto: the one the model was trained with)")
     p.add_argument("--beam", type=float, default=40.0,
                    help="search beam in log-probability, 0 = the exact search (default 40, as recognizer.beam)")
+    p.add_argument("--denoised-view", action="store_true",
+                   help="look again through RNNoise at a sentence rejected in a loud room (as recognizer.denoised_view)")
 
 
 def _load_recognizer(args: argparse.Namespace):
@@ -163,7 +165,7 @@ def _load_recognizer(args: argparse.Namespace):
     if args.beam < 0:
         raise UsageError(f"--beam: must be 0 or more (got {args.beam:g})")
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end,
-                           bundled=not args.replace_sentences, beam=args.beam)
+                           bundled=not args.replace_sentences, beam=args.beam, denoised_view=args.denoised_view)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:

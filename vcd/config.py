@@ -77,6 +77,7 @@ class RecognizerConfig:
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
     beam: float = 40.0  # search beam, log-probability; 0 = the exact search over every phone state
     second_opinion: bool = True  # ask PocketSphinx where the model's rule weighs its answer (vcd.second_opinion)
+    denoised_view: bool = False  # look again through RNNoise at a sentence rejected in a loud room (needs pyrnnoise)
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "front_end": _str(choices=("auto", "rnnoise", "none")),
             "beam": _float(0.0, 1000.0),
             "second_opinion": _bool,
+            "denoised_view": _bool,
         },
     ),
     "adapt": (

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vcd.audio import estimate_snr_db
+from vcd.audio import SNR_KNEE_DB, estimate_snr_db
 from vcd.audio_format import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class RejectionRule:
     heard as another in loud noise wins by little), and how many dB the segment's estimated signal-to-noise
     ratio falls short of :data:`vcd.audio.SNR_KNEE_DB` (:func:`vcd.audio.estimate_snr_db`; weighed against
     acceptance only, it makes a rule stricter in a loud room alone, where sentences are more often heard wrong).
+    With ``recognizer.denoised_view`` on, a sentence the rule rejects in a loud room is looked at again through
+    RNNoise (:meth:`Recognizer._denoised_view`).
     """
 
     features: tuple[str, ...]
@@ -167,6 +169,23 @@ def model_pronunciations(extra: dict) -> dict[str, list[str]]:
     return carried
 
 
+def _view(rule: RejectionRule | None, extra: dict, front_end: str):
+    """The denoiser for ``recognizer.denoised_view``, or None where there is nothing to look at again: a model
+    without a learned rejection rule (a warning), or a front end that already denoises every segment."""
+    from vcd.denoise import RNNoise
+    from vcd.errors import ConfigError
+
+    if rule is None:
+        _LOGGER.warning("recognizer.denoised_view: the model has no learned rejection rule to look again with; off")
+        return None
+    if front_end == "rnnoise" or (front_end == "auto" and extra.get("front_end") == "rnnoise"):
+        return None
+    try:
+        return RNNoise()
+    except ConfigError:
+        raise ConfigError("recognizer.denoised_view: needs the pyrnnoise package, pip install 'vcd[denoise]'") from None
+
+
 def _presence():
     from vcd.presence import SpeechPresence
 
@@ -201,8 +220,9 @@ class Recognizer:
                  confidence_scale: float, front_end=None, fit_floor: float | None = None, lexicon=None,
                  context: dict[str, Any] | None = None, sentence_set=None, slot_lists=None,
                  beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None,
-                 second_opinion=None, ask_always: bool = False, margin: bool = False) -> None:
+                 second_opinion=None, ask_always: bool = False, margin: bool = False, view=None) -> None:
         self.model = model
+        self.view = view  # a denoiser (vcd.denoise.RNNoise) for the rule's denoised view, or None: never looked at
         self.margin_asked = margin  # a study wants the margin even where the rule does not weigh it
         self.rejection = rejection
         self.second_opinion = second_opinion  # vcd.second_opinion.SecondOpinion, or None: never asked
@@ -235,7 +255,7 @@ class Recognizer:
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
              beam: float = DEFAULT_BEAM, presence: bool | None = None,
-             second_opinion: bool | None = None, margin: bool = False) -> "Recognizer":
+             second_opinion: bool | None = None, margin: bool = False, denoised_view: bool = False) -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -256,7 +276,10 @@ class Recognizer:
         weighs it and its answer decides; True asks about every sentence (a study records the answers);
         False never (the rule then takes every sentence as one it did not confirm).  ``margin`` True measures
         each sentence's margin to another (:attr:`vcd.decoder.Hypothesis.margin`) even when the rule does not
-        weigh it.
+        weigh it.  ``denoised_view`` True looks again through RNNoise at a sentence the rule rejects in a loud
+        room (:meth:`_denoised_view`; ``recognizer.denoised_view``): it needs the ``pyrnnoise`` package
+        (:class:`vcd.errors.ConfigError` without it) and a model with a learned rule, and a front end that
+        already denoises leaves nothing to look at again.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -279,7 +302,7 @@ class Recognizer:
                          context, sentence_set, slot_lists, float(beam), rule,
                          _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
                          _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True,
-                         margin=margin)
+                         margin=margin, view=_view(rule, extra, front_end) if denoised_view else None)
         grammar = None
         if extra_lists:
             try:
@@ -428,6 +451,8 @@ class Recognizer:
             confidence = 0.0
         elif self.rejection is not None:
             confidence, hyp = self._rule_confidence(samples, hyp, ask)
+            if ask and confidence < self.min_confidence:
+                confidence = self._denoised_view(samples, hyp, confidence)
         else:
             confidence = self._gap_confidence(hyp)
         text = " ".join(hyp.words)
@@ -459,6 +484,25 @@ class Recognizer:
         agrees = self.second_opinion.agrees(self.word_graph, samples, hyp.words)
         _LOGGER.debug("second opinion on %r: %s", " ".join(hyp.words), "the same" if agrees else "another sentence")
         return (confirmed if agrees else without), replace(hyp, second=float(agrees))
+
+    def _denoised_view(self, samples: np.ndarray, hyp, confidence: float) -> float:
+        """The confidence after a second look at a sentence the rule rejects (``confidence``), in a segment
+        whose estimated SNR is under :data:`vcd.audio.SNR_KNEE_DB`: the model decodes the segment denoised by
+        RNNoise, and where it finds the same sentence and the rule accepts that decode (its own features, the
+        raw segment's SNR, no second opinion), its confidence stands.  Talk stays talk through a denoiser and
+        noise mostly goes, while a command in a loud room can come out clearer (docs/benchmarks.md, "The
+        denoised view").  Costs RNNoise and a decode of the whole segment, in loud rooms only."""
+        from vcd.decoder import search
+
+        if self.view is None or not hyp.snr < SNR_KNEE_DB:
+            return confidence
+        seen = search(self.graph, self.posteriors(self.view(samples), denoise=False), self.beam, margin=self.margin)
+        if seen.words != hyp.words:
+            return confidence
+        seen = replace(seen, snr=hyp.snr, speech=hyp.speech, second=0.0)
+        looked = self.rejection.confidence(seen)
+        _LOGGER.debug("denoised view of %r: %.3f (as heard: %.3f)", " ".join(hyp.words), looked, confidence)
+        return looked if looked >= self.min_confidence else confidence
 
     def answer(self, parse) -> str | None:
         """The spoken answer for a :class:`vcd.grammar.Parse`: its response rendered (:func:`vcd.responses.answer`)."""
