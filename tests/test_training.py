@@ -146,7 +146,8 @@ def test_features_cache_holds_clean_augmented_and_narrowband_copies(tmp_path: Pa
     assert all(lab.tolist() == [5, 6, 7] for lab in blob["labels"])
 
 
-def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+def _tiny_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A training shard of six random clips, a validation shard of two of them, and an empty work folder."""
     rng = np.random.default_rng(0)
     feats = [torch.from_numpy(rng.standard_normal((60 + 10 * i, 64)).astype(np.float16)) for i in range(6)]
     labels = [torch.tensor([1 + i, 2 + i, 3]) for i in range(6)]
@@ -155,6 +156,11 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> No
     torch.save({"feats": feats[:2], "labels": labels[:2]}, str(valid))
     work = tmp_path / "work"
     work.mkdir()
+    return shard, valid, work
+
+
+def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+    shard, valid, work = _tiny_run(tmp_path)
 
     best = train([shard], valid, work, steps=2, seed=1, threads=1, max_frames=200)
     first = torch.load(str(work / "checkpoint.pt"), weights_only=False)
@@ -174,14 +180,7 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path: Path) -> No
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (vcd train --device cuda)")
 def test_training_on_a_gpu_leaves_cpu_checkpoints_that_resume_on_the_cpu(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    feats = [torch.from_numpy(rng.standard_normal((60 + 10 * i, 64)).astype(np.float16)) for i in range(6)]
-    labels = [torch.tensor([1 + i, 2 + i, 3]) for i in range(6)]
-    shard, valid = tmp_path / "train.pt", tmp_path / "valid.pt"
-    torch.save({"feats": feats, "labels": labels}, str(shard))
-    torch.save({"feats": feats[:2], "labels": labels[:2]}, str(valid))
-    work = tmp_path / "work"
-    work.mkdir()
+    shard, valid, work = _tiny_run(tmp_path)
     train([shard], valid, work, steps=2, seed=1, threads=1, max_frames=200, device="cuda")
     blob = torch.load(str(work / "checkpoint.pt"), weights_only=False)
     tensors = [*blob["model"].values(), *(t for state in blob["opt"]["state"].values() for t in state.values()
