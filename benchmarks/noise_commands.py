@@ -108,10 +108,11 @@ def main() -> int:
     ap.add_argument("--no-data", action="store_true", help="white noise only")
     ap.add_argument("--model", default=None, help="acoustic model (default: the shipped one)")
     ap.add_argument("--no-fit-floor", action="store_true", help="without the model's fit_floor (what it is worth)")
+    ap.add_argument("--denoised-view", action="store_true", help="as recognizer.denoised_view = true (opt-in)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    recognizer = Recognizer.load(model=args.model, threads=1)
+    recognizer = Recognizer.load(model=args.model, threads=1, denoised_view=args.denoised_view)
     if args.no_fit_floor:
         recognizer.fit_floor = None
     n = int(args.minutes * 60 * RATE)
