@@ -133,7 +133,7 @@ def main() -> int:
     speakers = sorted({r["speaker"] for r in rows})
     half = {s: i % 2 for i, s in enumerate(np.random.default_rng(0).permutation(speakers))}
     kinds = noise_kinds(rows)
-    rules, left_out, margins = {}, {}, {}
+    rules, margins = {}, {}
     in_dump = tuple(f for f in REJECTION_FEATURES if f in ("gap", "fit") or DUMP_FIELDS[f] in rows[0])
     for name, features, monotone, guard in candidate_rules(in_dump):
         def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
@@ -147,9 +147,8 @@ def main() -> int:
             report_on(held_out, keys, f"{name}: fitted on half {1 - k}, scored on half {k}", lambda r, q=rule: rule_accepts(q, r))
         # each noise stream left out of the fit, then scored: noise the rule never met
         fits = left_out_fits(rows, learned)
-        left_out[name] = left_out_accepts(fits)
         margins[name] = left_out_margin(fits)
-        unseen = [f"{kind} {n}/{len(groups[f'FA {kind}'])}" for kind, n in zip(kinds, left_out[name])]
+        unseen = [f"{kind} {n}/{len(groups[f'FA {kind}'])}" for kind, n in zip(kinds, left_out_accepts(fits))]
         rules[name] = rule = learned(decoded)
         report(f"{name}: fitted on every speaker", lambda r, q=rule: rule_accepts(q, r))
         print(f"|   noise segments accepted when their stream is left out of the fit: {'; '.join(unseen)}; "
@@ -161,7 +160,7 @@ def main() -> int:
             recordings_left_out(name, learned, rules[name], decoded, groups, keys)
     for name, rule in rules.items():
         print(f"\n{name}: {json.dumps(rule)}")
-    chosen, chosen_rule = choose(left_out, rules, margins, rows)
+    chosen, chosen_rule = choose(rules, margins, rows)
     print(f"\nchosen by the rule (of {len(rules)} candidates): {chosen}")
     second = None
     if any(np.isfinite(r.get("second", np.nan)) for r in rows):  # the second opinion as a bonus on the model's rule

@@ -169,16 +169,17 @@ def model_pronunciations(extra: dict) -> dict[str, list[str]]:
     return carried
 
 
-def _view(rule: RejectionRule | None, extra: dict, front_end: str):
+def _view(rule: RejectionRule | None, front_end):
     """The denoiser for ``recognizer.denoised_view``, or None where there is nothing to look at again: a model
-    without a learned rejection rule (a warning), or a front end that already denoises every segment."""
+    without a learned rejection rule (a warning), or a ``front_end`` (made by :func:`vcd.denoise.make_front_end`)
+    that already denoises every segment."""
     from vcd.denoise import RNNoise
     from vcd.errors import ConfigError
 
     if rule is None:
         _LOGGER.warning("recognizer.denoised_view: the model has no learned rejection rule to look again with; off")
         return None
-    if front_end == "rnnoise" or (front_end == "auto" and extra.get("front_end") == "rnnoise"):
+    if front_end is not None:
         return None
     try:
         return RNNoise()
@@ -295,14 +296,15 @@ class Recognizer:
         rule = RejectionRule.from_extra(extra)
         lexicon = (lexicon or Lexicon()).with_trained(model_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
+        denoiser = make_front_end(front_end, extra)
         recognizer = cls(net, sentence_set.intents, None, None,
                          DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence),
-                         float(extra.get("confidence_scale", CONFIDENCE_SCALE)), make_front_end(front_end, extra),
+                         float(extra.get("confidence_scale", CONFIDENCE_SCALE)), denoiser,
                          None if extra.get("fit_floor") is None else float(extra["fit_floor"]), lexicon,
                          context, sentence_set, slot_lists, float(beam), rule,
                          _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
                          _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True,
-                         margin=margin, view=_view(rule, extra, front_end) if denoised_view else None)
+                         margin=margin, view=_view(rule, denoiser) if denoised_view else None)
         grammar = None
         if extra_lists:
             try:

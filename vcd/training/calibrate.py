@@ -417,15 +417,13 @@ def command_mean(rule: dict, decodes: list[dict]) -> float:
     return float(np.mean(shares))
 
 
-def choose(left_out: dict[str, list[int]], rules: dict[str, dict], margins: dict[str, float],
-           decodes: list[dict]) -> tuple[str, dict]:
+def choose(rules: dict[str, dict], margins: dict[str, float], decodes: list[dict]) -> tuple[str, dict]:
     """The candidate the choice rule picks, and its rule: each candidate's rule fitted on every decode, made eligible
-    by its left-out margin (:func:`left_out_margin`; none where each left-out stream already passes at most
-    :data:`ELIGIBLE_LEFT_OUT` segments, as ``left_out`` counts), and the best command mean of those."""
-    used = {n: margins[n] if max(left_out[n], default=0) > ELIGIBLE_LEFT_OUT else 0.0 for n in rules}
-    eligible = {n: stricter_for_noise(rule, used[n]) for n, rule in rules.items()}
+    by its left-out margin (:func:`left_out_margin`: 0 where each left-out stream already passes at most
+    :data:`ELIGIBLE_LEFT_OUT` segments), and the best command mean of those."""
+    eligible = {n: stricter_for_noise(rule, margins[n]) for n, rule in rules.items()}
     chosen = max(eligible, key=lambda n: command_mean(eligible[n], decodes))
-    return chosen + (f", {used[chosen]:.3g} stricter for noise it never met" if used[chosen] else ""), eligible[chosen]
+    return chosen + (f", {margins[chosen]:.3g} stricter for noise it never met" if margins[chosen] else ""), eligible[chosen]
 
 
 def choose_rejection_rule(decodes: list[dict]) -> tuple[str, dict]:
@@ -435,16 +433,14 @@ def choose_rejection_rule(decodes: list[dict]) -> tuple[str, dict]:
     decoded = [d for d in decodes if d["best"]]
     measured = tuple(f for i, f in enumerate(REJECTION_FEATURES)
                      if decoded and all(np.isfinite(d["x"][i]) for d in decoded))
-    left_out, rules, margins = {}, {}, {}
+    rules, margins = {}, {}
     for name, features, monotone, guard in candidate_rules(measured):
         def learned(subset: list[dict], m: bool = monotone, f: tuple = features, g: bool = guard) -> dict:
             return rejection_rule_from(subset, m, f, g)
 
-        fits = left_out_fits(decodes, learned)
-        left_out[name] = left_out_accepts(fits)
-        margins[name] = left_out_margin(fits)
+        margins[name] = left_out_margin(left_out_fits(decodes, learned))
         rules[name] = learned(decoded)
-    return choose(left_out, rules, margins, decodes)
+    return choose(rules, margins, decodes)
 
 
 # The second opinion (vcd.second_opinion) as a bonus on a chosen rule: a sentence PocketSphinx confirms gets
