@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import requires_espeak, speak, utterances, vcd_command, write_config, write_wav
 from vcd.config import load_config
-from vcd.denoise import RNNoise, make_front_end
+from vcd.denoise import RNNoise, SegmentDenoiser, make_front_end
 from vcd.errors import ConfigError, ExitCode
 from vcd.recognizer import Recognizer
 
@@ -54,6 +54,29 @@ def test_rnnoise_any_input_gives_bounded_audio_of_the_same_length(values: list[f
     out = RNNoise()(samples)
     assert out.shape == samples.shape
     assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 6000), min_size=1, max_size=8), st.integers(0, 4000))
+def test_a_segment_denoised_as_it_grows_is_what_one_look_at_the_whole_gives(blocks: list[int], trimmed: int) -> None:
+    """SegmentDenoiser (the daemon's VAD stage with recognizer.denoised_view): fed the segment so far after
+    each block, it gives exactly RNNoise on the whole segment; a start of what it heard (the segment's
+    trailing silence trimmed) is that output cut short; another segment starts a fresh state."""
+    rng = np.random.default_rng(len(blocks))
+    audio = (rng.standard_normal(sum(blocks) + trimmed) * 0.05).astype(np.float32)
+    denoiser = SegmentDenoiser(RNNoise())
+    ends = np.cumsum(blocks)
+    for end in ends:
+        denoiser.feed(audio[:end])
+    denoiser.feed(audio)
+    whole = RNNoise()(audio)
+    segment = audio[: ends[-1]]
+    assert np.array_equal(denoiser(segment), whole[: segment.size])
+    other = audio[::-1].copy()
+    assert np.array_equal(denoiser(other), RNNoise()(other))
+    short = SegmentDenoiser(RNNoise())
+    short(audio[: blocks[0]])  # ended, flushed
+    assert np.array_equal(short(audio), whole)  # then grew: denoised again from the start
 
 
 def test_unknown_front_end_is_a_config_error() -> None:
@@ -140,6 +163,10 @@ def test_the_denoised_view_accepts_a_rejected_sentence_when_the_denoised_decode_
     result = on.recognize(noisy)
     assert result.recognized and result.text == "turn on the kitchen light"
     assert result.confidence == pytest.approx(1 / (1 + np.exp(-weight * (view_fit - raw_fit) / 2)), rel=1e-3)
+    denoised = RNNoise()(noisy)  # denoised by the caller as the segment grew: the view does not denoise again
+    monkeypatch.setattr(on, "view", lambda samples: pytest.fail("denoised a second time"))
+    again = on.recognize(noisy, denoised=denoised)
+    assert (again.text, again.confidence) == (result.text, result.confidence)
     looked = []
     monkeypatch.setattr(on, "view", lambda samples: looked.append(samples.size) or RNNoise()(samples))
     quiet = utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.3)
@@ -160,3 +187,44 @@ def test_the_denoised_view_without_pyrnnoise_is_a_one_line_config_error(monkeypa
     with pytest.raises(ConfigError) as err:
         Recognizer.load(None, denoised_view=True)
     assert str(err.value) == "recognizer.denoised_view: needs the pyrnnoise package, pip install 'vcd[denoise]'"
+
+
+@requires_espeak
+def test_the_daemon_denoises_each_segment_as_it_grows_for_the_denoised_view() -> None:
+    """With recognizer.denoised_view, the VAD stage denoises the open segment as it grows (in its thread) and
+    the recogniser stage gets that audio with the segment, so that the end of speech leaves only the decode."""
+    import threading
+
+    import pluggy
+
+    from vcd import hookspecs
+    from vcd.config import Config
+    from vcd.daemon import Daemon
+    from vcd.errors import ExitCode
+    from vcd.plugins import PluginHost
+    from vcd.sources import MemorySource
+
+    recognizer = Recognizer.load(denoised_view=True)
+    assert recognizer.view is not None  # the shipped model has a learned rule
+    seen: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+    decode = recognizer._decode
+
+    def spy(samples, denoise, speech, ask, denoised=None):
+        seen.append((threading.current_thread().name, np.array(samples), denoised))
+        return decode(samples, denoise, speech, ask, denoised)
+
+    recognizer._decode = spy  # type: ignore[method-assign]
+    audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = PluginHost(pm, [])
+    config = Config()
+    plugins.startup(config)
+    plugins.start_workers()
+    daemon = Daemon(config, recognizer, plugins, MemorySource(config.audio, audio, "test audio"))
+    assert daemon.run() == ExitCode.OK
+    decoded = [(samples, denoised) for thread, samples, denoised in seen if thread == "vcd-asr"]
+    assert decoded  # "what a lovely day it is" is decoded after its end (the command may end early)
+    for samples, denoised in decoded:
+        assert denoised is not None and denoised.shape == samples.shape
+        assert np.allclose(denoised, RNNoise()(samples), atol=1e-4)  # only the trimmed end's last ms may differ

@@ -107,9 +107,9 @@ def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets
     seen: list[tuple[str, np.ndarray, float | None]] = []
     decode = recognizer._decode  # what decode() and complete() both search with
 
-    def spy(samples, denoise, speech, ask):
+    def spy(samples, denoise, speech, ask, denoised=None):
         seen.append((threading.current_thread().name, np.array(samples), speech))
-        return decode(samples, denoise, speech, ask)
+        return decode(samples, denoise, speech, ask, denoised)
 
     recognizer._decode = spy  # type: ignore[method-assign]
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)

@@ -539,10 +539,10 @@ def test_a_command_after_a_pause_keeps_the_vad_stages_speech_presence() -> None:
     seen: list[tuple[np.ndarray, float | None]] = []
     decode = recognizer._decode  # what decode() and complete() both search with
 
-    def spy(samples, denoise, speech, ask):
+    def spy(samples, denoise, speech, ask, denoised=None):
         if threading.current_thread().name == "vcd-asr":
             seen.append((np.array(samples), speech))
-        return decode(samples, denoise, speech, ask)
+        return decode(samples, denoise, speech, ask, denoised)
 
     recognizer._decode = spy  # type: ignore[method-assign]
     recorder, _ = run_daemon(utterances("alexa", 1.5, COMMAND, tail_s=2.0), recognizer, WakeConfig(enabled=True))

@@ -61,10 +61,10 @@ class Server:
 
 
 def start_server(workdir: Path, *args: str, port: int | None = None, name: str = "wyoming",
-                 notify_socket: Path | None = None) -> Server:
-    sections: dict[str, dict[str, Any]] = {"daemon": {"log_level": "info"}}
+                 notify_socket: Path | None = None, recognizer: dict[str, Any] | None = None) -> Server:
+    sections: dict[str, dict[str, Any]] = {"daemon": {"log_level": "info"}, "recognizer": dict(recognizer or {})}
     if os.environ.get("VCD_TEST_MODEL"):
-        sections["recognizer"] = {"model": str(Path(os.environ["VCD_TEST_MODEL"]).resolve())}
+        sections["recognizer"]["model"] = str(Path(os.environ["VCD_TEST_MODEL"]).resolve())
     config = write_config(workdir / "config.toml", sections)
     port = port or free_port()
     log_path = workdir / f"{name}.log"
@@ -218,6 +218,28 @@ def test_a_command_after_seconds_of_room_noise_is_recognised(server: Server) -> 
                             noise(1.0, seed=3)])
     event = asyncio.run(transcribe(server.port, to_pcm16(audio)))
     assert same_sentence(Transcript.from_event(event).text, text), event
+
+
+@requires_espeak
+def test_with_the_denoised_view_each_connection_denoises_its_audio_as_it_comes(tmp_path: Path) -> None:
+    """recognizer.denoised_view: each connection denoises its audio as the chunks come (on the presence
+    thread), and the transcript is still the command; a sentence outside the grammar still gives nothing."""
+    from conftest import noise
+
+    s = start_server(tmp_path, recognizer={"denoised_view": True})
+    try:
+        wait_listening(s)
+        text = "turn on the kitchen light"
+        speech = speak(text)
+        audio = np.concatenate([noise(1.0, seed=4), speech + noise(speech.size / 16000 + 0.01, seed=5)[: speech.size],
+                                noise(0.5, seed=6)])
+        event = asyncio.run(transcribe(s.port, to_pcm16(audio)))
+        assert same_sentence(Transcript.from_event(event).text, text), event
+        event = asyncio.run(transcribe(s.port, to_pcm16(speak("the weather is lovely today"))))
+        assert Transcript.from_event(event).text == "", event
+    finally:
+        s.stop()
+    assert "Traceback" not in s.log
 
 
 @requires_espeak

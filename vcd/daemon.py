@@ -16,6 +16,7 @@ import numpy as np
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import Config
 from vcd.controls import Controls
+from vcd.denoise import SegmentDenoiser
 from vcd.errors import ConfigError, ExitCode, GrammarError, ModelError, VcdError, one_line
 from vcd.keeper import ClipKeeper
 from vcd.notify import Notifier
@@ -62,6 +63,7 @@ class _Segment:
     speech_end: float  # time.time() when the segment closed
     result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
     speech: float | None = None  # its speech presence, measured by the VAD stage as it grew (vcd.presence)
+    denoised: np.ndarray | None = None  # it through RNNoise, by the VAD stage as it grew (recognizer.denoised_view)
     site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
     done: Callable[[], None] | None = None  # called once: decoded (before its hooks), skipped or failed
 
@@ -130,7 +132,10 @@ class Daemon:
         # the VAD stage's own speech presence, when the recogniser's rule weighs it: measured as each segment
         # grows, so that a segment's end leaves only the model and the search to run
         presence = SpeechPresence() if getattr(recognizer, "presence", None) is not None else None
-        self._segmenter = Segmenter(config.vad, complete=complete, presence=presence)
+        # the same for the denoised view's audio (recognizer.denoised_view): a segment's end leaves only its decode
+        view = getattr(recognizer, "view", None)
+        denoiser = SegmentDenoiser(view) if view is not None else None
+        self._segmenter = Segmenter(config.vad, complete=complete, presence=presence, denoiser=denoiser)
         self._wake = WakeGate.from_config(config) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
@@ -278,6 +283,8 @@ class Daemon:
         with self._recognizer_lock:
             if self._denoiser is not None:  # the stream was denoised ahead of the VAD
                 return self.recognizer.recognize(segment.samples, denoise=False, **speech)
+            if segment.denoised is not None:
+                return self.recognizer.recognize(segment.samples, denoised=segment.denoised, **speech)
             return self.recognizer.recognize(segment.samples, **speech)
 
     def _complete(self, samples: np.ndarray) -> Any:
@@ -315,7 +322,8 @@ class Daemon:
                     _LOGGER.debug("vad: skipped %s", noise)
                     continue
                 _LOGGER.debug("vad: %.2f s segment from %s goes to the recogniser", event.audio_s, source)
-                segments.append(_Segment(event.samples, event.timestamp, result=event.result, speech=event.speech))
+                segments.append(_Segment(event.samples, event.timestamp, result=event.result, speech=event.speech,
+                                         denoised=event.denoised))
         return segments
 
     def _gate(self, segment: _Segment) -> list[_Segment]:
@@ -332,9 +340,11 @@ class Daemon:
         if heard.command is None:
             return []
         # a command in a segment of its own (after a pause) is the whole segment: the VAD stage's speech
-        # presence holds for it; one said in the same breath as the wake word is measured when it is decoded
+        # presence and denoised audio hold for it; one said in the same breath as the wake word is measured
+        # (and denoised) when it is decoded
         whole = heard.command is segment.samples
-        return [_Segment(heard.command, segment.speech_end, speech=segment.speech if whole else None)]
+        return [_Segment(heard.command, segment.speech_end, speech=segment.speech if whole else None,
+                         denoised=segment.denoised if whole else None)]
 
     def _recognize(self, segment: _Segment) -> list[Any]:
         """Recogniser: a speech segment → the plugins' transcript and intent or unrecognized hooks."""

@@ -122,6 +122,53 @@ class RNNoiseStream:
             self._lib.destroy(state)
 
 
+class SegmentDenoiser:
+    """RNNoise over one growing segment at a time, from a fresh state: what :class:`RNNoise` gives the whole
+    segment, computed as the segment grows.
+
+    A call whose segment begins with the previous call's goes on from where that one stopped, so asking
+    after each block of a segment, as the daemon's VAD thread does (``recognizer.denoised_view``), costs only
+    the new audio, and a segment's end leaves at most the stream's flush.  A segment that is the start of
+    what was heard (trailing silence trimmed) is cut from what is ready; one that does not begin with it
+    starts a fresh state.  Not thread-safe: one thread owns each instance.
+    """
+
+    def __init__(self, denoiser: RNNoise) -> None:
+        self._denoiser = denoiser
+        self._reset()
+
+    def _reset(self) -> None:
+        self._stream: RNNoiseStream | None = self._denoiser.stream()
+        self._seen = np.zeros(0, dtype=np.float32)  # the segment fed so far
+        self._out = np.zeros(0, dtype=np.float32)  # its denoised audio that is ready
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Denoise what is new in ``samples``, the segment so far."""
+        samples = np.asarray(samples, dtype=np.float32)
+        n = self._seen.size
+        if samples.size <= n and np.array_equal(samples, self._seen[: samples.size]):
+            return  # what was heard, or less of it
+        if self._stream is None or not np.array_equal(samples[:n], self._seen):
+            self._reset()  # another segment, or this one grew after its stream was flushed
+            n = 0
+        assert self._stream is not None
+        self._out = np.concatenate([self._out, self._stream.process(samples[n:])])
+        self._seen = samples.copy()
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """The denoised ``samples`` (same length): the segment so far, or a start of it."""
+        samples = np.asarray(samples, dtype=np.float32)
+        self.feed(samples)
+        if self._out.size < samples.size:  # the last few ms are still inside the denoiser: the segment has ended
+            assert self._stream is not None
+            self._out = np.concatenate([self._out, self._stream.flush()])
+            self._stream = None
+        fitted = np.zeros(samples.size, dtype=np.float32)
+        ready = min(self._out.size, samples.size)
+        fitted[:ready] = self._out[:ready]
+        return fitted
+
+
 def make_front_end(name: str, model_extra: dict | None = None) -> RNNoise | None:
     """The front end called ``name`` (one of :data:`FRONT_ENDS`, or ``"auto"``); None for ``"none"``.
 

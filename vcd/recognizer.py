@@ -362,14 +362,17 @@ class Recognizer:
         """
         return self.model.infer(segment_features(samples, self.front_end if denoise else None))
 
-    def recognize(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None) -> Recognition:
+    def recognize(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None,
+                  denoised: np.ndarray | None = None) -> Recognition:
         """Decode one speech segment (16 kHz mono float32) against the grammar.
 
         ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
         ``speech``: the segment's speech presence when the caller measured it already (the daemon does,
         as the segment grows); else the recogniser measures it if its rule weighs it.
+        ``denoised``: the segment through RNNoise when the caller denoised it as it grew (the daemon does with
+        ``recognizer.denoised_view``: :class:`vcd.denoise.SegmentDenoiser`); else the denoised view makes it.
         """
-        return self.decode(samples, denoise, speech)[0]
+        return self.decode(samples, denoise, speech, denoised=denoised)[0]
 
     def complete(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None) -> Recognition | None:
         """The recognition of a segment that may not be over yet, if it is a whole command; else None.
@@ -380,7 +383,7 @@ class Recognizer:
         a short pause (``vad.early_silence_ms``) to end the command without waiting for the full
         ``vad.silence_ms``.
         """
-        result, hyp, log_probs = self._decode(samples, denoise, speech, ask=False)  # no second opinion yet
+        result, hyp, log_probs = self._decode(samples, denoise, speech, ask=False)  # no second opinion, no view yet
         if not result.recognized or hyp is None or hyp.continues or not self._fits_closely(hyp):
             _LOGGER.debug("%r is not a whole command yet (%s)", result.best_text,
                           "the grammar goes on" if hyp is not None and hyp.continues else "not recognised")
@@ -423,14 +426,17 @@ class Recognizer:
             confidence = min(confidence, self.min_confidence * 0.999)  # the sentence does not fit the sound
         return confidence
 
-    def decode(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None, ask: bool = True):
+    def decode(self, samples: np.ndarray, denoise: bool = True, speech: float | None = None, ask: bool = True,
+               denoised: np.ndarray | None = None):
         """:meth:`recognize`, with the search's :class:`vcd.decoder.Hypothesis` (None under 0.1 s).
 
-        ``ask`` False never asks the second opinion (a sentence its answer would decide stays rejected).
+        ``ask`` False never asks the second opinion nor looks again (a sentence their answer would decide
+        stays rejected).
         """
-        return self._decode(samples, denoise, speech, ask)[:2]
+        return self._decode(samples, denoise, speech, ask, denoised)[:2]
 
-    def _decode(self, samples: np.ndarray, denoise: bool, speech: float | None, ask: bool):
+    def _decode(self, samples: np.ndarray, denoise: bool, speech: float | None, ask: bool,
+                denoised: np.ndarray | None = None):
         """:meth:`decode`, and the model's log-posteriors it searched (None under 0.1 s)."""
         from vcd.decoder import search
 
@@ -454,7 +460,7 @@ class Recognizer:
         elif self.rejection is not None:
             confidence, hyp = self._rule_confidence(samples, hyp, ask)
             if ask and confidence < self.min_confidence:
-                confidence = self._denoised_view(samples, hyp, confidence)
+                confidence = self._denoised_view(samples, hyp, confidence, denoised)
         else:
             confidence = self._gap_confidence(hyp)
         text = " ".join(hyp.words)
@@ -487,18 +493,21 @@ class Recognizer:
         _LOGGER.debug("second opinion on %r: %s", " ".join(hyp.words), "the same" if agrees else "another sentence")
         return (confirmed if agrees else without), replace(hyp, second=float(agrees))
 
-    def _denoised_view(self, samples: np.ndarray, hyp, confidence: float) -> float:
+    def _denoised_view(self, samples: np.ndarray, hyp, confidence: float, denoised: np.ndarray | None) -> float:
         """The confidence after a second look at a sentence the rule rejects (``confidence``), in a segment
         whose estimated SNR is under :data:`vcd.audio.SNR_KNEE_DB`: the model decodes the segment denoised by
         RNNoise, and where it finds the same sentence and the rule accepts that decode (its own features, the
         raw segment's SNR, no second opinion), its confidence stands.  Talk stays talk through a denoiser and
         noise mostly goes, while a command in a loud room can come out clearer (docs/benchmarks.md, "The
-        denoised view").  Costs RNNoise and a decode of the whole segment, in loud rooms only."""
+        denoised view").  Costs a decode of the whole segment, in loud rooms only, and RNNoise where the caller
+        did not denoise the segment as it grew (``denoised``)."""
         from vcd.decoder import search
 
         if self.view is None or not hyp.snr < SNR_KNEE_DB:
             return confidence
-        seen = search(self.graph, self.posteriors(self.view(samples), denoise=False), self.beam, margin=self.margin)
+        if denoised is None or denoised.size != samples.size:
+            denoised = self.view(samples)
+        seen = search(self.graph, self.posteriors(denoised, denoise=False), self.beam, margin=self.margin)
         if seen.words != hyp.words:
             return confidence
         seen = replace(seen, snr=hyp.snr, speech=hyp.speech, second=0.0)

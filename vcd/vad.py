@@ -43,6 +43,7 @@ class SpeechEnd:
         """The share of the segment's frames that webrtcvad called speech, 0..1."""
         return self.voiced_frames / self.frames if self.frames else 0.0
     result: Any = None  # what the completeness check decoded when it closed the segment early (None otherwise)
+    denoised: np.ndarray | None = None  # a kept segment through RNNoise, with the segmenter's ``denoiser``
 
     @property
     def early(self) -> bool:
@@ -81,13 +82,18 @@ class Segmenter:
     With a ``presence`` (a :class:`vcd.presence.SpeechPresence` of its own), the open segment's speech
     presence is measured after each block, so that a kept segment closes with it (``SpeechEnd.speech``)
     and :meth:`speech_presence` of the audio a completeness check gets costs next to nothing.
+    With a ``denoiser`` (a :class:`vcd.denoise.SegmentDenoiser` of its own), the open segment is denoised
+    the same way as it grows, and a kept segment closes with that audio (``SpeechEnd.denoised``), which the
+    recogniser's denoised view looks at (``recognizer.denoised_view``).
     """
 
     def __init__(self, config: VadConfig, complete: Callable[[np.ndarray], Any] | None = None,
-                 presence: Callable[[np.ndarray], float] | None = None) -> None:
+                 presence: Callable[[np.ndarray], float] | None = None,
+                 denoiser: Any = None) -> None:
         self.config = config
         self._complete = complete if config.early_silence_ms else None
         self._presence = presence
+        self._denoiser = denoiser
         self._vad = webrtcvad.Vad(config.aggressiveness)
         self._frame_len = SAMPLE_RATE_HZ * config.frame_ms // 1000
         frames = lambda ms: max(1, round(ms / config.frame_ms))  # noqa: E731
@@ -130,8 +136,12 @@ class Segmenter:
             frame = audio[i * self._frame_len : (i + 1) * self._frame_len]
             events.extend(self._frame(frame, self._vad.is_speech(float_to_pcm16(frame), SAMPLE_RATE_HZ)))
         self._pending = audio[n_frames * self._frame_len :]
-        if self._presence is not None and self._triggered:
-            self._presence(self.open_audio())  # the open segment so far: only its new chunks are measured
+        if self._triggered and (self._presence is not None or self._denoiser is not None):
+            audio = self.open_audio()  # the open segment so far: only its new audio is measured and denoised
+            if self._presence is not None:
+                self._presence(audio)
+            if self._denoiser is not None:
+                self._denoiser.feed(audio)
         return events
 
     def speech_presence(self, samples: np.ndarray) -> float | None:
@@ -222,7 +232,9 @@ class Segmenter:
                 voiced_frames * self.config.frame_ms,
             )
         speech = self.speech_presence(samples) if kept else None
+        # a segment closed early on a whole command was recognised already: nothing to look at again
+        denoised = self._denoiser(samples) if kept and result is None and self._denoiser is not None else None
         self._reset()
         return SpeechEnd(timestamp=time.time(), samples=samples, kept=kept, cut=cut,
                          start_sample=self._start_frame * self._frame_len, voiced_frames=int(voiced_frames),
-                         frames=frames, result=result, speech=speech)
+                         frames=frames, result=result, speech=speech, denoised=denoised)

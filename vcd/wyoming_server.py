@@ -269,15 +269,29 @@ class Service:
 
         return SpeechPresence()
 
-    async def measure(self, presence: Any, samples: np.ndarray) -> float:
-        """``presence(samples)`` on the presence thread (about 1 ms per 32 ms of new audio)."""
+    def denoiser(self) -> Any:
+        """A :class:`vcd.denoise.SegmentDenoiser` of a connection's own, when the recogniser looks again at a
+        rejected sentence through RNNoise (``recognizer.denoised_view``)."""
+        view = getattr(self.recognizer, "view", None)
+        if view is None:
+            return None
+        from vcd.denoise import SegmentDenoiser
+
+        return SegmentDenoiser(view)
+
+    async def measure(self, presence: Any, samples: np.ndarray) -> Any:
+        """``presence(samples)`` on the presence thread (about 1 ms per 32 ms of new audio); a connection's
+        :meth:`denoiser` runs there too."""
         return await asyncio.get_running_loop().run_in_executor(self.presence_executor, presence, samples)
 
-    async def recognize(self, samples: np.ndarray, speech: float | None = None) -> Any:
+    async def recognize(self, samples: np.ndarray, speech: float | None = None,
+                        denoised: np.ndarray | None = None) -> Any:
         """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile.
 
-        ``speech``: the samples' speech presence, measured as they came (else the recogniser measures it)."""
-        decode = functools.partial(self.recognizer.recognize, samples, **({} if speech is None else {"speech": speech}))
+        ``speech``: the samples' speech presence, measured as they came (else the recogniser measures it);
+        ``denoised``: the samples through RNNoise, denoised as they came (else the denoised view makes it)."""
+        known = ({} if speech is None else {"speech": speech}) | ({} if denoised is None else {"denoised": denoised})
+        decode = functools.partial(self.recognizer.recognize, samples, **known)
         return await asyncio.get_running_loop().run_in_executor(self.executor, decode)
 
     async def understand(self, text: str) -> tuple[str, dict[str, Any]] | None:
@@ -318,6 +332,7 @@ class WyomingHandler(AsyncEventHandler):
         self.audio: AudioBuffer | None = None
         # measures the speech presence while 16 kHz mono audio arrives, so that audio-stop leaves only the decode
         self.presence = service.presence()
+        self.denoiser = service.denoiser()  # and denoises it for the denoised view
 
     async def run(self) -> None:
         """Read events until the client leaves; a malformed one is logged, answered with ``error``, and ends it."""
@@ -381,6 +396,8 @@ class WyomingHandler(AsyncEventHandler):
             self.audio.add(chunk.audio or b"", rate, width, channels)
             if self.presence is not None and self.audio.as_it_came is not None:
                 await self.service.measure(self.presence, self.audio.as_it_came)
+            if self.denoiser is not None and self.audio.as_it_came is not None:
+                await self.service.measure(self.denoiser.feed, self.audio.as_it_came)
         elif AudioStop.is_type(event.type):
             await self._transcribe()
         elif self.service.intents and (Recognize.is_type(event.type) or Transcript.is_type(event.type)):
@@ -399,7 +416,10 @@ class WyomingHandler(AsyncEventHandler):
         speech = None
         if self.presence is not None and audio is not None and audio.as_it_came is not None:
             speech = await self.service.measure(self.presence, samples)  # the audio as it came: measured already
-        result = await self.service.recognize(samples, speech)
+        denoised = None
+        if self.denoiser is not None and audio is not None and audio.as_it_came is not None:
+            denoised = await self.service.measure(self.denoiser, samples)  # the same: only the flush is left
+        result = await self.service.recognize(samples, speech, denoised)
         if result.recognized:
             _LOGGER.info("wyoming: client %s: %.2f s → %r (%s, confidence %.2f, %.0f ms)", self.peer,
                          samples.size / SAMPLE_RATE_HZ, result.text, result.intent, result.confidence,
