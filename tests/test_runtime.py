@@ -16,7 +16,7 @@ from conftest import REPO, noise, utterances, vcd_command, write_config, write_w
 from vcd.audio import read_audio, with_quiet_margins
 from vcd.errors import ExitCode, ModelError
 from vcd.features import log_mel, mel_filters
-from vcd.inference import load_numpy_model
+from vcd.inference import load_acoustic_model, load_numpy_model
 from vcd.recognizer import DEFAULT_MODEL, Recognizer
 from vcd.transcribe import transcribe_file
 
@@ -165,7 +165,7 @@ def test_saving_a_model_writes_its_export_and_a_stale_or_missing_one_is_refused(
         load_numpy_model(path)
     proc = subprocess.run([*vcd_command(), "export-model", str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"{export}: written"
+    assert proc.stdout.splitlines() == [f"{export}: written", f"{path.with_suffix('.onnx')}: written"]
     load_numpy_model(path)
 
     export.unlink()
@@ -175,6 +175,60 @@ def test_saving_a_model_writes_its_export_and_a_stale_or_missing_one_is_refused(
     export.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match=rf"^{export}: not a vcd model export"):
         load_numpy_model(path)
+
+
+# --- the ONNX export: the same network in ONNX Runtime ----------------------------------------------------
+
+
+def test_the_shipped_onnx_export_runs_the_shipped_model_in_onnxruntime() -> None:
+    pytest.importorskip("onnxruntime")
+    model, labels, extra = load_acoustic_model(DEFAULT_MODEL)
+    reference, *same = load_numpy_model(DEFAULT_MODEL)
+    assert model.engine == "onnxruntime" and [labels, extra] == same
+    feats = log_mel(with_quiet_margins(read_audio(DEMO)[: 16000 * 4]))
+    got, expected = model.infer(feats), reference.infer(feats)
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+    assert Recognizer.load().model.engine == "onnxruntime"
+
+
+def test_a_saved_model_gets_an_onnx_export_and_a_stale_damaged_or_unusable_one_falls_back_to_numpy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from conftest import without_module
+    from vcd.model import AcousticModel, save_model
+
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    first = AcousticModel(n_labels=40, hidden=32, proj=64).eval()
+    path = tmp_path / "m.pt"
+    save_model(first, path, [str(i) for i in range(40)], {"confidence_scale": 0.3}, half=True)
+    onnx = path.with_suffix(".onnx")
+    model, labels, extra = load_acoustic_model(path)
+    assert model.engine == "onnxruntime" and extra == {"confidence_scale": 0.3}
+    for frames in (3, 57, 400):  # any length, odd or even
+        feats = np.random.default_rng(frames).standard_normal((frames, 64)).astype(np.float32)
+        with torch.inference_mode():
+            expected = first(torch.from_numpy(feats)[None])[0].numpy()
+        assert np.abs(model.infer(feats) - expected).max() < 1e-4
+    float32_bytes = 4 * sum(p.numel() for p in first.parameters())
+    assert onnx.stat().st_size < 0.6 * float32_bytes  # the weights kept in float16
+
+    old = onnx.read_bytes()
+    save_model(AcousticModel(n_labels=40, hidden=32, proj=64).eval(), path, labels)  # retrained...
+    onnx.write_bytes(old)  # ...but the old ONNX export left behind
+    caplog.clear()
+    assert load_acoustic_model(path)[0].engine == "numpy"
+    assert f"{onnx} was written from another version of the model; the model runs in numpy" in caplog.text
+    onnx.write_bytes(b"not an onnx model")
+    caplog.clear()
+    assert load_acoustic_model(path)[0].engine == "numpy"
+    assert f"{onnx}: not loadable by onnxruntime" in caplog.text
+    onnx.unlink()
+    assert load_acoustic_model(path)[0].engine == "numpy"  # no export: numpy, silently
+    save_model(first, path, labels)
+    without_module(monkeypatch, "onnxruntime")
+    assert load_acoustic_model(path)[0].engine == "numpy"  # no onnxruntime (32-bit Pi OS): numpy
 
 
 # --- without torch --------------------------------------------------------------------------------------

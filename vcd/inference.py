@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from vcd.errors import ModelError
+from vcd.errors import ModelError, one_line
 
 _LOGGER = logging.getLogger(__name__)
 
 META_KEY = "__vcd_meta__"  # the .npz entry holding the JSON metadata (hparams, labels, extra, source_sha256)
 EXPORT_SUFFIX = ".npz"
+ONNX_SUFFIX = ".onnx"  # the network for ONNX Runtime, beside the numpy export (vcd.model.export_onnx)
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 # Abramowitz & Stegun 7.1.26: erf to 1.5e-7, for the exact (erf) GELU that torch's nn.GELU computes
 _ERF_P = 0.3275911
@@ -135,6 +136,8 @@ class NumpyModel:
     convolutions; dropout is the identity.
     """
 
+    engine = "numpy"
+
     def __init__(self, hparams: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
         self.hparams = dict(hparams)
         w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items() if np.asarray(v).dtype.kind == "f"}
@@ -172,12 +175,76 @@ class NumpyModel:
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
 
+class OnnxModel:
+    """The same network run by ONNX Runtime from the ONNX export beside the model (``.onnx``, written with the
+    numpy export by :func:`vcd.model.export_onnx`): about twice as fast as :class:`NumpyModel` on one thread
+    (docs/benchmarks.md, "Speed and size"), the same log-probabilities to ~1e-5."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, session: Any, hparams: dict[str, Any]) -> None:
+        self._session = session
+        self.hparams = dict(hparams)
+
+    output_frames = staticmethod(NumpyModel.output_frames)
+
+    def infer(self, feats: Any) -> np.ndarray:
+        """Log-probabilities of one utterance: ``feats`` (frames, n_mels) or (1, frames, n_mels), any array-like."""
+        x = np.asarray(feats, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.shape[0] != 1:
+            raise ValueError(f"one utterance at a time (got a batch of {x.shape[0]})")
+        return self._session.run(None, {"feats": np.ascontiguousarray(x)})[0][0]
+
+
+def load_acoustic_model(path: str | Path, threads: int = 1) -> tuple[NumpyModel | OnnxModel, list[str], dict[str, Any]]:
+    """Load a model for recognition, run by ONNX Runtime where it is installed and the model's ONNX export is
+    beside it and was written from the same checkpoint; else in numpy (:func:`load_numpy_model`).
+
+    The labels and extras always come from the numpy export, so both engines decode the same model; which one
+    runs is the model's ``engine`` (logged).  ``threads``: ONNX Runtime's threads for one inference (numpy's
+    are :func:`set_threads`).  A stale or unreadable ONNX export is a warning and numpy runs.
+    """
+    meta, weights = _read_export(path)
+    labels, extra = list(meta["labels"]), dict(meta.get("extra", {}))
+    onnx = export_path(path).with_suffix(ONNX_SUFFIX)
+    if onnx.is_file():
+        try:
+            import onnxruntime
+        except ImportError:
+            _LOGGER.debug("%s: onnxruntime is not installed; the model runs in numpy", onnx)
+        else:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = max(1, int(threads))
+            options.log_severity_level = 3  # errors only: its own warnings would go to stderr, not the log
+            try:
+                session = onnxruntime.InferenceSession(onnx.read_bytes(), options, providers=["CPUExecutionProvider"])
+                source = session.get_modelmeta().custom_metadata_map.get("source_sha256")
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a damaged file
+                _LOGGER.warning("%s: not loadable by onnxruntime (%s); the model runs in numpy", onnx, one_line(str(exc)))
+            else:
+                if source == meta.get("source_sha256"):
+                    _LOGGER.debug("%s: the model runs in onnxruntime", onnx)
+                    return OnnxModel(session, meta["hparams"]), labels, extra
+                _LOGGER.warning("%s was written from another version of the model; the model runs in numpy "
+                                "(write it again with `vcd export-model`)", onnx)
+    return NumpyModel(meta["hparams"], weights), labels, extra
+
+
 def load_numpy_model(path: str | Path) -> tuple[NumpyModel, list[str], dict[str, Any]]:
-    """Load a model for recognition: a ``.npz`` export, or a ``.pt`` checkpoint through the export beside it.
+    """Load a model for recognition in numpy: a ``.npz`` export, or a ``.pt`` checkpoint through the export
+    beside it.
 
     Raises :class:`ModelError` naming the file when it is missing, damaged, or (for a ``.pt``) when
     the export beside it is missing or was written from another checkpoint.
     """
+    meta, weights = _read_export(path)
+    return NumpyModel(meta["hparams"], weights), list(meta["labels"]), dict(meta.get("extra", {}))
+
+
+def _read_export(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The numpy export's metadata and weights, checked as :func:`load_numpy_model` says."""
     path = Path(path)
     npz = export_path(path)
     if not path.is_file():
@@ -189,13 +256,13 @@ def load_numpy_model(path: str | Path) -> tuple[NumpyModel, list[str], dict[str,
         with np.load(npz, allow_pickle=False) as blob:
             meta = json.loads(str(blob[META_KEY]))
             weights = {k: blob[k] for k in blob.files if k != META_KEY}
-        model = NumpyModel(meta["hparams"], weights)
+        NumpyModel(meta["hparams"], weights)  # the hyper-parameters and weights fit together
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ModelError(f"{npz}: not a vcd model export ({type(exc).__name__}: {exc})") from None
     if npz != path and meta.get("source_sha256") != file_digest(path):
         raise ModelError(f"{path}: its numpy export {npz.name} was written from another version of it; write "
                          f"it again with `vcd export-model {path}` (needs vcd[train])")
-    return model, list(meta["labels"]), dict(meta.get("extra", {}))
+    return meta, weights
 
 
 def set_threads(threads: int) -> None:

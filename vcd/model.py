@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vcd.errors import ModelError
-from vcd.inference import META_KEY, NumpyModel, export_path, file_digest
+from vcd.inference import META_KEY, ONNX_SUFFIX, NumpyModel, export_path, file_digest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def save_model(model: AcousticModel, path: str | Path, labels: list[str], extra:
     torch.save({"hparams": model.hparams, "labels": labels, "state_dict": state, "extra": extra or {}}, str(path))
     if export:
         export_numpy(path)
+        export_onnx(path)
 
 
 def export_numpy(path: str | Path) -> Path:
@@ -109,6 +110,57 @@ def export_numpy(path: str | Path) -> Path:
     out = export_path(path)
     with open(out, "wb") as f:  # np.savez_compressed would add ".npz" to a name that lacks it
         np.savez_compressed(f, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+    return out
+
+
+def export_onnx(path: str | Path) -> Path | None:
+    """Write the ONNX export of the checkpoint ``path`` beside it (``.pt`` → ``.onnx``); returns its path.
+
+    The network only (log-mel frames in, CTC log-probabilities out), what ONNX Runtime runs in place of
+    :class:`vcd.inference.NumpyModel` where it is installed (:func:`vcd.inference.load_acoustic_model`);
+    labels and extras stay in the numpy export, which is always written too.  Weights that are exact in
+    float16 (all but the convolutions with batch norm folded in, for a ``half`` checkpoint) are stored so,
+    each widened by a Cast that ONNX Runtime folds when it loads: about half the size.  The checkpoint's
+    sha256 goes into the metadata, so that a stale export is never run.  Needs the ``onnx`` package (the
+    train extra): without it nothing is written (None) and recognition runs in numpy.
+    """
+    import io
+    import warnings
+
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        _LOGGER.warning("%s: no ONNX export written (the onnx package is not installed); recognition runs in numpy",
+                        path)
+        return None
+    model, _labels, _extra = load_model(path)
+    buffer = io.BytesIO()
+    frames = torch.zeros(1, 101, model.hparams["n_mels"])
+    with warnings.catch_warnings():  # the TorchScript exporter's notes on GRUs with batch_first
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (frames,), buffer, input_names=["feats"], output_names=["log_probs"],
+                          dynamic_axes={"feats": {1: "frames"}, "log_probs": {1: "out_frames"}}, opset_version=17,
+                          do_constant_folding=True, dynamo=False)
+    graph = onnx.load_from_string(buffer.getvalue())
+    casts, kept = [], []
+    for init in graph.graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype == np.float32 and values.size > 1024 and np.array_equal(values.astype(np.float16), values):
+            half = numpy_helper.from_array(values.astype(np.float16), init.name + "_f16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+        else:
+            kept.append(init)
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(kept)
+    nodes = casts + list(graph.graph.node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    helper.set_model_props(graph, {"source_sha256": file_digest(path), "vcd_hparams": json.dumps(model.hparams)})
+    onnx.checker.check_model(graph)
+    out = Path(path).with_suffix(ONNX_SUFFIX)
+    out.write_bytes(graph.SerializeToString())
     return out
 
 

@@ -285,14 +285,14 @@ class Recognizer:
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
         from vcd.ha_sentences import load_sentences
-        from vcd.inference import load_numpy_model, set_threads
+        from vcd.inference import load_acoustic_model, set_threads
         from vcd.phonetics import Lexicon
 
         set_threads(threads)
         if sentence_set is None:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
-        net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
+        net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL, threads)
         rule = RejectionRule.from_extra(extra)
         lexicon = (lexicon or Lexicon()).with_trained(model_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)

@@ -374,10 +374,10 @@ class PhraseSpotter:
         if len(phones) < 4:
             raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
         try:
-            from vcd.inference import load_numpy_model
+            from vcd.inference import load_acoustic_model
             from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
 
-            self._net, _labels, extra = load_numpy_model(model or DEFAULT_MODEL)
+            self._net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL)
         except ModelError as exc:
             raise ConfigError(f"{key}: {exc}") from None
         self.name = " ".join(words)

@@ -94,7 +94,7 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_with_torch(cmd_adapt))
 
     p = subparsers.add_parser("export-model",
-                              help="write the numpy export (.npz) beside a model file (.pt): what vcd runs")
+                              help="write the numpy (.npz) and ONNX (.onnx) exports beside a model file (.pt): what vcd runs")
     p.add_argument("model", type=Path, metavar="MODEL", help="the model file (.pt) written by vcd train or adapt")
     p.set_defaults(func=_with_torch(cmd_export_model))
 
@@ -115,9 +115,12 @@ def _with_torch(command):
 
 def cmd_export_model(args: argparse.Namespace) -> int:
     """``vcd export-model MODEL.pt``: vcd train and adapt write the export themselves; this one is for older files."""
-    from vcd.model import export_numpy
+    from vcd.model import export_numpy, export_onnx
 
     print(f"{export_numpy(args.model)}: written", flush=True)
+    onnx = export_onnx(args.model)
+    if onnx is not None:
+        print(f"{onnx}: written", flush=True)
     return ExitCode.OK
 
 
