@@ -78,6 +78,7 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
         ("[recognizer]\nbeam = -2", "recognizer.beam: must be 0..1000 (got -2)"),
         ("[recognizer]\nsecond_opinion = 'yes'", "recognizer.second_opinion: must be true or false (got 'yes')"),
         ("[recognizer]\ndenoised_view = 1", "recognizer.denoised_view: must be true or false (got 1)"),
+        ("[recognizer]\nengine = 'torch'", "recognizer.engine: must be one of 'auto', 'numpy' (got 'torch')"),
     ],
 )
 def test_bad_values_name_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:

@@ -180,7 +180,10 @@ def test_saving_a_model_writes_its_export_and_a_stale_or_missing_one_is_refused(
 # --- the ONNX export: the same network in ONNX Runtime ----------------------------------------------------
 
 
-def test_the_shipped_onnx_export_runs_the_shipped_model_in_onnxruntime() -> None:
+def test_the_shipped_onnx_export_runs_the_shipped_model_in_onnxruntime(tmp_path: Path) -> None:
+    from vcd.config import load_config
+    from vcd.daemon import load_recognizer
+
     pytest.importorskip("onnxruntime")
     model, labels, extra = load_acoustic_model(DEFAULT_MODEL)
     reference, *same = load_numpy_model(DEFAULT_MODEL)
@@ -189,6 +192,8 @@ def test_the_shipped_onnx_export_runs_the_shipped_model_in_onnxruntime() -> None
     got, expected = model.infer(feats), reference.infer(feats)
     assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
     assert Recognizer.load().model.engine == "onnxruntime"
+    config = load_config(write_config(tmp_path / "config.toml", {"recognizer": {"engine": "numpy"}}))
+    assert load_recognizer(config).model.engine == "numpy"  # recognizer.engine = "numpy"
 
 
 def test_a_saved_model_gets_an_onnx_export_and_a_stale_damaged_or_unusable_one_falls_back_to_numpy(

@@ -23,6 +23,7 @@ AUDIO_SOURCES = ("mic", "file", "stdin", "none")
 MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is refused unread
 MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
 SENTENCES_MODES = ("add", "replace")
+ENGINES = ("auto", "numpy")  # recognizer.engine (vcd.inference.load_acoustic_model)
 
 
 # --- the objects the rest of vcd reads -----------------------------------------------------
@@ -73,7 +74,8 @@ class RecognizerConfig:
     sentences_mode: str = "add"  # "add": the bundled sentences, then these (their intents win ties); "replace"
     model: Path | None = None  # acoustic model file; None = bundled
     min_confidence: float = 0.5  # below this a decoded sentence is reported as unrecognised, 0..1
-    threads: int = 1  # BLAS threads of the recogniser's model (numpy)
+    threads: int = 1  # threads of one inference of the recogniser's model
+    engine: str = "auto"  # the model's engine: "auto" (ONNX Runtime where installed, else numpy) or "numpy"
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
     beam: float = 40.0  # search beam, log-probability; 0 = the exact search over every phone state
     second_opinion: bool = True  # ask PocketSphinx where the model's rule weighs its answer (vcd.second_opinion)
@@ -314,6 +316,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "model": _str(),
             "min_confidence": _float(0.0, 1.0),
             "threads": _int(1, 64),
+            "engine": _str(choices=ENGINES),
             "front_end": _str(choices=("auto", "rnnoise", "none")),
             "beam": _float(0.0, 1000.0),
             "second_opinion": _bool,

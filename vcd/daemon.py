@@ -596,6 +596,7 @@ def load_recognizer(config: Config, extra_lists: dict[str, Any] | None = None) -
             sentences=list(rec.sentences), model=rec.model, min_confidence=rec.min_confidence, threads=rec.threads,
             front_end=rec.front_end, extra_lists=extra_lists or None, bundled=rec.sentences_mode == "add",
             beam=rec.beam, second_opinion=None if rec.second_opinion else False, denoised_view=rec.denoised_view,
+            engine=rec.engine,
         )
     except GrammarError as exc:
         if not rec.sentences:

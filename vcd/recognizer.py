@@ -256,7 +256,8 @@ class Recognizer:
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
              beam: float = DEFAULT_BEAM, presence: bool | None = None,
-             second_opinion: bool | None = None, margin: bool = False, denoised_view: bool = False) -> "Recognizer":
+             second_opinion: bool | None = None, margin: bool = False, denoised_view: bool = False,
+             engine: str = "auto") -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
         ``sentences`` is a file or folder, or a list of them (or ``sentence_set``, files already
@@ -269,8 +270,9 @@ class Recognizer:
         break the grammar (no pronunciation) are left out with an error logged.  ``front_end``
         names the denoiser run on the audio before the features (:mod:`vcd.denoise`): ``"auto"``
         takes the one the model was trained with (its ``front_end``, else none).  The model runs
-        in numpy (:mod:`vcd.inference`, from the ``.npz`` export beside a ``.pt``); ``threads``
-        limits the BLAS threads of its matrix products.  ``beam`` prunes the search
+        in ONNX Runtime where it is installed, else in numpy (:func:`vcd.inference.load_acoustic_model`, from
+        the exports beside a ``.pt``; ``engine`` "numpy" chooses numpy); ``threads`` limits the threads of
+        one inference.  ``beam`` prunes the search
         (:func:`vcd.decoder.search`; 0 = exact).  ``presence`` True measures each segment's speech presence
         (:mod:`vcd.presence`) even when the model's rejection rule does not weigh it; a rule that does
         always gets it.  ``second_opinion`` (:mod:`vcd.second_opinion`): None asks it where the model's rule
@@ -292,7 +294,7 @@ class Recognizer:
         if sentence_set is None:
             paths = [] if sentences is None else [sentences] if isinstance(sentences, str | Path) else list(sentences)
             sentence_set = load_sentences(paths, bundled=(not paths) if bundled is None else bundled)
-        net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL, threads)
+        net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL, threads, engine)
         rule = RejectionRule.from_extra(extra)
         lexicon = (lexicon or Lexicon()).with_trained(model_pronunciations(extra))
         asks = second_opinion is True or (second_opinion is None and rule is not None and rule.weighs_second)
