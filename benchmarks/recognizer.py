@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--limit", type=int, default=0, help="clips per set (0: all)")
     ap.add_argument("--only", default="", help="comma list of: fsdd,an4,oog,latency")
+    ap.add_argument("--engine", choices=("auto", "numpy"), default="auto",
+                    help="what runs the model in the latency rows (recognizer.engine; default auto)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     rows: list[tuple[str, str, str]] = []
@@ -111,7 +113,7 @@ def main() -> int:
             rows.append(("held-out synthetic voices: intent + slots accuracy", pct(r["slot_accuracy"]), ""))
         print(rows[-4:], flush=True)
     if want("latency"):
-        rows += latency_rows(args.model)
+        rows += latency_rows(args.model, args.engine)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'result':>10}  target")
     for name, value, target in rows:
@@ -119,10 +121,10 @@ def main() -> int:
     return 0
 
 
-def latency_rows(model: Path) -> list[tuple[str, str, str]]:
+def latency_rows(model: Path, engine: str = "auto") -> list[tuple[str, str, str]]:
     rows = []
     t = time.perf_counter()
-    Recognizer.load(None, model)
+    Recognizer.load(None, model, engine=engine)
     rows.append(("load model + compile bundled grammar", f"{1000 * (time.perf_counter() - t):.0f} ms", ""))
     t = time.perf_counter()
     from vcd.inference import META_KEY, export_path, load_numpy_model
@@ -133,7 +135,8 @@ def latency_rows(model: Path) -> list[tuple[str, str, str]]:
         params = sum(blob[k].size for k in blob.files if k != META_KEY and "running_" not in k)
     rows.append(("model size", f"{model.stat().st_size / 1e6:.2f} MB", "<= 10 MB"))
     rows.append(("model parameters", f"{params / 1e6:.2f} M", ""))
-    rec = Recognizer.load(None, model)
+    rec = Recognizer.load(None, model, engine=engine)
+    rows.append(("the model's engine", rec.model.engine, ""))
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "cmd.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "120", "-w", str(wav),
@@ -202,7 +205,7 @@ def latency_rows(model: Path) -> list[tuple[str, str, str]]:
         rows.append(("denoised view: what is left of it at the segment's end", f"{np.median(flush):.1f} ms", ""))
         exe = REPO / ".venv" / "bin" / "vcd"
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "vcd"]), "transcribe",
-               "--model", str(model), str(wav)]
+               "--model", str(model), "--engine", engine, str(wav)]
         proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
         rss_kb = int(proc.stderr.strip().splitlines()[-1]) if proc.returncode == 0 else 0

@@ -148,7 +148,9 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     _sentences_arguments(p)
     p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
     p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads of the acoustic model (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="threads of one inference of the acoustic model (default 1)")
+    p.add_argument("--engine", choices=("auto", "numpy"), default="auto",
+                   help="what runs the acoustic model (default auto: ONNX Runtime where installed; as recognizer.engine)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
     p.add_argument("--beam", type=float, default=40.0,
@@ -165,7 +167,8 @@ def _load_recognizer(args: argparse.Namespace):
     if args.beam < 0:
         raise UsageError(f"--beam: must be 0 or more (got {args.beam:g})")
     return Recognizer.load(args.sentences, args.model, args.min_confidence, args.threads, front_end=args.front_end,
-                           bundled=not args.replace_sentences, beam=args.beam, denoised_view=args.denoised_view)
+                           bundled=not args.replace_sentences, beam=args.beam, denoised_view=args.denoised_view,
+                           engine=args.engine)
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
