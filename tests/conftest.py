@@ -379,6 +379,39 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 # --- the real daemon -------------------------------------------------------------------------------
 
 
+def decodes_in_the_daemon(recognizer: Any, audio: np.ndarray) -> list[tuple[str, np.ndarray, Any, Any]]:
+    """Run the real :class:`vcd.daemon.Daemon` (no plugins) over ``audio`` with ``recognizer`` and return what
+    each of the recogniser's decodes got, in order: (the thread's name, the samples, ``speech``, ``denoised``)."""
+    import threading
+
+    import pluggy
+
+    from vcd import hookspecs
+    from vcd.config import Config
+    from vcd.daemon import Daemon
+    from vcd.errors import ExitCode
+    from vcd.plugins import PluginHost
+    from vcd.sources import MemorySource
+
+    seen: list[tuple[str, np.ndarray, Any, Any]] = []
+    decode = recognizer._decode  # what decode() and complete() both search with
+
+    def spy(samples, denoise, speech, ask, denoised=None):
+        seen.append((threading.current_thread().name, np.array(samples), speech, denoised))
+        return decode(samples, denoise, speech, ask, denoised)
+
+    recognizer._decode = spy
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = PluginHost(pm, [])
+    config = Config()
+    plugins.startup(config)
+    plugins.start_workers()
+    daemon = Daemon(config, recognizer, plugins, MemorySource(config.audio, audio, "test audio"))
+    assert daemon.run() == ExitCode.OK
+    return seen
+
+
 def vcd_command() -> list[str]:
     """How to run the installed ``vcd`` command of this interpreter's environment."""
     script = Path(sys.executable).parent / "vcd"

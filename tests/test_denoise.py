@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import requires_espeak, speak, utterances, vcd_command, write_config, write_wav
+from conftest import decodes_in_the_daemon, requires_espeak, speak, utterances, vcd_command, write_config, write_wav
 from vcd.config import load_config
 from vcd.denoise import RNNoise, SegmentDenoiser, make_front_end
 from vcd.errors import ConfigError, ExitCode
@@ -193,37 +193,11 @@ def test_the_denoised_view_without_pyrnnoise_is_a_one_line_config_error(monkeypa
 def test_the_daemon_denoises_each_segment_as_it_grows_for_the_denoised_view() -> None:
     """With recognizer.denoised_view, the VAD stage denoises the open segment as it grows (in its thread) and
     the recogniser stage gets that audio with the segment, so that the end of speech leaves only the decode."""
-    import threading
-
-    import pluggy
-
-    from vcd import hookspecs
-    from vcd.config import Config
-    from vcd.daemon import Daemon
-    from vcd.errors import ExitCode
-    from vcd.plugins import PluginHost
-    from vcd.sources import MemorySource
-
     recognizer = Recognizer.load(denoised_view=True)
     assert recognizer.view is not None  # the shipped model has a learned rule
-    seen: list[tuple[str, np.ndarray, np.ndarray | None]] = []
-    decode = recognizer._decode
-
-    def spy(samples, denoise, speech, ask, denoised=None):
-        seen.append((threading.current_thread().name, np.array(samples), denoised))
-        return decode(samples, denoise, speech, ask, denoised)
-
-    recognizer._decode = spy  # type: ignore[method-assign]
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    plugins = PluginHost(pm, [])
-    config = Config()
-    plugins.startup(config)
-    plugins.start_workers()
-    daemon = Daemon(config, recognizer, plugins, MemorySource(config.audio, audio, "test audio"))
-    assert daemon.run() == ExitCode.OK
-    decoded = [(samples, denoised) for thread, samples, denoised in seen if thread == "vcd-asr"]
+    seen = decodes_in_the_daemon(recognizer, audio)
+    decoded = [(samples, denoised) for thread, samples, _, denoised in seen if thread == "vcd-asr"]
     assert decoded  # "what a lovely day it is" is decoded after its end (the command may end early)
     for samples, denoised in decoded:
         assert denoised is not None and denoised.shape == samples.shape

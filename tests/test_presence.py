@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import noise, speak, utterances, without_module
+from conftest import decodes_in_the_daemon, noise, speak, utterances, without_module
 
 from vcd.errors import ModelError
 from vcd.presence import CHUNK_SAMPLES, SpeechPresence
@@ -91,38 +91,12 @@ def test_the_recogniser_measures_presence_when_asked_or_when_its_rule_weighs_it(
 
 def test_the_daemon_measures_presence_as_a_segment_grows_and_the_recogniser_gets_the_same_value() -> None:
     """The VAD stage's own measure (incremental, in its thread) is what one look at the segment gives."""
-    import threading
-
-    import pluggy
-
-    from vcd import hookspecs
-    from vcd.config import Config
-    from vcd.daemon import Daemon
-    from vcd.errors import ExitCode
-    from vcd.plugins import PluginHost
     from vcd.recognizer import Recognizer
-    from vcd.sources import MemorySource
 
-    recognizer = Recognizer.load(presence=True)
-    seen: list[tuple[str, np.ndarray, float | None]] = []
-    decode = recognizer._decode  # what decode() and complete() both search with
-
-    def spy(samples, denoise, speech, ask, denoised=None):
-        seen.append((threading.current_thread().name, np.array(samples), speech))
-        return decode(samples, denoise, speech, ask, denoised)
-
-    recognizer._decode = spy  # type: ignore[method-assign]
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    plugins = PluginHost(pm, [])
-    config = Config()
-    plugins.startup(config)
-    plugins.start_workers()
-    daemon = Daemon(config, recognizer, plugins, MemorySource(config.audio, audio, "test audio"))
-    assert daemon.run() == ExitCode.OK
-    assert {thread for thread, _, _ in seen} >= {"vcd-vad", "vcd-asr"}  # the completeness check and the decode
-    for thread, samples, speech in seen:
+    seen = decodes_in_the_daemon(Recognizer.load(presence=True), audio)
+    assert {thread for thread, *_ in seen} >= {"vcd-vad", "vcd-asr"}  # the completeness check and the decode
+    for thread, samples, speech, _ in seen:
         assert speech is not None, thread  # measured by the VAD stage, never left to the recogniser
         assert speech == pytest.approx(SpeechPresence()(samples), abs=1e-6)
 

@@ -116,6 +116,14 @@ async def describe(port: int) -> Info:
                 return Info.from_event(event)
 
 
+def in_room_noise(speech: np.ndarray, before_s: float, after_s: float, seed: int) -> np.ndarray:
+    """``speech`` in a quiet room's noise, with ``before_s`` and ``after_s`` of the room around it."""
+    from conftest import noise
+
+    under = noise(speech.size / 16000 + 0.01, seed=seed + 1)[: speech.size]
+    return np.concatenate([noise(before_s, seed=seed), speech + under, noise(after_s, seed=seed + 2)])
+
+
 async def transcribe(port: int, pcm: bytes, rate: int = 16000, width: int = 2, channels: int = 1,
                      language: str | None = "en") -> Event:
     """stt.py async_process_audio_stream: Transcribe, AudioStart, AudioChunk × N, AudioStop, then read events until
@@ -210,13 +218,8 @@ def test_a_command_in_the_grammar_comes_back_as_its_sentence(server: Server, tex
 @requires_espeak
 def test_a_command_after_seconds_of_room_noise_is_recognised(server: Server) -> None:
     """Home Assistant streams from the wake word on: the room before the command, and after it until its VAD stops."""
-    from conftest import noise
-
     text = "turn on the kitchen light"
-    speech = speak(text)
-    audio = np.concatenate([noise(2.0, seed=1), speech + noise(speech.size / 16000 + 0.01, seed=2)[: speech.size],
-                            noise(1.0, seed=3)])
-    event = asyncio.run(transcribe(server.port, to_pcm16(audio)))
+    event = asyncio.run(transcribe(server.port, to_pcm16(in_room_noise(speak(text), 2.0, 1.0, seed=1))))
     assert same_sentence(Transcript.from_event(event).text, text), event
 
 
@@ -224,16 +227,11 @@ def test_a_command_after_seconds_of_room_noise_is_recognised(server: Server) -> 
 def test_with_the_denoised_view_each_connection_denoises_its_audio_as_it_comes(tmp_path: Path) -> None:
     """recognizer.denoised_view: each connection denoises its audio as the chunks come (on the presence
     thread), and the transcript is still the command; a sentence outside the grammar still gives nothing."""
-    from conftest import noise
-
     s = start_server(tmp_path, recognizer={"denoised_view": True})
     try:
         wait_listening(s)
         text = "turn on the kitchen light"
-        speech = speak(text)
-        audio = np.concatenate([noise(1.0, seed=4), speech + noise(speech.size / 16000 + 0.01, seed=5)[: speech.size],
-                                noise(0.5, seed=6)])
-        event = asyncio.run(transcribe(s.port, to_pcm16(audio)))
+        event = asyncio.run(transcribe(s.port, to_pcm16(in_room_noise(speak(text), 1.0, 0.5, seed=4))))
         assert same_sentence(Transcript.from_event(event).text, text), event
         event = asyncio.run(transcribe(s.port, to_pcm16(speak("the weather is lovely today"))))
         assert Transcript.from_event(event).text == "", event
