@@ -23,7 +23,7 @@ from vcd.transcribe import transcribe_file
 DEMO = REPO / "demo" / "commands.wav"
 # the demo recording's five sentences (demo/README.md), in order; the fourth is not a command
 DEMO_INTENTS = ["HassTurnOn", "HassClimateSetTemperature", "HassTurnOn", None, "HassTurnOff"]
-TRAINING_PACKAGES = ("torch", "torchaudio", "tqdm", "matplotlib")
+TRAINING_PACKAGES = ("torch", "torchaudio", "tqdm", "matplotlib", "onnx")
 
 
 def torchaudio_log_mel(samples: np.ndarray, float64: bool = False) -> np.ndarray:
