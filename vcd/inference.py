@@ -263,7 +263,8 @@ def _read_export(path: str | Path, build: bool = True) -> tuple[dict[str, Any], 
             meta = json.loads(str(blob[META_KEY]))
             weights = {k: blob[k] for k in blob.files if k != META_KEY} if build else {}
         model = NumpyModel(meta["hparams"], weights) if build else None  # the weights fit the hyper-parameters
-        list(meta["labels"]), dict(meta["hparams"])
+        if not isinstance(meta["labels"], list) or not isinstance(meta["hparams"], dict):
+            raise TypeError("labels must be a list and hparams a table")
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ModelError(f"{npz}: not a vcd model export ({type(exc).__name__}: {exc})") from None
     if npz != path and meta.get("source_sha256") != file_digest(path):

@@ -157,7 +157,7 @@ def export_onnx(path: str | Path) -> Path | None:
     nodes = casts + list(graph.graph.node)
     del graph.graph.node[:]
     graph.graph.node.extend(nodes)
-    helper.set_model_props(graph, {"source_sha256": file_digest(path), "vcd_hparams": json.dumps(model.hparams)})
+    helper.set_model_props(graph, {"source_sha256": file_digest(path)})
     onnx.checker.check_model(graph)
     out = Path(path).with_suffix(ONNX_SUFFIX)
     out.write_bytes(graph.SerializeToString())
