@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -203,6 +204,8 @@ def test_describe_answers_info_with_the_asr_program_its_model_and_language(serve
     assert [(m.name, m.languages, m.installed) for m in program.models] == [(model, ["en"], True)]
     assert not (info.tts or info.handle or info.wake)
     assert [(p.name, p.installed, [m.languages for m in p.models]) for p in info.intent] == [("vcd", True, [["en"]])]
+    engine = "onnxruntime" if importlib.util.find_spec("onnxruntime") else "numpy"
+    assert f"(the model runs in {engine})" in server.log  # which engine runs the model is said at start-up
 
 
 @requires_espeak

@@ -474,7 +474,8 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
     notifier.notify("STATUS=Loading the recogniser")
     started = time.monotonic()
     recognizer = load_recognizer(config)
-    _LOGGER.info("recogniser loaded in %.1f s", time.monotonic() - started)
+    _LOGGER.info("recogniser loaded in %.1f s (the model runs in %s)", time.monotonic() - started,
+                 getattr(recognizer.model, "engine", "numpy"))
     service = Service(recognizer, config.recognizer.model, max_audio_s, intents)
     try:
         asyncio.run(_serve(server, service, uri, notifier))
