@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.audio import read_audio  # noqa: E402
+from vcd.config import ENGINES  # noqa: E402
 from vcd.evaluate import evaluate  # noqa: E402
 from vcd.recognizer import DEFAULT_MIN_CONFIDENCE, DEFAULT_MODEL, Recognizer  # noqa: E402
 from vcd.training.corpora import data_folder, is_held_out_speaker  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> int:
     ap.add_argument("--min-confidence", type=float, default=None)
     ap.add_argument("--limit", type=int, default=0, help="clips per set (0: all)")
     ap.add_argument("--only", default="", help="comma list of: fsdd,an4,oog,latency")
-    ap.add_argument("--engine", choices=("auto", "numpy"), default="auto",
+    ap.add_argument("--engine", choices=ENGINES, default="auto",
                     help="what runs the model in the latency rows (recognizer.engine; default auto)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vcd import __version__
-from vcd.config import load_config, with_overrides
+from vcd.config import ENGINES, load_config, with_overrides
 from vcd.errors import AudioError, ExitCode, UsageError, VcdError, one_line
 
 _LOGGER = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="acoustic model file (default: the shipped model)")
     p.add_argument("--min-confidence", type=float, help="reject below this confidence (default 0.5)")
     p.add_argument("--threads", type=int, default=1, help="threads of one inference of the acoustic model (default 1)")
-    p.add_argument("--engine", choices=("auto", "numpy"), default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="what runs the acoustic model (default auto: ONNX Runtime where installed; as recognizer.engine)")
     p.add_argument("--front-end", choices=("auto", "rnnoise", "none"), default="auto",
                    help="denoiser before the features (default auto: the one the model was trained with)")
