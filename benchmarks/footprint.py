@@ -25,7 +25,9 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -88,10 +90,12 @@ def import_time() -> tuple[float, float, bool]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[0][2]
 
 
-def run_daemon(workdir: Path, audio: Path = DEMO) -> dict[str, float]:
+def run_daemon(workdir: Path, audio: Path = DEMO, recognizer: str = "") -> dict[str, float]:
+    """``vcd run --input audio`` with the console plugin only; ``recognizer``: lines for its ``[recognizer]``."""
     config = workdir / "config.toml"
-    config.write_text('[daemon]\nlog_level = "warning"\n\n[plugins]\nenabled = ["console"]\n')
+    config.write_text(f'[daemon]\nlog_level = "warning"\n\n[recognizer]\n{recognizer}\n[plugins]\nenabled = ["console"]\n')
     path = str(workdir / f"notify-{audio.stem}.sock")
+    Path(path).unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(path)
         env = {**os.environ, "NOTIFY_SOCKET": path}
@@ -120,6 +124,32 @@ def write_long_file(path: Path, hours: float) -> float:
     return total / LONG_RATE_HZ
 
 
+def write_noisy_stream(path: Path, data: Path, minutes: float) -> float:
+    """The validation split's noise recordings (kitchens), looped to ``minutes`` at RMS 0.03, with the demo
+    recording laid in every minute about 12 dB above them (RMS of its speech against the noise's). Returns
+    seconds."""
+    import soxr
+
+    from vcd.audio import read_audio
+    from vcd.training.corpora import noise_files
+
+    files = noise_files(data, "validation")
+    if not files:
+        sys.exit(f"footprint: no validation noise recordings under {data}/noise")
+    noise = np.concatenate([read_audio(f) for f in files])
+    noise *= 0.03 / max(float(np.sqrt(np.mean(noise**2))), 1e-9)
+    demo, rate = soundfile.read(str(DEMO), dtype="float32")
+    demo = soxr.resample(demo, rate, 16000)
+    speech = demo[np.abs(demo) > 0.02]
+    demo *= 0.03 * 10 ** (12 / 20) / max(float(np.sqrt(np.mean(speech**2))), 1e-9)
+    total = int(minutes * 60 * 16000)
+    stream = np.resize(noise, total)
+    for start in range(5 * 16000, total - demo.size, 60 * 16000):
+        stream[start : start + demo.size] += demo
+    soundfile.write(str(path), np.clip(stream, -1, 1), 16000, subtype="PCM_16")
+    return total / 16000
+
+
 def transcribe(long_file: Path) -> tuple[dict[str, float], int]:
     out_path = long_file.with_suffix(".jsonl")
     with out_path.open("w") as out:
@@ -145,6 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=1.0, help="length of the file for transcribe (default 1)")
     parser.add_argument("--install-size", action="store_true", help="measure a run-only install (needs PyPI)")
+    parser.add_argument("--data", type=Path, help="also: vcd run's CPU over the validation noise recordings under "
+                        "DATA/noise with the denoised view off and on")
+    parser.add_argument("--noise-minutes", type=float, default=10.0, help="length of that noisy stream (default 10)")
     args = parser.parse_args()
     mib = 1 / 2**20
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times grow with it)")
@@ -167,6 +200,22 @@ def main() -> None:
         run = run_daemon(workdir, long_file)
         label = f"vcd run --input: peak RSS ({audio_s / 3600:.2f} h file)"
         print(f"{label:<44} {run['rss'] * mib:8.0f} MiB   ({run['wall_s']:.0f} s wall, {run['cpu_s']:.0f} s CPU)")
+        if args.data is not None:
+            noisy = workdir / "noisy.wav"
+            # written by a child of its own: a child's peak RSS (wait4) starts from this process's, so this one
+            # must never hold the stream (or import what the stream is made with)
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                audio_s = pool.apply(write_noisy_stream, (noisy, args.data, args.noise_minutes))
+            for view in ("false", "true"):
+                run = run_daemon(workdir, noisy, f"denoised_view = {view}\n")
+                label = f"vcd run --input: kitchen noise, view {'on' if view == 'true' else 'off'}"
+                print(f"{label:<44} {run['cpu_s'] / audio_s * 100:8.1f} % of a core   ({run['cpu_s']:.0f} s CPU for "
+                      f"{audio_s / 60:.0f} min of audio, peak RSS {run['rss'] * mib:.0f} MiB)")
+        # a child's ru_maxrss starts from its parent's peak at the fork (Linux folds the pre-exec memory into it),
+        # so every peak above is at least this process's own: it must stay well under them to mean anything
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        label = "(this script's own peak RSS: a floor)"
+        print(f"{label:<44} {own * mib:8.0f} MiB")
         if args.install_size:
             size = install_size(workdir)
             print(f"{'run-only install (venv, no extras)':<44} {size * mib:8.0f} MiB")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import noise, utterances, without_module
+from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.errors import ModelError
 from vcd.recognizer import Recognizer, RejectionRule
-from vcd.second_opinion import SecondOpinion, second_opinion_or_none
+from vcd.second_opinion import SecondOpinion, dictionary_entries, second_opinion_or_none
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,35 @@ def test_a_word_missing_from_its_dictionary_is_taken_from_vcds_lexicon() -> None
     heard = opinion.sentence(grammar.word_graph, utterances("turn on the nanoleaf lamp"))
     assert "nanoleaf" in asked and "turn" not in asked  # only what PocketSphinx's own dictionary lacks
     assert heard == "turn on the nanoleaf lamp".split()
+
+
+class WholeDictionary(SecondOpinion):
+    """The second opinion as it was up to stop 47: PocketSphinx's whole dictionary loaded."""
+
+    def _load_decoder(self):
+        return self._make(hmm=str(self._model / "en-us"), dict=str(self._model / "cmudict-en-us.dict"), lm=None,
+                          samprate=16000, loglevel="FATAL")
+
+
+def test_it_hears_what_it_heard_with_pocketsphinxs_whole_dictionary(recognizer: Recognizer) -> None:
+    graph = recognizer.word_graph
+    ours, whole = SecondOpinion(recognizer.lexicon), WholeDictionary(recognizer.lexicon)
+    said = ["turn on the kitchen light", "set the living room to twenty one degrees", "what time is it",
+            "open the garage door"]
+    clips = [utterances(text) for text in said]
+    noisy = [clip + noise(clip.size / SAMPLE_RATE_HZ, level=0.03, seed=i) for i, clip in enumerate(clips)]
+    for audio in clips + noisy + [noise(2.0, level=0.05)]:
+        assert ours.sentence(graph, audio) == whole.sentence(graph, audio)
+    words = {w for arcs in graph.arcs for _, w, _ in arcs if w}
+    assert ours._decoder.lookup_word("the") == whole._decoder.lookup_word("the")
+    assert ours._decoder.lookup_word("aardvark") is None and "aardvark" not in words  # only the grammar's words
+
+
+def test_dictionary_entries_keep_the_files_alternates_in_order(tmp_path) -> None:
+    dic = tmp_path / "words.dict"
+    dic.write_text("read R EH D\nread(2) R IY D\nread's R IY D Z\nred R EH D\n", encoding="utf-8")
+    assert dictionary_entries(dic, ["read", "red", "absent"]) == {
+        "read": [("read", "R EH D"), ("read(2)", "R IY D")], "red": [("red", "R EH D")]}
 
 
 def test_the_recogniser_asks_only_where_the_answer_decides(recognizer: Recognizer) -> None:

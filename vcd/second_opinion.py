@@ -13,6 +13,7 @@ asks only for a segment whose acceptance depends on the answer (:meth:`Recognize
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -44,10 +45,15 @@ class SecondOpinion:
                              f"package ({exc})") from None
         self._model = Path(get_model_path()) / "en-us"
         self._make = Decoder
-        self._decoder = None  # loaded on the first ask (~27 MiB): many days need none
+        self._decoder = None  # loaded on the first ask (~6 MiB with a grammar's words): many days need none
         self._pronounce = pronounce
         self._graph = None  # the word graph whose grammar is active
         self._unusable = None  # the last graph it could not take (over MAX_TRANSITIONS, or refused): warned once
+
+    def _load_decoder(self):
+        """PocketSphinx with an empty dictionary: :meth:`_use` adds the grammars' words.  Its whole dictionary
+        (134 000 words) would be ~22 MiB of memory that no command grammar uses."""
+        return self._make(hmm=str(self._model / "en-us"), dict=os.devnull, lm=None, samprate=16000, loglevel="FATAL")
 
     def _use(self, graph) -> bool:
         """Make ``graph`` the active grammar; False when it is over :data:`MAX_TRANSITIONS`."""
@@ -62,14 +68,15 @@ class SecondOpinion:
                             "at most %d, where it decides in time)", size, MAX_TRANSITIONS)
             return False
         if self._decoder is None:
-            self._decoder = self._make(hmm=str(self._model / "en-us"), dict=str(self._model / "cmudict-en-us.dict"),
-                                       lm=None, samprate=16000, loglevel="FATAL")
+            self._decoder = self._load_decoder()
         words = sorted({w for arcs in graph.arcs for _, w, _ in arcs if w})
-        for word in words:
-            if self._decoder.lookup_word(word) is None:
-                prons = self._pronounce(word)
-                if prons:
-                    self._decoder.add_word(word, " ".join(prons[0]), update=True)
+        missing = [word for word in words if self._decoder.lookup_word(word) is None]
+        known = dictionary_entries(self._model / "cmudict-en-us.dict", missing) if missing else {}
+        for word in missing:
+            # PocketSphinx's own pronunciations (alternates as "word(2)" …), else the first of vcd's lexicon
+            entries = known.get(word) or [(word, " ".join(p)) for p in self._pronounce(word)[:1]]
+            for name, phones in entries:
+                self._decoder.add_word(name, phones, update=True)
         transitions = [(src, dst, 1.0 / len(arcs), word) if word else (src, dst, 1.0 / len(arcs))
                        for src, arcs in enumerate(graph.arcs) for dst, word, _ in arcs]
         name, old = f"vcd-{id(graph)}", self._decoder.current_search() if self._graph is not None else None
@@ -100,6 +107,19 @@ class SecondOpinion:
     def agrees(self, graph, samples: np.ndarray, words: Sequence[str]) -> bool:
         """Whether PocketSphinx hears ``words`` (vcd's best sentence) in ``samples``."""
         return bool(words) and self.sentence(graph, samples) == list(words)
+
+
+def dictionary_entries(path: Path, words: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """The entries of a PocketSphinx dictionary file for ``words``: each word's ``(name, phones)`` in the file's
+    order, its alternates named ``word(2)``, ``word(3)`` … as there.  Words the file lacks are left out."""
+    wanted, entries = set(words), {}
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            name, _, phones = line.strip().partition(" ")
+            word = name.split("(", 1)[0]
+            if word in wanted and phones:
+                entries.setdefault(word, []).append((name, phones.strip()))
+    return entries
 
 
 def second_opinion_or_none(pronounce: Callable[[str], list[list[str]]]) -> SecondOpinion | None:
