@@ -559,6 +559,7 @@ def test_the_stage_with_a_typed_phrase(recognizer: Any) -> None:
     hooks = [(hook, kwargs.get("intent") or kwargs.get("name") or kwargs.get("text")) for hook, _, kwargs in
              recorder.calls]
     assert hooks == [("vcd_wake", "hey computer"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn")]
+    assert daemon._wake.model._net is recognizer.model  # the recogniser's model, not a second copy in memory
 
 
 @requires_espeak
@@ -568,6 +569,7 @@ def test_the_stage_with_the_verifier(recognizer: Any) -> None:
     audio = utterances(OTHER_COMMAND, 1.5, "alexa, " + COMMAND, 1.5, OTHER_COMMAND)
     recorder, daemon = run_daemon(audio, recognizer, WakeConfig(enabled=True, verify="phone"))
     assert isinstance(daemon._wake.model, VerifiedWakeWord) and daemon._wake.model.spotter is not None
+    assert daemon._wake.model.spotter._net is recognizer.model
     hooks = [(hook, kwargs.get("intent") or kwargs.get("name") or kwargs.get("text")) for hook, _, kwargs in
              recorder.calls]
     assert hooks == [("vcd_wake", "alexa"), ("vcd_transcript", COMMAND), ("vcd_intent", "HassTurnOn")]

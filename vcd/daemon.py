@@ -136,7 +136,9 @@ class Daemon:
         view = getattr(recognizer, "view", None)
         denoiser = SegmentDenoiser(view) if view is not None else None
         self._segmenter = Segmenter(config.vad, complete=complete, presence=presence, denoiser=denoiser)
-        self._wake = WakeGate.from_config(config) if config.wake.enabled else None
+        # vcd's phone model in the wake gate (a typed phrase, verify = "phone") is the recogniser's own
+        acoustic = (recognizer.model, recognizer.confidence_scale) if hasattr(recognizer, "confidence_scale") else None
+        self._wake = WakeGate.from_config(config, acoustic) if config.wake.enabled else None
         self.stages = self._pipeline()
         # stage i reads inboxes[i] and writes inboxes[i + 1]; the last stage's results go to the plugins only
         self._inboxes: list[BlockQueue | queue.Queue[Any]] = [self._blocks]

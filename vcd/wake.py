@@ -146,11 +146,16 @@ def _check_manifest(path: Path, key: str) -> None:
         raise ConfigError(f"{key}: {model_file}: not a TensorFlow Lite model")
 
 
-def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter | VerifiedWakeWord:
-    """The detector of ``[wake]``; :class:`ConfigError` naming the key when it does not load."""
+def load_wake_model(config: Config, acoustic: tuple[Any, float] | None = None
+                    ) -> WakeWordModel | PhraseSpotter | VerifiedWakeWord:
+    """The detector of ``[wake]``; :class:`ConfigError` naming the key when it does not load.
+
+    ``acoustic``: the recogniser's acoustic model and confidence scale, which vcd's phone model (a typed
+    ``phrase``, ``verify = "phone"``) then shares instead of loading ``recognizer.model`` again."""
     wake = config.wake
     if wake.phrase:
-        return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase")
+        return PhraseSpotter(wake.phrase, config.recognizer.model, wake.threshold, key=f"{config.label}: wake.phrase",
+                             acoustic=acoustic)
     model = WakeWordModel(wake.model, wake.threshold, key=f"{config.label}: wake.model")
     if not wake.verify:
         return model
@@ -166,7 +171,8 @@ def load_wake_model(config: Config) -> WakeWordModel | PhraseSpotter | VerifiedW
     if how == "openwakeword":
         oww = OpenWakeWordVerifier(model.name, wake.verify_threshold or OWW_VERIFY_THRESHOLD, key=key)
         return VerifiedWakeWord(model, None, oww)
-    spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD, key=key)
+    spotter = PhraseSpotter(model.phrase, config.recognizer.model, wake.verify_threshold or VERIFY_THRESHOLD, key=key,
+                            acoustic=acoustic)
     return VerifiedWakeWord(model, spotter)
 
 
@@ -257,9 +263,10 @@ class WakeGate:
         self._window_until: float | None = None  # time.time() when the open window closes
 
     @classmethod
-    def from_config(cls, config: Config) -> WakeGate:
-        """The gate ``[wake]`` describes: the typed ``phrase`` when there is one, else the pretrained ``model``."""
-        return cls(load_wake_model(config), config.wake.window_ms, config.vad)
+    def from_config(cls, config: Config, acoustic: tuple[Any, float] | None = None) -> WakeGate:
+        """The gate ``[wake]`` describes: the typed ``phrase`` when there is one, else the pretrained ``model``;
+        ``acoustic`` as for :func:`load_wake_model`."""
+        return cls(load_wake_model(config, acoustic), config.wake.window_ms, config.vad)
 
     @property
     def window_open(self) -> bool:
@@ -350,12 +357,14 @@ class PhraseSpotter:
     of that frame (the free phone loop).  Its score per frame of the path, ``d``,
     is 0 when the phrase is exactly what the model hears best;
     ``exp(-confidence_scale · d)`` (the recogniser's confidence) is the score
-    compared with the threshold.  The model is a second copy of the recogniser's,
-    owned by the ``vcd-wake`` thread.
+    compared with the threshold.  The model is the recogniser's when ``acoustic`` (the
+    recogniser's model and confidence scale) is given: both engines' inference keeps no state,
+    so the ``vcd-wake`` thread and the recogniser's may call it at once; else ``model`` is
+    loaded (the bundled one when None).
     """
 
     def __init__(self, phrase: str, model: str | Path | None = None, threshold: float = 0.0,
-                 key: str = "wake.phrase") -> None:
+                 key: str = "wake.phrase", acoustic: tuple[Any, float] | None = None) -> None:
         from vcd.errors import ModelError
         from vcd.phonetics import LABEL_ID, Lexicon, normalize_word
 
@@ -373,19 +382,22 @@ class PhraseSpotter:
             phones += prons[0]
         if len(phones) < 4:
             raise ConfigError(f"{key}: {phrase!r} is too short to spot ({len(phones)} phones; use at least 4)")
-        try:
-            from vcd.inference import load_acoustic_model
-            from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
+        if acoustic is not None:
+            self._net, self.scale = acoustic[0], float(acoustic[1])
+        else:
+            try:
+                from vcd.inference import load_acoustic_model
+                from vcd.recognizer import CONFIDENCE_SCALE, DEFAULT_MODEL
 
-            self._net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL)
-        except ModelError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
+                self._net, _labels, extra = load_acoustic_model(model or DEFAULT_MODEL)
+            except ModelError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+            self.scale = float(extra.get("confidence_scale", CONFIDENCE_SCALE))
         self.name = " ".join(words)
         self.phones = phones
         self._labels = np.array([LABEL_ID[p] for p in phones])
         # a blank is needed between two equal phones; else a phone may follow the one before directly
         self._skip = np.r_[False, self._labels[1:] != self._labels[:-1]]
-        self.scale = float(extra.get("confidence_scale", CONFIDENCE_SCALE))
         self.model_threshold = PHRASE_THRESHOLD
         self.threshold = threshold or self.model_threshold
 
