@@ -11,7 +11,9 @@
 #   VCD_SKIP_APT=1 scripts/install.sh   # never call apt-get (packages installed another way)
 #
 # VCD_EXTRAS picks the pip extras: "test,train" (default: what the tests need), "train", "test", or
-# "run" for none.  The runtime needs no torch: the model runs in numpy.
+# "run" for none.  The runtime needs no torch: the model runs in ONNX Runtime or numpy.  "denoise" (e.g.
+# VCD_EXTRAS=denoise, or test,denoise) adds RNNoise for recognizer.denoised_view / front_end without
+# pyrnnoise's own file tools (PyAV, matplotlib: ~250 MB that vcd never imports).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -79,12 +81,16 @@ install_venv() {
     want="$(uname -m) $EXTRAS $(sha256sum pyproject.toml | cut -d' ' -f1)"
     [[ ",$EXTRAS," == *,test,* ]] && check+=", pytest"
     [[ ",$EXTRAS," == *,train,* ]] && check+=", torch"
+    [[ ",$EXTRAS," == *,denoise,* ]] && check+=", vcd.denoise; vcd.denoise.RNNoise()"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$VENV/bin/python" -c "$check" 2>/dev/null; then
         log "$VENV up to date"
         return
     fi
-    local pins=() spec="."
-    [[ "$EXTRAS" != "run" && -n "$EXTRAS" ]] && spec=".[$EXTRAS]"
+    local pins=() spec="." extras denoise=""
+    # "denoise" is not asked of pip as an extra: its pyrnnoise would bring its file tools (see above)
+    extras=$(printf '%s' "$EXTRAS" | tr ',' '\n' | { grep -vx -e denoise -e run -e '' || true; } | paste -sd, -)
+    [[ ",$EXTRAS," == *,denoise,* ]] && denoise=1
+    [[ -n "$extras" ]] && spec=".[$extras]"
     # x86_64 with the train extra: the torch releases vcd is tested with (pip finds them on this
     # project's machines' disk); aarch64 (Raspberry Pi): whatever CPU build PyPI has within
     # pyproject.toml's ranges.  The run-only install has no torch at all.
@@ -93,6 +99,12 @@ install_venv() {
     fi
     log "installing vcd ($spec) into $VENV ${pins[*]:+(with ${pins[*]})}"
     "$VENV/bin/python" -m pip install -q -e "$spec" "${pins[@]}"
+    if [[ -n "$denoise" ]]; then
+        # vcd loads only pyrnnoise's ctypes binding of librnnoise (numpy and ctypes): its wheel without its
+        # dependencies (x86_64 and aarch64 wheels; elsewhere pip fails here, and so does this script)
+        log "installing pyrnnoise without its dependencies (its file tools; vcd uses only librnnoise)"
+        "$VENV/bin/python" -m pip install -q --no-deps --only-binary=:all: "pyrnnoise>=0.4.5,<0.5"
+    fi
     if [[ ",$EXTRAS," == *,test,* ]]; then
         # The MQTT tests validate Hermes payloads against rhasspy-hermes' dataclasses; it pins paho-mqtt==1.5.0
         # (vcd needs paho 2) but its message classes import only dataclasses-json (in the test extra).

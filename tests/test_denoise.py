@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,25 @@ def test_a_segment_denoised_as_it_grows_is_what_one_look_at_the_whole_gives(bloc
     short = SegmentDenoiser(RNNoise())
     short(audio[: blocks[0]])  # ended, flushed
     assert np.array_equal(short(audio), whole)  # then grew: denoised again from the start
+
+
+def test_rnnoise_needs_none_of_pyrnnoises_file_tools() -> None:
+    """scripts/install.sh installs pyrnnoise without its dependencies (VCD_EXTRAS=denoise): vcd must not need them."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class Absent(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in {'audiolab', 'av', 'matplotlib', 'tqdm', 'click'}:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "import numpy as np\n"
+        "from vcd.denoise import RNNoise\n"
+        "out = RNNoise()(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)\n"
+        "print(out.size, 'pyrnnoise' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["16000", "False"]
 
 
 def test_unknown_front_end_is_a_config_error() -> None:
