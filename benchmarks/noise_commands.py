@@ -35,6 +35,7 @@ from vcd.daemon import noise_gate  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
 from vcd.training.corpora import data_folder  # noqa: E402
 from vcd.vad import Segmenter, SpeechEnd  # noqa: E402
+from vcd.config import DENOISED_VIEWS  # noqa: E402
 
 RATE = 16000
 BLOCK = RATE * 30 // 1000  # the daemon's default audio.block_ms
@@ -108,7 +109,8 @@ def main() -> int:
     ap.add_argument("--no-data", action="store_true", help="white noise only")
     ap.add_argument("--model", default=None, help="acoustic model (default: the shipped one)")
     ap.add_argument("--no-fit-floor", action="store_true", help="without the model's fit_floor (what it is worth)")
-    ap.add_argument("--denoised-view", action="store_true", help="as recognizer.denoised_view = true (opt-in)")
+    ap.add_argument("--denoised-view", nargs="?", choices=DENOISED_VIEWS, const=DENOISED_VIEWS[0], default=DENOISED_VIEWS[0],
+                    help="as recognizer.denoised_view (default webrtc, what ships; off for the rule alone)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -77,7 +77,8 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
         ("[vad]\nearly_silence_ms = -1", "vad.early_silence_ms: must be 0..10000 (got -1)"),
         ("[recognizer]\nbeam = -2", "recognizer.beam: must be 0..1000 (got -2)"),
         ("[recognizer]\nsecond_opinion = 'yes'", "recognizer.second_opinion: must be true or false (got 'yes')"),
-        ("[recognizer]\ndenoised_view = 1", "recognizer.denoised_view: must be true or false (got 1)"),
+        ("[recognizer]\ndenoised_view = 1",
+         "recognizer.denoised_view: must be true, false, 'webrtc', 'rnnoise', 'off' (got 1)"),
         ("[recognizer]\nengine = 'torch'", "recognizer.engine: must be one of 'auto', 'numpy' (got 'torch')"),
     ],
 )

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import decodes_in_the_daemon, requires_espeak, speak, utterances, vcd_command, write_config, write_wav
+from conftest import (decodes_in_the_daemon, requires_espeak, speak, utterances, vcd_command, without_module, write_config,
+                      write_wav)
 from vcd.config import load_config
-from vcd.denoise import RNNoise, SegmentDenoiser, make_front_end
+from vcd.denoise import RNNoise, SegmentDenoiser, WebRtcNoise, make_front_end, make_view
 from vcd.errors import ConfigError, ExitCode
 from vcd.recognizer import Recognizer
 
@@ -58,24 +59,26 @@ def test_rnnoise_any_input_gives_bounded_audio_of_the_same_length(values: list[f
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(1, 6000), min_size=1, max_size=8), st.integers(0, 4000))
-def test_a_segment_denoised_as_it_grows_is_what_one_look_at_the_whole_gives(blocks: list[int], trimmed: int) -> None:
+@given(st.lists(st.integers(1, 6000), min_size=1, max_size=8), st.integers(0, 4000), st.sampled_from(["webrtc", "rnnoise"]))
+def test_a_segment_denoised_as_it_grows_is_what_one_look_at_the_whole_gives(blocks: list[int], trimmed: int,
+                                                                           name: str) -> None:
     """SegmentDenoiser (the daemon's VAD stage with recognizer.denoised_view): fed the segment so far after
-    each block, it gives exactly RNNoise on the whole segment; a start of what it heard (the segment's
+    each block, it gives exactly the denoiser on the whole segment; a start of what it heard (the segment's
     trailing silence trimmed) is that output cut short; another segment starts a fresh state."""
     rng = np.random.default_rng(len(blocks))
     audio = (rng.standard_normal(sum(blocks) + trimmed) * 0.05).astype(np.float32)
-    denoiser = SegmentDenoiser(RNNoise())
+    view = make_view(name)
+    denoiser = SegmentDenoiser(view)
     ends = np.cumsum(blocks)
     for end in ends:
         denoiser.feed(audio[:end])
     denoiser.feed(audio)
-    whole = RNNoise()(audio)
+    whole = view(audio)
     segment = audio[: ends[-1]]
     assert np.array_equal(denoiser(segment), whole[: segment.size])
     other = audio[::-1].copy()
-    assert np.array_equal(denoiser(other), RNNoise()(other))
-    short = SegmentDenoiser(RNNoise())
+    assert np.array_equal(denoiser(other), view(other))
+    short = SegmentDenoiser(view)
     short(audio[: blocks[0]])  # ended, flushed
     assert np.array_equal(short(audio), whole)  # then grew: denoised again from the start
 
@@ -148,13 +151,14 @@ def _noisy_command(seed: int = 0, snr_db: float = 3.0) -> np.ndarray:
 
 
 @requires_espeak
+@pytest.mark.parametrize("name", ["webrtc", "rnnoise"])
 def test_the_denoised_view_accepts_a_rejected_sentence_when_the_denoised_decode_agrees(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """recognizer.denoised_view: a sentence the rule rejects in a loud segment is decoded again from RNNoise's
-    output and accepted with that decode's confidence when the same sentence comes out and the rule accepts it;
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """recognizer.denoised_view: a sentence the rule rejects in a loud segment is decoded again from the view's
+    denoiser's output and accepted with that decode's confidence when the same sentence comes out and the rule accepts it;
     a quiet segment is never looked at again; off by default.  The rule here is built from the two decodes' own
     fit so that it rejects the segment as heard and accepts it denoised: what is tested is the mechanism (the
-    model, RNNoise and the search are real), not whether denoising helps this synthetic voice."""
+    model, the denoiser and the search are real), not whether denoising helps this synthetic voice."""
     from vcd.audio import estimate_snr_db
     from vcd.decoder import search
     from vcd.model import export_numpy, load_model, save_model
@@ -166,7 +170,8 @@ def test_the_denoised_view_accepts_a_rejected_sentence_when_the_denoised_decode_
     assert estimate_snr_db(noisy) < 20.0
     plain = Recognizer.load(grammar)
     _, heard = plain.decode(noisy, ask=False)
-    seen = search(plain.graph, plain.posteriors(RNNoise()(noisy), denoise=False), plain.beam)
+    view = make_view(name)
+    seen = search(plain.graph, plain.posteriors(view(noisy), denoise=False), plain.beam)
     assert heard.words == seen.words == "turn on the kitchen light".split()
     raw_fit, view_fit = heard.fit_per_frame, seen.fit_per_frame
     assert abs(view_fit - raw_fit) > 0.05
@@ -179,34 +184,41 @@ def test_the_denoised_view_accepts_a_rejected_sentence_when_the_denoised_decode_
 
     off = Recognizer.load(grammar, model_file)
     assert off.view is None and not off.recognize(noisy).recognized
-    on = Recognizer.load(grammar, model_file, denoised_view=True)
+    on = Recognizer.load(grammar, model_file, denoised_view=name)
     result = on.recognize(noisy)
     assert result.recognized and result.text == "turn on the kitchen light"
     assert result.confidence == pytest.approx(1 / (1 + np.exp(-weight * (view_fit - raw_fit) / 2)), rel=1e-3)
-    denoised = RNNoise()(noisy)  # denoised by the caller as the segment grew: the view does not denoise again
+    denoised = view(noisy)  # denoised by the caller as the segment grew: the view does not denoise again
     monkeypatch.setattr(on, "view", lambda samples: pytest.fail("denoised a second time"))
     again = on.recognize(noisy, denoised=denoised)
     assert (again.text, again.confidence) == (result.text, result.confidence)
     looked = []
-    monkeypatch.setattr(on, "view", lambda samples: looked.append(samples.size) or RNNoise()(samples))
+    monkeypatch.setattr(on, "view", lambda samples: looked.append(samples.size) or view(samples))
     quiet = utterances("turn on the kitchen light", lead_s=0.3, tail_s=0.3)
     assert estimate_snr_db(quiet) >= 20.0
     on.recognize(quiet)
     assert looked == []  # a quiet room: decided as heard
-    assert Recognizer.load(grammar, model_file, front_end="rnnoise", denoised_view=True).view is None
+    assert Recognizer.load(grammar, model_file, front_end="rnnoise", denoised_view=name).view is None
 
 
-def test_the_denoised_view_without_pyrnnoise_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_denoised_view_without_its_package_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import vcd.denoise
 
     def missing(self) -> None:
         raise ConfigError("recognizer.front_end: rnnoise needs the pyrnnoise package, pip install 'vcd[denoise]'")
 
     monkeypatch.setattr(vcd.denoise.RNNoise, "__init__", missing)
-    assert Recognizer.load(None).view is None  # off by default: nothing needed
+    assert isinstance(Recognizer.load(None, denoised_view=True).view, WebRtcNoise)  # the default view: no pyrnnoise
     with pytest.raises(ConfigError) as err:
-        Recognizer.load(None, denoised_view=True)
-    assert str(err.value) == "recognizer.denoised_view: needs the pyrnnoise package, pip install 'vcd[denoise]'"
+        Recognizer.load(None, denoised_view="rnnoise")
+    assert str(err.value) == ("recognizer.denoised_view: rnnoise needs the pyrnnoise package, "
+                              "VCD_EXTRAS=denoise scripts/install.sh or pip install 'vcd[denoise]'")
+    without_module(monkeypatch, "webrtc_noise_gain")
+    assert Recognizer.load(None, denoised_view="off").view is None  # nothing needed
+    with pytest.raises(ConfigError) as err:
+        Recognizer.load(None, denoised_view="webrtc")
+    assert str(err.value).startswith("recognizer.denoised_view: webrtc needs the webrtc-noise-gain package (")
+    assert "\n" not in str(err.value)
 
 
 @requires_espeak
@@ -214,11 +226,11 @@ def test_the_daemon_denoises_each_segment_as_it_grows_for_the_denoised_view() ->
     """With recognizer.denoised_view, the VAD stage denoises the open segment as it grows (in its thread) and
     the recogniser stage gets that audio with the segment, so that the end of speech leaves only the decode."""
     recognizer = Recognizer.load(denoised_view=True)
-    assert recognizer.view is not None  # the shipped model has a learned rule
+    assert isinstance(recognizer.view, WebRtcNoise)  # the shipped model has a learned rule; WebRTC's, the default
     audio = utterances("turn on the kitchen light", 1.5, "what a lovely day it is", tail_s=2.0)
     seen = decodes_in_the_daemon(recognizer, audio)
     decoded = [(samples, denoised) for thread, samples, _, denoised in seen if thread == "vcd-asr"]
     assert decoded  # "what a lovely day it is" is decoded after its end (the command may end early)
     for samples, denoised in decoded:
         assert denoised is not None and denoised.shape == samples.shape
-        assert np.allclose(denoised, RNNoise()(samples), atol=1e-4)  # only the trimmed end's last ms may differ
+        assert np.allclose(denoised, WebRtcNoise()(samples), atol=1e-4)  # only the trimmed end's last ms may differ

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vcd import __version__
-from vcd.config import ENGINES, load_config, with_overrides
+from vcd.config import DENOISED_VIEWS, ENGINES, load_config, with_overrides
 from vcd.errors import AudioError, ExitCode, UsageError, VcdError, one_line
 
 _LOGGER = logging.getLogger(__name__)
@@ -155,8 +155,9 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
                    help="denoiser before the features (default auto: the one the model was trained with)")
     p.add_argument("--beam", type=float, default=40.0,
                    help="search beam in log-probability, 0 = the exact search (default 40, as recognizer.beam)")
-    p.add_argument("--denoised-view", action="store_true",
-                   help="look again through RNNoise at a sentence rejected in a loud room (as recognizer.denoised_view)")
+    p.add_argument("--denoised-view", nargs="?", choices=DENOISED_VIEWS, const=DENOISED_VIEWS[0], default=DENOISED_VIEWS[0],
+                   help="the denoiser of a second look at a sentence rejected in a loud room (default webrtc; off for "
+                        "none; as recognizer.denoised_view)")
 
 
 def _load_recognizer(args: argparse.Namespace):

@@ -24,6 +24,9 @@ MAX_FILE_BYTES = 1 << 20  # a configuration file larger than this (1 MiB) is ref
 MAX_DEPTH = 32  # arrays and tables nested deeper than this are refused (no key needs more than 3)
 SENTENCES_MODES = ("add", "replace")
 ENGINES = ("auto", "numpy")  # recognizer.engine (vcd.inference.load_acoustic_model)
+# recognizer.denoised_view: the denoiser of the rejection rule's second look in a loud room, or none
+# (vcd.denoise.make_view); true is the first, false "off"
+DENOISED_VIEWS = ("webrtc", "rnnoise", "off")
 
 
 # --- the objects the rest of vcd reads -----------------------------------------------------
@@ -79,7 +82,7 @@ class RecognizerConfig:
     front_end: str = "auto"  # denoiser before the features: "auto" (the model's), "rnnoise" or "none"
     beam: float = 40.0  # search beam, log-probability; 0 = the exact search over every phone state
     second_opinion: bool = True  # ask PocketSphinx where the model's rule weighs its answer (vcd.second_opinion)
-    denoised_view: bool = False  # look again through RNNoise at a sentence rejected in a loud room (needs pyrnnoise)
+    denoised_view: str = "webrtc"  # look again at a sentence rejected in a loud room, denoised: "webrtc", "rnnoise", "off"
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,14 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _view(value: Any) -> str:
+    if isinstance(value, bool):
+        return DENOISED_VIEWS[0] if value else "off"
+    if value in DENOISED_VIEWS:
+        return value
+    raise _Invalid(f"must be true, false, {', '.join(repr(v) for v in DENOISED_VIEWS)} (got {show(value)})")
+
+
 WAKE_VERIFIERS = ("openwakeword", "phone")  # wake.verify's named second opinions (vcd.wake.load_wake_model)
 
 
@@ -320,7 +331,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
             "front_end": _str(choices=("auto", "rnnoise", "none")),
             "beam": _float(0.0, 1000.0),
             "second_opinion": _bool,
-            "denoised_view": _bool,
+            "denoised_view": _view,
         },
     ),
     "adapt": (

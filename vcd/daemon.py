@@ -63,7 +63,7 @@ class _Segment:
     speech_end: float  # time.time() when the segment closed
     result: Any = None  # the recognition, when the VAD closed the segment early on a complete command
     speech: float | None = None  # its speech presence, measured by the VAD stage as it grew (vcd.presence)
-    denoised: np.ndarray | None = None  # it through RNNoise, by the VAD stage as it grew (recognizer.denoised_view)
+    denoised: np.ndarray | None = None  # it denoised by the VAD stage as it grew (recognizer.denoised_view)
     site: str | None = None  # heard elsewhere (a satellite's site); None: this hub's microphone
     done: Callable[[], None] | None = None  # called once: decoded (before its hooks), skipped or failed
 

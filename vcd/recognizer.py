@@ -83,8 +83,8 @@ class RejectionRule:
     heard as another in loud noise wins by little), and how many dB the segment's estimated signal-to-noise
     ratio falls short of :data:`vcd.audio.SNR_KNEE_DB` (:func:`vcd.audio.estimate_snr_db`; weighed against
     acceptance only, it makes a rule stricter in a loud room alone, where sentences are more often heard wrong).
-    With ``recognizer.denoised_view`` on, a sentence the rule rejects in a loud room is looked at again through
-    RNNoise (:meth:`Recognizer._denoised_view`).
+    With ``recognizer.denoised_view`` (WebRTC's noise suppressor by default), a sentence the rule rejects in a
+    loud room is looked at again, denoised (:meth:`Recognizer._denoised_view`).
     """
 
     features: tuple[str, ...]
@@ -169,22 +169,24 @@ def model_pronunciations(extra: dict) -> dict[str, list[str]]:
     return carried
 
 
-def _view(rule: RejectionRule | None, front_end):
-    """The denoiser for ``recognizer.denoised_view``, or None where there is nothing to look at again: a model
-    without a learned rejection rule (a warning), or a ``front_end`` (made by :func:`vcd.denoise.make_front_end`)
-    that already denoises every segment."""
-    from vcd.denoise import RNNoise
-    from vcd.errors import ConfigError
+def _view(rule: RejectionRule | None, front_end, name: str):
+    """The denoiser ``name`` (:data:`vcd.config.DENOISED_VIEWS`) for ``recognizer.denoised_view``, or None where
+    there is nothing to look at again: ``"off"``, a model without a learned rejection rule, or a ``front_end``
+    (made by :func:`vcd.denoise.make_front_end`) that already denoises every segment."""
+    from vcd.denoise import make_view
 
+    if name == "off" or front_end is not None:
+        return None
     if rule is None:
-        _LOGGER.warning("recognizer.denoised_view: the model has no learned rejection rule to look again with; off")
+        _LOGGER.info("recognizer.denoised_view: the model has no learned rejection rule to look again with; off")
         return None
-    if front_end is not None:
-        return None
-    try:
-        return RNNoise()
-    except ConfigError:
-        raise ConfigError("recognizer.denoised_view: needs the pyrnnoise package, pip install 'vcd[denoise]'") from None
+    return make_view(name)
+
+
+def _view_name(setting: bool | str) -> str:
+    from vcd.config import DENOISED_VIEWS
+
+    return (DENOISED_VIEWS[0] if setting else "off") if isinstance(setting, bool) else setting
 
 
 def _presence():
@@ -223,7 +225,7 @@ class Recognizer:
                  beam: float = DEFAULT_BEAM, rejection: RejectionRule | None = None, presence=None,
                  second_opinion=None, ask_always: bool = False, margin: bool = False, view=None) -> None:
         self.model = model
-        self.view = view  # a denoiser (vcd.denoise.RNNoise) for the rule's denoised view, or None: never looked at
+        self.view = view  # the denoiser of the rule's denoised view (vcd.denoise.make_view), or None: never looked at
         self.margin_asked = margin  # a study wants the margin even where the rule does not weigh it
         self.rejection = rejection
         self.second_opinion = second_opinion  # vcd.second_opinion.SecondOpinion, or None: never asked
@@ -256,7 +258,7 @@ class Recognizer:
              lexicon=None, front_end: str = "auto", extra_lists=None, *, bundled: bool | None = None,
              slot_lists=None, context: dict[str, Any] | None = None, sentence_set=None,
              beam: float = DEFAULT_BEAM, presence: bool | None = None,
-             second_opinion: bool | None = None, margin: bool = False, denoised_view: bool = False,
+             second_opinion: bool | None = None, margin: bool = False, denoised_view: bool | str = "off",
              engine: str = "auto") -> "Recognizer":
         """Load the model (None: the shipped one) and compile the sentences.
 
@@ -279,10 +281,11 @@ class Recognizer:
         weighs it and its answer decides; True asks about every sentence (a study records the answers);
         False never (the rule then takes every sentence as one it did not confirm).  ``margin`` True measures
         each sentence's margin to another (:attr:`vcd.decoder.Hypothesis.margin`) even when the rule does not
-        weigh it.  ``denoised_view`` True looks again through RNNoise at a sentence the rule rejects in a loud
-        room (:meth:`_denoised_view`; ``recognizer.denoised_view``): it needs the ``pyrnnoise`` package
-        (:class:`vcd.errors.ConfigError` without it) and a model with a learned rule, and a front end that
-        already denoises leaves nothing to look at again.
+        weigh it.  ``denoised_view`` names the denoiser through which a sentence the rule rejects in a loud
+        room is looked at again (:meth:`_denoised_view`; ``recognizer.denoised_view``, whose default is
+        ``"webrtc"``; here the default is ``"off"``, as the rule was fitted; True is ``"webrtc"``): its
+        package is needed (:class:`vcd.errors.ConfigError` without it) and a model with a learned rule, and a
+        front end that already denoises leaves nothing to look at again.
         """
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
@@ -306,7 +309,7 @@ class Recognizer:
                          context, sentence_set, slot_lists, float(beam), rule,
                          _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
                          _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True,
-                         margin=margin, view=_view(rule, denoiser) if denoised_view else None)
+                         margin=margin, view=_view(rule, denoiser, _view_name(denoised_view)))
         grammar = None
         if extra_lists:
             try:
@@ -371,7 +374,7 @@ class Recognizer:
         ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
         ``speech``: the segment's speech presence when the caller measured it already (the daemon does,
         as the segment grows); else the recogniser measures it if its rule weighs it.
-        ``denoised``: the segment through RNNoise when the caller denoised it as it grew (the daemon does with
+        ``denoised``: the segment through the view's denoiser when the caller denoised it as it grew (the daemon does with
         ``recognizer.denoised_view``: :class:`vcd.denoise.SegmentDenoiser`); else the denoised view makes it.
         """
         return self.decode(samples, denoise, speech, denoised=denoised)[0]
@@ -498,11 +501,11 @@ class Recognizer:
     def _denoised_view(self, samples: np.ndarray, hyp, confidence: float, denoised: np.ndarray | None) -> float:
         """The confidence after a second look at a sentence the rule rejects (``confidence``), in a segment
         whose estimated SNR is under :data:`vcd.audio.SNR_KNEE_DB`: the model decodes the segment denoised by
-        RNNoise, and where it finds the same sentence and the rule accepts that decode (its own features, the
+        the view's denoiser (``recognizer.denoised_view``), and where it finds the same sentence and the rule accepts that decode (its own features, the
         raw segment's SNR, no second opinion), its confidence stands.  Talk stays talk through a denoiser and
         noise mostly goes, while a command in a loud room can come out clearer (docs/benchmarks.md, "The
-        denoised view").  Costs a decode of the whole segment, in loud rooms only, and RNNoise where the caller
-        did not denoise the segment as it grew (``denoised``)."""
+        denoised view").  Costs a decode of the whole segment, in loud rooms only, and the denoiser where the
+        caller did not denoise the segment as it grew (``denoised``)."""
         from vcd.decoder import search
 
         if self.view is None or not hyp.snr < SNR_KNEE_DB:

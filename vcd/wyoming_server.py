@@ -271,7 +271,7 @@ class Service:
 
     def denoiser(self) -> Any:
         """A :class:`vcd.denoise.SegmentDenoiser` of a connection's own, when the recogniser looks again at a
-        rejected sentence through RNNoise (``recognizer.denoised_view``)."""
+        rejected sentence denoised (``recognizer.denoised_view``)."""
         view = getattr(self.recognizer, "view", None)
         if view is None:
             return None
