@@ -129,9 +129,9 @@ class RNNoiseStream:
 
 class WebRtcNoise:
     """WebRTC's noise suppressor (``webrtc-noise-gain``, by rhasspy: what wyoming-satellite runs) on 16 kHz audio,
-    10 ms at a time, automatic gain off; about 2 ms of CPU per second of audio (RNNoise: 88).  Calling it
-    denoises a whole clip from a fresh state; :meth:`stream` gives a stateful one.  Its output is not delayed, so
-    a stream's output is the whole clip's, frame for frame."""
+    10 ms at a time, automatic gain off; about 3 ms of CPU per second of audio here (RNNoise: 88).  Calling it
+    denoises a whole clip from a fresh state; :meth:`stream` gives a stateful one, whose output, block by
+    block, is the whole clip's, frame for frame."""
 
     name = "webrtc"
 
