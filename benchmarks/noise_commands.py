@@ -109,7 +109,7 @@ def main() -> int:
     ap.add_argument("--no-data", action="store_true", help="white noise only")
     ap.add_argument("--model", default=None, help="acoustic model (default: the shipped one)")
     ap.add_argument("--no-fit-floor", action="store_true", help="without the model's fit_floor (what it is worth)")
-    ap.add_argument("--denoised-view", nargs="?", choices=DENOISED_VIEWS, const=DENOISED_VIEWS[0], default=DENOISED_VIEWS[0],
+    ap.add_argument("--denoised-view", choices=DENOISED_VIEWS, default=DENOISED_VIEWS[0],
                     help="as recognizer.denoised_view (default webrtc, what ships; off for the rule alone)")
     args = ap.parse_args()
     torch.manual_seed(0)

@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--talk-limit", type=int, default=0, help="clips of non-command talk (0: all)")
     ap.add_argument("--stream-min", type=float, default=5.0, help="minutes of each noise stream (0: skip)")
     ap.add_argument("--beam", type=float, default=None, help="search beam (default: the recogniser's; 0: exact search)")
-    ap.add_argument("--denoised-view", nargs="?", choices=DENOISED_VIEWS, const=DENOISED_VIEWS[0], default=DENOISED_VIEWS[0],
+    ap.add_argument("--denoised-view", choices=DENOISED_VIEWS, default=DENOISED_VIEWS[0],
                     help="as recognizer.denoised_view (default webrtc, what ships; off for the rule alone)")
     ap.add_argument("--unfamiliar", action="store_true",
                     help="also commands at 12 dB in noise streams no other condition uses (a measurement: never fitted on)")

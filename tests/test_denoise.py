@@ -141,6 +141,20 @@ def test_transcribe_front_end_option(tmp_path: Path) -> None:
     assert '"text": "turn on the radio"' in ok.stdout
 
 
+@requires_espeak
+def test_transcribe_denoised_view_option(tmp_path: Path) -> None:
+    """--denoised-view names the view's denoiser, as recognizer.denoised_view; another name is a usage error."""
+    wav = write_wav(tmp_path / "radio.wav", speak("turn on the radio"))
+    bad = subprocess.run([*vcd_command(), "transcribe", "--denoised-view", "speex", str(wav)], capture_output=True,
+                         text=True)
+    assert bad.returncode == ExitCode.USAGE and "--denoised-view: invalid choice: 'speex'" in bad.stderr
+    for name in ("off", "webrtc"):
+        ok = subprocess.run([*vcd_command(), "transcribe", "--denoised-view", name, str(wav)], capture_output=True,
+                            text=True, timeout=120)
+        assert ok.returncode == 0, ok.stderr
+        assert '"text": "turn on the radio"' in ok.stdout
+
+
 def _noisy_command(seed: int = 0, snr_db: float = 3.0) -> np.ndarray:
     """An espeak command in white noise (lead and tail too): a segment the SNR estimate calls loud."""
     speech = speak("turn on the kitchen light")

@@ -155,7 +155,7 @@ def _recognizer_arguments(p: argparse.ArgumentParser) -> None:
                    help="denoiser before the features (default auto: the one the model was trained with)")
     p.add_argument("--beam", type=float, default=40.0,
                    help="search beam in log-probability, 0 = the exact search (default 40, as recognizer.beam)")
-    p.add_argument("--denoised-view", nargs="?", choices=DENOISED_VIEWS, const=DENOISED_VIEWS[0], default=DENOISED_VIEWS[0],
+    p.add_argument("--denoised-view", choices=DENOISED_VIEWS, default=DENOISED_VIEWS[0],
                    help="the denoiser of a second look at a sentence rejected in a loud room (default webrtc; off for "
                         "none; as recognizer.denoised_view)")
 
