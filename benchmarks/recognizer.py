@@ -190,20 +190,21 @@ def latency_rows(model: Path, engine: str = "auto") -> list[tuple[str, str, str]
         rows.append(("front end (RNNoise) on a 3 s command, streamed ahead of the VAD", f"{np.median(front):.1f} ms",
                      ""))
         rows.append(("front end real-time factor", f"{np.median(front) / 3000:.4f}", ""))
-        from vcd.denoise import SegmentDenoiser
+        from vcd.denoise import SegmentDenoiser, WebRtcNoise
 
-        growing, flush = [], []
-        for _ in range(20):  # recognizer.denoised_view: the VAD stage denoises each segment as it grows (30 ms blocks)
-            segment = SegmentDenoiser(denoiser)
-            t = time.perf_counter()
-            for end in range(480, audio.size + 1, 480):
-                segment.feed(audio[:end])
-            t1 = time.perf_counter()
-            segment(audio)  # the segment's end: what is still inside the denoiser
-            flush.append(1000 * (time.perf_counter() - t1))
-            growing.append(1000 * (t1 - t))
-        rows.append(("denoised view: RNNoise on a 3 s segment as it grows", f"{np.median(growing):.1f} ms", ""))
-        rows.append(("denoised view: what is left of it at the segment's end", f"{np.median(flush):.1f} ms", ""))
+        for name, view in (("WebRTC, the default", WebRtcNoise()), ("RNNoise", denoiser)):
+            growing, flush = [], []
+            for _ in range(20):  # recognizer.denoised_view: the VAD stage denoises each segment as it grows (30 ms)
+                segment = SegmentDenoiser(view)
+                t = time.perf_counter()
+                for end in range(480, audio.size + 1, 480):
+                    segment.feed(audio[:end])
+                t1 = time.perf_counter()
+                segment(audio)  # the segment's end: what is still inside the denoiser
+                flush.append(1000 * (time.perf_counter() - t1))
+                growing.append(1000 * (t1 - t))
+            rows.append((f"denoised view ({name}) on a 3 s segment as it grows", f"{np.median(growing):.1f} ms", ""))
+            rows.append(("  what is left of it at the segment's end", f"{np.median(flush):.1f} ms", ""))
         exe = REPO / ".venv" / "bin" / "vcd"
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "vcd"]), "transcribe",
                "--model", str(model), "--engine", engine, str(wav)]
