@@ -652,8 +652,9 @@ def run_daemon(config: Config, stopper: Stopper | None = None) -> int:
         started = time.monotonic()
         lists_version, lists = controls.lists()  # what the plugins added during start-up
         recognizer = load_recognizer(config, lists)
-        _LOGGER.info("recogniser loaded in %.1f s (the model runs in %s)", time.monotonic() - started,
-                     getattr(recognizer.model, "engine", "numpy"))
+        from vcd.recognizer import runs_with
+
+        _LOGGER.info("recogniser loaded in %.1f s (%s)", time.monotonic() - started, runs_with(recognizer))
     except BaseException as exc:
         plugins.shutdown(f"error: {exc}")
         raise

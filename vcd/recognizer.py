@@ -189,6 +189,13 @@ def _view_name(setting: bool | str) -> str:
     return (DENOISED_VIEWS[0] if setting else "off") if isinstance(setting, bool) else setting
 
 
+def runs_with(recognizer) -> str:
+    """What runs a loaded recogniser, as the daemon and ``vcd wyoming`` log it at start-up: the model's engine and
+    the denoised view's denoiser (``recognizer.engine``, ``recognizer.denoised_view``)."""
+    view = getattr(getattr(recognizer, "view", None), "name", "off")
+    return f"the model runs in {getattr(recognizer.model, 'engine', 'numpy')}; denoised view: {view}"
+
+
 def _presence():
     from vcd.presence import SpeechPresence
 

@@ -466,6 +466,7 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
     """
     from vcd.daemon import load_recognizer
     from vcd.notify import Notifier
+    from vcd.recognizer import runs_with
 
     if not max_audio_s > 0:
         raise UsageError(f"--max-audio-s must be above 0 (got {max_audio_s})")
@@ -474,8 +475,7 @@ def serve(config: Any, uri: str = DEFAULT_URI, max_audio_s: float = DEFAULT_MAX_
     notifier.notify("STATUS=Loading the recogniser")
     started = time.monotonic()
     recognizer = load_recognizer(config)
-    _LOGGER.info("recogniser loaded in %.1f s (the model runs in %s)", time.monotonic() - started,
-                 getattr(recognizer.model, "engine", "numpy"))
+    _LOGGER.info("recogniser loaded in %.1f s (%s)", time.monotonic() - started, runs_with(recognizer))
     service = Service(recognizer, config.recognizer.model, max_audio_s, intents)
     try:
         asyncio.run(_serve(server, service, uri, notifier))
