@@ -165,6 +165,17 @@ _DIGITAL_SILENCE = 1e-5  # frame RMS (-100 dBFS) below which a frame is digital 
 _TOP_UP_MIN_S = 0.05  # an end short of its margin by less than this is left as it is
 
 
+def heard_before(seen: np.ndarray, samples: np.ndarray) -> int | None:
+    """How much of ``samples`` (a segment so far) a consumer that goes on where it stopped has handled, given
+    ``seen``, what it was fed last: None when ``samples`` is ``seen`` or a start of it (nothing new),
+    ``seen.size`` when ``samples`` begins with ``seen``, and less (0) when it is another segment.  The check
+    of :class:`vcd.presence.SpeechPresence` and :class:`vcd.denoise.SegmentDenoiser`."""
+    n = seen.size
+    if samples.size <= n and np.array_equal(samples, seen[: samples.size]):
+        return None
+    return n if np.array_equal(samples[:n], seen) else 0
+
+
 def with_quiet_margins(samples: np.ndarray, margin_s: float = QUIET_MARGIN_S) -> np.ndarray:
     """Return 16 kHz ``samples`` with silence added so speech has ``margin_s`` of quiet at each end.
 

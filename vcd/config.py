@@ -238,11 +238,14 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def denoised_view_name(value: bool | str) -> str:
+    """``recognizer.denoised_view`` as one of :data:`DENOISED_VIEWS`: true is the first, false ``"off"``."""
+    return (DENOISED_VIEWS[0] if value else "off") if isinstance(value, bool) else value
+
+
 def _view(value: Any) -> str:
-    if isinstance(value, bool):
-        return DENOISED_VIEWS[0] if value else "off"
-    if value in DENOISED_VIEWS:
-        return value
+    if isinstance(value, bool) or value in DENOISED_VIEWS:
+        return denoised_view_name(value)
     raise _Invalid(f"must be true, false, {', '.join(repr(v) for v in DENOISED_VIEWS)} (got {show(value)})")
 
 

@@ -281,13 +281,13 @@ class Daemon:
 
     def _decode(self, segment: _Segment) -> Any:
         """The recogniser's Recognition of a segment (recogniser thread)."""
-        speech = {} if segment.speech is None else {"speech": segment.speech}
+        # what the VAD stage measured and denoised as the segment grew (passed only when there is some)
+        known = ({} if segment.speech is None else {"speech": segment.speech}) | (
+            {} if segment.denoised is None else {"denoised": segment.denoised})
         with self._recognizer_lock:
             if self._denoiser is not None:  # the stream was denoised ahead of the VAD
-                return self.recognizer.recognize(segment.samples, denoise=False, **speech)
-            if segment.denoised is not None:
-                return self.recognizer.recognize(segment.samples, denoised=segment.denoised, **speech)
-            return self.recognizer.recognize(segment.samples, **speech)
+                return self.recognizer.recognize(segment.samples, denoise=False, **known)
+            return self.recognizer.recognize(segment.samples, **known)
 
     def _complete(self, samples: np.ndarray) -> Any:
         """Grammar-aware endpointing (VAD thread): the Recognition when the segment so far is a whole command, else None.

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from vcd.audio import heard_before
 from vcd.audio_format import SAMPLE_RATE_HZ
 from vcd.config import DENOISED_VIEWS
 from vcd.errors import ConfigError
@@ -70,14 +71,17 @@ class RNNoise:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Denoise a whole 16 kHz mono float32 clip; the result has the same length."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.size == 0:
-            return samples
-        stream = self.stream()
-        out = np.concatenate([stream.process(samples), stream.flush()])
-        fitted = np.zeros(samples.size, dtype=np.float32)
-        fitted[: min(out.size, samples.size)] = out[: samples.size]
-        return fitted
+        return _whole_clip(self.stream(), samples)
+
+
+def _whole_clip(stream, samples: np.ndarray) -> np.ndarray:
+    """A whole clip through a fresh ``stream`` (:class:`RNNoiseStream`, :class:`WebRtcStream`), flushed, and fitted
+    to the clip's length."""
+    samples = np.asarray(samples, dtype=np.float32)
+    out = np.concatenate([stream.process(samples), stream.flush()])
+    fitted = np.zeros(samples.size, dtype=np.float32)
+    fitted[: min(out.size, samples.size)] = out[: samples.size]
+    return fitted
 
 
 class RNNoiseStream:
@@ -147,10 +151,8 @@ class WebRtcNoise:
         return WebRtcStream(self._make())
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.asarray(samples, dtype=np.float32)
-        stream = self.stream()
-        out = np.concatenate([stream.process(samples), stream.flush()])
-        return out[: samples.size]
+        """Denoise a whole 16 kHz mono float32 clip; the result has the same length."""
+        return _whole_clip(self.stream(), samples)
 
 
 class WebRtcStream:
@@ -215,14 +217,14 @@ class SegmentDenoiser:
     def feed(self, samples: np.ndarray) -> None:
         """Denoise what is new in ``samples``, the segment so far."""
         samples = np.asarray(samples, dtype=np.float32)
-        n = self._seen.size
-        if samples.size <= n and np.array_equal(samples, self._seen[: samples.size]):
+        done = heard_before(self._seen, samples)
+        if done is None:
             return  # what was heard, or less of it
-        if self._stream is None or not np.array_equal(samples[:n], self._seen):
+        if self._stream is None or done < self._seen.size:
             self._reset()  # another segment, or this one grew after its stream was flushed
-            n = 0
+            done = 0
         assert self._stream is not None
-        self._out = np.concatenate([self._out, self._stream.process(samples[n:])])
+        self._out = np.concatenate([self._out, self._stream.process(samples[done:])])
         self._seen = samples.copy()
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:

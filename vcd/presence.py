@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 
+from vcd.audio import heard_before
 from vcd.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,13 +44,13 @@ class SpeechPresence:
         """The speech probability of each whole 512-sample chunk of 16 kHz mono float audio."""
         samples = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
         whole = samples[: samples.size // CHUNK_SAMPLES * CHUNK_SAMPLES]
-        n = self._seen.size
-        if whole.size <= n and np.array_equal(whole, self._seen[: whole.size]):  # what was heard, or less of it
+        done = heard_before(self._seen, whole)
+        if done is None:  # what was heard, or less of it
             return np.array(self._probabilities[: whole.size // CHUNK_SAMPLES], dtype=np.float32)
-        if not np.array_equal(whole[:n], self._seen):
+        if done < self._seen.size:  # another segment
             self._vad.reset()
-            self._seen, self._probabilities, n = whole[:0], [], 0
-        for start in range(n, whole.size, CHUNK_SAMPLES):
+            self._probabilities, done = [], 0
+        for start in range(done, whole.size, CHUNK_SAMPLES):
             self._probabilities.append(self._vad.process_samples(whole[start:start + CHUNK_SAMPLES].tolist()))
         self._seen = whole.copy()
         return np.array(self._probabilities, dtype=np.float32)

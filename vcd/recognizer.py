@@ -183,12 +183,6 @@ def _view(rule: RejectionRule | None, front_end, name: str):
     return make_view(name)
 
 
-def _view_name(setting: bool | str) -> str:
-    from vcd.config import DENOISED_VIEWS
-
-    return (DENOISED_VIEWS[0] if setting else "off") if isinstance(setting, bool) else setting
-
-
 def runs_with(recognizer) -> str:
     """What runs a loaded recogniser, as the daemon and ``vcd wyoming`` log it at start-up: the model's engine and
     the denoised view's denoiser (``recognizer.engine``, ``recognizer.denoised_view``)."""
@@ -294,6 +288,7 @@ class Recognizer:
         package is needed (:class:`vcd.errors.ConfigError` without it) and a model with a learned rule, and a
         front end that already denoises leaves nothing to look at again.
         """
+        from vcd.config import denoised_view_name
         from vcd.denoise import make_front_end
         from vcd.errors import GrammarError
         from vcd.ha_sentences import load_sentences
@@ -316,7 +311,7 @@ class Recognizer:
                          context, sentence_set, slot_lists, float(beam), rule,
                          _presence() if presence else None,  # a rule that weighs it gets one in __init__ anyway
                          _second_opinion(lexicon) if asks else None, ask_always=second_opinion is True,
-                         margin=margin, view=_view(rule, denoiser, _view_name(denoised_view)))
+                         margin=margin, view=_view(rule, denoiser, denoised_view_name(denoised_view)))
         grammar = None
         if extra_lists:
             try:
@@ -381,8 +376,8 @@ class Recognizer:
         ``denoise`` False skips the front end: the daemon denoises the stream ahead of the VAD.
         ``speech``: the segment's speech presence when the caller measured it already (the daemon does,
         as the segment grows); else the recogniser measures it if its rule weighs it.
-        ``denoised``: the segment through the view's denoiser when the caller denoised it as it grew (the daemon does with
-        ``recognizer.denoised_view``: :class:`vcd.denoise.SegmentDenoiser`); else the denoised view makes it.
+        ``denoised``: the segment through the view's denoiser when the caller denoised it as it grew (the daemon
+        does with ``recognizer.denoised_view``: :class:`vcd.denoise.SegmentDenoiser`); else the view makes it.
         """
         return self.decode(samples, denoise, speech, denoised=denoised)[0]
 
@@ -508,8 +503,8 @@ class Recognizer:
     def _denoised_view(self, samples: np.ndarray, hyp, confidence: float, denoised: np.ndarray | None) -> float:
         """The confidence after a second look at a sentence the rule rejects (``confidence``), in a segment
         whose estimated SNR is under :data:`vcd.audio.SNR_KNEE_DB`: the model decodes the segment denoised by
-        the view's denoiser (``recognizer.denoised_view``), and where it finds the same sentence and the rule accepts that decode (its own features, the
-        raw segment's SNR, no second opinion), its confidence stands.  Talk stays talk through a denoiser and
+        the view's denoiser (``recognizer.denoised_view``), and where it finds the same sentence and the rule
+        accepts that decode (its own features, the raw segment's SNR, no second opinion), its confidence stands.  Talk stays talk through a denoiser and
         noise mostly goes, while a command in a loud room can come out clearer (docs/benchmarks.md, "The
         denoised view").  Costs a decode of the whole segment, in loud rooms only, and the denoiser where the
         caller did not denoise the segment as it grew (``denoised``)."""

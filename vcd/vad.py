@@ -43,7 +43,7 @@ class SpeechEnd:
         """The share of the segment's frames that webrtcvad called speech, 0..1."""
         return self.voiced_frames / self.frames if self.frames else 0.0
     result: Any = None  # what the completeness check decoded when it closed the segment early (None otherwise)
-    denoised: np.ndarray | None = None  # a kept segment through RNNoise, with the segmenter's ``denoiser``
+    denoised: np.ndarray | None = None  # a kept segment denoised, with the segmenter's ``denoiser``
 
     @property
     def early(self) -> bool:

@@ -289,7 +289,7 @@ class Service:
         """Decode 16 kHz ``samples`` on the recogniser's thread; other clients are served meanwhile.
 
         ``speech``: the samples' speech presence, measured as they came (else the recogniser measures it);
-        ``denoised``: the samples through RNNoise, denoised as they came (else the denoised view makes it)."""
+        ``denoised``: the samples through the view's denoiser, as they came (else the denoised view makes it)."""
         known = ({} if speech is None else {"speech": speech}) | ({} if denoised is None else {"denoised": denoised})
         decode = functools.partial(self.recognizer.recognize, samples, **known)
         return await asyncio.get_running_loop().run_in_executor(self.executor, decode)
