@@ -59,12 +59,15 @@ def vad_config(pairs: list[str]) -> VadConfig:
         if key not in fields:
             sys.exit(f"streamed_commands: --vad {pair}: no such [vad] key")
         kind = {"int": int, "float": float, "str": str}.get(str(fields[key]), str)
-        values[key] = kind(value)
+        try:
+            values[key] = kind(value)
+        except ValueError:
+            sys.exit(f"streamed_commands: --vad {pair}: {key} takes a {kind.__name__}")
     return VadConfig(**values)
 
 
 def stream_of(clips: list[np.ndarray], noises: Noises, snr_db: float, rng: np.random.Generator, gap_s=(4.0, 10.0)):
-    """(the stream, the noise alone, each clip's (start, end) sample) at ``snr_db``."""
+    """(the stream, each clip's (start, end) sample in it) at ``snr_db``."""
     spans, t = [], int(rng.uniform(*gap_s) * 16000)
     for x in clips:
         spans.append((t, t + x.size))
