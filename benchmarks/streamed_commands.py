@@ -57,12 +57,12 @@ def vad_config(pairs: list[str]) -> VadConfig:
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in fields:
-            sys.exit(f"streamed_commands: --vad {pair}: no such [vad] key")
-        kind = {"int": int, "float": float, "str": str}.get(str(fields[key]), str)
+            raise argparse.ArgumentTypeError(f"--vad {pair}: no such [vad] key")
+        kind, name = {"int": (int, "an integer"), "float": (float, "a number")}.get(str(fields[key]), (str, "text"))
         try:
             values[key] = kind(value)
         except ValueError:
-            sys.exit(f"streamed_commands: --vad {pair}: {key} takes a {kind.__name__}")
+            raise argparse.ArgumentTypeError(f"--vad {pair}: {key} takes {name}") from None
     return VadConfig(**values)
 
 
@@ -111,7 +111,10 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     ap.add_argument("--dump", type=Path, help="also write one JSON line per command")
     args = ap.parse_args()
-    config = vad_config(args.vad)
+    try:
+        config = vad_config(args.vad)
+    except argparse.ArgumentTypeError as exc:
+        ap.error(str(exc))  # exit 2, one line
     snrs = [QUIET_DB] if args.quiet else [float(s) for s in args.snrs.split(",") if s.strip()]
     folder = Path(tempfile.mkdtemp())
     sets = command_sets(args.data, args.split, folder)
