@@ -22,11 +22,11 @@ mean power (real_rooms.py's against the noise's loudest frames: the same figure 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vcd.audio import read_audio  # noqa: E402
-from vcd.config import DENOISED_VIEWS, VadConfig  # noqa: E402
+from vcd.audio_format import SAMPLE_RATE_HZ  # noqa: E402
+from vcd.config import DENOISED_VIEWS, AudioConfig, VadConfig, parse_config  # noqa: E402
 from vcd.daemon import noise_gate  # noqa: E402
 from vcd.denoise import SegmentDenoiser  # noqa: E402
+from vcd.errors import ConfigError  # noqa: E402
 from vcd.grammar import spoken_words  # noqa: E402
 from vcd.recognizer import Recognizer  # noqa: E402
 from vcd.training.augment import loud_power  # noqa: E402
@@ -51,19 +53,16 @@ QUIET_DB = 40.0
 
 
 def vad_config(pairs: list[str]) -> VadConfig:
-    """``[vad]`` with ``key=value`` overrides (the config file's keys and types)."""
-    fields = {f.name: f.type for f in dataclasses.fields(VadConfig)}
+    """``[vad]`` with ``key=value`` overrides, each value read as TOML (bare text as a string) and checked as the
+    config file's are (:func:`vcd.config.parse_config`)."""
     values = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        if key not in fields:
-            raise argparse.ArgumentTypeError(f"--vad {pair}: no such [vad] key")
-        kind, name = {"int": (int, "an integer"), "float": (float, "a number")}.get(str(fields[key]), (str, "text"))
         try:
-            values[key] = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--vad {pair}: {key} takes {name}") from None
-    return VadConfig(**values)
+            values[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = value
+    return parse_config({"vad": values}).vad
 
 
 def stream_of(clips: list[np.ndarray], noises: Noises, snr_db: float, rng: np.random.Generator, gap_s=(4.0, 10.0)):
@@ -87,7 +86,7 @@ def through_vad(recognizer: Recognizer, stream: np.ndarray, config: VadConfig) -
     """Each segment the daemon would decode: (start, end sample, the sentence accepted or "")."""
     view = SegmentDenoiser(recognizer.view) if recognizer.view is not None else None
     segmenter = Segmenter(config, complete=recognizer.complete, denoiser=view)
-    block = 16000 * 30 // 1000  # audio.block_ms
+    block = SAMPLE_RATE_HZ * AudioConfig().block_ms // 1000  # the daemon's blocks
     events = [e for start in range(0, stream.size, block) for e in segmenter.process(stream[start:start + block])]
     segments = []
     for end in events + segmenter.flush():
@@ -113,8 +112,8 @@ def main() -> int:
     args = ap.parse_args()
     try:
         config = vad_config(args.vad)
-    except argparse.ArgumentTypeError as exc:
-        ap.error(str(exc))  # exit 2, one line
+    except ConfigError as exc:
+        ap.error(f"--vad: {exc}")  # exit 2, one line
     snrs = [QUIET_DB] if args.quiet else [float(s) for s in args.snrs.split(",") if s.strip()]
     folder = Path(tempfile.mkdtemp())
     sets = command_sets(args.data, args.split, folder)
