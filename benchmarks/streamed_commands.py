@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/streamed_commands.py --data ../shared/data --split validation [--snrs 12,6] [--quiet]
     .venv/bin/python benchmarks/streamed_commands.py --data ../shared/data --split validation --vad silence_ms=1200
+    .venv/bin/python benchmarks/streamed_commands.py --data ../shared/data --split validation --where
 
 ``benchmarks/real_rooms.py`` decodes each command as a clip with 0.3 s of room on each side: it assumes the
 VAD found the command's edges.  Here each command set's clips (the split's speakers, as in real_rooms.py) are
@@ -16,7 +17,10 @@ overlapping any command is a *false command*.  Each clip is also decoded whole, 
 Levels: every clip's speech at the same level (its loudest 2 048-sample frame at RMS 0.1, -20 dBFS), the noise
 in 30 s pieces each at RMS 0.1 / 10^(SNR/20), so SNR here is the speech's loudest frames against the noise's
 mean power (real_rooms.py's against the noise's loudest frames: the same figure is a harder mix there).
-``--quiet``: SNR 40 dB, a quiet room.  One thread, fixed seeds: a rerun prints the same figures.
+``--quiet``: SNR 40 dB, a quiet room.  One thread, fixed seeds: a rerun prints the same figures.  ``--where``
+also counts where each command not recognised through the VAD was lost (:func:`why_lost`): in no segment, only
+in segments the noise gate dropped, across a cut at ``vad.max_speech_ms``, split by a pause, whole in one
+segment (cut or closed on silence) that was rejected or heard as another sentence, or partly in one segment.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,20 +88,55 @@ def stream_of(clips: list[np.ndarray], noises: Noises, snr_db: float, rng: np.ra
     return np.clip(stream, -1, 1).astype(np.float32), spans
 
 
-def through_vad(recognizer: Recognizer, stream: np.ndarray, config: VadConfig) -> list[tuple[int, int, str]]:
-    """Each segment the daemon would decode: (start, end sample, the sentence accepted or "")."""
+@dataclass(frozen=True)
+class Segment:
+    """A segment the daemon's VAD stage kept: samples ``start``-``end`` of the stream, whether the VAD cut it at
+    ``vad.max_speech_ms``, and the sentence accepted ("": rejected; None: the noise gate dropped it)."""
+
+    start: int
+    end: int
+    cut: bool
+    text: str | None
+
+
+def through_vad(recognizer: Recognizer, stream: np.ndarray, config: VadConfig) -> list[Segment]:
+    """Each segment the daemon's VAD stage keeps, decoded as the daemon would decode it."""
     view = SegmentDenoiser(recognizer.view) if recognizer.view is not None else None
     segmenter = Segmenter(config, complete=recognizer.complete, denoiser=view)
     block = SAMPLE_RATE_HZ * AudioConfig().block_ms // 1000  # the daemon's blocks
     events = [e for start in range(0, stream.size, block) for e in segmenter.process(stream[start:start + block])]
     segments = []
     for end in events + segmenter.flush():
-        if not isinstance(end, SpeechEnd) or not end.kept or noise_gate(end) is not None:
+        if not isinstance(end, SpeechEnd) or not end.kept:
+            continue
+        span = (end.start_sample, end.start_sample + end.samples.size, end.cut)
+        if noise_gate(end) is not None:
+            segments.append(Segment(*span, None))
             continue
         known = {} if end.denoised is None else {"denoised": end.denoised}
         result = end.result if end.result is not None else recognizer.recognize(end.samples, **known)
-        segments.append((end.start_sample, end.start_sample + end.samples.size, result.text if result.recognized else ""))
+        segments.append(Segment(*span, result.text if result.recognized else ""))
     return segments
+
+
+LOSSES = ("in no segment", "only in gated segments", "across a cut", "split by a pause", "whole in a cut segment",
+          "whole in a closed segment", "partly in one segment")
+
+
+def why_lost(a: int, b: int, segments: list[Segment]) -> str:
+    """Where a command at samples ``a``-``b`` that was not recognised went (one of :data:`LOSSES`)."""
+    over = [s for s in segments if s.start < b and s.end > a]
+    decoded = [s for s in over if s.text is not None]
+    if not over:
+        return LOSSES[0]
+    if not decoded:
+        return LOSSES[1]
+    if any(s.cut and a < s.end < b for s in over):
+        return LOSSES[2]
+    if len(over) > 1:
+        return LOSSES[3]
+    whole = over[0].start <= a and over[0].end >= b
+    return (LOSSES[4] if over[0].cut else LOSSES[5]) if whole else LOSSES[6]
 
 
 def main() -> int:
@@ -109,6 +150,7 @@ def main() -> int:
     ap.add_argument("--denoised-view", choices=DENOISED_VIEWS, default=DENOISED_VIEWS[0])
     ap.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     ap.add_argument("--dump", type=Path, help="also write one JSON line per command")
+    ap.add_argument("--where", action="store_true", help="also count where the commands not recognised were lost")
     args = ap.parse_args()
     try:
         config = vad_config(args.vad)
@@ -123,6 +165,7 @@ def main() -> int:
     print(f"{'SNR':>6}  {'set':18} {'clips':>5}  {'whole: right':>12} {'wrong':>6}  {'streamed: right':>15} {'wrong':>6}  "
           f"{'false':>5}  minutes")
     totals: dict[float, list[int]] = {}
+    lost: dict[float, Counter] = {}
     noises = Noises(args.data, args.split, np.random.default_rng(0))
     for snr in snrs:
         noises.rng = np.random.default_rng(int(snr * 10) + 7)  # the gaps and the noise drawn from it, per SNR
@@ -136,18 +179,20 @@ def main() -> int:
             for (a, b), clip in zip(spans, clips):
                 want = " ".join(spoken_words(clip.text))
                 whole = recognizer.recognize(stream[max(0, a - PAD.size):b + PAD.size])
-                heard = [text for s, e, text in segments if s < b and e > a and text]
+                heard = [s.text for s in segments if s.start < b and s.end > a and s.text]
                 streamed = want if want in heard else (heard[0] if heard else "")
                 counts[0] += whole.recognized and whole.text == want
                 counts[1] += whole.recognized and whole.text != want
                 counts[2] += streamed == want
                 counts[3] += bool(streamed) and streamed != want
+                if streamed != want:
+                    lost.setdefault(snr, Counter())[why_lost(a, b, segments)] += 1
                 if dump is not None:
                     dump.write(json.dumps({"snr": snr, "set": name, "want": want, "whole": whole.text,
-                                           "streamed": streamed, "segments": [(round((s - a) / 16000, 2),
-                                           round((e - s) / 16000, 2), t) for s, e, t in segments
-                                           if s < b and e > a]}) + "\n")
-            false = sum(1 for s, e, text in segments if text and not any(s < b and e > a for a, b in spans))
+                                           "streamed": streamed, "segments": [(round((s.start - a) / 16000, 2),
+                                           round((s.end - s.start) / 16000, 2), s.text, s.cut) for s in segments
+                                           if s.start < b and s.end > a]}) + "\n")
+            false = sum(1 for s in segments if s.text and not any(s.start < b and s.end > a for a, b in spans))
             n = len(clips)
             print(f"{snr:4g} dB  {name:18} {n:5}  {counts[0] / n * 100:12.1f} {counts[1] / n * 100:6.1f}  "
                   f"{counts[2] / n * 100:15.1f} {counts[3] / n * 100:6.1f}  {false:5}  {stream.size / 16000 / 60:.1f}",
@@ -158,6 +203,11 @@ def main() -> int:
     for snr, (wr, ww, sr, sw, false, n) in totals.items():
         print(f"{snr:4g} dB  {'all':18} {n:5}  {wr / n * 100:12.1f} {ww / n * 100:6.1f}  {sr / n * 100:15.1f} "
               f"{sw / n * 100:6.1f}  {false:5}")
+    if args.where:
+        print("\nwhere the commands not recognised through the VAD were lost (a cut: the VAD closed a segment at "
+              "vad.max_speech_ms)")
+        for snr, counter in lost.items():
+            print(f"{snr:4g} dB  " + ", ".join(f"{why} {counter[why]}" for why in LOSSES))
     print(f"({time.time() - started:.0f} s)")
     return 0
 
