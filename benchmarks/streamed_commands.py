@@ -98,6 +98,10 @@ class Segment:
     cut: bool
     text: str | None
 
+    def over(self, a: int, b: int) -> bool:
+        """Whether it overlaps samples ``a``-``b`` (a command)."""
+        return self.start < b and self.end > a
+
 
 def through_vad(recognizer: Recognizer, stream: np.ndarray, config: VadConfig) -> list[Segment]:
     """Each segment the daemon's VAD stage keeps, decoded as the daemon would decode it."""
@@ -125,7 +129,7 @@ LOSSES = ("in no segment", "only in gated segments", "across a cut", "split by a
 
 def why_lost(a: int, b: int, segments: list[Segment]) -> str:
     """Where a command at samples ``a``-``b`` that was not recognised went (one of :data:`LOSSES`)."""
-    over = [s for s in segments if s.start < b and s.end > a]
+    over = [s for s in segments if s.over(a, b)]
     decoded = [s for s in over if s.text is not None]
     if not over:
         return LOSSES[0]
@@ -179,7 +183,7 @@ def main() -> int:
             for (a, b), clip in zip(spans, clips):
                 want = " ".join(spoken_words(clip.text))
                 whole = recognizer.recognize(stream[max(0, a - PAD.size):b + PAD.size])
-                heard = [s.text for s in segments if s.start < b and s.end > a and s.text]
+                heard = [s.text for s in segments if s.over(a, b) and s.text]
                 streamed = want if want in heard else (heard[0] if heard else "")
                 counts[0] += whole.recognized and whole.text == want
                 counts[1] += whole.recognized and whole.text != want
@@ -191,8 +195,8 @@ def main() -> int:
                     dump.write(json.dumps({"snr": snr, "set": name, "want": want, "whole": whole.text,
                                            "streamed": streamed, "segments": [(round((s.start - a) / 16000, 2),
                                            round((s.end - s.start) / 16000, 2), s.text, s.cut) for s in segments
-                                           if s.start < b and s.end > a]}) + "\n")
-            false = sum(1 for s in segments if s.text and not any(s.start < b and s.end > a for a, b in spans))
+                                           if s.over(a, b)]}) + "\n")
+            false = sum(1 for s in segments if s.text and not any(s.over(a, b) for a, b in spans))
             n = len(clips)
             print(f"{snr:4g} dB  {name:18} {n:5}  {counts[0] / n * 100:12.1f} {counts[1] / n * 100:6.1f}  "
                   f"{counts[2] / n * 100:15.1f} {counts[3] / n * 100:6.1f}  {false:5}  {stream.size / 16000 / 60:.1f}",
